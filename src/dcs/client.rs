@@ -1,0 +1,4 @@
+//! The reqwest client for the DCS API.
+
+/// Placeholder until the client lands.
+pub struct DcsClient;

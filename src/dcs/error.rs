@@ -1,0 +1,250 @@
+//! Typed errors of the DCS API client.
+//!
+//! Every failure carries the operation it happened in. An [`Error::Api`] keeps the HTTP status,
+//! the DCS error code, its message and the request id; [`Error::api_code`] names the codes the
+//! exporter acts on. [`Error::failure_reason`] maps each error onto the bounded `reason` label of
+//! `dcs_analysis_failures_total`. No variant ever holds a credential.
+
+use std::time::Duration;
+
+/// Result type of the DCS client.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The documented error codes this crate acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiCode {
+    /// DCS.4918: an analysis of this kind is already running on the instance.
+    AnalysisRunning,
+    /// DCS.4919: big key analysis not supported by the instance.
+    BigkeyUnsupported,
+    /// DCS.4922: hot key analysis not supported (Redis 3.0, or a non-LFU eviction policy).
+    HotkeyUnsupported,
+    /// DCS.4941: no such hot key task.
+    HotkeyTaskNotFound,
+    /// DCS.4942: no such big key task.
+    BigkeyTaskNotFound,
+    /// DCS.3022 (also 111404022): no such instance.
+    InstanceNotFound,
+    /// APIG.0301 / APIGW.0301: authentication failed (signature, token, clock skew).
+    BadSignature,
+}
+
+impl ApiCode {
+    /// Maps a wire error code to a known code.
+    pub fn from_code(code: &str) -> Option<ApiCode> {
+        Some(match code {
+            "DCS.4918" => ApiCode::AnalysisRunning,
+            "DCS.4919" => ApiCode::BigkeyUnsupported,
+            "DCS.4922" => ApiCode::HotkeyUnsupported,
+            "DCS.4941" => ApiCode::HotkeyTaskNotFound,
+            "DCS.4942" => ApiCode::BigkeyTaskNotFound,
+            "DCS.3022" | "111404022" => ApiCode::InstanceNotFound,
+            "APIG.0301" | "APIGW.0301" => ApiCode::BadSignature,
+            _ => return None,
+        })
+    }
+
+    /// The canonical wire code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiCode::AnalysisRunning => "DCS.4918",
+            ApiCode::BigkeyUnsupported => "DCS.4919",
+            ApiCode::HotkeyUnsupported => "DCS.4922",
+            ApiCode::HotkeyTaskNotFound => "DCS.4941",
+            ApiCode::BigkeyTaskNotFound => "DCS.4942",
+            ApiCode::InstanceNotFound => "DCS.3022",
+            ApiCode::BadSignature => "APIG.0301",
+        }
+    }
+}
+
+/// A failed DCS API call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The service answered with an error status.
+    #[error("{operation}: HTTP {status} {}: {message}{}", code.as_deref().unwrap_or("(no error code)"), request_id.as_deref().map(|r| format!(" (request id {r})")).unwrap_or_default())]
+    Api {
+        operation: &'static str,
+        status: u16,
+        code: Option<String>,
+        message: String,
+        request_id: Option<String>,
+    },
+    /// The request could not be sent or the response not read (connection refused, reset, TLS).
+    #[error("{operation}: transport error: {message}")]
+    Transport {
+        operation: &'static str,
+        message: String,
+    },
+    /// No complete answer within the request timeout.
+    #[error("{operation}: no answer within {after:?}")]
+    Timeout {
+        operation: &'static str,
+        after: Duration,
+    },
+    /// The answer was not the JSON this operation returns.
+    #[error("{operation}: malformed response (HTTP {status}): {message}")]
+    Decode {
+        operation: &'static str,
+        status: u16,
+        message: String,
+    },
+    /// The answer was larger than the configured cap.
+    #[error("{operation}: response body exceeds {limit} bytes")]
+    BodyTooLarge {
+        operation: &'static str,
+        limit: usize,
+    },
+    /// Obtaining an IAM token failed.
+    #[error("IAM token request failed: {message}")]
+    Token {
+        status: Option<u16>,
+        message: String,
+    },
+    /// The request could not be built (bad endpoint, bad identifier).
+    #[error("{operation}: invalid request: {message}")]
+    InvalidRequest {
+        operation: &'static str,
+        message: String,
+    },
+}
+
+impl Error {
+    /// The known DCS error code of an API error, if any.
+    pub fn api_code(&self) -> Option<ApiCode> {
+        match self {
+            Error::Api { code: Some(c), .. } => ApiCode::from_code(c),
+            _ => None,
+        }
+    }
+
+    /// HTTP status of an API error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. } | Error::Decode { status, .. } => Some(*status),
+            Error::Token { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    /// DCS.4919 or DCS.4922: the instance does not support this analysis.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(
+            self.api_code(),
+            Some(ApiCode::BigkeyUnsupported | ApiCode::HotkeyUnsupported)
+        )
+    }
+
+    /// DCS.4918: an analysis is already running.
+    pub fn is_already_running(&self) -> bool {
+        self.api_code() == Some(ApiCode::AnalysisRunning)
+    }
+
+    /// The task or instance does not exist (DCS.4941, DCS.4942, DCS.3022, or a 404).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.api_code(),
+            Some(
+                ApiCode::HotkeyTaskNotFound
+                    | ApiCode::BigkeyTaskNotFound
+                    | ApiCode::InstanceNotFound
+            )
+        ) || self.status() == Some(404)
+    }
+
+    /// Authentication or authorisation failed (401, 403, APIG.0301, IAM token failure).
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Token { .. })
+            || matches!(self.status(), Some(401 | 403))
+            || self.api_code() == Some(ApiCode::BadSignature)
+    }
+
+    /// Whether retrying the same request may succeed: transport errors, timeouts, 429 and 5xx.
+    /// Never a 4xx other than 429.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::Api { status, .. } | Error::Decode { status, .. } => {
+                *status == 429 || *status >= 500
+            }
+            Error::BodyTooLarge { .. } | Error::Token { .. } | Error::InvalidRequest { .. } => {
+                false
+            }
+        }
+    }
+
+    /// The `reason` label of `dcs_analysis_failures_total` for an attempt that failed with this
+    /// error: `auth`, `unsupported` or `api_error`.
+    pub fn failure_reason(&self) -> &'static str {
+        if self.is_auth() {
+            "auth"
+        } else if self.is_unsupported() {
+            "unsupported"
+        } else {
+            "api_error"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: &str) -> Error {
+        Error::Api {
+            operation: "CreateBigkeyScanTask",
+            status,
+            code: Some(code.into()),
+            message: "m".into(),
+            request_id: Some("req-1".into()),
+        }
+    }
+
+    #[test]
+    fn documented_codes_are_named() {
+        assert!(api(400, "DCS.4918").is_already_running());
+        assert!(api(400, "DCS.4919").is_unsupported());
+        assert!(api(400, "DCS.4922").is_unsupported());
+        assert!(api(400, "DCS.4941").is_not_found());
+        assert!(api(400, "DCS.4942").is_not_found());
+        assert!(api(404, "DCS.3022").is_not_found());
+        assert!(api(404, "111404022").is_not_found());
+        assert!(api(401, "APIG.0301").is_auth());
+        assert_eq!(api(400, "DCS.4922").failure_reason(), "unsupported");
+        assert_eq!(api(401, "APIG.0301").failure_reason(), "auth");
+        assert_eq!(api(403, "DCS.2003").failure_reason(), "auth");
+        assert_eq!(api(500, "DCS.5000").failure_reason(), "api_error");
+    }
+
+    #[test]
+    fn only_transport_429_and_5xx_are_retried() {
+        assert!(api(500, "DCS.5000").is_retryable());
+        assert!(api(503, "X").is_retryable());
+        assert!(api(429, "APIG.0308").is_retryable());
+        for s in [400, 401, 403, 404, 405, 409] {
+            assert!(
+                !api(s, "DCS.4800").is_retryable(),
+                "{s} must not be retried"
+            );
+        }
+        let t = Error::Transport {
+            operation: "X",
+            message: "reset".into(),
+        };
+        assert!(t.is_retryable());
+        let b = Error::BodyTooLarge {
+            operation: "X",
+            limit: 1,
+        };
+        assert!(!b.is_retryable());
+    }
+
+    #[test]
+    fn display_names_operation_code_and_request_id() {
+        let s = api(400, "DCS.4918").to_string();
+        assert_eq!(
+            s,
+            "CreateBigkeyScanTask: HTTP 400 DCS.4918: m (request id req-1)"
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! dcs-key-exporter: a Prometheus exporter for the hot key and big key analyses of Huawei Cloud
+//! DCS (managed Redis).
+//!
+//! # Layout
+//! Data flows from top to bottom:
+//! - [`config`]: the YAML config file, read raw and validated into typed settings.
+//! - [`dcs`]: the DCS API: models, request signing, IAM tokens, the reqwest client.
+//! - [`simulator`]: an in-process DCS API simulator sharing the client's models; powers `--demo`,
+//!   `simulate` and the tests.
+//! - [`scheduler`]: one supervised loop per instance and analysis that creates or adopts tasks,
+//!   polls them and publishes their results.
+//! - [`metrics`]: the snapshot the scheduler writes and its rendering in the Prometheus text format.
+//! - [`server`]: the hyper HTTP server: `/metrics`, the status page, health, readiness, reload.
+//! - [`app`]: wires the pieces together for the binary: `run(config, listener, shutdown)`.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod dcs;
+pub mod metrics;
+pub mod scheduler;
+pub mod secret;
+pub mod server;
+pub mod simulator;

@@ -1,0 +1,529 @@
+//! The metrics snapshot: what the scheduler learned, kept until something newer replaces it.
+//!
+//! The scheduler writes here (a published result, a failure, a running task); the HTTP server
+//! only reads. A newer result replaces the instance's previous key set as a whole, a failure never
+//! removes a result, and every change bumps a generation counter so that renderers can cache
+//! their output until something changes. Nothing here calls the cloud.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::dcs::{self, Analysis, InstanceInfo, KeyRecord, ScanType, SizeUnit, TaskRecord};
+
+/// Why an attempt produced no result: the `reason` label of `dcs_analysis_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureReason {
+    /// DCS reported the task as `failed`.
+    TaskFailed,
+    /// The task outlived the analysis timeout.
+    Timeout,
+    /// A request failed after retries.
+    ApiError,
+    /// 401 / 403.
+    Auth,
+    /// DCS.4919 / DCS.4922.
+    Unsupported,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 5] = [
+        FailureReason::TaskFailed,
+        FailureReason::Timeout,
+        FailureReason::ApiError,
+        FailureReason::Auth,
+        FailureReason::Unsupported,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::TaskFailed => "task_failed",
+            FailureReason::Timeout => "timeout",
+            FailureReason::ApiError => "api_error",
+            FailureReason::Auth => "auth",
+            FailureReason::Unsupported => "unsupported",
+        }
+    }
+
+    /// The reason for an attempt that failed with a client error.
+    pub fn from_error(e: &dcs::Error) -> FailureReason {
+        match e.failure_reason() {
+            "auth" => FailureReason::Auth,
+            "unsupported" => FailureReason::Unsupported,
+            _ => FailureReason::ApiError,
+        }
+    }
+}
+
+/// How a task came to be followed: the `origin` label of `dcs_analysis_tasks_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskOrigin {
+    Created,
+    Adopted,
+}
+
+/// What the exporter should analyse for one instance, as configured (or discovered).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceSpec {
+    pub id: String,
+    /// Display name (`instance_name` label): configured or discovered name, else the id.
+    pub name: String,
+    /// The instance's `lfu-log-factor`, for `dcs_hotkey_estimated_accesses`.
+    pub lfu_log_factor: u32,
+    /// Enabled analyses with their top N and mode name (for the status page).
+    pub analyses: Vec<AnalysisSpec>,
+}
+
+/// One enabled analysis of an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnalysisSpec {
+    pub analysis: Analysis,
+    pub top_n: usize,
+    /// `trigger` or `observe`.
+    pub mode: &'static str,
+}
+
+/// The newest successful analysis of one instance, cut to the top N keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalysisResult {
+    pub task_id: String,
+    pub scan_type: Option<ScanType>,
+    /// Unix seconds; `None` when DCS did not say or the timestamp was unreadable.
+    pub created_at: Option<f64>,
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
+    /// Keys reported by the analysis (`num`, else the length of `keys`), not cut by top N.
+    pub key_count: u64,
+    /// The exported keys, ranked: hot keys by `freq` descending, big keys by `size` descending
+    /// within each unit (at most N per unit).
+    pub keys: Vec<KeyRecord>,
+}
+
+impl AnalysisResult {
+    /// Builds the result of a successful task, ranking and cutting its keys to `top_n`.
+    pub fn from_task(analysis: Analysis, task: &TaskRecord, top_n: usize) -> AnalysisResult {
+        let ts = |s: &Option<String>| s.as_deref().and_then(dcs::timestamp::parse);
+        let keys = rank_keys(analysis, task.keys.as_deref().unwrap_or_default(), top_n);
+        AnalysisResult {
+            task_id: task.id.clone(),
+            scan_type: task.scan_type.clone(),
+            created_at: ts(&task.created_at),
+            started_at: ts(&task.started_at),
+            finished_at: ts(&task.finished_at),
+            key_count: task.key_count(),
+            keys,
+        }
+    }
+
+    /// `finished_at − started_at`, when both are known and ordered.
+    pub fn duration_seconds(&self) -> Option<f64> {
+        match (self.started_at, self.finished_at) {
+            (Some(s), Some(f)) if f >= s => Some(f - s),
+            _ => None,
+        }
+    }
+
+    /// `started_at − created_at`, when both are known and ordered.
+    pub fn queue_seconds(&self) -> Option<f64> {
+        match (self.created_at, self.started_at) {
+            (Some(c), Some(s)) if s >= c => Some(s - c),
+            _ => None,
+        }
+    }
+}
+
+/// Ranks keys and keeps the top N: hot keys by `freq`, big keys by `size` per unit. Ties keep
+/// the service's order.
+pub fn rank_keys(analysis: Analysis, keys: &[KeyRecord], top_n: usize) -> Vec<KeyRecord> {
+    let mut ranked: Vec<KeyRecord> = keys.to_vec();
+    match analysis {
+        Analysis::Hotkey => {
+            ranked.sort_by_key(|k| std::cmp::Reverse(k.freq.unwrap_or(i64::MIN)));
+            ranked.truncate(top_n);
+            ranked
+        }
+        Analysis::Bigkey => {
+            ranked.sort_by_key(|k| std::cmp::Reverse(k.size.unwrap_or(i64::MIN)));
+            let mut per_unit: BTreeMap<String, usize> = BTreeMap::new();
+            ranked.retain(|k| {
+                let unit = k.unit.as_ref().map_or("", SizeUnit::as_str).to_owned();
+                let n = per_unit.entry(unit).or_insert(0);
+                *n += 1;
+                *n <= top_n
+            });
+            ranked
+        }
+    }
+}
+
+/// A task the exporter is following right now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunningTask {
+    pub id: String,
+    /// `waiting` or `running`, as last seen.
+    pub status: String,
+    /// Unix seconds when the exporter started following it.
+    pub since: f64,
+}
+
+/// The last failure of an analysis, for the status page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LastError {
+    /// Unix seconds.
+    pub at: f64,
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+/// Everything known about one analysis of one instance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalysisState {
+    pub spec: AnalysisSpec,
+    /// `false` once DCS answered DCS.4919 / DCS.4922.
+    pub supported: bool,
+    pub running: Option<RunningTask>,
+    pub consecutive_failures: u64,
+    /// Failures by reason since start (a counter: never reset).
+    pub failures: BTreeMap<FailureReason, u64>,
+    pub tasks_created: u64,
+    pub tasks_adopted: u64,
+    pub result: Option<Arc<AnalysisResult>>,
+    pub last_error: Option<LastError>,
+}
+
+impl AnalysisState {
+    fn new(spec: AnalysisSpec) -> Self {
+        AnalysisState {
+            spec,
+            supported: true,
+            running: None,
+            consecutive_failures: 0,
+            failures: BTreeMap::new(),
+            tasks_created: 0,
+            tasks_adopted: 0,
+            result: None,
+            last_error: None,
+        }
+    }
+}
+
+/// One configured instance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceState {
+    pub id: String,
+    pub name: String,
+    pub lfu_log_factor: u32,
+    /// Details from ShowInstance or discovery (`dcs_instance_info`).
+    pub info: Option<InstanceInfo>,
+    pub analyses: BTreeMap<Analysis, AnalysisState>,
+}
+
+/// The whole snapshot, keyed by instance id.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub instances: BTreeMap<String, InstanceState>,
+}
+
+/// The shared, mutable snapshot. Cheap to share behind an `Arc`.
+#[derive(Debug, Default)]
+pub struct Store {
+    inner: Mutex<Snapshot>,
+    generation: AtomicU64,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bumped on every change; a renderer may cache its output per generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Read access to the snapshot. Keep the closure short: writers wait for it.
+    pub fn read<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
+        f(&self.lock())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Snapshot> {
+        // A panic elsewhere must not take /metrics down with it: the data is still consistent
+        // because every update below is a plain field write.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update<R>(&self, f: impl FnOnce(&mut Snapshot) -> R) -> R {
+        let mut guard = self.lock();
+        let r = f(&mut guard);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        r
+    }
+
+    fn update_analysis(&self, id: &str, analysis: Analysis, f: impl FnOnce(&mut AnalysisState)) {
+        self.update(|s| {
+            if let Some(a) = s
+                .instances
+                .get_mut(id)
+                .and_then(|i| i.analyses.get_mut(&analysis))
+            {
+                f(a)
+            }
+        })
+    }
+
+    /// Sets the configured instances. Instances and analyses no longer listed are dropped with
+    /// all their series; those still listed keep their state; new ones start empty.
+    pub fn configure(&self, specs: &[InstanceSpec]) {
+        self.update(|s| {
+            let mut next = BTreeMap::new();
+            for spec in specs {
+                let mut inst = s
+                    .instances
+                    .remove(&spec.id)
+                    .unwrap_or_else(|| InstanceState {
+                        id: spec.id.clone(),
+                        name: spec.name.clone(),
+                        lfu_log_factor: spec.lfu_log_factor,
+                        info: None,
+                        analyses: BTreeMap::new(),
+                    });
+                inst.name = spec.name.clone();
+                inst.lfu_log_factor = spec.lfu_log_factor;
+                let mut analyses = BTreeMap::new();
+                for a in &spec.analyses {
+                    let state = match inst.analyses.remove(&a.analysis) {
+                        Some(mut st) => {
+                            st.spec = a.clone();
+                            st
+                        }
+                        None => AnalysisState::new(a.clone()),
+                    };
+                    analyses.insert(a.analysis, state);
+                }
+                inst.analyses = analyses;
+                next.insert(spec.id.clone(), inst);
+            }
+            s.instances = next;
+        })
+    }
+
+    /// Records the instance's details (`dcs_instance_info`).
+    pub fn set_instance_info(&self, id: &str, info: InstanceInfo) {
+        self.update(|s| {
+            if let Some(i) = s.instances.get_mut(id) {
+                i.info = Some(info);
+            }
+        })
+    }
+
+    /// Publishes a successful task as the analysis' newest result, replacing the previous key
+    /// set as a whole, unless the current result is the same task or finished later. Returns
+    /// whether the result was taken.
+    pub fn publish(&self, id: &str, analysis: Analysis, task: &TaskRecord) -> bool {
+        let mut taken = false;
+        self.update_analysis(id, analysis, |a| {
+            let new = AnalysisResult::from_task(analysis, task, a.spec.top_n);
+            let newer = match &a.result {
+                None => true,
+                Some(old) if old.task_id == new.task_id => false,
+                Some(old) => match (old.finished_at, new.finished_at) {
+                    (Some(o), Some(n)) => n >= o,
+                    _ => true,
+                },
+            };
+            a.supported = true;
+            a.consecutive_failures = 0;
+            if newer {
+                a.result = Some(Arc::new(new));
+                taken = true;
+            }
+        });
+        taken
+    }
+
+    /// Counts an attempt that produced no result. The last result stays.
+    pub fn record_failure(
+        &self,
+        id: &str,
+        analysis: Analysis,
+        reason: FailureReason,
+        message: String,
+        now_unix: f64,
+    ) {
+        self.update_analysis(id, analysis, |a| {
+            a.consecutive_failures += 1;
+            *a.failures.entry(reason).or_insert(0) += 1;
+            a.last_error = Some(LastError {
+                at: now_unix,
+                reason,
+                message,
+            });
+        })
+    }
+
+    /// Sets or clears the task being followed (`dcs_analysis_running`).
+    pub fn set_running(&self, id: &str, analysis: Analysis, task: Option<RunningTask>) {
+        self.update_analysis(id, analysis, |a| a.running = task)
+    }
+
+    /// Marks the analysis supported or not (`dcs_analysis_supported`).
+    pub fn set_supported(&self, id: &str, analysis: Analysis, supported: bool) {
+        self.update_analysis(id, analysis, |a| a.supported = supported)
+    }
+
+    /// Counts a task created or adopted (`dcs_analysis_tasks_total`).
+    pub fn count_task(&self, id: &str, analysis: Analysis, origin: TaskOrigin) {
+        self.update_analysis(id, analysis, |a| match origin {
+            TaskOrigin::Created => a.tasks_created += 1,
+            TaskOrigin::Adopted => a.tasks_adopted += 1,
+        })
+    }
+
+    /// The current result of an analysis.
+    pub fn result(&self, id: &str, analysis: Analysis) -> Option<Arc<AnalysisResult>> {
+        self.read(|s| s.instances.get(id)?.analyses.get(&analysis)?.result.clone())
+    }
+
+    /// A copy of one analysis' state.
+    pub fn analysis_state(&self, id: &str, analysis: Analysis) -> Option<AnalysisState> {
+        self.read(|s| s.instances.get(id)?.analyses.get(&analysis).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dcs::{KeyType, TaskStatus};
+
+    fn key(name: &str, size: i64, unit: SizeUnit, freq: Option<i64>) -> KeyRecord {
+        KeyRecord {
+            name: name.into(),
+            key_type: Some(KeyType::String),
+            shard: None,
+            db: Some(0),
+            size: Some(size),
+            unit: Some(unit),
+            freq,
+        }
+    }
+
+    fn task(id: &str, finished: &str, keys: Vec<KeyRecord>) -> TaskRecord {
+        TaskRecord {
+            id: id.into(),
+            instance_id: Some("i1".into()),
+            status: TaskStatus::Success,
+            scan_type: Some(ScanType::Manual),
+            created_at: Some("2024-01-01T00:00:00.000Z".into()),
+            started_at: Some("2024-01-01T00:00:02.000Z".into()),
+            finished_at: Some(finished.into()),
+            num: None,
+            keys: Some(keys),
+        }
+    }
+
+    fn spec() -> InstanceSpec {
+        InstanceSpec {
+            id: "i1".into(),
+            name: "one".into(),
+            lfu_log_factor: 10,
+            analyses: vec![
+                AnalysisSpec {
+                    analysis: Analysis::Hotkey,
+                    top_n: 2,
+                    mode: "trigger",
+                },
+                AnalysisSpec {
+                    analysis: Analysis::Bigkey,
+                    top_n: 1,
+                    mode: "trigger",
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn hot_keys_rank_by_freq_and_cut_to_top_n() {
+        let keys = vec![
+            key("a", 1, SizeUnit::Byte, Some(5)),
+            key("b", 1, SizeUnit::Byte, Some(200)),
+            key("c", 1, SizeUnit::Byte, Some(50)),
+        ];
+        let r = rank_keys(Analysis::Hotkey, &keys, 2);
+        let names: Vec<_> = r.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["b", "c"]);
+    }
+
+    #[test]
+    fn big_keys_rank_within_each_unit() {
+        let keys = vec![
+            key("s1", 10, SizeUnit::Byte, None),
+            key("s2", 30, SizeUnit::Byte, None),
+            key("h1", 5000, SizeUnit::Count, None),
+            key("h2", 9000, SizeUnit::Count, None),
+        ];
+        let r = rank_keys(Analysis::Bigkey, &keys, 1);
+        let names: Vec<_> = r.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["h2", "s2"]);
+    }
+
+    #[test]
+    fn newer_result_replaces_and_failure_keeps_it() {
+        let store = Store::new();
+        store.configure(&[spec()]);
+        let t1 = task(
+            "t1",
+            "2024-01-01T00:01:00.000Z",
+            vec![key("a", 1, SizeUnit::Byte, Some(9))],
+        );
+        assert!(store.publish("i1", Analysis::Hotkey, &t1));
+        let g = store.generation();
+        store.record_failure(
+            "i1",
+            Analysis::Hotkey,
+            FailureReason::Timeout,
+            "slow".into(),
+            1.0,
+        );
+        assert!(store.generation() > g);
+        let st = store.analysis_state("i1", Analysis::Hotkey).unwrap();
+        assert_eq!(st.consecutive_failures, 1);
+        assert_eq!(st.result.as_ref().unwrap().task_id, "t1");
+        // Same task again: not taken. An older one: not taken. A newer one: replaces.
+        assert!(!store.publish("i1", Analysis::Hotkey, &t1));
+        let old = task("t0", "2023-12-31T00:00:00.000Z", vec![]);
+        assert!(!store.publish("i1", Analysis::Hotkey, &old));
+        let t2 = task(
+            "t2",
+            "2024-01-01T00:02:00.000Z",
+            vec![key("b", 1, SizeUnit::Byte, Some(1))],
+        );
+        assert!(store.publish("i1", Analysis::Hotkey, &t2));
+        let st = store.analysis_state("i1", Analysis::Hotkey).unwrap();
+        assert_eq!(st.consecutive_failures, 0);
+        let r = st.result.unwrap();
+        assert_eq!(r.keys.len(), 1);
+        assert_eq!(r.keys[0].name, "b");
+        assert_eq!(r.duration_seconds(), Some(118.0));
+        assert_eq!(r.queue_seconds(), Some(2.0));
+    }
+
+    #[test]
+    fn configure_drops_removed_instances_and_keeps_retained_state() {
+        let store = Store::new();
+        store.configure(&[spec()]);
+        store.count_task("i1", Analysis::Bigkey, TaskOrigin::Created);
+        let mut other = spec();
+        other.id = "i2".into();
+        store.configure(&[spec(), other.clone()]);
+        assert_eq!(
+            store
+                .analysis_state("i1", Analysis::Bigkey)
+                .unwrap()
+                .tasks_created,
+            1
+        );
+        store.configure(&[other]);
+        assert!(store.analysis_state("i1", Analysis::Bigkey).is_none());
+        assert!(store.analysis_state("i2", Analysis::Bigkey).is_some());
+    }
+}
