@@ -3,6 +3,13 @@
 //! # Layout
 //! - [`store`]: the snapshot of results, failures and running tasks per instance and analysis.
 //! - [`api`]: the exporter's own API request metrics (explicit registry).
+//! - [`keylabel`]: how a key name becomes the `key` label (cut with a hash suffix, or a digest).
+//! - [`render`]: the snapshot in the Prometheus text format (per key, per analysis, per instance).
+//! - [`exposition`]: the `/metrics` body: the cached snapshot rendering (plain and gzip) plus the
+//!   exporter's own registry (API metrics, build info, reload status, process metrics).
 
 pub mod api;
+pub mod exposition;
+pub mod keylabel;
+pub mod render;
 pub mod store;

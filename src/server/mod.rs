@@ -1,1 +1,345 @@
-//! server
+//! The HTTP server: `/metrics`, the status page, health, readiness and reload.
+//!
+//! Wired like hyper-util's graceful server example: an `auto::Builder` (HTTP/1.1, and HTTP/2
+//! with prior knowledge), one task per connection, and a [`GracefulShutdown`] drain bounded by a
+//! grace period. The caller binds the listener and owns the shutdown token, so tests run the
+//! server on `127.0.0.1:0`.
+//!
+//! # Endpoints
+//! | path | methods | answer |
+//! |---|---|---|
+//! | telemetry path (`/metrics`) | GET, HEAD | the exposition, gzip when `Accept-Encoding` allows it |
+//! | `/` | GET, HEAD | the status page ([`status`]) |
+//! | `/-/healthy` | GET, HEAD | 200 `OK` |
+//! | `/-/ready` | GET, HEAD | 200 once ready, else 503 |
+//! | `/-/reload` | POST | 200 when the new config was accepted, 500 with the reason when not, 503 when reloading is not available |
+//!
+//! Other methods get 405 with an `Allow` header, other paths 404. The telemetry path is matched
+//! first, so it may shadow a fixed path. A scrape never waits on anything slow: rendering only
+//! reads the store. Request bodies are never read.
+//!
+//! # Limits
+//! Request headers must arrive within [`HEADER_READ_TIMEOUT`] and fit in [`MAX_HEADER_BYTES`]
+//! (HTTP/1: 431 or a closed connection; HTTP/2: the stream is refused). On shutdown the listener
+//! is closed at once, idle connections are closed, and requests in flight get
+//! [`SHUTDOWN_GRACE`] to finish before their connections are dropped.
+
+pub mod status;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::exposition::Exposition;
+use crate::metrics::store::Store;
+
+/// How long requests in flight may take to finish after shutdown starts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a client may take to send a request's headers (HTTP/1).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound on a request's headers: HTTP/1 read buffer and HTTP/2 header list size.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long `/-/reload` waits for the reload to be applied.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Content type of the text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+/// The status page needs nothing but its inline style; this keeps any markup that slipped
+/// through escaping inert.
+const STATUS_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";
+
+/// What the request handlers need.
+pub struct ServerState {
+    pub exposition: Arc<Exposition>,
+    pub store: Arc<Store>,
+    /// Path of the metrics endpoint (default `/metrics`).
+    pub telemetry_path: String,
+    /// `true` once the config is loaded and the scheduler runs.
+    pub ready: watch::Receiver<bool>,
+    /// Sends a reload request; the reply says whether the new config was accepted (Err(message)
+    /// otherwise). `None` when reloading is not available (e.g. no config file).
+    pub reload: Option<mpsc::Sender<oneshot::Sender<Result<(), String>>>>,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("telemetry_path", &self.telemetry_path)
+            .field("ready", &*self.ready.borrow())
+            .field("reload", &self.reload.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` is cancelled, then drains connections for at most
+/// [`SHUTDOWN_GRACE`] and returns.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    run_with_grace(listener, state, shutdown, SHUTDOWN_GRACE).await
+}
+
+/// [`run`] with a chosen drain period.
+pub async fn run_with_grace(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "connection task failed");
+                }
+            }
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                        }
+                    }
+                };
+                let state = state.clone();
+                let service = service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                connections.spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection closed with an error");
+                    }
+                });
+            }
+        }
+    }
+
+    drop(listener);
+    tracing::debug!(
+        connections = connections.len(),
+        "HTTP server stopping; draining connections"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = connections.len(),
+            grace_seconds = grace.as_secs_f64(),
+            "connections still open after the grace period; closing them"
+        );
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// Routes one request.
+async fn handle<B>(state: &ServerState, req: Request<B>) -> Response<Full<Bytes>> {
+    let method = req.method();
+    let path = req.uri().path();
+    let read_only = method == Method::GET || method == Method::HEAD;
+
+    if path == state.telemetry_path {
+        if !read_only {
+            return not_allowed("GET, HEAD");
+        }
+        return metrics(state, req.headers()).await;
+    }
+    match path {
+        "/" if read_only => status_page(state),
+        "/-/healthy" if read_only => text(StatusCode::OK, "OK"),
+        "/-/ready" if read_only => {
+            if *state.ready.borrow() {
+                text(StatusCode::OK, "OK")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "Not ready")
+            }
+        }
+        "/" | "/-/healthy" | "/-/ready" => not_allowed("GET, HEAD"),
+        "/-/reload" if method == Method::POST => reload(state).await,
+        "/-/reload" => not_allowed("POST"),
+        _ => text(StatusCode::NOT_FOUND, "Not found"),
+    }
+}
+
+async fn metrics(state: &ServerState, headers: &HeaderMap) -> Response<Full<Bytes>> {
+    let gzip = accepts_gzip(headers);
+    let exposition = state.exposition.clone();
+    // Rendering a large snapshot is CPU work; keep it off the I/O threads.
+    let body = match tokio::task::spawn_blocking(move || exposition.render(gzip)).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "rendering /metrics failed");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering metrics failed",
+            );
+        }
+    };
+    let mut resp = response(StatusCode::OK, METRICS_CONTENT_TYPE, body);
+    let h = resp.headers_mut();
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    resp
+}
+
+fn status_page(state: &ServerState) -> Response<Full<Bytes>> {
+    // The clone is cheap (results are shared) and keeps the store's lock short.
+    let snapshot = state.store.read(Clone::clone);
+    let now = time::OffsetDateTime::now_utc();
+    let now = now.unix_timestamp() as f64 + f64::from(now.nanosecond()) / 1e9;
+    let page = status::render_page(&snapshot, &state.telemetry_path, now);
+    let mut resp = response(StatusCode::OK, HTML, Bytes::from(page));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(STATUS_CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+async fn reload(state: &ServerState) -> Response<Full<Bytes>> {
+    let Some(tx) = &state.reload else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reloading is not available",
+        );
+    };
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let outcome = tokio::time::timeout(RELOAD_TIMEOUT, async {
+        tx.send(reply_tx).await.ok()?;
+        reply_rx.await.ok()
+    })
+    .await;
+    match outcome {
+        Ok(Some(Ok(()))) => text(StatusCode::OK, "config reloaded"),
+        Ok(Some(Err(message))) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {message}"),
+        ),
+        Ok(None) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reloading is not available",
+        ),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "reload timed out"),
+    }
+}
+
+/// Whether the `Accept-Encoding` headers allow gzip (RFC 9110 §12.5.3): an explicit `gzip` (or
+/// `x-gzip`) entry decides by its q-value, else a `*` entry does; `q=0` or an unreadable q-value
+/// means "not acceptable".
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip: Option<f32> = None;
+    let mut any: Option<f32> = None;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let mut q = 1.0_f32;
+            for param in parts {
+                if let Some((name, v)) = param.split_once('=') {
+                    if name.trim().eq_ignore_ascii_case("q") {
+                        q = parse_qvalue(v.trim()).unwrap_or(0.0);
+                    }
+                }
+            }
+            let slot =
+                if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                    &mut gzip
+                } else if coding == "*" {
+                    &mut any
+                } else {
+                    continue;
+                };
+            *slot = Some(slot.map_or(q, |old| old.max(q)));
+        }
+    }
+    gzip.or(any).is_some_and(|q| q > 0.0)
+}
+
+/// A q-value: `0`–`1` with up to three decimals.
+fn parse_qvalue(s: &str) -> Option<f32> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let valid = matches!(int, "0" | "1")
+        && frac.len() <= 3
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && (int == "0" || frac.bytes().all(|b| b == b'0'));
+    if valid {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+    let mut body = body.into();
+    body.push('\n');
+    response(status, TEXT, Bytes::from(body))
+}
+
+fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+#[cfg(test)]
+mod tests;

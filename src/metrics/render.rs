@@ -1,0 +1,1048 @@
+//! The snapshot in the Prometheus text exposition format (version 0.0.4).
+//!
+//! Renders every metric of the "Per key", "Per instance and analysis" and "Per instance" sections
+//! of the metrics contract from a [`Snapshot`]. The exporter's own metrics (API calls, build info,
+//! process) live in a `prometheus::Registry` and are appended by
+//! [`Exposition`](super::exposition::Exposition).
+//!
+//! # Output rules
+//! - One block per metric family: `# HELP`, `# TYPE`, then all of its samples. A family without
+//!   samples is left out entirely (no dangling HELP/TYPE lines).
+//! - Families appear in a fixed order; samples in instance id order, then analysis order
+//!   (`hotkey`, `bigkey`), then the analysis' key rank. No timestamps.
+//! - Label values escape backslash, double quote and line feed as the format requires; every
+//!   other character, control characters included, is written as is (the format allows any
+//!   UTF-8 in a label value).
+//! - Integers are written without a fraction; other values in the shortest form that reads back
+//!   exactly (`1.5`, `1e-7`), `NaN`, `+Inf`, `-Inf`.
+//!
+//! # Value rules
+//! - `freq` is clamped to the LFU counter's range 0–255 (a value outside it can only be a
+//!   reporting error); a key without `freq` has no frequency samples.
+//! - A negative or missing `size` produces no size sample; a unit other than `byte` or `count`
+//!   produces none either.
+//! - Two keys of one result with the same label set (same `key` label, `key_type`, `db` and
+//!   `shard`) would be duplicate series: only the first, i.e. the higher-ranked, is exported.
+//! - Result-based analysis metrics (`keys`, `duration`, `queue`, `last_success`) appear once a
+//!   result exists and the value is known; the counters and state gauges appear for every
+//!   configured analysis from the start, every failure reason included, so that `rate()` and
+//!   alerts work before the first failure.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::ops::Range;
+
+use super::keylabel::{key_label, KeyLabelMode};
+use super::store::{AnalysisState, FailureReason, Snapshot};
+use crate::dcs::{Analysis, KeyRecord, SizeUnit};
+
+/// Default metric namespace (name prefix).
+pub const DEFAULT_NAMESPACE: &str = "dcs";
+
+/// The LFU counter's range: Redis stores it in 8 bits.
+const LFU_MAX: i64 = 255;
+/// Redis' `LFU_INIT_VAL`: the counter of a fresh key.
+const LFU_INIT_VAL: u64 = 5;
+
+/// How the snapshot is rendered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// Prefix of every metric name (`dcs` gives `dcs_hotkey_frequency`).
+    pub namespace: String,
+    /// How key names become the `key` label.
+    pub key_label: KeyLabelMode,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            key_label: KeyLabelMode::default(),
+        }
+    }
+}
+
+/// Expected number of accesses that bring a fresh key's LFU counter to `freq`.
+///
+/// Redis increments a counter `c` with probability `1 / ((c − 5)·f + 1)` (f = `lfu-log-factor`),
+/// so going from `c` to `c + 1` takes `(c − 5)·f + 1` accesses on average; summed from 5 (a new
+/// key's counter) to `freq`: `(c − 5) + f·(c − 5)(c − 6)/2` for `c ≥ 5`, else 0. Decay is ignored.
+/// `freq` is clamped to 0–255 first.
+pub fn estimated_accesses(freq: i64, lfu_log_factor: u32) -> u64 {
+    let c = freq.clamp(0, LFU_MAX) as u64;
+    if c < LFU_INIT_VAL {
+        return 0;
+    }
+    let steps = c - LFU_INIT_VAL;
+    // (c − 5)(c − 6) is a product of consecutive integers: always even. At most 250·249/2·u32::MAX,
+    // which fits in a u64.
+    let pairs = steps * steps.saturating_sub(1) / 2;
+    steps + u64::from(lfu_log_factor) * pairs
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Gauge,
+    Counter,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        }
+    }
+}
+
+/// Name (without namespace), type and HELP text of one family.
+struct Family {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+}
+
+const HOTKEY_FREQUENCY: Family = Family {
+    name: "hotkey_frequency",
+    kind: Kind::Gauge,
+    help: "LFU access-frequency counter (freq, 0-255, logarithmic) of a hot key, from the newest \
+           completed hot key analysis of the instance; cached between analyses.",
+};
+const HOTKEY_ESTIMATED_ACCESSES: Family = Family {
+    name: "hotkey_estimated_accesses",
+    kind: Kind::Gauge,
+    help: "Expected number of accesses that drive a fresh key's LFU counter to the reported freq, \
+           for the instance's lfu-log-factor, from the newest completed hot key analysis; cached \
+           between analyses. Ignores LFU decay, so it is a floor-like estimate, not a count.",
+};
+const HOTKEY_SIZE_BYTES: Family = Family {
+    name: "hotkey_size_bytes",
+    kind: Kind::Gauge,
+    help: "Size in bytes of a hot key whose size unit is byte, from the newest completed hot key \
+           analysis of the instance; cached between analyses.",
+};
+const HOTKEY_ELEMENTS: Family = Family {
+    name: "hotkey_elements",
+    kind: Kind::Gauge,
+    help: "Number of elements of a hot key whose size unit is count, from the newest completed \
+           hot key analysis of the instance; cached between analyses.",
+};
+const BIGKEY_SIZE_BYTES: Family = Family {
+    name: "bigkey_size_bytes",
+    kind: Kind::Gauge,
+    help: "Size in bytes of a big key whose size unit is byte (strings), from the newest \
+           completed big key analysis of the instance; cached between analyses.",
+};
+const BIGKEY_ELEMENTS: Family = Family {
+    name: "bigkey_elements",
+    kind: Kind::Gauge,
+    help: "Number of elements of a big key whose size unit is count (list, set, zset, hash), \
+           from the newest completed big key analysis of the instance; cached between analyses.",
+};
+const ANALYSIS_KEYS: Family = Family {
+    name: "analysis_keys",
+    kind: Kind::Gauge,
+    help: "Keys reported by the newest completed analysis (num, else the number of keys \
+           listed), not cut to the exported top N; cached between analyses.",
+};
+const ANALYSIS_DURATION: Family = Family {
+    name: "analysis_duration_seconds",
+    kind: Kind::Gauge,
+    help: "Run time of the newest completed analysis (finished_at - started_at reported by DCS).",
+};
+const ANALYSIS_QUEUE: Family = Family {
+    name: "analysis_queue_seconds",
+    kind: Kind::Gauge,
+    help: "Time the newest completed analysis waited before it started (started_at - created_at \
+           reported by DCS).",
+};
+const ANALYSIS_LAST_SUCCESS: Family = Family {
+    name: "analysis_last_success_timestamp_seconds",
+    kind: Kind::Gauge,
+    help: "Unix time at which the newest completed analysis finished (finished_at reported by \
+           DCS).",
+};
+const ANALYSIS_CONSECUTIVE_FAILURES: Family = Family {
+    name: "analysis_consecutive_failures",
+    kind: Kind::Gauge,
+    help: "Analysis attempts in a row that produced no result, counted by this exporter; 0 after \
+           a success.",
+};
+const ANALYSIS_FAILURES: Family = Family {
+    name: "analysis_failures_total",
+    kind: Kind::Counter,
+    help: "Analysis attempts that produced no result, counted by this exporter since it started, \
+           by reason (task_failed, timeout, api_error, auth, unsupported).",
+};
+const ANALYSIS_TASKS: Family = Family {
+    name: "analysis_tasks_total",
+    kind: Kind::Counter,
+    help: "Analysis tasks this exporter created (origin=created) or picked up from DCS \
+           (origin=adopted) since it started.",
+};
+const ANALYSIS_SUPPORTED: Family = Family {
+    name: "analysis_supported",
+    kind: Kind::Gauge,
+    help: "1, or 0 once DCS answered that the instance does not support this analysis \
+           (DCS.4919 or DCS.4922).",
+};
+const ANALYSIS_RUNNING: Family = Family {
+    name: "analysis_running",
+    kind: Kind::Gauge,
+    help: "1 while an analysis task this exporter follows is waiting or running on DCS, else 0.",
+};
+const INSTANCE_INFO: Family = Family {
+    name: "instance_info",
+    kind: Kind::Gauge,
+    help: "Details of a DCS instance from discovery (ListInstances) or ShowInstance; always 1.",
+};
+
+/// One exported key: its record and its label block in the arena.
+struct KeySeries<'a> {
+    labels: Range<usize>,
+    rec: &'a KeyRecord,
+    lfu_log_factor: u32,
+}
+
+/// One configured analysis: its state and its label block in the arena.
+struct AnalysisSeries<'a> {
+    labels: Range<usize>,
+    state: &'a AnalysisState,
+}
+
+/// A value to write after a sample's labels.
+#[derive(Clone, Copy)]
+enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+/// Writes the snapshot's metrics to `out` in the text format 0.0.4 (see the module docs).
+pub fn render_snapshot(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>) {
+    // Label blocks (`a="x",b="y"`) are escaped once into one arena and shared by every family.
+    let mut arena: Vec<u8> = Vec::new();
+    let mut hot: Vec<KeySeries<'_>> = Vec::new();
+    let mut big: Vec<KeySeries<'_>> = Vec::new();
+    let mut analyses: Vec<AnalysisSeries<'_>> = Vec::new();
+
+    for inst in snapshot.instances.values() {
+        for (&analysis, state) in &inst.analyses {
+            let start = arena.len();
+            label(&mut arena, "instance_id", &inst.id, true);
+            label(&mut arena, "instance_name", &inst.name, false);
+            label(&mut arena, "analysis", analysis.as_str(), false);
+            analyses.push(AnalysisSeries {
+                labels: start..arena.len(),
+                state,
+            });
+
+            let Some(result) = &state.result else {
+                continue;
+            };
+            let target = match analysis {
+                Analysis::Hotkey => &mut hot,
+                Analysis::Bigkey => &mut big,
+            };
+            let mut seen = HashSet::with_capacity(result.keys.len());
+            for rec in &result.keys {
+                let key = key_label(&rec.name, &opts.key_label);
+                let key_type = rec.key_type.as_ref().map_or("", |t| t.as_str());
+                let shard = rec.shard.as_deref().unwrap_or("");
+                let start = arena.len();
+                label(&mut arena, "instance_id", &inst.id, true);
+                label(&mut arena, "instance_name", &inst.name, false);
+                label(&mut arena, "key", &key, false);
+                label(&mut arena, "key_type", key_type, false);
+                arena.extend_from_slice(b",db=\"");
+                if let Some(db) = rec.db {
+                    let _ = write!(arena, "{db}");
+                }
+                arena.push(b'"');
+                label(&mut arena, "shard", shard, false);
+                if !seen.insert((key, key_type, rec.db, shard)) {
+                    arena.truncate(start);
+                    continue;
+                }
+                target.push(KeySeries {
+                    labels: start..arena.len(),
+                    rec,
+                    lfu_log_factor: inst.lfu_log_factor,
+                });
+            }
+        }
+    }
+
+    let ns = opts.namespace.as_str();
+    let arena = arena.as_slice();
+
+    key_family(out, ns, &HOTKEY_FREQUENCY, arena, &hot, |k| {
+        k.rec.freq.map(|f| Value::Int(f.clamp(0, LFU_MAX) as u64))
+    });
+    key_family(out, ns, &HOTKEY_ESTIMATED_ACCESSES, arena, &hot, |k| {
+        k.rec
+            .freq
+            .map(|f| Value::Int(estimated_accesses(f, k.lfu_log_factor)))
+    });
+    key_family(out, ns, &HOTKEY_SIZE_BYTES, arena, &hot, |k| {
+        size_in(k.rec, &SizeUnit::Byte)
+    });
+    key_family(out, ns, &HOTKEY_ELEMENTS, arena, &hot, |k| {
+        size_in(k.rec, &SizeUnit::Count)
+    });
+    key_family(out, ns, &BIGKEY_SIZE_BYTES, arena, &big, |k| {
+        size_in(k.rec, &SizeUnit::Byte)
+    });
+    key_family(out, ns, &BIGKEY_ELEMENTS, arena, &big, |k| {
+        size_in(k.rec, &SizeUnit::Count)
+    });
+
+    let result_value = |f: fn(&super::store::AnalysisResult) -> Option<Value>| {
+        move |a: &AnalysisSeries<'_>| a.state.result.as_deref().and_then(f)
+    };
+    analysis_family(
+        out,
+        ns,
+        &ANALYSIS_KEYS,
+        arena,
+        &analyses,
+        result_value(|r| Some(Value::Int(r.key_count))),
+    );
+    analysis_family(
+        out,
+        ns,
+        &ANALYSIS_DURATION,
+        arena,
+        &analyses,
+        result_value(|r| r.duration_seconds().map(Value::Float)),
+    );
+    analysis_family(
+        out,
+        ns,
+        &ANALYSIS_QUEUE,
+        arena,
+        &analyses,
+        result_value(|r| r.queue_seconds().map(Value::Float)),
+    );
+    analysis_family(
+        out,
+        ns,
+        &ANALYSIS_LAST_SUCCESS,
+        arena,
+        &analyses,
+        result_value(|r| r.finished_at.map(Value::Float)),
+    );
+    analysis_family(
+        out,
+        ns,
+        &ANALYSIS_CONSECUTIVE_FAILURES,
+        arena,
+        &analyses,
+        |a| Some(Value::Int(a.state.consecutive_failures)),
+    );
+
+    if !analyses.is_empty() {
+        header(out, ns, &ANALYSIS_FAILURES);
+        for a in &analyses {
+            for reason in FailureReason::ALL {
+                let n = a.state.failures.get(&reason).copied().unwrap_or(0);
+                sample_with(
+                    out,
+                    ns,
+                    &ANALYSIS_FAILURES,
+                    &arena[a.labels.clone()],
+                    ("reason", reason.as_str()),
+                    Value::Int(n),
+                );
+            }
+        }
+        header(out, ns, &ANALYSIS_TASKS);
+        for a in &analyses {
+            for (origin, n) in [
+                ("created", a.state.tasks_created),
+                ("adopted", a.state.tasks_adopted),
+            ] {
+                sample_with(
+                    out,
+                    ns,
+                    &ANALYSIS_TASKS,
+                    &arena[a.labels.clone()],
+                    ("origin", origin),
+                    Value::Int(n),
+                );
+            }
+        }
+    }
+
+    analysis_family(out, ns, &ANALYSIS_SUPPORTED, arena, &analyses, |a| {
+        Some(Value::Int(u64::from(a.state.supported)))
+    });
+    analysis_family(out, ns, &ANALYSIS_RUNNING, arena, &analyses, |a| {
+        Some(Value::Int(u64::from(a.state.running.is_some())))
+    });
+
+    let mark = out.len();
+    header(out, ns, &INSTANCE_INFO);
+    let mut any = false;
+    let mut labels = Vec::new();
+    for inst in snapshot.instances.values() {
+        let Some(info) = &inst.info else {
+            continue;
+        };
+        labels.clear();
+        label(&mut labels, "instance_id", &inst.id, true);
+        label(&mut labels, "instance_name", &inst.name, false);
+        for (name, value) in [
+            ("engine_version", &info.engine_version),
+            ("spec_code", &info.spec_code),
+            ("status", &info.status),
+        ] {
+            label(&mut labels, name, value.as_deref().unwrap_or(""), false);
+        }
+        sample(out, ns, &INSTANCE_INFO, &labels, Value::Int(1));
+        any = true;
+    }
+    if !any {
+        out.truncate(mark);
+    }
+}
+
+/// The key's size if its unit is `unit` and the size is known and not negative.
+fn size_in(rec: &KeyRecord, unit: &SizeUnit) -> Option<Value> {
+    match (rec.unit.as_ref(), rec.size) {
+        (Some(u), Some(size)) if u == unit && size >= 0 => Some(Value::Int(size as u64)),
+        _ => None,
+    }
+}
+
+/// Writes one per-key family, or nothing if no key has a value for it.
+fn key_family(
+    out: &mut Vec<u8>,
+    ns: &str,
+    family: &Family,
+    arena: &[u8],
+    keys: &[KeySeries<'_>],
+    value: impl Fn(&KeySeries<'_>) -> Option<Value>,
+) {
+    let mark = out.len();
+    header(out, ns, family);
+    let mut any = false;
+    for k in keys {
+        if let Some(v) = value(k) {
+            sample(out, ns, family, &arena[k.labels.clone()], v);
+            any = true;
+        }
+    }
+    if !any {
+        out.truncate(mark);
+    }
+}
+
+/// Writes one per-analysis family, or nothing if no analysis has a value for it.
+fn analysis_family(
+    out: &mut Vec<u8>,
+    ns: &str,
+    family: &Family,
+    arena: &[u8],
+    analyses: &[AnalysisSeries<'_>],
+    value: impl Fn(&AnalysisSeries<'_>) -> Option<Value>,
+) {
+    let mark = out.len();
+    header(out, ns, family);
+    let mut any = false;
+    for a in analyses {
+        if let Some(v) = value(a) {
+            sample(out, ns, family, &arena[a.labels.clone()], v);
+            any = true;
+        }
+    }
+    if !any {
+        out.truncate(mark);
+    }
+}
+
+fn header(out: &mut Vec<u8>, ns: &str, family: &Family) {
+    // HELP texts are constants without backslashes or line feeds, so they need no escaping.
+    let _ = write!(
+        out,
+        "# HELP {ns}_{name} {help}\n# TYPE {ns}_{name} {kind}\n",
+        name = family.name,
+        help = family.help,
+        kind = family.kind.as_str()
+    );
+}
+
+fn sample(out: &mut Vec<u8>, ns: &str, family: &Family, labels: &[u8], value: Value) {
+    metric_name(out, ns, family);
+    out.push(b'{');
+    out.extend_from_slice(labels);
+    out.extend_from_slice(b"} ");
+    write_value(out, value);
+    out.push(b'\n');
+}
+
+/// A sample with one extra label after the shared block.
+fn sample_with(
+    out: &mut Vec<u8>,
+    ns: &str,
+    family: &Family,
+    labels: &[u8],
+    extra: (&str, &str),
+    value: Value,
+) {
+    metric_name(out, ns, family);
+    out.push(b'{');
+    out.extend_from_slice(labels);
+    label(out, extra.0, extra.1, false);
+    out.extend_from_slice(b"} ");
+    write_value(out, value);
+    out.push(b'\n');
+}
+
+fn metric_name(out: &mut Vec<u8>, ns: &str, family: &Family) {
+    out.extend_from_slice(ns.as_bytes());
+    out.push(b'_');
+    out.extend_from_slice(family.name.as_bytes());
+}
+
+/// Writes `name="value"` (with a leading comma unless `first`), escaping the value.
+fn label(out: &mut Vec<u8>, name: &str, value: &str, first: bool) {
+    if !first {
+        out.push(b',');
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"=\"");
+    escape_label_value(out, value);
+    out.push(b'"');
+}
+
+/// Escapes a label value: `\` → `\\`, `"` → `\"`, line feed → `\n`; everything else is copied.
+pub fn escape_label_value(out: &mut Vec<u8>, value: &str) {
+    let bytes = value.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'"' => b"\\\"",
+            b'\n' => b"\\n",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        out.extend_from_slice(escaped);
+        run = i + 1;
+    }
+    out.extend_from_slice(&bytes[run..]);
+}
+
+fn write_value(out: &mut Vec<u8>, value: Value) {
+    match value {
+        Value::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::Float(v) => write_f64(out, v),
+    }
+}
+
+/// Writes a float the way Prometheus reads it back exactly.
+fn write_f64(out: &mut Vec<u8>, v: f64) {
+    let _ = if v.is_nan() {
+        out.write_all(b"NaN")
+    } else if v.is_infinite() {
+        out.write_all(if v > 0.0 { b"+Inf" } else { b"-Inf" })
+    } else if v == v.trunc() && v.abs() < 1e15 {
+        // Exact: every integer below 2^53 converts without loss.
+        write!(out, "{}", v as i64)
+    } else if v.abs() >= 1e15 || v.abs() < 1e-4 {
+        write!(out, "{v:e}")
+    } else {
+        // Rust's shortest round-trip representation, without an exponent.
+        write!(out, "{v}")
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::dcs::{InstanceInfo, KeyType, ScanType};
+    use crate::metrics::store::{
+        AnalysisResult, AnalysisSpec, InstanceState, LastError, RunningTask,
+    };
+
+    fn key(name: &str, ty: Option<KeyType>, db: Option<i64>, shard: Option<&str>) -> KeyRecord {
+        KeyRecord {
+            name: name.into(),
+            key_type: ty,
+            shard: shard.map(Into::into),
+            db,
+            size: None,
+            unit: None,
+            freq: None,
+        }
+    }
+
+    fn state(analysis: Analysis, result: Option<AnalysisResult>) -> AnalysisState {
+        AnalysisState {
+            spec: AnalysisSpec {
+                analysis,
+                top_n: 50,
+                mode: "trigger",
+            },
+            supported: true,
+            running: None,
+            consecutive_failures: 0,
+            failures: BTreeMap::new(),
+            tasks_created: 0,
+            tasks_adopted: 0,
+            result: result.map(Arc::new),
+            last_error: None,
+        }
+    }
+
+    fn result(keys: Vec<KeyRecord>) -> AnalysisResult {
+        AnalysisResult {
+            task_id: "t1".into(),
+            scan_type: Some(ScanType::Manual),
+            created_at: Some(1000.0),
+            started_at: Some(1002.0),
+            finished_at: Some(1010.5),
+            key_count: 120,
+            keys,
+        }
+    }
+
+    fn instance(id: &str, name: &str, analyses: Vec<AnalysisState>) -> InstanceState {
+        InstanceState {
+            id: id.into(),
+            name: name.into(),
+            lfu_log_factor: 10,
+            info: None,
+            analyses: analyses.into_iter().map(|a| (a.spec.analysis, a)).collect(),
+        }
+    }
+
+    fn snapshot(instances: Vec<InstanceState>) -> Snapshot {
+        Snapshot {
+            instances: instances.into_iter().map(|i| (i.id.clone(), i)).collect(),
+        }
+    }
+
+    fn render(s: &Snapshot) -> String {
+        let mut out = Vec::new();
+        render_snapshot(s, &RenderOptions::default(), &mut out);
+        String::from_utf8(out).expect("rendered text is UTF-8")
+    }
+
+    /// The sample lines (no comments) of a rendering.
+    fn samples(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    /// The full example: one instance with a hot key result, state counters, info, and a big key
+    /// analysis without a result.
+    fn example() -> Snapshot {
+        let mut a = key("user:1", Some(KeyType::String), Some(0), None);
+        a.freq = Some(255);
+        a.size = Some(1024);
+        a.unit = Some(SizeUnit::Byte);
+        let mut b = key(
+            "q\"b\\\n",
+            Some(KeyType::Other("stream".into())),
+            Some(3),
+            Some("10.0.0.1:6379"),
+        );
+        b.freq = Some(4);
+        b.size = Some(17);
+        b.unit = Some(SizeUnit::Count);
+        // Same label set as `a`, ranked lower: dropped.
+        let mut dup = a.clone();
+        dup.freq = Some(100);
+        // freq above the LFU range is clamped; no type and no db; negative size skipped.
+        let mut c = key("c", None, None, None);
+        c.freq = Some(300);
+        c.size = Some(-1);
+        c.unit = Some(SizeUnit::Byte);
+
+        let mut hot = state(Analysis::Hotkey, Some(result(vec![a, b, dup, c])));
+        hot.consecutive_failures = 2;
+        hot.failures.insert(FailureReason::Timeout, 3);
+        hot.failures.insert(FailureReason::Auth, 1);
+        hot.tasks_created = 4;
+        hot.tasks_adopted = 1;
+        hot.running = Some(RunningTask {
+            id: "t2".into(),
+            status: "running".into(),
+            since: 2000.0,
+        });
+        hot.last_error = Some(LastError {
+            at: 1500.0,
+            reason: FailureReason::Timeout,
+            message: "slow".into(),
+        });
+        let mut bigs = state(Analysis::Bigkey, None);
+        bigs.supported = false;
+        let mut inst = instance("i-1", "orders", vec![hot, bigs]);
+        inst.info = Some(InstanceInfo {
+            instance_id: "i-1".into(),
+            name: "orders".into(),
+            engine_version: Some("6.0".into()),
+            status: Some("RUNNING".into()),
+            spec_code: None,
+            ..Default::default()
+        });
+        snapshot(vec![inst])
+    }
+
+    #[test]
+    fn renders_the_example_exactly() {
+        // Written by hand from the contract. estimated_accesses for freq 255 and factor 10:
+        // (255-5) + 10*(250*249)/2 = 250 + 311250 = 311500; for freq 4: 0.
+        let k1 = r#"instance_id="i-1",instance_name="orders",key="user:1",key_type="string",db="0",shard="""#;
+        let k2 = r#"instance_id="i-1",instance_name="orders",key="q\"b\\\n",key_type="stream",db="3",shard="10.0.0.1:6379""#;
+        let k3 = r#"instance_id="i-1",instance_name="orders",key="c",key_type="",db="",shard="""#;
+        let hot = r#"instance_id="i-1",instance_name="orders",analysis="hotkey""#;
+        let big = r#"instance_id="i-1",instance_name="orders",analysis="bigkey""#;
+        let expected = format!(
+            "# HELP dcs_hotkey_frequency {h_freq}
+# TYPE dcs_hotkey_frequency gauge
+dcs_hotkey_frequency{{{k1}}} 255
+dcs_hotkey_frequency{{{k2}}} 4
+dcs_hotkey_frequency{{{k3}}} 255
+# HELP dcs_hotkey_estimated_accesses {h_est}
+# TYPE dcs_hotkey_estimated_accesses gauge
+dcs_hotkey_estimated_accesses{{{k1}}} 311500
+dcs_hotkey_estimated_accesses{{{k2}}} 0
+dcs_hotkey_estimated_accesses{{{k3}}} 311500
+# HELP dcs_hotkey_size_bytes {h_size}
+# TYPE dcs_hotkey_size_bytes gauge
+dcs_hotkey_size_bytes{{{k1}}} 1024
+# HELP dcs_hotkey_elements {h_el}
+# TYPE dcs_hotkey_elements gauge
+dcs_hotkey_elements{{{k2}}} 17
+# HELP dcs_analysis_keys {a_keys}
+# TYPE dcs_analysis_keys gauge
+dcs_analysis_keys{{{hot}}} 120
+# HELP dcs_analysis_duration_seconds {a_dur}
+# TYPE dcs_analysis_duration_seconds gauge
+dcs_analysis_duration_seconds{{{hot}}} 8.5
+# HELP dcs_analysis_queue_seconds {a_q}
+# TYPE dcs_analysis_queue_seconds gauge
+dcs_analysis_queue_seconds{{{hot}}} 2
+# HELP dcs_analysis_last_success_timestamp_seconds {a_ls}
+# TYPE dcs_analysis_last_success_timestamp_seconds gauge
+dcs_analysis_last_success_timestamp_seconds{{{hot}}} 1010.5
+# HELP dcs_analysis_consecutive_failures {a_cf}
+# TYPE dcs_analysis_consecutive_failures gauge
+dcs_analysis_consecutive_failures{{{hot}}} 2
+dcs_analysis_consecutive_failures{{{big}}} 0
+# HELP dcs_analysis_failures_total {a_f}
+# TYPE dcs_analysis_failures_total counter
+dcs_analysis_failures_total{{{hot},reason=\"task_failed\"}} 0
+dcs_analysis_failures_total{{{hot},reason=\"timeout\"}} 3
+dcs_analysis_failures_total{{{hot},reason=\"api_error\"}} 0
+dcs_analysis_failures_total{{{hot},reason=\"auth\"}} 1
+dcs_analysis_failures_total{{{hot},reason=\"unsupported\"}} 0
+dcs_analysis_failures_total{{{big},reason=\"task_failed\"}} 0
+dcs_analysis_failures_total{{{big},reason=\"timeout\"}} 0
+dcs_analysis_failures_total{{{big},reason=\"api_error\"}} 0
+dcs_analysis_failures_total{{{big},reason=\"auth\"}} 0
+dcs_analysis_failures_total{{{big},reason=\"unsupported\"}} 0
+# HELP dcs_analysis_tasks_total {a_t}
+# TYPE dcs_analysis_tasks_total counter
+dcs_analysis_tasks_total{{{hot},origin=\"created\"}} 4
+dcs_analysis_tasks_total{{{hot},origin=\"adopted\"}} 1
+dcs_analysis_tasks_total{{{big},origin=\"created\"}} 0
+dcs_analysis_tasks_total{{{big},origin=\"adopted\"}} 0
+# HELP dcs_analysis_supported {a_s}
+# TYPE dcs_analysis_supported gauge
+dcs_analysis_supported{{{hot}}} 1
+dcs_analysis_supported{{{big}}} 0
+# HELP dcs_analysis_running {a_r}
+# TYPE dcs_analysis_running gauge
+dcs_analysis_running{{{hot}}} 1
+dcs_analysis_running{{{big}}} 0
+# HELP dcs_instance_info {i}
+# TYPE dcs_instance_info gauge
+dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\"6.0\",spec_code=\"\",status=\"RUNNING\"}} 1
+",
+            h_freq = HOTKEY_FREQUENCY.help,
+            h_est = HOTKEY_ESTIMATED_ACCESSES.help,
+            h_size = HOTKEY_SIZE_BYTES.help,
+            h_el = HOTKEY_ELEMENTS.help,
+            a_keys = ANALYSIS_KEYS.help,
+            a_dur = ANALYSIS_DURATION.help,
+            a_q = ANALYSIS_QUEUE.help,
+            a_ls = ANALYSIS_LAST_SUCCESS.help,
+            a_cf = ANALYSIS_CONSECUTIVE_FAILURES.help,
+            a_f = ANALYSIS_FAILURES.help,
+            a_t = ANALYSIS_TASKS.help,
+            a_s = ANALYSIS_SUPPORTED.help,
+            a_r = ANALYSIS_RUNNING.help,
+            i = INSTANCE_INFO.help,
+        );
+        let got = render(&example());
+        for (n, (g, e)) in got.lines().zip(expected.lines()).enumerate() {
+            assert_eq!(g, e, "line {}", n + 1);
+        }
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn help_texts_say_where_values_come_from() {
+        for f in [
+            &HOTKEY_FREQUENCY,
+            &HOTKEY_ESTIMATED_ACCESSES,
+            &HOTKEY_SIZE_BYTES,
+            &HOTKEY_ELEMENTS,
+            &BIGKEY_SIZE_BYTES,
+            &BIGKEY_ELEMENTS,
+        ] {
+            assert!(f.help.contains("newest completed"), "{}", f.name);
+            assert!(f.help.contains("cached between analyses"), "{}", f.name);
+        }
+        assert!(HOTKEY_ESTIMATED_ACCESSES.help.contains("Ignores LFU decay"));
+        assert!(HOTKEY_ESTIMATED_ACCESSES.help.contains("floor-like"));
+    }
+
+    #[test]
+    fn big_keys_go_to_their_unit_family_and_other_units_to_none() {
+        let mut s = key("s", Some(KeyType::String), Some(0), None);
+        s.size = Some(5_000_000);
+        s.unit = Some(SizeUnit::Byte);
+        let mut h = key("h", Some(KeyType::Hash), Some(0), None);
+        h.size = Some(70000);
+        h.unit = Some(SizeUnit::Count);
+        let mut odd = key("o", Some(KeyType::String), Some(0), None);
+        odd.size = Some(9);
+        odd.unit = Some(SizeUnit::Other("bit".into()));
+        let snap = snapshot(vec![instance(
+            "i",
+            "n",
+            vec![state(Analysis::Bigkey, Some(result(vec![s, h, odd])))],
+        )]);
+        let text = render(&snap);
+        let keys: Vec<_> = samples(&text)
+            .into_iter()
+            .filter(|l| l.starts_with("dcs_bigkey") || l.starts_with("dcs_hotkey"))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                r#"dcs_bigkey_size_bytes{instance_id="i",instance_name="n",key="s",key_type="string",db="0",shard=""} 5000000"#,
+                r#"dcs_bigkey_elements{instance_id="i",instance_name="n",key="h",key_type="hash",db="0",shard=""} 70000"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_key_missing_from_the_newer_result_disappears() {
+        let mut a = key("a", Some(KeyType::String), Some(0), None);
+        a.freq = Some(50);
+        let mut b = key("b", Some(KeyType::String), Some(0), None);
+        b.freq = Some(40);
+        let mut snap = snapshot(vec![instance(
+            "i",
+            "n",
+            vec![state(Analysis::Hotkey, Some(result(vec![a, b.clone()])))],
+        )]);
+        let before = render(&snap);
+        assert!(before.contains("key=\"a\""));
+        let st = snap
+            .instances
+            .get_mut("i")
+            .and_then(|i| i.analyses.get_mut(&Analysis::Hotkey))
+            .expect("configured");
+        st.result = Some(Arc::new(result(vec![b])));
+        let after = render(&snap);
+        assert!(!after.contains("key=\"a\""), "{after}");
+        assert!(after.contains(
+            r#"dcs_hotkey_frequency{instance_id="i",instance_name="n",key="b",key_type="string",db="0",shard=""} 40"#
+        ));
+    }
+
+    #[test]
+    fn escapes_label_values() {
+        let mut out = Vec::new();
+        escape_label_value(&mut out, "a\\b\"c\nd\re\tf\u{0}g\u{7f}h\u{fffd}");
+        assert_eq!(out, "a\\\\b\\\"c\\nd\re\tf\u{0}g\u{7f}h\u{fffd}".as_bytes());
+    }
+
+    #[test]
+    fn configured_analyses_without_results_export_state_only() {
+        let snap = snapshot(vec![instance(
+            "i",
+            "n",
+            vec![state(Analysis::Hotkey, None)],
+        )]);
+        let text = render(&snap);
+        let names: Vec<&str> = samples(&text)
+            .iter()
+            .map(|l| l.split('{').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "dcs_analysis_consecutive_failures",
+                "dcs_analysis_failures_total",
+                "dcs_analysis_failures_total",
+                "dcs_analysis_failures_total",
+                "dcs_analysis_failures_total",
+                "dcs_analysis_failures_total",
+                "dcs_analysis_tasks_total",
+                "dcs_analysis_tasks_total",
+                "dcs_analysis_supported",
+                "dcs_analysis_running",
+            ]
+        );
+        // No family is announced without samples.
+        assert!(!text.contains("dcs_hotkey_frequency"));
+        assert!(!text.contains("dcs_instance_info"));
+        assert_eq!(render(&Snapshot::default()), "");
+    }
+
+    #[test]
+    fn namespace_and_hash_mode_apply() {
+        let mut a = key("secret-user-42", Some(KeyType::String), Some(0), None);
+        a.freq = Some(5);
+        let snap = snapshot(vec![instance(
+            "i",
+            "n",
+            vec![state(Analysis::Hotkey, Some(result(vec![a])))],
+        )]);
+        let opts = RenderOptions {
+            namespace: "redis_keys".into(),
+            key_label: KeyLabelMode::Hash,
+        };
+        let mut out = Vec::new();
+        render_snapshot(&snap, &opts, &mut out);
+        let text = String::from_utf8(out).expect("UTF-8");
+        assert!(!text.contains("secret-user-42"));
+        assert!(text.contains("# TYPE redis_keys_hotkey_frequency gauge\n"));
+        assert!(samples(&text).iter().all(|l| l.starts_with("redis_keys_")));
+        assert!(text.contains("key=\"sha256:"));
+    }
+
+    #[test]
+    fn estimated_accesses_follow_the_lfu_formula() {
+        // Values from the formula by hand: c=5 → 0; c=6 → 1; c=7 → 2 + f*2*1/2 = 2 + f.
+        assert_eq!(estimated_accesses(0, 10), 0);
+        assert_eq!(estimated_accesses(4, 10), 0);
+        assert_eq!(estimated_accesses(5, 10), 0);
+        assert_eq!(estimated_accesses(6, 10), 1);
+        assert_eq!(estimated_accesses(7, 10), 12);
+        assert_eq!(estimated_accesses(7, 0), 2);
+        assert_eq!(estimated_accesses(-3, 10), 0);
+        assert_eq!(estimated_accesses(1000, 10), 311_500);
+        assert_eq!(
+            estimated_accesses(255, u32::MAX),
+            250 + 31_125 * u64::from(u32::MAX)
+        );
+    }
+
+    #[test]
+    fn floats_use_prometheus_syntax() {
+        let f = |v: f64| {
+            let mut out = Vec::new();
+            write_f64(&mut out, v);
+            String::from_utf8(out).expect("ASCII")
+        };
+        assert_eq!(f(2.0), "2");
+        assert_eq!(f(-0.0), "0");
+        assert_eq!(f(1.5), "1.5");
+        assert_eq!(f(1592187678.669), "1592187678.669");
+        assert_eq!(f(1e-7), "1e-7");
+        assert_eq!(f(2.5e20), "2.5e20");
+        assert_eq!(f(f64::NAN), "NaN");
+        assert_eq!(f(f64::INFINITY), "+Inf");
+        assert_eq!(f(f64::NEG_INFINITY), "-Inf");
+    }
+
+    /// A snapshot with hostile key names and many series, for `promtool`.
+    fn hostile() -> Snapshot {
+        let names = [
+            "plain",
+            "quote\"d",
+            "back\\slash",
+            "new\nline",
+            "cr\rlf\r\n",
+            "tab\tnul\u{0}del\u{7f}",
+            "\u{fffd}invalid\u{fffd}",
+            "<script>alert(1)</script>",
+            "unicode 键 🔑",
+            "",
+        ];
+        let mut keys = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            let mut k = key(
+                n,
+                Some(KeyType::String),
+                Some(i as i64),
+                Some("10.0.0.1:6379"),
+            );
+            k.freq = Some(200 - i as i64);
+            k.size = Some(100);
+            k.unit = Some(SizeUnit::Byte);
+            keys.push(k);
+        }
+        keys.push({
+            let mut k = key(&"long".repeat(100), Some(KeyType::Zset), Some(0), None);
+            k.freq = Some(9);
+            k
+        });
+        let mut inst = instance(
+            "i-\"x\"\\",
+            "name\nwith\"quotes",
+            vec![
+                state(Analysis::Hotkey, Some(result(keys))),
+                state(Analysis::Bigkey, None),
+            ],
+        );
+        inst.info = Some(InstanceInfo::default());
+        snapshot(vec![inst, instance("i-2", "two", vec![])])
+    }
+
+    #[test]
+    fn promtool_accepts_the_output() {
+        let Some(promtool) = find_on_path("promtool") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "promtool is required in CI"
+            );
+            eprintln!("note: promtool not on PATH; skipping the promtool check");
+            return;
+        };
+        for snap in [example(), hostile()] {
+            let text = render(&snap);
+            let mut child = std::process::Command::new(&promtool)
+                .args(["check", "metrics"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("promtool starts");
+            child
+                .stdin
+                .take()
+                .expect("stdin is piped")
+                .write_all(text.as_bytes())
+                .expect("write to promtool");
+            let res = child.wait_with_output().expect("promtool runs");
+            let report = format!(
+                "{}{}",
+                String::from_utf8_lossy(&res.stdout),
+                String::from_utf8_lossy(&res.stderr)
+            );
+            assert!(res.status.success(), "promtool: {report}\n---\n{text}");
+            // Lint findings (naming, help) are printed but do not fail the exit code everywhere.
+            assert!(report.trim().is_empty(), "promtool: {report}\n---\n{text}");
+        }
+    }
+
+    fn find_on_path(bin: &str) -> Option<std::path::PathBuf> {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(bin))
+            .find(|p| p.is_file())
+    }
+}
