@@ -11,12 +11,14 @@
 //!   polls them and publishes their results.
 //! - [`metrics`]: the snapshot the scheduler writes and its rendering in the Prometheus text format.
 //! - [`server`]: the hyper HTTP server: `/metrics`, the status page, health, readiness, reload.
+//! - [`demo`]: `--demo`: the embedded simulator and the config pointing at it.
 //! - [`app`]: wires the pieces together for the binary: `run(config, listener, shutdown)`.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod config;
 pub mod dcs;
+pub mod demo;
 pub mod metrics;
 pub mod scheduler;
 pub mod secret;

@@ -1,1 +1,410 @@
-fn main() {}
+//! The `dcs-key-exporter` binary: parses flags, sets up logging, loads the config, binds the
+//! listener and hands over to [`dcs_key_exporter::app::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
+use dcs_key_exporter::config;
+use dcs_key_exporter::dcs::DcsClient;
+use dcs_key_exporter::simulator::{self, SimConfig};
+
+/// Prometheus exporter for the hot key and big key analyses of Huawei Cloud DCS (Redis).
+///
+/// Runs DCS hot key and big key analyses on a schedule (or picks up those DCS runs by itself)
+/// and serves their results on /metrics. Try it without a cloud account: `dcs-key-exporter --demo`.
+/// Every flag can also be set with an environment variable: DCS_EXPORTER_ followed by the flag
+/// name in upper case with `.` and `-` as `_` (e.g. DCS_EXPORTER_CONFIG_FILE).
+#[derive(Parser, Debug)]
+#[command(name = "dcs-key-exporter", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Path to the YAML config file (see config/example.yaml).
+    #[arg(
+        long = "config.file",
+        env = "DCS_EXPORTER_CONFIG_FILE",
+        global = true,
+        value_name = "PATH"
+    )]
+    config_file: Option<PathBuf>,
+
+    /// Address to listen on for HTTP (`:9797` means every interface).
+    #[arg(
+        long = "web.listen-address",
+        env = "DCS_EXPORTER_WEB_LISTEN_ADDRESS",
+        default_value = ":9797",
+        global = true,
+        value_name = "ADDR"
+    )]
+    listen_address: String,
+
+    /// Path under which metrics are served.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "DCS_EXPORTER_WEB_TELEMETRY_PATH",
+        default_value = "/metrics",
+        value_name = "PATH"
+    )]
+    telemetry_path: String,
+
+    /// TLS and basic auth config file (Prometheus exporter-toolkit format).
+    #[arg(
+        long = "web.config.file",
+        env = "DCS_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "PATH"
+    )]
+    web_config_file: Option<PathBuf>,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long = "log.level", env = "DCS_EXPORTER_LOG_LEVEL", default_value = "info", global = true, value_parser = ["error", "warn", "info", "debug", "trace"])]
+    log_level: String,
+
+    /// Log format.
+    #[arg(
+        long = "log.format",
+        env = "DCS_EXPORTER_LOG_FORMAT",
+        default_value = "logfmt",
+        global = true
+    )]
+    log_format: LogFormat,
+
+    /// Prefix of every metric name.
+    #[arg(
+        long = "metrics.namespace",
+        env = "DCS_EXPORTER_METRICS_NAMESPACE",
+        default_value = "dcs",
+        value_name = "NAME"
+    )]
+    namespace: String,
+
+    /// Run against an embedded DCS simulator with sample instances: no cloud account, no config
+    /// file, no network needed.
+    #[arg(long, env = "DCS_EXPORTER_DEMO")]
+    demo: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate the config file: exit 0, or print every problem and exit 2.
+    CheckConfig {
+        /// Also call the DCS API once per cloud to prove endpoint and credentials work.
+        #[arg(long)]
+        online: bool,
+    },
+    /// Run the DCS API simulator on its own (for trying the exporter, SDKs or dashboards).
+    Simulate {
+        /// Seed of the synthetic keyspaces: same seed, same answers.
+        #[arg(long, env = "DCS_EXPORTER_SEED", default_value_t = 1)]
+        seed: u64,
+        /// Number of generated instances; 0 serves the demo's varied instances.
+        #[arg(long, env = "DCS_EXPORTER_INSTANCES", default_value_t = 0)]
+        instances: usize,
+        /// Access key the simulator accepts.
+        #[arg(long = "sim.access-key", env = "DCS_EXPORTER_SIM_ACCESS_KEY")]
+        access_key: Option<String>,
+        /// Secret key the simulator accepts.
+        #[arg(
+            long = "sim.secret-key",
+            env = "DCS_EXPORTER_SIM_SECRET_KEY",
+            hide_env_values = true
+        )]
+        secret_key: Option<String>,
+        /// Project id the simulator serves.
+        #[arg(long = "sim.project-id", env = "DCS_EXPORTER_SIM_PROJECT_ID")]
+        project_id: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+/// Exit code for a bad command line or config.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async_main(cli))
+}
+
+async fn async_main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Some(Command::CheckConfig { online }) => check_config(&cli, online).await,
+        Some(Command::Simulate {
+            seed,
+            instances,
+            ref access_key,
+            ref secret_key,
+            ref project_id,
+        }) => {
+            let mut sim = if instances == 0 {
+                SimConfig::demo()
+            } else {
+                SimConfig::generated(seed, instances)
+            };
+            sim.seed = seed;
+            if let Some(ak) = access_key {
+                sim.access_key = ak.clone();
+            }
+            if let Some(sk) = secret_key {
+                sim.secret_key = sk.as_str().into();
+            }
+            if let Some(p) = project_id {
+                sim.project_id = p.clone();
+            }
+            let addr = match parse_listen(&cli.listen_address) {
+                Ok(a) => a,
+                Err(e) => return fatal(EXIT_USAGE, e),
+            };
+            let shutdown = shutdown_on_signals(None);
+            match simulator::run_standalone(addr, sim, shutdown).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fatal(1, anyhow::Error::new(e)),
+            }
+        }
+        None => serve(cli).await,
+    }
+}
+
+async fn serve(cli: Cli) -> ExitCode {
+    if cli.web_config_file.is_some() {
+        return fatal(
+            EXIT_USAGE,
+            anyhow::anyhow!(
+                "--web.config.file: TLS and basic auth are not supported by this version yet"
+            ),
+        );
+    }
+    if !config::is_metric_namespace(&cli.namespace) {
+        return fatal(
+            EXIT_USAGE,
+            anyhow::anyhow!(
+                "--metrics.namespace: {:?} is not a valid metric name prefix",
+                cli.namespace
+            ),
+        );
+    }
+    if !cli.telemetry_path.starts_with('/') {
+        return fatal(
+            EXIT_USAGE,
+            anyhow::anyhow!("--web.telemetry-path must start with '/'"),
+        );
+    }
+    let addr = match parse_listen(&cli.listen_address) {
+        Ok(a) => a,
+        Err(e) => return fatal(EXIT_USAGE, e),
+    };
+    let (reload_tx, reload_rx) = app::reload_channel();
+    let shutdown = shutdown_on_signals(Some(reload_tx.clone()));
+    let demo_tracker = TaskTracker::new();
+    let source = if cli.demo {
+        match dcs_key_exporter::demo::start(shutdown.child_token(), &demo_tracker).await {
+            Ok((config, _sim)) => ConfigSource::Fixed(Box::new(config)),
+            Err(e) => {
+                return fatal(
+                    1,
+                    anyhow::Error::new(e).context("cannot start the demo simulator"),
+                )
+            }
+        }
+    } else {
+        match &cli.config_file {
+            Some(p) => {
+                // Fail fast with exit code 2 on a bad config, before binding anything.
+                if let Err(e) = config::load_file(p) {
+                    for p in e.problems() {
+                        eprintln!("error: {p}");
+                    }
+                    return ExitCode::from(EXIT_USAGE);
+                }
+                ConfigSource::File(p.clone())
+            }
+            None => {
+                return fatal(
+                    EXIT_USAGE,
+                    anyhow::anyhow!("no config: pass --config.file=PATH, or try --demo"),
+                )
+            }
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            return fatal(
+                1,
+                anyhow::Error::new(e).context(format!("cannot listen on {addr}")),
+            )
+        }
+    };
+    tracing::info!(address = %listener.local_addr().map_or(addr, |a| a), version = env!("CARGO_PKG_VERSION"), "listening");
+    let opts = RunOptions {
+        telemetry_path: cli.telemetry_path.clone(),
+        namespace: cli.namespace.clone(),
+    };
+    let result = app::run(
+        source,
+        listener,
+        opts,
+        (reload_tx, reload_rx),
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    demo_tracker.close();
+    let _ = tokio::time::timeout(app::SHUTDOWN_GRACE, demo_tracker.wait()).await;
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(app::Error::Config(e)) => fatal(EXIT_USAGE, anyhow::Error::new(e)),
+        Err(e) => fatal(1, anyhow::Error::new(e)),
+    }
+}
+
+async fn check_config(cli: &Cli, online: bool) -> ExitCode {
+    let Some(path) = &cli.config_file else {
+        return fatal(
+            EXIT_USAGE,
+            anyhow::anyhow!("check-config needs --config.file=PATH"),
+        );
+    };
+    let config = match config::load_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            for p in e.problems() {
+                println!("error: {p}");
+            }
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let instances: usize = config.clouds.iter().map(|c| c.instances.len()).sum();
+    println!(
+        "{}: OK ({} clouds, {} instances)",
+        path.display(),
+        config.clouds.len(),
+        instances
+    );
+    if !online {
+        return ExitCode::SUCCESS;
+    }
+    let mut ok = true;
+    for cloud in &config.clouds {
+        let ids: Vec<String> = cloud.instances.iter().map(|i| i.id.clone()).collect();
+        let verdict = match DcsClient::new(cloud.client.clone(), None) {
+            Ok(client) => client.check_online(&ids).await,
+            Err(e) => Err(e),
+        };
+        match verdict {
+            Ok(msg) => println!("cloud {}: OK: {msg}", cloud.name),
+            Err(e) => {
+                ok = false;
+                println!("cloud {}: FAILED: {e:#}", cloud.name);
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Accepts `:9797`, `0.0.0.0:9797`, `127.0.0.1:0`, `[::]:9797`.
+fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_owned()
+    };
+    full.parse()
+        .with_context(|| format!("--web.listen-address: {s:?} is not HOST:PORT"))
+}
+
+fn fatal(code: u8, e: anyhow::Error) -> ExitCode {
+    tracing::error!(error = %format!("{e:#}"), "fatal");
+    eprintln!("error: {e:#}");
+    ExitCode::from(code)
+}
+
+/// Cancels the returned token on SIGTERM or SIGINT; SIGHUP asks for a config reload.
+fn shutdown_on_signals(
+    reload: Option<tokio::sync::mpsc::Sender<app::ReloadRequest>>,
+) -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM received"); break }
+                _ = int.recv() => { tracing::info!("SIGINT received"); break }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading config");
+                    if let Some(tx) = &reload {
+                        let (reply, _) = tokio::sync::oneshot::channel();
+                        let _ = tx.send(reply).await;
+                    }
+                }
+            }
+        }
+        t.cancel();
+    });
+    token
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::EnvFilter;
+    // Our own crate logs at the chosen level; dependencies only warn.
+    let filter = EnvFilter::new(format!("warn,dcs_key_exporter={}", cli.log_level));
+    let registry = tracing_subscriber::registry().with(filter);
+    match cli.log_format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_logfmt::builder()
+                    .with_span_path(false)
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+}

@@ -111,7 +111,7 @@ pub enum Auth {
 }
 
 /// Everything the client needs to talk to one cloud.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClientConfig {
     /// DCS base URL, e.g. `https://dcs.cn-north-4.myhuaweicloud.com` (a path prefix is kept).
     pub endpoint: url::Url,

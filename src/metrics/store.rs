@@ -307,6 +307,18 @@ impl Store {
         })
     }
 
+    /// Changes an instance's display name (when DCS tells the name and the config does not).
+    pub fn rename(&self, id: &str, name: &str) {
+        let changed = self.read(|s| s.instances.get(id).is_some_and(|i| i.name != name));
+        if changed {
+            self.update(|s| {
+                if let Some(i) = s.instances.get_mut(id) {
+                    i.name = name.to_owned();
+                }
+            })
+        }
+    }
+
     /// Records the instance's details (`dcs_instance_info`).
     pub fn set_instance_info(&self, id: &str, info: InstanceInfo) {
         self.update(|s| {

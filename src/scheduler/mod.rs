@@ -1,1 +1,264 @@
-//! scheduler
+//! The scheduler: one supervised loop per instance and analysis, plus one per instance that
+//! keeps its details (`dcs_instance_info`) current.
+//!
+//! # Layout
+//! - [`analysis_loop`]: the loop that creates or adopts tasks, polls them and publishes results.
+//! - [`backoff`]: failure backoff, start-up jitter and the polling plan, as pure functions.
+//! - [`clock`]: wall-clock time that tests can drive with tokio's paused clock.
+//!
+//! Every loop runs in the [`TaskTracker`] under a child of the root [`CancellationToken`];
+//! [`Scheduler::apply`] starts loops for new instances, restarts those whose settings or client
+//! changed, and stops (and forgets the series of) those no longer configured.
+
+pub mod analysis_loop;
+pub mod backoff;
+pub mod clock;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::config::{AnalysisSettings, InstanceConfig, Mode};
+use crate::dcs::{Analysis, DcsApi};
+use crate::metrics::store::{AnalysisSpec, InstanceSpec, Store};
+pub use analysis_loop::{AnalysisLoop, Shared};
+pub use clock::Clock;
+
+/// How often instance details are refreshed.
+pub const INFO_REFRESH: Duration = Duration::from_secs(3600);
+
+/// The instances of one cloud and the client that reaches them.
+pub struct CloudPlan<C> {
+    pub name: String,
+    pub client: Arc<C>,
+    pub instances: Vec<InstanceConfig>,
+}
+
+struct Running<C> {
+    client: Arc<C>,
+    settings: AnalysisSettings,
+    token: CancellationToken,
+}
+
+struct InfoLoop<C> {
+    client: Arc<C>,
+    name_configured: Option<String>,
+    token: CancellationToken,
+}
+
+/// Owns every loop; [`apply`](Scheduler::apply) a new plan on start and on reload.
+pub struct Scheduler<C> {
+    store: Arc<Store>,
+    clock: Clock,
+    limiter: Arc<Semaphore>,
+    root: CancellationToken,
+    tracker: TaskTracker,
+    loops: HashMap<(String, Analysis), Running<C>>,
+    info: HashMap<String, InfoLoop<C>>,
+    /// Seeds the loops' jitter in tests; `None` uses entropy.
+    seed: Option<u64>,
+}
+
+impl<C: DcsApi> Scheduler<C> {
+    pub fn new(
+        store: Arc<Store>,
+        clock: Clock,
+        max_concurrent_requests: usize,
+        root: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        Scheduler {
+            store,
+            clock,
+            limiter: Arc::new(Semaphore::new(max_concurrent_requests.max(1))),
+            root,
+            tracker,
+            loops: HashMap::new(),
+            info: HashMap::new(),
+            seed: None,
+        }
+    }
+
+    /// Makes jitter deterministic (tests).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Changes the global API concurrency limit (on reload). Calls in flight keep their permit.
+    pub fn set_max_concurrent_requests(&mut self, n: usize) {
+        self.limiter = Arc::new(Semaphore::new(n.max(1)));
+    }
+
+    /// Number of analysis loops running.
+    pub fn loop_count(&self) -> usize {
+        self.loops.len()
+    }
+
+    /// Makes the running loops match `plan`.
+    pub fn apply(&mut self, plan: Vec<CloudPlan<C>>) {
+        let mut specs = Vec::new();
+        let mut wanted: HashMap<(String, Analysis), (Arc<C>, AnalysisSettings)> = HashMap::new();
+        let mut wanted_info: HashMap<String, (Arc<C>, Option<String>)> = HashMap::new();
+        for cloud in &plan {
+            for inst in &cloud.instances {
+                let name = self
+                    .store
+                    .read(|s| s.instances.get(&inst.id).map(|i| i.name.clone()))
+                    .filter(|_| inst.name.is_none())
+                    .or_else(|| inst.name.clone())
+                    .unwrap_or_else(|| inst.id.clone());
+                let mut analyses = Vec::new();
+                for a in Analysis::ALL {
+                    let s = *inst.analysis(a);
+                    if s.mode == Mode::Off {
+                        continue;
+                    }
+                    analyses.push(AnalysisSpec {
+                        analysis: a,
+                        top_n: s.top_n,
+                        mode: s.mode.as_str(),
+                    });
+                    wanted.insert((inst.id.clone(), a), (cloud.client.clone(), s));
+                }
+                wanted_info.insert(inst.id.clone(), (cloud.client.clone(), inst.name.clone()));
+                specs.push(InstanceSpec {
+                    id: inst.id.clone(),
+                    name,
+                    lfu_log_factor: inst.lfu_log_factor,
+                    analyses,
+                });
+            }
+        }
+
+        // Stop what is gone or changed.
+        self.loops.retain(|key, running| {
+            let keep = wanted.get(key).is_some_and(|(client, settings)| {
+                Arc::ptr_eq(client, &running.client) && *settings == running.settings
+            });
+            if !keep {
+                running.token.cancel();
+            }
+            keep
+        });
+        self.info.retain(|id, l| {
+            let keep = wanted_info.get(id).is_some_and(|(client, name)| {
+                Arc::ptr_eq(client, &l.client) && *name == l.name_configured
+            });
+            if !keep {
+                l.token.cancel();
+            }
+            keep
+        });
+        self.store.configure(&specs);
+
+        // Start what is new.
+        for ((id, analysis), (client, settings)) in wanted {
+            if self.loops.contains_key(&(id.clone(), analysis)) {
+                continue;
+            }
+            let token = self.root.child_token();
+            let shared = Shared {
+                client: client.clone(),
+                store: self.store.clone(),
+                limiter: self.limiter.clone(),
+                clock: self.clock,
+            };
+            let seed = self.seed.map(|s| s ^ hash(&id) ^ analysis as u64);
+            let lp = AnalysisLoop::new(shared, id.clone(), analysis, settings, seed);
+            let span = info_span!("analysis", instance_id = %id, analysis = %analysis);
+            self.tracker.spawn(lp.run(token.clone()).instrument(span));
+            self.loops.insert(
+                (id, analysis),
+                Running {
+                    client,
+                    settings,
+                    token,
+                },
+            );
+        }
+        for (id, (client, name)) in wanted_info {
+            if self.info.contains_key(&id) {
+                continue;
+            }
+            let token = self.root.child_token();
+            let span = info_span!("instance", instance_id = %id);
+            let fut = info_loop(
+                client.clone(),
+                self.store.clone(),
+                self.limiter.clone(),
+                id.clone(),
+                name.is_none(),
+                token.clone(),
+            );
+            self.tracker.spawn(fut.instrument(span));
+            self.info.insert(
+                id,
+                InfoLoop {
+                    client,
+                    name_configured: name,
+                    token,
+                },
+            );
+        }
+    }
+}
+
+/// Keeps one instance's details current; adopts its DCS name when none is configured.
+async fn info_loop<C: DcsApi>(
+    client: Arc<C>,
+    store: Arc<Store>,
+    limiter: Arc<Semaphore>,
+    id: String,
+    use_dcs_name: bool,
+    cancel: CancellationToken,
+) {
+    let mut failures = 0u32;
+    let mut loaded = false;
+    loop {
+        let result = {
+            let _permit = limiter.acquire().await.ok();
+            client.show_instance(&id).await
+        };
+        let wait = match result {
+            Ok(info) => {
+                failures = 0;
+                if use_dcs_name && !info.name.is_empty() {
+                    store.rename(&id, &info.name);
+                }
+                if !loaded {
+                    loaded = true;
+                    info!(name = %info.name, status = info.status.as_deref().unwrap_or("?"),
+                        "instance details loaded");
+                }
+                store.set_instance_info(&id, info);
+                INFO_REFRESH
+            }
+            Err(e) => {
+                failures += 1;
+                warn!(error = %e, "cannot load instance details");
+                // 1 min, 2 min, 4 min … up to the refresh interval.
+                Duration::from_secs(60u64 << failures.min(6)).min(INFO_REFRESH)
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn hash(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests;

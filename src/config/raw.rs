@@ -1,0 +1,105 @@
+//! The config file as written: serde structs that refuse unknown keys.
+//!
+//! Strings stay unexpanded here (`${VAR}` is replaced during validation, where the key path is
+//! known); durations stay strings. [`super::validate`] turns this into the typed [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub clouds: Vec<RawCloud>,
+    #[serde(default)]
+    pub analysis: RawAnalysisSet,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
+    pub api: RawApi,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCloud {
+    pub name: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub project_id: Option<String>,
+    pub auth: Option<RawAuth>,
+    #[serde(default)]
+    pub instances: Vec<RawInstance>,
+    pub discovery: Option<RawDiscovery>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub secret_key_file: Option<String>,
+    pub security_token: Option<String>,
+    pub security_token_file: Option<String>,
+    pub iam_endpoint: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstance {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub lfu_log_factor: Option<u32>,
+    #[serde(default)]
+    pub analysis: RawAnalysisSet,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnalysisSet {
+    pub hotkey: Option<RawAnalysis>,
+    pub bigkey: Option<RawAnalysis>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnalysis {
+    pub mode: Option<super::Mode>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub top_n: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    pub refresh_interval: Option<String>,
+    pub name_include: Option<String>,
+    pub name_exclude: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub engine: Option<String>,
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub namespace: Option<String>,
+    pub key_label: Option<super::KeyLabelKind>,
+    pub key_label_max_bytes: Option<u64>,
+    pub lfu_log_factor: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub timeout: Option<String>,
+    pub max_retries: Option<u32>,
+    pub max_concurrent_requests: Option<u32>,
+    pub max_response_bytes: Option<u64>,
+}

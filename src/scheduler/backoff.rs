@@ -1,0 +1,106 @@
+//! Delays: exponential backoff after failures, start-up jitter, and the polling plan.
+//!
+//! Pure functions of their inputs and a random number, so their bounds are unit-tested without
+//! a clock.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// First retry delay after a failed attempt.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// Longest wait between polls of a running task.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// Shortest wait between polls of a running task.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Margin added to a task's expected end before the first poll.
+pub const POLL_MARGIN: Duration = Duration::from_millis(750);
+/// How long an unsupported analysis waits before asking again.
+pub const UNSUPPORTED_RECHECK: Duration = Duration::from_secs(24 * 3600);
+
+/// Delay before retrying after `failures` consecutive failures (≥ 1): `base·2^(n−1)`, capped at
+/// `cap`, with "equal jitter" (between half and all of it) so a fleet that failed together does
+/// not retry together.
+pub fn failure_backoff(failures: u64, cap: Duration, rng: &mut impl Rng) -> Duration {
+    let exp = failures.saturating_sub(1).min(20) as u32;
+    let raw = BACKOFF_BASE
+        .saturating_mul(1u32 << exp.min(31))
+        .min(cap)
+        .max(MIN_POLL_INTERVAL);
+    let half = raw / 2;
+    half + half.mul_f64(rng.gen::<f64>())
+}
+
+/// Delay before an analysis' first task after start: uniform in `[0, min(interval, 5m) / 2]`,
+/// so that a fleet does not fire at once.
+pub fn start_jitter(interval: Duration, rng: &mut impl Rng) -> Duration {
+    let window = interval.min(Duration::from_secs(300)) / 2;
+    window.mul_f64(rng.gen::<f64>())
+}
+
+/// Delay before the next poll of a task that has been followed for `elapsed` and is expected
+/// to take `expected` in all (from its creation): until the expected end plus a margin, then
+/// a quarter of the time already spent, within [`MIN_POLL_INTERVAL`], [`MAX_POLL_INTERVAL`].
+/// Never past `deadline_in` (time left before the timeout).
+pub fn next_poll(elapsed: Duration, expected: Duration, deadline_in: Duration) -> Duration {
+    let wait = if elapsed + MIN_POLL_INTERVAL < expected {
+        expected - elapsed + POLL_MARGIN
+    } else {
+        (elapsed / 4).clamp(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL)
+    };
+    wait.min(deadline_in)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered_within_bounds() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let cap = Duration::from_secs(600);
+        for n in 1..=12u64 {
+            let raw = (BACKOFF_BASE * 2u32.pow(n as u32 - 1)).min(cap);
+            for _ in 0..200 {
+                let d = failure_backoff(n, cap, &mut rng);
+                assert!(d >= raw / 2 && d <= raw, "n={n} d={d:?} raw={raw:?}");
+            }
+        }
+        // Huge failure counts do not overflow.
+        assert!(failure_backoff(u64::MAX, cap, &mut rng) <= cap);
+    }
+
+    #[test]
+    fn start_jitter_stays_within_half_the_capped_interval() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut max = Duration::ZERO;
+        for _ in 0..1000 {
+            let d = start_jitter(Duration::from_secs(3600), &mut rng);
+            assert!(d <= Duration::from_secs(150));
+            max = max.max(d);
+        }
+        assert!(
+            max > Duration::from_secs(100),
+            "jitter must actually spread: {max:?}"
+        );
+        assert!(start_jitter(Duration::from_secs(10), &mut rng) <= Duration::from_secs(5));
+    }
+
+    #[test]
+    fn polls_at_expected_end_then_backs_off() {
+        let s = Duration::from_secs;
+        // Just created, expected to take 40 s: first poll right after the expected end.
+        assert_eq!(next_poll(s(0), s(40), s(600)), s(40) + POLL_MARGIN);
+        // Past the expectation: a quarter of the elapsed time, bounded.
+        assert_eq!(
+            next_poll(s(41), s(40), s(600)),
+            Duration::from_millis(10250)
+        );
+        assert_eq!(next_poll(s(2), s(0), s(600)), MIN_POLL_INTERVAL);
+        assert_eq!(next_poll(s(3600), s(40), s(6000)), MAX_POLL_INTERVAL);
+        // Never beyond the timeout.
+        assert_eq!(next_poll(s(0), s(400), s(30)), s(30));
+    }
+}

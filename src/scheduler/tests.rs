@@ -1,0 +1,550 @@
+//! Scheduler tests on tokio's paused clock against an in-memory fake of the DCS API.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::*;
+use crate::dcs::{
+    self, timestamp, AutoscanConfig, AutoscanConfigRequest, InstanceInfo, InstanceList,
+    InstanceListQuery, KeyRecord, KeyType, ScanType, SizeUnit, TaskList, TaskListQuery, TaskRecord,
+    TaskStatus, TaskSummary,
+};
+use crate::metrics::store::FailureReason;
+
+const T0: f64 = 1_700_000_000.0;
+
+#[derive(Clone)]
+struct FakeTask {
+    id: String,
+    created: f64,
+    duration: f64,
+    fail: bool,
+    scan_type: ScanType,
+}
+
+#[derive(Default)]
+struct FakeState {
+    tasks: HashMap<(String, Analysis), Vec<FakeTask>>,
+    calls: Vec<&'static str>,
+    unsupported: HashSet<(String, Analysis)>,
+    /// Errors returned by the next calls, whatever they are.
+    errors: VecDeque<dcs::Error>,
+    duration: f64,
+    fail_next: bool,
+    /// Someone else starts a task just as the next create arrives (DCS.4918).
+    race_on_create: bool,
+    next_id: u64,
+}
+
+/// An in-memory DCS: tasks end `duration` seconds after creation, as seen by the shared clock.
+struct FakeDcs {
+    state: Mutex<FakeState>,
+    clock: Clock,
+}
+
+impl FakeDcs {
+    fn new(clock: Clock, duration: f64) -> Arc<Self> {
+        Arc::new(FakeDcs {
+            state: Mutex::new(FakeState {
+                duration,
+                ..Default::default()
+            }),
+            clock,
+        })
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    fn count(&self, op: &str) -> usize {
+        self.with(|s| s.calls.iter().filter(|c| **c == op).count())
+    }
+
+    fn add_task(
+        &self,
+        inst: &str,
+        a: Analysis,
+        created: f64,
+        duration: f64,
+        scan: ScanType,
+    ) -> String {
+        self.with(|s| {
+            s.next_id += 1;
+            let id = format!("task-{}", s.next_id);
+            s.tasks.entry((inst.into(), a)).or_default().push(FakeTask {
+                id: id.clone(),
+                created,
+                duration,
+                fail: std::mem::take(&mut s.fail_next),
+                scan_type: scan,
+            });
+            id
+        })
+    }
+
+    /// The keys a task reports: derived from its id so a newer task reports other keys.
+    fn keys_of(id: &str) -> Vec<KeyRecord> {
+        let n: i64 = id.trim_start_matches("task-").parse().unwrap_or(0);
+        (0..3)
+            .map(|i| KeyRecord {
+                name: format!("{id}:key{i}"),
+                key_type: Some(KeyType::String),
+                shard: None,
+                db: Some(0),
+                size: Some(1000 * (3 - i)),
+                unit: Some(SizeUnit::Byte),
+                freq: Some(100 + n + i),
+            })
+            .collect()
+    }
+
+    fn record(&self, t: &FakeTask, with_keys: bool) -> TaskRecord {
+        let now = self.clock.now_unix();
+        let done = now >= t.created + t.duration;
+        let status = match (done, t.fail) {
+            (false, _) => TaskStatus::Running,
+            (true, false) => TaskStatus::Success,
+            (true, true) => TaskStatus::Failed,
+        };
+        TaskRecord {
+            id: t.id.clone(),
+            instance_id: None,
+            status: status.clone(),
+            scan_type: Some(t.scan_type.clone()),
+            created_at: Some(timestamp::format_unix(t.created)),
+            started_at: Some(timestamp::format_unix(t.created)),
+            finished_at: done.then(|| timestamp::format_unix(t.created + t.duration)),
+            num: None,
+            keys: (with_keys && status == TaskStatus::Success).then(|| Self::keys_of(&t.id)),
+        }
+    }
+
+    /// Logs a call; analysis calls take the next injected error, if any.
+    fn begin(&self, op: &'static str) -> dcs::Result<()> {
+        self.with(|s| {
+            s.calls.push(op);
+            if op == "show_instance" {
+                return Ok(());
+            }
+            s.errors.pop_front().map_or(Ok(()), Err)
+        })
+    }
+}
+
+fn api_err(status: u16, code: &str) -> dcs::Error {
+    dcs::Error::Api {
+        operation: "fake",
+        status,
+        code: Some(code.into()),
+        message: "injected".into(),
+        request_id: None,
+    }
+}
+
+impl DcsApi for FakeDcs {
+    async fn list_tasks(
+        &self,
+        inst: &str,
+        a: Analysis,
+        _q: &TaskListQuery,
+    ) -> dcs::Result<TaskList> {
+        self.begin("list")?;
+        let tasks = self.with(|s| {
+            s.tasks
+                .get(&(inst.to_owned(), a))
+                .cloned()
+                .unwrap_or_default()
+        });
+        // Oldest first: the scheduler must not assume newest-first.
+        let records = tasks
+            .iter()
+            .map(|t| {
+                let r = self.record(t, false);
+                TaskSummary {
+                    id: r.id,
+                    status: r.status,
+                    scan_type: r.scan_type,
+                    created_at: r.created_at,
+                    started_at: r.started_at,
+                    finished_at: r.finished_at,
+                }
+            })
+            .collect::<Vec<_>>();
+        Ok(TaskList {
+            instance_id: None,
+            count: Some(records.len() as i64),
+            records,
+        })
+    }
+
+    async fn create_task(&self, inst: &str, a: Analysis) -> dcs::Result<TaskRecord> {
+        self.begin("create")?;
+        if self.with(|s| s.unsupported.contains(&(inst.to_owned(), a))) {
+            return Err(api_err(400, "DCS.4922"));
+        }
+        let now = self.clock.now_unix();
+        if self.with(|s| std::mem::take(&mut s.race_on_create)) {
+            self.add_task(inst, a, now, 400.0, ScanType::Manual);
+        }
+        let running = self.with(|s| {
+            s.tasks
+                .get(&(inst.to_owned(), a))
+                .is_some_and(|ts| ts.iter().any(|t| now < t.created + t.duration))
+        });
+        if running {
+            return Err(api_err(400, "DCS.4918"));
+        }
+        let d = self.with(|s| s.duration);
+        let id = self.add_task(inst, a, now, d, ScanType::Manual);
+        let t = self
+            .with(|s| {
+                s.tasks[&(inst.to_owned(), a)]
+                    .iter()
+                    .find(|t| t.id == id)
+                    .cloned()
+            })
+            .unwrap();
+        let mut r = self.record(&t, false);
+        r.status = TaskStatus::Waiting;
+        Ok(r)
+    }
+
+    async fn show_task(&self, inst: &str, a: Analysis, id: &str) -> dcs::Result<TaskRecord> {
+        self.begin("show")?;
+        let t = self.with(|s| {
+            s.tasks
+                .get(&(inst.to_owned(), a))
+                .and_then(|ts| ts.iter().find(|t| t.id == id).cloned())
+        });
+        t.map(|t| self.record(&t, true))
+            .ok_or_else(|| api_err(400, "DCS.4941"))
+    }
+
+    async fn delete_task(&self, _: &str, _: Analysis, _: &str) -> dcs::Result<Option<TaskRecord>> {
+        unimplemented!("the scheduler never deletes tasks")
+    }
+
+    async fn show_autoscan(&self, _: &str, _: Analysis) -> dcs::Result<AutoscanConfig> {
+        unimplemented!("the scheduler never reads autoscan settings")
+    }
+
+    async fn update_autoscan(
+        &self,
+        _: &str,
+        _: Analysis,
+        _: &AutoscanConfigRequest,
+    ) -> dcs::Result<AutoscanConfig> {
+        unimplemented!("the scheduler never changes autoscan settings")
+    }
+
+    async fn show_instance(&self, inst: &str) -> dcs::Result<InstanceInfo> {
+        self.begin("show_instance")?;
+        Ok(InstanceInfo {
+            instance_id: inst.into(),
+            name: format!("dcs-{inst}"),
+            engine_version: Some("6.0".into()),
+            status: Some("RUNNING".into()),
+            ..Default::default()
+        })
+    }
+
+    async fn list_instances(&self, _: &InstanceListQuery) -> dcs::Result<InstanceList> {
+        unimplemented!("discovery is not part of these tests")
+    }
+}
+
+fn settings(mode: Mode, interval: u64, timeout: u64) -> AnalysisSettings {
+    AnalysisSettings {
+        mode,
+        interval: Duration::from_secs(interval),
+        timeout: Duration::from_secs(timeout),
+        top_n: 2,
+    }
+}
+
+fn instance(id: &str, hot: AnalysisSettings) -> InstanceConfig {
+    InstanceConfig {
+        id: id.into(),
+        name: Some(format!("name-{id}")),
+        lfu_log_factor: 10,
+        hotkey: hot,
+        bigkey: AnalysisSettings {
+            mode: Mode::Off,
+            ..hot
+        },
+    }
+}
+
+struct Harness {
+    fake: Arc<FakeDcs>,
+    store: Arc<Store>,
+    sched: Scheduler<FakeDcs>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Harness {
+    fn new(duration: f64) -> Self {
+        let clock = Clock::anchored(T0);
+        let fake = FakeDcs::new(clock, duration);
+        let store = Arc::new(Store::new());
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let sched =
+            Scheduler::new(store.clone(), clock, 4, cancel.clone(), tracker.clone()).with_seed(42);
+        Harness {
+            fake,
+            store,
+            sched,
+            cancel,
+            tracker,
+        }
+    }
+
+    fn start(&mut self, instances: Vec<InstanceConfig>) {
+        let plan = vec![CloudPlan {
+            name: "c".into(),
+            client: self.fake.clone(),
+            instances,
+        }];
+        self.sched.apply(plan);
+    }
+
+    fn state(&self, id: &str) -> crate::metrics::store::AnalysisState {
+        self.store
+            .analysis_state(id, Analysis::Hotkey)
+            .expect("configured")
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        tokio::time::timeout(Duration::from_secs(5), self.tracker.wait())
+            .await
+            .expect("loops stop");
+    }
+}
+
+async fn advance(secs: u64) {
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn trigger_creates_polls_and_publishes_with_few_calls() {
+    let mut h = Harness::new(30.0);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    // Start jitter is at most min(interval, 5m)/2 = 150 s; the task takes 30 s.
+    advance(150 + 30 + 30).await;
+    let st = h.state("i1");
+    let r = st.result.expect("published");
+    assert_eq!(r.task_id, "task-1");
+    // top_n = 2 of the 3 keys, ranked by freq: key2 (103) then key1 (102).
+    let names: Vec<_> = r.keys.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["task-1:key2", "task-1:key1"]);
+    assert_eq!(r.key_count, 3);
+    assert_eq!(st.tasks_created, 1);
+    assert_eq!(h.fake.count("create"), 1);
+
+    // The second cycle knows the task takes 30 s: list + create + one show.
+    let before = h.fake.with(|s| s.calls.len());
+    advance(600).await;
+    let calls: Vec<_> = h.fake.with(|s| s.calls[before..].to_vec());
+    assert_eq!(
+        calls,
+        ["list", "create", "show"],
+        "one poll at the expected end"
+    );
+    assert_eq!(h.state("i1").result.unwrap().task_id, "task-2");
+    assert_eq!(h.store.read(|s| s.instances["i1"].name.clone()), "name-i1");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_publishes_existing_result_first_and_creates_no_duplicate() {
+    let mut h = Harness::new(30.0);
+    // A result that finished 100 s before start, and nothing running.
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 200.0, 100.0, ScanType::Manual);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    advance(1).await;
+    let st = h.state("i1");
+    assert_eq!(st.result.expect("published at once").task_id, "task-1");
+    let calls: Vec<_> = h.fake.with(|s| s.calls.clone());
+    let analysis_calls: Vec<_> = calls
+        .into_iter()
+        .filter(|c| *c != "show_instance")
+        .collect();
+    assert_eq!(
+        analysis_calls,
+        ["list", "show"],
+        "only the existing result was fetched"
+    );
+    // The result is 100 s old: the next task is due 500 s later, not before.
+    advance(480).await;
+    assert_eq!(h.fake.count("create"), 0);
+    advance(60).await;
+    assert_eq!(h.fake.count("create"), 1);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn running_task_is_adopted_not_duplicated() {
+    let mut h = Harness::new(30.0);
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 10.0, 50.0, ScanType::Auto);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    advance(1).await;
+    let st = h.state("i1");
+    assert_eq!(st.running.as_ref().map(|r| r.id.as_str()), Some("task-1"));
+    assert_eq!(st.tasks_adopted, 1);
+    advance(60).await;
+    let st = h.state("i1");
+    assert!(st.running.is_none());
+    assert_eq!(st.result.unwrap().task_id, "task-1");
+    assert_eq!(st.tasks_adopted, 1, "the adopted task is counted once");
+    assert_eq!(h.fake.count("create"), 0);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn already_running_on_create_adopts_the_running_task() {
+    let mut h = Harness::new(30.0);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    // Someone starts a task between our list and our create: the list sees nothing, the
+    // create gets DCS.4918, and the second list finds the task.
+    h.fake.with(|s| s.race_on_create = true);
+    advance(200).await;
+    assert_eq!(
+        h.fake.count("create"),
+        1,
+        "create was tried once and refused"
+    );
+    let st = h.state("i1");
+    assert_eq!(st.tasks_adopted, 1);
+    assert_eq!(st.tasks_created, 0);
+    assert_eq!(st.running.as_ref().map(|r| r.id.as_str()), Some("task-1"));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unsupported_analysis_stops_creating_until_the_daily_recheck() {
+    let mut h = Harness::new(30.0);
+    h.fake
+        .with(|s| s.unsupported.insert(("i1".into(), Analysis::Hotkey)));
+    h.start(vec![instance("i1", settings(Mode::Trigger, 60, 30))]);
+    advance(3600 * 12).await;
+    let st = h.state("i1");
+    assert!(!st.supported);
+    assert_eq!(st.failures[&FailureReason::Unsupported], 1);
+    assert_eq!(h.fake.count("create"), 1);
+    advance(3600 * 13).await;
+    assert_eq!(h.fake.count("create"), 2, "re-checked once a day");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn observe_mode_never_creates_and_ingests_newer_records() {
+    let mut h = Harness::new(30.0);
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 500.0, 20.0, ScanType::Auto);
+    h.start(vec![instance("i1", settings(Mode::Observe, 60, 30))]);
+    advance(1).await;
+    assert_eq!(h.state("i1").result.unwrap().task_id, "task-1");
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 + 10.0, 20.0, ScanType::Auto);
+    advance(120).await;
+    let st = h.state("i1");
+    assert_eq!(st.result.unwrap().task_id, "task-2");
+    assert_eq!(st.tasks_adopted, 2);
+    assert_eq!(h.fake.count("create"), 0);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stuck_task_times_out_and_failures_keep_the_last_result() {
+    let mut h = Harness::new(30.0);
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 1000.0, 10.0, ScanType::Manual);
+    // A task that never ends.
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 5.0, 1e9, ScanType::Manual);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 120))]);
+    advance(130).await;
+    let st = h.state("i1");
+    assert_eq!(st.failures.get(&FailureReason::Timeout), Some(&1));
+    assert_eq!(st.consecutive_failures, 1);
+    assert_eq!(
+        st.result.unwrap().task_id,
+        "task-1",
+        "the last good result stays"
+    );
+    assert!(st.running.is_none());
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn api_errors_back_off_and_recover() {
+    let mut h = Harness::new(10.0);
+    for _ in 0..3 {
+        h.fake
+            .with(|s| s.errors.push_back(api_err(503, "DCS.5000")));
+    }
+    h.start(vec![instance("i1", settings(Mode::Trigger, 3600, 300))]);
+    advance(2).await;
+    assert_eq!(h.state("i1").consecutive_failures, 1);
+    // Backoff: 2.5–5 s, then 5–10 s, then 10–20 s.
+    advance(5).await;
+    assert_eq!(h.state("i1").consecutive_failures, 2);
+    advance(10).await;
+    assert_eq!(h.state("i1").consecutive_failures, 3);
+    advance(200).await;
+    let st = h.state("i1");
+    assert_eq!(st.failures[&FailureReason::ApiError], 3);
+    assert_eq!(st.consecutive_failures, 0);
+    assert!(st.result.is_some());
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_task_is_counted_as_task_failed() {
+    let mut h = Harness::new(10.0);
+    h.fake.with(|s| s.fail_next = true);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 60, 30))]);
+    advance(60).await;
+    let st = h.state("i1");
+    assert_eq!(st.failures.get(&FailureReason::TaskFailed), Some(&1));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_stops_removed_instances_and_drops_their_series() {
+    let mut h = Harness::new(10.0);
+    h.start(vec![
+        instance("i1", settings(Mode::Trigger, 60, 30)),
+        instance("i2", settings(Mode::Trigger, 60, 30)),
+    ]);
+    advance(100).await;
+    assert_eq!(h.sched.loop_count(), 2);
+    h.start(vec![instance("i2", settings(Mode::Trigger, 60, 30))]);
+    assert_eq!(h.sched.loop_count(), 1);
+    assert!(h.store.analysis_state("i1", Analysis::Hotkey).is_none());
+    let creates_i1 = h.fake.with(|s| {
+        s.tasks
+            .get(&("i1".to_string(), Analysis::Hotkey))
+            .map_or(0, Vec::len)
+    });
+    advance(300).await;
+    let after = h.fake.with(|s| {
+        s.tasks
+            .get(&("i1".to_string(), Analysis::Hotkey))
+            .map_or(0, Vec::len)
+    });
+    assert_eq!(after, creates_i1, "a removed instance gets no new task");
+    assert!(h.state("i2").result.is_some());
+    h.stop().await;
+}
