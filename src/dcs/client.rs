@@ -1,4 +1,857 @@
-//! The reqwest client for the DCS API.
+//! The reqwest client for the DCS v2 API: [`DcsClient`] implements [`DcsApi`].
+//!
+//! Each call builds the documented path under `{endpoint}/v2/{project_id}/instances` (keeping any
+//! path prefix of the endpoint), sends the headers the official SDK sends (`Content-Type`,
+//! `Host`, `X-Project-Id`, `User-Agent`) and authenticates with either an SDK-HMAC-SHA256
+//! signature ([`crate::dcs::signer`]) or an IAM token ([`crate::dcs::iam`]).
+//!
+//! Every attempt is limited to `request_timeout` (connect to last body byte) and its body to
+//! `max_body_bytes`. Transport errors, timeouts, 429 and 5xx are retried up to `max_retries`
+//! times with exponential backoff and full jitter (or the server's `Retry-After`); other 4xx
+//! never are. With IAM auth, a 401 renews the token and repeats the request once. Every attempt
+//! is recorded in the API metrics and logged at debug level, without headers or secrets.
 
-/// Placeholder until the client lands.
-pub struct DcsClient;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use crate::dcs::iam::{transport_summary, IamCredentials, TokenCache};
+use crate::dcs::{
+    signer, Analysis, Auth, AutoscanConfig, AutoscanConfigRequest, ClientConfig, DcsApi, Error,
+    ErrorBody, InstanceInfo, InstanceList, InstanceListQuery, Operation, Result, TaskList,
+    TaskListQuery, TaskRecord,
+};
+use crate::metrics::api::ApiMetrics;
+use crate::secret::Secret;
+
+/// RFC 3986 unreserved characters stay literal; everything else in a path segment or query
+/// component is percent-encoded (the signer's canonical form, so what is sent is canonical).
+const ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Longest excerpt of an unparseable error body kept in an error message.
+const EXCERPT_CHARS: usize = 200;
+
+/// Sent (and signed) like the SDK's own `User-Agent`.
+const USER_AGENT: &str = concat!("dcs-key-exporter/", env!("CARGO_PKG_VERSION"));
+
+const OP_SHOW_INSTANCE: &str = "ShowInstance";
+const OP_LIST_INSTANCES: &str = "ListInstances";
+
+/// Why a capped body read stopped.
+#[derive(Debug)]
+pub(crate) enum BodyReadError {
+    TooLarge,
+    Transport(String),
+}
+
+/// Reads a response body chunk by chunk, refusing (without buffering further) once it would
+/// exceed `limit` bytes.
+pub(crate) async fn read_body_capped(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> std::result::Result<Vec<u8>, BodyReadError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Err(BodyReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len().saturating_add(chunk.len()) > limit {
+                    return Err(BodyReadError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(BodyReadError::Transport(transport_summary(&e))),
+        }
+    }
+}
+
+/// A short, printable excerpt of untrusted text: control characters replaced, whitespace
+/// collapsed, at most 200 characters.
+pub(crate) fn sanitised_excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::new();
+    let mut count = 0;
+    let mut last_space = true;
+    for c in text.chars() {
+        let c = if c.is_whitespace() {
+            ' '
+        } else if c.is_control() {
+            '?'
+        } else {
+            c
+        };
+        if c == ' ' && last_space {
+            continue;
+        }
+        last_space = c == ' ';
+        if count == EXCERPT_CHARS {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+        count += 1;
+    }
+    let trimmed = out.trim_end();
+    if trimmed.is_empty() {
+        "(empty body)".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// The backoff before retry number `retry` (0 for the first retry): the server's
+/// `Retry-After` when given, else a uniformly random delay in `[0, min(max, base·2^retry)]`
+/// (full jitter); never more than `max`.
+pub fn backoff_delay(
+    retry: u32,
+    base: Duration,
+    max: Duration,
+    retry_after: Option<Duration>,
+    rng: &mut impl Rng,
+) -> Duration {
+    if let Some(after) = retry_after {
+        return after.min(max);
+    }
+    let ceiling = base
+        .checked_mul(2u32.saturating_pow(retry.min(31)))
+        .unwrap_or(max)
+        .min(max);
+    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rng.gen_range(0..=millis))
+}
+
+/// How a request authenticates.
+enum ClientAuth {
+    AkSk {
+        access_key: String,
+        secret_key: Secret,
+        security_token: Option<Secret>,
+    },
+    Iam(Box<TokenCache>),
+}
+
+struct Inner {
+    http: reqwest::Client,
+    config: ClientConfig,
+    auth: ClientAuth,
+    metrics: Option<ApiMetrics>,
+    /// `Host` header value: host, plus the port when it is not the scheme's default.
+    host: String,
+}
+
+/// The DCS API client for one cloud (endpoint, project and credentials). Cheap to clone.
+#[derive(Clone)]
+pub struct DcsClient {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for DcsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.inner.config;
+        let auth = match &self.inner.auth {
+            ClientAuth::AkSk {
+                access_key,
+                security_token,
+                ..
+            } => format!(
+                "AkSk {{ access_key: {access_key}, secret_key: ***, temporary: {} }}",
+                security_token.is_some()
+            ),
+            ClientAuth::Iam(cache) => format!("Iam({cache:?})"),
+        };
+        f.debug_struct("DcsClient")
+            .field("endpoint", &c.endpoint.as_str())
+            .field("project_id", &c.project_id)
+            .field("auth", &format_args!("{auth}"))
+            .field("request_timeout", &c.request_timeout)
+            .field("max_retries", &c.max_retries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one attempt produced.
+enum Attempt {
+    Response {
+        status: u16,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    },
+    TooLarge {
+        status: u16,
+    },
+    Transport(String),
+    Timeout,
+}
+
+/// A successful (2xx) answer.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+}
+
+fn invalid(operation: &'static str, message: impl Into<String>) -> Error {
+    Error::InvalidRequest {
+        operation,
+        message: message.into(),
+    }
+}
+
+fn encode(s: &str) -> String {
+    utf8_percent_encode(s, ENCODE_SET).to_string()
+}
+
+/// The query string in canonical order (sorted by name then value, unreserved-only encoding).
+fn build_query(pairs: &[(&str, String)]) -> String {
+    let mut pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Reads `Retry-After` given in seconds.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Maps a non-2xx answer onto [`Error::Api`].
+fn api_error(operation: &'static str, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
+    let header_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| sanitised_excerpt(s.as_bytes()));
+    let parsed = serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .filter(|e| e.error_code.is_some() || e.error_msg.is_some());
+    match parsed {
+        Some(e) => Error::Api {
+            operation,
+            status,
+            code: e
+                .error_code
+                .map(|c| sanitised_excerpt(c.as_bytes()))
+                .filter(|c| !c.is_empty()),
+            message: e
+                .error_msg
+                .map(|m| sanitised_excerpt(m.as_bytes()))
+                .unwrap_or_default(),
+            request_id: header_id.or(e.request_id.map(|r| sanitised_excerpt(r.as_bytes()))),
+        },
+        None => Error::Api {
+            operation,
+            status,
+            code: None,
+            message: sanitised_excerpt(body),
+            request_id: header_id,
+        },
+    }
+}
+
+impl DcsClient {
+    /// Builds a client; fails on an endpoint that is not an http(s) base URL or header values
+    /// that cannot be sent.
+    pub fn new(config: ClientConfig, metrics: Option<ApiMetrics>) -> Result<DcsClient> {
+        const OP: &str = "NewClient";
+        let endpoint = &config.endpoint;
+        if !matches!(endpoint.scheme(), "http" | "https") || endpoint.cannot_be_a_base() {
+            return Err(invalid(OP, "the endpoint must be an http(s) URL"));
+        }
+        let host = match (endpoint.host_str(), endpoint.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => return Err(invalid(OP, "the endpoint has no host")),
+        };
+        if config.project_id.is_empty() {
+            return Err(invalid(OP, "the project id is empty"));
+        }
+        if http::HeaderValue::from_str(&config.project_id).is_err() {
+            return Err(invalid(
+                OP,
+                "the project id has characters a header cannot carry",
+            ));
+        }
+        let http = reqwest::Client::builder()
+            // HTTP/1.1 like the official SDK: the signed Host header is sent as is.
+            .http1_only()
+            .connect_timeout(config.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            // A redirect would be followed with a signature for another URL; surface it instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| invalid(OP, format!("cannot build the HTTP client: {e}")))?;
+        let auth = match &config.auth {
+            Auth::AkSk {
+                access_key,
+                secret_key,
+                security_token,
+            } => ClientAuth::AkSk {
+                access_key: access_key.clone(),
+                secret_key: secret_key.clone(),
+                security_token: security_token.clone(),
+            },
+            Auth::Iam {
+                endpoint,
+                user,
+                password,
+                domain,
+                project_name,
+            } => ClientAuth::Iam(Box::new(TokenCache::new(
+                http.clone(),
+                IamCredentials {
+                    endpoint: endpoint.clone(),
+                    user: user.clone(),
+                    password: password.clone(),
+                    domain: domain.clone(),
+                    project_name: project_name.clone(),
+                },
+                config.request_timeout,
+                config.max_body_bytes,
+                metrics.clone(),
+            ))),
+        };
+        Ok(DcsClient {
+            inner: Arc::new(Inner {
+                http,
+                config,
+                auth,
+                metrics,
+                host,
+            }),
+        })
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// Proves endpoint and credentials work, for `check-config --online`: `ListInstances`
+    /// (limit 1) when `instance_ids` is empty, else `ShowInstance` for each. Returns a one-line
+    /// verdict.
+    pub async fn check_online(&self, instance_ids: &[String]) -> Result<String> {
+        let project = &self.inner.config.project_id;
+        if instance_ids.is_empty() {
+            let list = self
+                .list_instances(&InstanceListQuery {
+                    limit: Some(1),
+                    ..InstanceListQuery::default()
+                })
+                .await?;
+            let n = list
+                .instance_num
+                .unwrap_or(i64::try_from(list.instances.len()).unwrap_or(i64::MAX));
+            return Ok(format!(
+                "ListInstances OK: {n} instance(s) in project {project}"
+            ));
+        }
+        let mut seen = Vec::with_capacity(instance_ids.len());
+        for id in instance_ids {
+            let info = self.show_instance(id).await?;
+            seen.push(format!(
+                "{} ({} {}, {})",
+                info.instance_id,
+                info.engine.as_deref().unwrap_or("?"),
+                info.engine_version.as_deref().unwrap_or("?"),
+                info.status.as_deref().unwrap_or("?")
+            ));
+        }
+        Ok(format!(
+            "ShowInstance OK for {} instance(s) in project {project}: {}",
+            seen.len(),
+            seen.join(", ")
+        ))
+    }
+
+    /// `{endpoint}/v2/{project}/instances/{segments...}?{query}` with each segment encoded.
+    fn url(
+        &self,
+        operation: &'static str,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<url::Url> {
+        let c = &self.inner.config;
+        let mut path = format!(
+            "{}/v2/{}/instances",
+            c.endpoint.path().trim_end_matches('/'),
+            encode(&c.project_id)
+        );
+        for s in segments {
+            if s.is_empty() {
+                return Err(invalid(operation, "an identifier in the path is empty"));
+            }
+            path.push('/');
+            path.push_str(&encode(s));
+        }
+        let mut url = c.endpoint.clone();
+        url.set_path(&path);
+        let q = build_query(query);
+        url.set_query((!q.is_empty()).then_some(q.as_str()));
+        url.set_fragment(None);
+        Ok(url)
+    }
+
+    /// Sends a request with retries; returns the 2xx answer or the mapped error.
+    async fn send(
+        &self,
+        operation: &'static str,
+        method: Method,
+        url: url::Url,
+        body: Vec<u8>,
+    ) -> Result<Answer> {
+        let cfg = &self.inner.config;
+        let mut retry = 0u32;
+        let mut reauthenticated = false;
+        loop {
+            let token = match &self.inner.auth {
+                ClientAuth::Iam(cache) => Some(cache.token().await?),
+                ClientAuth::AkSk { .. } => None,
+            };
+            let started = Instant::now();
+            let attempt = self
+                .attempt(operation, &method, &url, &body, token.as_ref())
+                .await?;
+            let elapsed = started.elapsed();
+            let status = match &attempt {
+                Attempt::Response { status, .. } | Attempt::TooLarge { status } => Some(*status),
+                Attempt::Transport(_) | Attempt::Timeout => None,
+            };
+            if let Some(m) = &self.inner.metrics {
+                m.observe(operation, status, elapsed.as_secs_f64());
+            }
+            tracing::debug!(
+                operation,
+                status = status.unwrap_or(0),
+                duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                attempt = retry + 1,
+                "DCS API request"
+            );
+            let (error, wait_hint) = match attempt {
+                Attempt::Response { status, body, .. } if (200..300).contains(&status) => {
+                    return Ok(Answer { status, body });
+                }
+                Attempt::Response {
+                    status: 401,
+                    headers,
+                    body,
+                } => {
+                    if let (Some(t), ClientAuth::Iam(cache)) = (&token, &self.inner.auth) {
+                        if !reauthenticated {
+                            reauthenticated = true;
+                            cache.invalidate_token(t).await;
+                            continue;
+                        }
+                    }
+                    (api_error(operation, 401, &headers, &body), None)
+                }
+                Attempt::Response {
+                    status,
+                    headers,
+                    body,
+                } => {
+                    let hint = if matches!(status, 429 | 503) {
+                        retry_after(&headers)
+                    } else {
+                        None
+                    };
+                    (api_error(operation, status, &headers, &body), hint)
+                }
+                Attempt::TooLarge { .. } => (
+                    Error::BodyTooLarge {
+                        operation,
+                        limit: cfg.max_body_bytes,
+                    },
+                    None,
+                ),
+                Attempt::Transport(message) => (Error::Transport { operation, message }, None),
+                Attempt::Timeout => (
+                    Error::Timeout {
+                        operation,
+                        after: cfg.request_timeout,
+                    },
+                    None,
+                ),
+            };
+            if !error.is_retryable() || retry >= cfg.max_retries {
+                return Err(error);
+            }
+            let delay = backoff_delay(
+                retry,
+                cfg.retry_base_delay,
+                cfg.retry_max_delay,
+                wait_hint,
+                &mut rand::thread_rng(),
+            );
+            tracing::debug!(
+                operation,
+                error = %error,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "retrying DCS API request"
+            );
+            tokio::time::sleep(delay).await;
+            retry += 1;
+        }
+    }
+
+    /// One attempt: sign, send, read the capped body, all within `request_timeout`.
+    /// Errors only when the request cannot be built at all.
+    async fn attempt(
+        &self,
+        operation: &'static str,
+        method: &Method,
+        url: &url::Url,
+        body: &[u8],
+        token: Option<&Secret>,
+    ) -> Result<Attempt> {
+        let inner = &*self.inner;
+        let mut headers: Vec<(String, String)> = vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("Host".into(), inner.host.clone()),
+            ("User-Agent".into(), USER_AGENT.into()),
+            ("X-Project-Id".into(), inner.config.project_id.clone()),
+        ];
+        let mut authorization = None;
+        match (&inner.auth, token) {
+            (
+                ClientAuth::AkSk {
+                    access_key,
+                    secret_key,
+                    security_token,
+                },
+                _,
+            ) => {
+                if let Some(t) = security_token {
+                    headers.push(("X-Security-Token".into(), t.expose().to_owned()));
+                }
+                let date = signer::format_sdk_date(OffsetDateTime::now_utc());
+                headers.push((signer::HEADER_SDK_DATE.into(), date.clone()));
+                let req = signer::SignableRequest {
+                    method: method.as_str(),
+                    path: url.path(),
+                    query: url.query().unwrap_or(""),
+                    headers: &headers,
+                    body,
+                };
+                authorization = Some(signer::sign(&req, access_key, secret_key.expose(), &date));
+            }
+            (ClientAuth::Iam(_), Some(t)) => {
+                headers.push(("X-Auth-Token".into(), t.expose().to_owned()));
+            }
+            (ClientAuth::Iam(_), None) => return Err(invalid(operation, "no IAM token")),
+        }
+        let mut map = HeaderMap::new();
+        for (name, value) in headers.iter().chain(
+            authorization
+                .as_ref()
+                .map(|a| ("Authorization".to_owned(), a.clone()))
+                .iter(),
+        ) {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid(operation, "bad header name"))?;
+            let mut value = http::HeaderValue::from_str(value).map_err(|_| {
+                invalid(
+                    operation,
+                    format!("the {name} header has characters a header cannot carry"),
+                )
+            })?;
+            if name == "x-auth-token" || name == "x-security-token" || name == "authorization" {
+                value.set_sensitive(true);
+            }
+            map.insert(name, value);
+        }
+        let mut request = inner.http.request(method.clone(), url.clone()).headers(map);
+        if body.is_empty() {
+            if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+                request = request.header(http::header::CONTENT_LENGTH, "0");
+            }
+        } else {
+            request = request.body(body.to_vec());
+        }
+        let limit = inner.config.max_body_bytes;
+        let exchange = async move {
+            let resp = match request.send().await {
+                Ok(r) => r,
+                Err(e) => return Attempt::Transport(transport_summary(&e)),
+            };
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            match read_body_capped(resp, limit).await {
+                Ok(body) => Attempt::Response {
+                    status,
+                    headers,
+                    body,
+                },
+                Err(BodyReadError::TooLarge) => Attempt::TooLarge { status },
+                Err(BodyReadError::Transport(m)) => Attempt::Transport(m),
+            }
+        };
+        Ok(
+            match tokio::time::timeout(inner.config.request_timeout, exchange).await {
+                Ok(a) => a,
+                Err(_) => Attempt::Timeout,
+            },
+        )
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        method: Method,
+        url: url::Url,
+        body: Vec<u8>,
+    ) -> Result<T> {
+        let answer = self.send(operation, method, url, body).await?;
+        decode(operation, &answer)
+    }
+}
+
+fn decode<T: DeserializeOwned>(operation: &'static str, answer: &Answer) -> Result<T> {
+    serde_json::from_slice(&answer.body).map_err(|e| Error::Decode {
+        operation,
+        status: answer.status,
+        message: sanitised_excerpt(e.to_string().as_bytes()),
+    })
+}
+
+fn task_query(q: &TaskListQuery) -> Vec<(&'static str, String)> {
+    let mut v = Vec::new();
+    if let Some(o) = q.offset {
+        v.push(("offset", o.to_string()));
+    }
+    if let Some(l) = q.limit {
+        v.push(("limit", l.to_string()));
+    }
+    if let Some(s) = &q.status {
+        v.push(("status", s.as_str().to_owned()));
+    }
+    v
+}
+
+impl DcsApi for DcsClient {
+    async fn list_tasks(
+        &self,
+        instance_id: &str,
+        analysis: Analysis,
+        query: &TaskListQuery,
+    ) -> Result<TaskList> {
+        let op = analysis.operation(Operation::ListTasks);
+        let url = self.url(
+            op,
+            &[instance_id, analysis.tasks_segment()],
+            &task_query(query),
+        )?;
+        self.call(op, Method::GET, url, Vec::new()).await
+    }
+
+    async fn create_task(&self, instance_id: &str, analysis: Analysis) -> Result<TaskRecord> {
+        let op = analysis.operation(Operation::CreateTask);
+        let url = self.url(op, &[instance_id, analysis.task_segment()], &[])?;
+        self.call(op, Method::POST, url, Vec::new()).await
+    }
+
+    async fn show_task(
+        &self,
+        instance_id: &str,
+        analysis: Analysis,
+        task_id: &str,
+    ) -> Result<TaskRecord> {
+        let op = analysis.operation(Operation::ShowTask);
+        let url = self.url(op, &[instance_id, analysis.task_segment(), task_id], &[])?;
+        self.call(op, Method::GET, url, Vec::new()).await
+    }
+
+    async fn delete_task(
+        &self,
+        instance_id: &str,
+        analysis: Analysis,
+        task_id: &str,
+    ) -> Result<Option<TaskRecord>> {
+        let op = analysis.operation(Operation::DeleteTask);
+        let url = self.url(op, &[instance_id, analysis.task_segment(), task_id], &[])?;
+        let answer = self.send(op, Method::DELETE, url, Vec::new()).await?;
+        // 204 (documented) or any empty 2xx: deleted, no record returned.
+        if answer.status == 204 || answer.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        decode(op, &answer).map(Some)
+    }
+
+    async fn show_autoscan(&self, instance_id: &str, analysis: Analysis) -> Result<AutoscanConfig> {
+        let op = analysis.operation(Operation::ShowAutoscan);
+        let url = self.url(
+            op,
+            &[instance_id, analysis.autoscan_segment(), "autoscan"],
+            &[],
+        )?;
+        self.call(op, Method::GET, url, Vec::new()).await
+    }
+
+    async fn update_autoscan(
+        &self,
+        instance_id: &str,
+        analysis: Analysis,
+        config: &AutoscanConfigRequest,
+    ) -> Result<AutoscanConfig> {
+        let op = analysis.operation(Operation::UpdateAutoscan);
+        let url = self.url(
+            op,
+            &[instance_id, analysis.autoscan_segment(), "autoscan"],
+            &[],
+        )?;
+        let body = serde_json::to_vec(config)
+            .map_err(|e| invalid(op, format!("cannot encode the body: {e}")))?;
+        self.call(op, Method::PUT, url, body).await
+    }
+
+    async fn show_instance(&self, instance_id: &str) -> Result<InstanceInfo> {
+        let url = self.url(OP_SHOW_INSTANCE, &[instance_id], &[])?;
+        self.call(OP_SHOW_INSTANCE, Method::GET, url, Vec::new())
+            .await
+    }
+
+    async fn list_instances(&self, query: &InstanceListQuery) -> Result<InstanceList> {
+        let mut q = Vec::new();
+        if let Some(o) = query.offset {
+            q.push(("offset", o.to_string()));
+        }
+        if let Some(l) = query.limit {
+            q.push(("limit", l.to_string()));
+        }
+        if let Some(s) = &query.status {
+            q.push(("status", s.clone()));
+        }
+        if let Some(n) = &query.name {
+            q.push(("name", n.clone()));
+        }
+        if let Some(i) = &query.instance_id {
+            q.push(("instance_id", i.clone()));
+        }
+        let url = self.url(OP_LIST_INSTANCES, &[], &q)?;
+        self.call(OP_LIST_INSTANCES, Method::GET, url, Vec::new())
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn query_is_sorted_and_encoded() {
+        let q = build_query(&[
+            ("status", "RUNNING".into()),
+            ("offset", "0".into()),
+            ("name", "dcs a/b".into()),
+            ("limit", "10".into()),
+        ]);
+        assert_eq!(q, "limit=10&name=dcs%20a%2Fb&offset=0&status=RUNNING");
+        assert_eq!(build_query(&[]), "");
+    }
+
+    #[test]
+    fn excerpts_are_short_and_printable() {
+        assert_eq!(
+            sanitised_excerpt(b"<html>\n\t<b>Bad\x07 Gateway</b>  </html>"),
+            "<html> <b>Bad? Gateway</b> </html>"
+        );
+        assert_eq!(sanitised_excerpt(b""), "(empty body)");
+        let long = "x".repeat(1000);
+        let e = sanitised_excerpt(long.as_bytes());
+        assert_eq!(e.chars().count(), 201);
+        assert!(e.ends_with('…'));
+        assert_eq!(sanitised_excerpt(&[0xff, b'a']), "\u{fffd}a");
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_under_a_doubling_cap() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let base = Duration::from_millis(100);
+        let max = Duration::from_millis(1000);
+        for retry in 0..40 {
+            let cap = [100, 200, 400, 800, 1000][retry.min(4) as usize];
+            let mut seen_high = false;
+            for _ in 0..200 {
+                let d = backoff_delay(retry, base, max, None, &mut rng);
+                assert!(d <= Duration::from_millis(cap), "retry {retry}: {d:?}");
+                seen_high |= d >= Duration::from_millis(cap / 2);
+            }
+            assert!(seen_high, "retry {retry} never came near its cap");
+        }
+        let hint = Some(Duration::from_secs(7));
+        assert_eq!(
+            backoff_delay(0, base, Duration::from_secs(30), hint, &mut rng),
+            Duration::from_secs(7)
+        );
+        assert_eq!(backoff_delay(0, base, max, hint, &mut rng), max);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_only() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static(" 12 "),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(12)));
+        h.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn error_bodies_map_to_api_errors() {
+        let mut h = HeaderMap::new();
+        let e = api_error("CreateBigkeyScanTask", 400, &h,
+            br#"{"error_code":"DCS.4918","error_msg":"Instance bigkey analyze is running.","error_ext_msg":null}"#);
+        assert!(e.is_already_running());
+        assert_eq!(
+            e.to_string(),
+            "CreateBigkeyScanTask: HTTP 400 DCS.4918: Instance bigkey analyze is running."
+        );
+        let e = api_error("ShowInstance", 401, &h,
+            br#"{"error_code":"APIG.0301","error_msg":"Incorrect IAM authentication information: verify aksk signature fail","request_id":"body-id"}"#);
+        assert!(matches!(&e, Error::Api { request_id: Some(r), .. } if r == "body-id"));
+        h.insert("x-request-id", http::HeaderValue::from_static("hdr-id"));
+        let e = api_error(
+            "ShowInstance",
+            401,
+            &h,
+            br#"{"error_code":"APIG.0301","error_msg":"m","request_id":"body-id"}"#,
+        );
+        assert!(matches!(&e, Error::Api { request_id: Some(r), .. } if r == "hdr-id"));
+        let e = api_error("ShowInstance", 502, &h, b"<html>bad gateway</html>");
+        assert!(
+            matches!(&e, Error::Api { code: None, status: 502, message, .. } if message == "<html>bad gateway</html>")
+        );
+    }
+}
