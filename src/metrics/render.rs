@@ -958,6 +958,62 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\
         assert_eq!(f(f64::NEG_INFINITY), "-Inf");
     }
 
+    #[test]
+    fn large_snapshots_render_every_series() {
+        // 40 instances, 50 hot keys (freq + bytes) and 100 big keys (elements) each.
+        let mut instances = Vec::new();
+        for i in 0..40 {
+            let hot_keys = (0..50)
+                .map(|k| {
+                    let mut r = key(&format!("hot:{k}"), Some(KeyType::String), Some(0), None);
+                    r.freq = Some(200 - k);
+                    r.size = Some(10 * k);
+                    r.unit = Some(SizeUnit::Byte);
+                    r
+                })
+                .collect();
+            let big_keys = (0..100)
+                .map(|k| {
+                    let mut r = key(&format!("big:{k}"), Some(KeyType::Zset), Some(1), None);
+                    r.size = Some(1_000_000 - k);
+                    r.unit = Some(SizeUnit::Count);
+                    r
+                })
+                .collect();
+            instances.push(instance(
+                &format!("i-{i:03}"),
+                &format!("inst-{i}"),
+                vec![
+                    state(Analysis::Hotkey, Some(result(hot_keys))),
+                    state(Analysis::Bigkey, Some(result(big_keys))),
+                ],
+            ));
+        }
+        let snap = snapshot(instances);
+        let started = tokio::time::Instant::now();
+        let text = render(&snap);
+        eprintln!("rendered {} bytes in {:?}", text.len(), started.elapsed());
+        let count = |prefix: &str| {
+            samples(&text)
+                .iter()
+                .filter(|l| l.starts_with(prefix))
+                .count()
+        };
+        assert_eq!(count("dcs_hotkey_frequency{"), 40 * 50);
+        assert_eq!(count("dcs_hotkey_estimated_accesses{"), 40 * 50);
+        assert_eq!(count("dcs_hotkey_size_bytes{"), 40 * 50);
+        assert_eq!(count("dcs_hotkey_elements{"), 0);
+        assert_eq!(count("dcs_bigkey_elements{"), 40 * 100);
+        assert_eq!(count("dcs_analysis_failures_total{"), 40 * 2 * 5);
+        // One HELP line per family, whatever the number of samples.
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("# HELP dcs_hotkey_frequency "))
+                .count(),
+            1
+        );
+    }
+
     /// A snapshot with hostile key names and many series, for `promtool`.
     fn hostile() -> Snapshot {
         let names = [
