@@ -1,0 +1,484 @@
+#!/usr/bin/env python3
+"""System check: the dashboards and alert rules against a real Prometheus.
+
+Starts `<exporter-bin> --demo` and a Prometheus that scrapes it every second and
+loads a copy of config/alerts.yml, then checks that
+
+* every panel query of every dashboard in grafana/dashboards/ returns data
+  (template variables are replaced by real values, see `substitute`),
+* every alerting and recording rule evaluates without error,
+* the hot key alert (DcsHotKey) fires.
+
+The copy of the rules has every `for:` duration replaced by `--for` (default
+10s) so alerts fire within the time budget; thresholds are unchanged.
+
+Usage:
+    python3 tests/system/check_prometheus.py --exporter-bin target/debug/dcs-key-exporter [--timeout 120]
+
+Needs `prometheus` (and optionally `promtool`) on PATH or given with
+--prometheus / --promtool. Prints one line per check and `N passed, M failed`;
+exits 1 when a check failed, 2 when the setup failed. Python 3 standard
+library only.
+"""
+
+import argparse
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+JOB = "dcs"
+
+# Grafana's built-in variables, with values that suit a 1 s scrape interval.
+BUILTINS = {
+    "__rate_interval": "1m",
+    "__interval": "15s",
+    "__interval_ms": "15000",
+    "__range": "5m",
+    "__range_s": "300",
+    "__range_ms": "300000",
+}
+
+VAR_RE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)")
+LITERAL_RE = re.compile(r'(=~|!~|!=|=)(\s*)"((?:[^"\\]|\\.)*)"')
+LABEL_VALUES_RE = re.compile(r"^\s*label_values\(\s*(?:(.*?)\s*,\s*)?(\w+)\s*\)\s*$", re.S)
+
+
+class SetupError(Exception):
+    """The check could not get as far as running its checks."""
+
+
+class Results:
+    """Collects one line per check and prints it at once."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def ok(self, name, detail=""):
+        self.passed += 1
+        print(f"PASS {name}" + (f": {detail}" if detail else ""), flush=True)
+
+    def fail(self, name, detail=""):
+        self.failed += 1
+        print(f"FAIL {name}" + (f": {detail}" if detail else ""), flush=True)
+
+
+# ----------------------------------------------------------------- processes
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd, log_path):
+    """Starts cmd in its own process group, output to log_path."""
+    log = open(log_path, "wb")
+    try:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError as e:
+        raise SetupError(f"cannot start {cmd[0]}: {e}") from e
+    finally:
+        log.close()
+
+
+def stop(proc):
+    """Ends the process group of proc: SIGTERM, then SIGKILL after 5 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    except (ProcessLookupError, PermissionError):
+        return
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+
+
+def tail(path, lines=20):
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+def http_get(url, timeout=5):
+    """Returns (status, body) or (None, error text)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        return None, str(e).encode()
+
+
+def wait_ready(name, url, proc, log_path, deadline):
+    """Polls url until it answers 200; fails when proc exits or the deadline passes."""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SetupError(f"{name} exited with code {proc.returncode} before it was ready:\n{tail(log_path)}")
+        status, _ = http_get(url, timeout=2)
+        if status == 200:
+            return
+        time.sleep(0.5)
+    raise SetupError(f"{name} not ready at {url} in time:\n{tail(log_path)}")
+
+
+# ----------------------------------------------------------------- Prometheus API
+
+
+class Prom:
+    def __init__(self, base):
+        self.base = base
+
+    def api(self, path, params):
+        url = f"{self.base}{path}?{urllib.parse.urlencode(params, doseq=True)}"
+        status, body = http_get(url, timeout=10)
+        if status is None:
+            raise SetupError(f"Prometheus unreachable: {body.decode(errors='replace')}")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return "error", f"HTTP {status}: {body[:200]!r}"
+        if doc.get("status") != "success":
+            return "error", f"{doc.get('errorType')}: {doc.get('error')}"
+        return "success", doc["data"]
+
+    def query(self, expr):
+        """Returns ("success", result list) or ("error", message)."""
+        status, data = self.api("/api/v1/query", {"query": expr})
+        if status != "success":
+            return status, data
+        if data["resultType"] in ("vector", "matrix"):
+            return status, data["result"]
+        return status, [data["result"]]  # scalar or string: one value
+
+    def label_values(self, label, selector):
+        params = {"match[]": selector} if selector else {}
+        status, data = self.api(f"/api/v1/label/{label}/values", params)
+        return sorted(data) if status == "success" else []
+
+
+# ----------------------------------------------------------------- dashboards
+
+
+def panels(dashboard):
+    """All panels, including those nested in collapsed rows."""
+    for p in dashboard.get("panels", []):
+        yield p
+        yield from p.get("panels", [])
+
+
+def quote_promql(value):
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def substitute(expr, values, escape=True):
+    """Replaces Grafana variables in expr.
+
+    values maps a variable name to its value. Inside a `=~`/`!~` string the
+    value is regex-escaped (as Grafana does for multi-value variables) unless
+    escape is false (the value is a regex already); inside any string it is
+    then quoted for PromQL; elsewhere (e.g. `[$__range]`) it goes in verbatim.
+    Unknown variables are left alone, so the query fails visibly.
+    """
+
+    def literal(m):
+        op, space, body = m.group(1), m.group(2), m.group(3)
+        regex = escape and op in ("=~", "!~")
+
+        def one(v):
+            name = v.group(1) or v.group(2) or v.group(3)
+            if name not in values:
+                return v.group(0)
+            return quote_promql(re.escape(values[name]) if regex else values[name])
+
+        return f'{op}{space}"{VAR_RE.sub(one, body)}"'
+
+    expr = LITERAL_RE.sub(literal, expr)
+    # Outside string literals (range durations); values here never contain `$`.
+    return VAR_RE.sub(lambda m: values.get(m.group(1) or m.group(2) or m.group(3), m.group(0)), expr)
+
+
+def variable_candidates(prom, dashboard):
+    """Maps each query variable of the dashboard to the values it can take now.
+
+    Variables are resolved in order, so `label_values(x{job=~"$job"}, id)` sees
+    the values found for $job (all of them, as the "All" option would).
+    """
+    found = {}
+    for var in dashboard.get("templating", {}).get("list", []):
+        if var.get("type") != "query":
+            continue
+        q = var.get("definition") or var.get("query")
+        if isinstance(q, dict):
+            q = q.get("query", "")
+        m = LABEL_VALUES_RE.match(q or "")
+        if not m:
+            found[var["name"]] = []
+            continue
+        selector, label = m.group(1), m.group(2)
+        if selector:
+            alternation = {k: "|".join(re.escape(v) for v in vs) for k, vs in found.items() if vs}
+            alternation.update(BUILTINS)
+            selector = substitute(selector, alternation, escape=False)
+        found[var["name"]] = prom.label_values(label, selector)
+    return found
+
+
+class PanelQuery:
+    def __init__(self, dash_file, panel, target):
+        self.name = f"{dash_file} / {panel.get('title', '?')} / {target.get('refId', '?')}"
+        self.expr = target["expr"]
+        self.dash_file = dash_file
+        self.done = False
+        self.error = None
+        self.last = "no result yet"
+
+    def attempt(self, prom, candidates):
+        names = sorted({m.group(1) or m.group(2) or m.group(3) for m in VAR_RE.finditer(self.expr)} - set(BUILTINS))
+        missing = [n for n in names if not candidates.get(n)]
+        if missing:
+            self.last = "no values yet for " + ", ".join("$" + n for n in missing)
+            return False
+        for combo in itertools.islice(itertools.product(*(candidates[n] for n in names)), 50):
+            values = dict(BUILTINS)
+            values.update(zip(names, combo))
+            expr = substitute(self.expr, values)
+            status, result = prom.query(expr)
+            if status != "success":
+                # A query Prometheus rejects will not get better with time.
+                self.error = f"{result} in {expr}"
+                return False
+            if result:
+                chosen = ", ".join(f"${n}={v}" for n, v in zip(names, combo))
+                self.done = True
+                self.last = f"{len(result)} series" + (f" with {chosen}" if chosen else "")
+                return True
+            self.last = f"empty result for {expr}"
+        return False
+
+
+def load_dashboards(directory):
+    queries = []
+    dashboards = []
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".json"):
+            continue
+        with open(os.path.join(directory, name), encoding="utf-8") as f:
+            dashboard = json.load(f)
+        dashboards.append((name, dashboard))
+        for panel in panels(dashboard):
+            for target in panel.get("targets", []):
+                if target.get("expr"):
+                    queries.append(PanelQuery(name, panel, target))
+    return dashboards, queries
+
+
+# ----------------------------------------------------------------- rules
+
+
+def rules_copy(src, dst, for_duration):
+    """Copies the rule file, replacing every `for: <duration>` line; returns the count."""
+    with open(src, encoding="utf-8") as f:
+        text = f.read()
+    text, n = re.subn(r"(?m)^(\s*)for:\s*\S+\s*$", lambda m: f"{m.group(1)}for: {for_duration}", text)
+    with open(dst, "w", encoding="utf-8") as f:
+        f.write(text)
+    return n
+
+
+def prometheus_config(path, rules, target):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(
+            "global:\n"
+            "  scrape_interval: 1s\n"
+            "  evaluation_interval: 1s\n"
+            "rule_files:\n"
+            f"  - {json.dumps(rules)}\n"
+            "scrape_configs:\n"
+            f"  - job_name: {JOB}\n"
+            "    static_configs:\n"
+            f"      - targets: [{json.dumps(target)}]\n"
+        )
+
+
+def rule_health(prom):
+    """Returns (number of rules, [problems]) from /api/v1/rules."""
+    status, data = prom.api("/api/v1/rules", {})
+    if status != "success":
+        return 0, [data]
+    count, problems = 0, []
+    for group in data.get("groups", []):
+        for rule in group.get("rules", []):
+            count += 1
+            if rule.get("health") not in ("ok", "unknown"):
+                problems.append(f"{group['name']}/{rule['name']}: {rule.get('health')} {rule.get('lastError', '')}")
+            elif rule.get("health") == "unknown":
+                problems.append(f"{group['name']}/{rule['name']}: not evaluated yet")
+    return count, problems
+
+
+def firing(prom, alertname):
+    status, data = prom.api("/api/v1/alerts", {})
+    if status != "success":
+        return []
+    return [a for a in data.get("alerts", []) if a["labels"].get("alertname") == alertname and a.get("state") == "firing"]
+
+
+# ----------------------------------------------------------------- main
+
+
+def run(args, results, tmp):
+    deadline = time.monotonic() + args.timeout
+    procs = []
+    try:
+        exporter_port = free_port()
+        exporter_log = os.path.join(tmp, "exporter.log")
+        exporter = start([args.exporter_bin, "--demo", f"--web.listen-address=127.0.0.1:{exporter_port}"], exporter_log)
+        procs.append(exporter)
+        wait_ready("exporter", f"http://127.0.0.1:{exporter_port}/-/ready", exporter, exporter_log, min(deadline, time.monotonic() + 30))
+        results.ok("exporter ready", f"127.0.0.1:{exporter_port}")
+
+        rules = os.path.join(tmp, "alerts.yml")
+        n = rules_copy(args.rules, rules, args.for_duration)
+        results.ok("rules copied", f"{n} `for:` durations set to {args.for_duration}")
+        if args.promtool and shutil.which(args.promtool):
+            check = subprocess.run([args.promtool, "check", "rules", rules], capture_output=True, text=True)
+            if check.returncode == 0:
+                results.ok("promtool check rules", check.stdout.strip().splitlines()[-1].strip())
+            else:
+                results.fail("promtool check rules", (check.stdout + check.stderr).strip())
+
+        prom_port = free_port()
+        config = os.path.join(tmp, "prometheus.yml")
+        prometheus_config(config, rules, f"127.0.0.1:{exporter_port}")
+        prom_log = os.path.join(tmp, "prometheus.log")
+        prometheus = start(
+            [
+                args.prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={os.path.join(tmp, 'data')}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            prom_log,
+        )
+        procs.append(prometheus)
+        wait_ready("prometheus", f"http://127.0.0.1:{prom_port}/-/ready", prometheus, prom_log, min(deadline, time.monotonic() + 60))
+        results.ok("prometheus ready", f"127.0.0.1:{prom_port}")
+        prom = Prom(f"http://127.0.0.1:{prom_port}")
+
+        dashboards, queries = load_dashboards(args.dashboards)
+        if not queries:
+            raise SetupError(f"no panel queries found in {args.dashboards}")
+
+        up = hot = None
+        rules_state = (0, ["not checked"])
+        while True:
+            for proc, name in ((exporter, "exporter"), (prometheus, "prometheus")):
+                if proc.poll() is not None:
+                    raise SetupError(f"{name} exited with code {proc.returncode}:\n{tail(exporter_log if name == 'exporter' else prom_log)}")
+            if up is None:
+                status, result = prom.query(f'up{{job="{JOB}"}} == 1')
+                if status == "success" and result:
+                    up = True
+                    results.ok("scrape target up")
+            candidates = {name: variable_candidates(prom, dashboard) for name, dashboard in dashboards}
+            for q in queries:
+                if not q.done and q.error is None:
+                    q.attempt(prom, candidates[q.dash_file])
+            if hot is None:
+                alerts = firing(prom, "DcsHotKey")
+                if alerts:
+                    hot = alerts[0]
+            rules_state = rule_health(prom)
+            pending = [q for q in queries if not q.done and q.error is None]
+            if (not pending and hot is not None and up and rules_state[0] and not rules_state[1]) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+
+        if not up:
+            results.fail("scrape target up", f"see {prom_log}")
+        for q in queries:
+            if q.done:
+                results.ok(q.name, q.last)
+            else:
+                results.fail(q.name, q.error or q.last)
+        count, problems = rules_state
+        if count and not problems:
+            results.ok("rules evaluate without errors", f"{count} rules")
+        else:
+            results.fail("rules evaluate without errors", "; ".join(problems) or "no rules loaded")
+        if hot is not None:
+            labels = hot["labels"]
+            results.ok("DcsHotKey firing", f"key {labels.get('key')!r} on {labels.get('instance_name')} ({labels.get('instance_id')}), frequency {hot.get('value')}")
+        else:
+            results.fail("DcsHotKey firing", f"not firing within {args.timeout}s")
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--exporter-bin", required=True, help="path to the dcs-key-exporter binary")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for data and alerts (default 120)")
+    parser.add_argument("--prometheus", default="prometheus", help="prometheus binary (default: from PATH)")
+    parser.add_argument("--promtool", default="promtool", help="promtool binary; skipped when not found")
+    parser.add_argument("--rules", default=os.path.join(ROOT, "config", "alerts.yml"), help="rule file to load")
+    parser.add_argument("--dashboards", default=os.path.join(ROOT, "grafana", "dashboards"), help="folder of dashboard JSON files")
+    parser.add_argument("--for", dest="for_duration", default="10s", help="replaces every `for:` duration of the rules (default 10s)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, config, TSDB)")
+    args = parser.parse_args()
+
+    if not os.path.exists(args.exporter_bin):
+        print(f"exporter binary not found: {args.exporter_bin}", file=sys.stderr)
+        return 2
+    if not shutil.which(args.prometheus):
+        print(f"prometheus binary not found: {args.prometheus}", file=sys.stderr)
+        return 2
+
+    # SIGTERM ends the run like Ctrl-C, so the finally blocks stop both processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    results = Results()
+    tmp = tempfile.mkdtemp(prefix="dcs-check-prometheus-")
+    setup_failed = False
+    try:
+        run(args, results, tmp)
+    except SetupError as e:
+        setup_failed = True
+        results.fail("setup", str(e))
+    finally:
+        keep = args.keep or results.failed
+        if keep:
+            print(f"logs and config kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{results.passed} passed, {results.failed} failed")
+    if setup_failed:
+        return 2
+    return 1 if results.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
