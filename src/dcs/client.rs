@@ -83,8 +83,18 @@ pub(crate) async fn read_body_capped(
 }
 
 /// A short, printable excerpt of untrusted text: control characters replaced, whitespace
-/// collapsed, at most 200 characters.
+/// collapsed, at most 200 characters; `(empty body)` when nothing printable is left.
 pub(crate) fn sanitised_excerpt(bytes: &[u8]) -> String {
+    let s = sanitise(bytes);
+    if s.is_empty() {
+        "(empty body)".to_owned()
+    } else {
+        s
+    }
+}
+
+/// Like [`sanitised_excerpt`] but may return an empty string.
+fn sanitise(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let mut out = String::new();
     let mut count = 0;
@@ -108,12 +118,12 @@ pub(crate) fn sanitised_excerpt(bytes: &[u8]) -> String {
         out.push(c);
         count += 1;
     }
-    let trimmed = out.trim_end();
-    if trimmed.is_empty() {
-        "(empty body)".to_owned()
-    } else {
-        trimmed.to_owned()
-    }
+    out.trim_end().to_owned()
+}
+
+/// A sanitised, non-empty string field of an error answer.
+fn field(s: Option<&str>) -> Option<String> {
+    s.map(|s| sanitise(s.as_bytes())).filter(|s| !s.is_empty())
 }
 
 /// The backoff before retry number `retry` (0 for the first retry): the server's
@@ -242,10 +252,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// Maps a non-2xx answer onto [`Error::Api`].
 fn api_error(operation: &'static str, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
-    let header_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| sanitised_excerpt(s.as_bytes()));
+    let header_id = field(headers.get("x-request-id").and_then(|v| v.to_str().ok()));
     let parsed = serde_json::from_slice::<ErrorBody>(body)
         .ok()
         .filter(|e| e.error_code.is_some() || e.error_msg.is_some());
@@ -253,15 +260,9 @@ fn api_error(operation: &'static str, status: u16, headers: &HeaderMap, body: &[
         Some(e) => Error::Api {
             operation,
             status,
-            code: e
-                .error_code
-                .map(|c| sanitised_excerpt(c.as_bytes()))
-                .filter(|c| !c.is_empty()),
-            message: e
-                .error_msg
-                .map(|m| sanitised_excerpt(m.as_bytes()))
-                .unwrap_or_default(),
-            request_id: header_id.or(e.request_id.map(|r| sanitised_excerpt(r.as_bytes()))),
+            code: field(e.error_code.as_deref()),
+            message: field(e.error_msg.as_deref()).unwrap_or_default(),
+            request_id: header_id.or_else(|| field(e.request_id.as_deref())),
         },
         None => Error::Api {
             operation,
@@ -849,6 +850,15 @@ mod tests {
             br#"{"error_code":"APIG.0301","error_msg":"m","request_id":"body-id"}"#,
         );
         assert!(matches!(&e, Error::Api { request_id: Some(r), .. } if r == "hdr-id"));
+        let e = api_error(
+            "ShowInstance",
+            400,
+            &HeaderMap::new(),
+            br#"{"error_code":"","error_msg":"m"}"#,
+        );
+        assert!(
+            matches!(&e, Error::Api { code: None, request_id: None, message, .. } if message == "m")
+        );
         let e = api_error("ShowInstance", 502, &h, b"<html>bad gateway</html>");
         assert!(
             matches!(&e, Error::Api { code: None, status: 502, message, .. } if message == "<html>bad gateway</html>")
