@@ -160,6 +160,7 @@ pub async fn run(
         loops_token.clone(),
         tracker.clone(),
     );
+    scheduler.set_start_jitter(config.scheduler.start_jitter);
     scheduler.apply(clients.build(&config, &exposition)?);
     let instances: usize = config.clouds.iter().map(|c| c.instances.len()).sum();
     info!(clouds = config.clouds.len(), instances, "scheduler started");
@@ -187,6 +188,7 @@ pub async fn run(
                     Ok(new) => match clients.build(&new, &exposition) {
                         Ok(plan) => {
                             scheduler.set_max_concurrent_requests(new.api.max_concurrent_requests);
+                            scheduler.set_start_jitter(new.scheduler.start_jitter);
                             scheduler.apply(plan);
                             exposition.set_render_options(render_options(&new, &opts));
                             warn_unimplemented(&new);

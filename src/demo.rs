@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{
     AnalysisSettings, ApiSettings, CloudConfig, Config, InstanceConfig, InstanceDefaults,
-    KeyLabelKind, MetricsSettings, Mode,
+    KeyLabelKind, MetricsSettings, Mode, SchedulerSettings,
 };
 use crate::dcs::{Analysis, Auth, ClientConfig};
 use crate::simulator::{SimConfig, Simulator};
@@ -83,6 +83,10 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
             max_retries: 2,
             max_concurrent_requests: 8,
             max_response_bytes: 32 << 20,
+        },
+        // Results within seconds: the demo is about seeing data, not sparing a fleet.
+        scheduler: SchedulerSettings {
+            start_jitter: Duration::from_secs(2),
         },
     }
 }

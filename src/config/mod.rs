@@ -169,12 +169,29 @@ pub struct ApiSettings {
     pub max_response_bytes: usize,
 }
 
+/// Scheduler settings shared by every loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedulerSettings {
+    /// Upper bound of the random delay before an analysis' first task after start (it is also
+    /// at most half the analysis interval), so that a fleet does not fire at once.
+    pub start_jitter: Duration,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            start_jitter: Duration::from_secs(150),
+        }
+    }
+}
+
 /// The validated config.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub clouds: Vec<CloudConfig>,
     pub metrics: MetricsSettings,
     pub api: ApiSettings,
+    pub scheduler: SchedulerSettings,
 }
 
 /// A config that could not be loaded.
@@ -473,10 +490,16 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, c)| self.cloud(&format!("clouds[{i}]"), c, &defaults, &api, &mut seen))
             .collect();
+        let scheduler = SchedulerSettings {
+            start_jitter: self
+                .duration("scheduler.start_jitter", &raw.scheduler.start_jitter)
+                .unwrap_or(SchedulerSettings::default().start_jitter),
+        };
         Config {
             clouds,
             metrics,
             api,
+            scheduler,
         }
     }
 

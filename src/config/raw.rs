@@ -18,6 +18,14 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub api: RawApi,
+    #[serde(default)]
+    pub scheduler: RawScheduler,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduler {
+    pub start_jitter: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

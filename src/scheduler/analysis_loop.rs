@@ -42,6 +42,8 @@ pub struct Shared<C> {
     /// Global limit on API calls in flight.
     pub limiter: Arc<Semaphore>,
     pub clock: Clock,
+    /// Upper bound of the start-up jitter.
+    pub start_jitter: Duration,
 }
 
 /// One analysis of one instance.
@@ -140,7 +142,11 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 .follow_and_publish(id, status, created, TaskOrigin::Adopted, cancel)
                 .await;
         }
-        let jitter = backoff::start_jitter(self.settings.interval, &mut self.rng);
+        let jitter = backoff::start_jitter(
+            self.settings.interval,
+            self.shared.start_jitter,
+            &mut self.rng,
+        );
         self.until_due().max(jitter)
     }
 

@@ -31,10 +31,10 @@ pub fn failure_backoff(failures: u64, cap: Duration, rng: &mut impl Rng) -> Dura
     half + half.mul_f64(rng.gen::<f64>())
 }
 
-/// Delay before an analysis' first task after start: uniform in `[0, min(interval, 5m) / 2]`,
+/// Delay before an analysis' first task after start: uniform in `[0, min(interval / 2, max)]`,
 /// so that a fleet does not fire at once.
-pub fn start_jitter(interval: Duration, rng: &mut impl Rng) -> Duration {
-    let window = interval.min(Duration::from_secs(300)) / 2;
+pub fn start_jitter(interval: Duration, max: Duration, rng: &mut impl Rng) -> Duration {
+    let window = (interval / 2).min(max);
     window.mul_f64(rng.gen::<f64>())
 }
 
@@ -77,7 +77,11 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut max = Duration::ZERO;
         for _ in 0..1000 {
-            let d = start_jitter(Duration::from_secs(3600), &mut rng);
+            let d = start_jitter(
+                Duration::from_secs(3600),
+                Duration::from_secs(150),
+                &mut rng,
+            );
             assert!(d <= Duration::from_secs(150));
             max = max.max(d);
         }
@@ -85,7 +89,12 @@ mod tests {
             max > Duration::from_secs(100),
             "jitter must actually spread: {max:?}"
         );
-        assert!(start_jitter(Duration::from_secs(10), &mut rng) <= Duration::from_secs(5));
+        let max = Duration::from_secs(150);
+        assert!(start_jitter(Duration::from_secs(10), max, &mut rng) <= Duration::from_secs(5));
+        assert_eq!(
+            start_jitter(Duration::from_secs(10), Duration::ZERO, &mut rng),
+            Duration::ZERO
+        );
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub struct Scheduler<C> {
     info: HashMap<String, InfoLoop<C>>,
     /// Seeds the loops' jitter in tests; `None` uses entropy.
     seed: Option<u64>,
+    start_jitter: Duration,
 }
 
 impl<C: DcsApi> Scheduler<C> {
@@ -81,6 +82,7 @@ impl<C: DcsApi> Scheduler<C> {
             loops: HashMap::new(),
             info: HashMap::new(),
             seed: None,
+            start_jitter: crate::config::SchedulerSettings::default().start_jitter,
         }
     }
 
@@ -88,6 +90,11 @@ impl<C: DcsApi> Scheduler<C> {
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
+    }
+
+    /// Sets the upper bound of the start-up jitter of loops started from now on.
+    pub fn set_start_jitter(&mut self, max: Duration) {
+        self.start_jitter = max;
     }
 
     /// Changes the global API concurrency limit (on reload). Calls in flight keep their permit.
@@ -168,6 +175,7 @@ impl<C: DcsApi> Scheduler<C> {
                 store: self.store.clone(),
                 limiter: self.limiter.clone(),
                 clock: self.clock,
+                start_jitter: self.start_jitter,
             };
             let seed = self.seed.map(|s| s ^ hash(&id) ^ analysis as u64);
             let lp = AnalysisLoop::new(shared, id.clone(), analysis, settings, seed);
