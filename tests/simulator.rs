@@ -1082,6 +1082,19 @@ async fn request_faults() {
     assert_eq!(v["instance_id"], json!(HOT_OK), "padding keeps valid JSON");
     h.sim.set_faults(None, Faults::default());
     assert!(h.call("GET", &show(HOT_OK)).await.body.len() < 10_000);
+
+    // Latency: the answer is held back (a short real delay: the server runs on real sockets).
+    h.sim.set_faults(
+        Some(HOT_OK),
+        Faults {
+            latency: Duration::from_millis(300),
+            ..Faults::default()
+        },
+    );
+    let started = tokio::time::Instant::now();
+    assert_eq!(h.call("GET", &show(HOT_OK)).await.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    h.sim.set_faults(Some(HOT_OK), Faults::default());
     h.stop().await;
 }
 

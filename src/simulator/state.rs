@@ -8,6 +8,7 @@
 //! passed since the last look creates an `auto` task dated at that time.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use rand::{Rng, RngCore};
@@ -139,7 +140,9 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct InstanceState {
     pub info: SimInstance,
-    pub keyspace: Keyspace,
+    /// Generated on first use, so a fleet of thousands of instances starts instantly.
+    keyspace: OnceLock<Keyspace>,
+    keyspace_params: KeyspaceParams,
     /// Faults set at run time for this instance (replacing `info.faults`).
     pub faults: Faults,
     hot: AnalysisState,
@@ -186,7 +189,7 @@ fn scaled(d: Duration, scale: f64) -> Duration {
 impl InstanceState {
     pub fn new(info: SimInstance, seed: u64, time_scale: f64, now: OffsetDateTime) -> Self {
         let ks_seed = seed.wrapping_add(super::keyspace::stable_hash(&info.id));
-        let keyspace = Keyspace::generate(KeyspaceParams {
+        let keyspace_params = KeyspaceParams {
             seed: ks_seed,
             key_count: info.key_count,
             shards: info.shards.max(1),
@@ -194,15 +197,21 @@ impl InstanceState {
             lfu_log_factor: info.lfu_log_factor,
             drift_period: scaled(Duration::from_secs(300), time_scale).max(Duration::from_secs(1)),
             size_period: scaled(Duration::from_secs(3600), time_scale).max(Duration::from_secs(1)),
-        });
+        };
         let created = info.created_at;
         InstanceState {
             faults: info.faults.clone(),
             info,
-            keyspace,
+            keyspace: OnceLock::new(),
+            keyspace_params,
             hot: AnalysisState::new(now, created),
             big: AnalysisState::new(now, created),
         }
+    }
+
+    pub fn keyspace(&self) -> &Keyspace {
+        self.keyspace
+            .get_or_init(|| Keyspace::generate(self.keyspace_params.clone()))
     }
 
     pub fn analysis(&self, a: Analysis) -> &AnalysisState {
@@ -223,8 +232,8 @@ impl InstanceState {
     pub fn expected_result(&self, a: Analysis, at: OffsetDateTime) -> Vec<KeyRecord> {
         match a {
             Analysis::Hotkey if !hotkey_supported(&self.info) => Vec::new(),
-            Analysis::Hotkey => self.keyspace.hot_keys(at),
-            Analysis::Bigkey => self.keyspace.big_keys(at),
+            Analysis::Hotkey => self.keyspace().hot_keys(at),
+            Analysis::Bigkey => self.keyspace().big_keys(at),
         }
     }
 
