@@ -240,6 +240,7 @@ mod tests {
                 analysis: Analysis::Hotkey,
                 top_n: 10,
                 mode: "trigger",
+                interval: std::time::Duration::from_secs(900),
             }],
         }]);
         store

@@ -191,6 +191,12 @@ const ANALYSIS_RUNNING: Family = Family {
     kind: Kind::Gauge,
     help: "1 while an analysis task this exporter follows is waiting or running on DCS, else 0.",
 };
+const ANALYSIS_INTERVAL: Family = Family {
+    name: "analysis_interval_seconds",
+    kind: Kind::Gauge,
+    help: "Configured time between analyses (trigger mode) or between looks for new records \
+           (observe mode), from the exporter's config; for staleness alerts.",
+};
 const INSTANCE_INFO: Family = Family {
     name: "instance_info",
     kind: Kind::Gauge,
@@ -378,6 +384,9 @@ pub fn render_snapshot(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<
     });
     analysis_family(out, ns, &ANALYSIS_RUNNING, arena, &analyses, |a| {
         Some(Value::Int(u64::from(a.state.running.is_some())))
+    });
+    analysis_family(out, ns, &ANALYSIS_INTERVAL, arena, &analyses, |a| {
+        Some(Value::Float(a.state.spec.interval.as_secs_f64()))
     });
 
     let mark = out.len();
@@ -588,6 +597,7 @@ mod tests {
                 analysis,
                 top_n: 50,
                 mode: "trigger",
+                interval: std::time::Duration::from_secs(900),
             },
             supported: true,
             running: None,
@@ -762,6 +772,10 @@ dcs_analysis_supported{{{big}}} 0
 # TYPE dcs_analysis_running gauge
 dcs_analysis_running{{{hot}}} 1
 dcs_analysis_running{{{big}}} 0
+# HELP dcs_analysis_interval_seconds {a_i}
+# TYPE dcs_analysis_interval_seconds gauge
+dcs_analysis_interval_seconds{{{hot}}} 900
+dcs_analysis_interval_seconds{{{big}}} 900
 # HELP dcs_instance_info {i}
 # TYPE dcs_instance_info gauge
 dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\"6.0\",spec_code=\"\",status=\"RUNNING\"}} 1
@@ -773,6 +787,7 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\
             a_keys = ANALYSIS_KEYS.help,
             a_dur = ANALYSIS_DURATION.help,
             a_q = ANALYSIS_QUEUE.help,
+            a_i = ANALYSIS_INTERVAL.help,
             a_ls = ANALYSIS_LAST_SUCCESS.help,
             a_cf = ANALYSIS_CONSECUTIVE_FAILURES.help,
             a_f = ANALYSIS_FAILURES.help,
@@ -893,6 +908,7 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\
                 "dcs_analysis_tasks_total",
                 "dcs_analysis_supported",
                 "dcs_analysis_running",
+                "dcs_analysis_interval_seconds",
             ]
         );
         // No family is announced without samples.

@@ -81,6 +81,8 @@ pub struct AnalysisSpec {
     pub top_n: usize,
     /// `trigger` or `observe`.
     pub mode: &'static str,
+    /// Configured time between analyses (`dcs_analysis_interval_seconds`).
+    pub interval: std::time::Duration,
 }
 
 /// The newest successful analysis of one instance, cut to the top N keys.
@@ -443,11 +445,13 @@ mod tests {
                     analysis: Analysis::Hotkey,
                     top_n: 2,
                     mode: "trigger",
+                    interval: std::time::Duration::from_secs(900),
                 },
                 AnalysisSpec {
                     analysis: Analysis::Bigkey,
                     top_n: 1,
                     mode: "trigger",
+                    interval: std::time::Duration::from_secs(900),
                 },
             ],
         }

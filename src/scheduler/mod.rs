@@ -130,6 +130,7 @@ impl<C: DcsApi> Scheduler<C> {
                         analysis: a,
                         top_n: s.top_n,
                         mode: s.mode.as_str(),
+                        interval: s.interval,
                     });
                     wanted.insert((inst.id.clone(), a), (cloud.client.clone(), s));
                 }

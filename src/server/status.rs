@@ -303,6 +303,7 @@ mod tests {
                 analysis: Analysis::Hotkey,
                 top_n: 50,
                 mode: "trigger",
+                interval: std::time::Duration::from_secs(900),
             },
             supported: true,
             running: Some(RunningTask {

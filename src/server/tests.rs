@@ -35,6 +35,7 @@ impl TestServer {
                 analysis: Analysis::Hotkey,
                 top_n: 10,
                 mode: "trigger",
+                interval: std::time::Duration::from_secs(900),
             }],
         }]);
         let task = TaskRecord {
