@@ -300,11 +300,12 @@ async fn check_config(cli: &Cli, online: bool) -> ExitCode {
         }
     };
     let instances: usize = config.clouds.iter().map(|c| c.instances.len()).sum();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     println!(
-        "{}: OK ({} clouds, {} instances)",
+        "{}: OK ({}, {})",
         path.display(),
-        config.clouds.len(),
-        instances
+        plural(config.clouds.len(), "cloud"),
+        plural(instances, "instance")
     );
     if !online {
         return ExitCode::SUCCESS;

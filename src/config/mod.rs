@@ -280,6 +280,14 @@ pub fn load_str(
         let de = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
+            let mut message = e.into_inner().to_string();
+            // The YAML error names the enclosing mapping itself (`clouds[0]: unknown field …`);
+            // the key path is more precise, so drop that prefix.
+            if let Some((prefix, rest)) = message.split_once(": ") {
+                if key.starts_with(prefix) && !prefix.contains(' ') {
+                    message = rest.to_owned();
+                }
+            }
             ConfigError::Parse {
                 path: source.to_owned(),
                 key: if key == "." {
@@ -287,7 +295,7 @@ pub fn load_str(
                 } else {
                     key
                 },
-                message: e.into_inner().to_string(),
+                message,
             }
         })?
     };

@@ -86,6 +86,11 @@ fn unknown_key_names_key_and_line() {
     assert!(msg.contains("nmae"), "{msg}");
     assert!(msg.contains("clouds[0].instances[0]"), "{msg}");
     assert!(msg.contains("line 10"), "{msg}");
+    assert_eq!(
+        msg.matches("clouds[0].instances[0]").count(),
+        1,
+        "path said once: {msg}"
+    );
 }
 
 #[test]
