@@ -236,10 +236,21 @@ impl<C: DcsApi> AnalysisLoop<C> {
     async fn observe_cycle(&mut self) -> Duration {
         match self.survey().await {
             Ok(survey) => {
-                let running = survey.active.map(|(id, status, _)| RunningTask {
-                    id,
-                    status: status.to_string(),
-                    since: self.shared.clock.now_unix(),
+                let store = &self.shared.store;
+                let previous = store
+                    .analysis_state(&self.instance_id, self.analysis)
+                    .and_then(|s| s.running);
+                let running = survey.active.map(|(id, status, created)| {
+                    // Keep the time the task was first seen while it stays the same task.
+                    let since = match &previous {
+                        Some(p) if p.id == id => p.since,
+                        _ => created.unwrap_or_else(|| self.shared.clock.now_unix()),
+                    };
+                    RunningTask {
+                        id,
+                        status: status.to_string(),
+                        since,
+                    }
                 });
                 self.shared
                     .store
@@ -417,7 +428,10 @@ impl<C: DcsApi> AnalysisLoop<C> {
         // The task's age counts from its creation when DCS said when that was.
         let age_at_start = created_unix.map_or(0.0, |c| (now - c).max(0.0));
         let started = Instant::now() - Duration::from_secs_f64(age_at_start);
-        let expected = self.expected.unwrap_or(FIRST_EXPECTED);
+        let expected = match self.expected {
+            Some(d) => backoff::Expectation::Learned(d),
+            None => backoff::Expectation::Guessed(FIRST_EXPECTED),
+        };
         loop {
             self.shared.store.set_running(
                 &self.instance_id,

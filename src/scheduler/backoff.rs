@@ -38,15 +38,29 @@ pub fn start_jitter(interval: Duration, max: Duration, rng: &mut impl Rng) -> Du
     window.mul_f64(rng.gen::<f64>())
 }
 
-/// Delay before the next poll of a task that has been followed for `elapsed` and is expected
-/// to take `expected` in all (from its creation): until the expected end plus a margin, then
-/// a quarter of the time already spent, within [`MIN_POLL_INTERVAL`], [`MAX_POLL_INTERVAL`].
-/// Never past `deadline_in` (time left before the timeout).
-pub fn next_poll(elapsed: Duration, expected: Duration, deadline_in: Duration) -> Duration {
+/// How well the expected duration of a task is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expectation {
+    /// Learned from the previous run of the same analysis: tasks rarely overrun it by much.
+    Learned(Duration),
+    /// A first guess: the task may take many times longer.
+    Guessed(Duration),
+}
+
+/// Delay before the next poll of a task that has been followed for `elapsed` (from its
+/// creation): until the expected end plus a margin; past it, a share of the time already spent
+/// — a twentieth when the duration was learned (so an overrun adds at most ~5% lag), a quarter
+/// when it was a guess (so a long first run costs few polls) — within [`MIN_POLL_INTERVAL`] and
+/// [`MAX_POLL_INTERVAL`]. Never past `deadline_in` (time left before the timeout).
+pub fn next_poll(elapsed: Duration, expected: Expectation, deadline_in: Duration) -> Duration {
+    let (expected, share) = match expected {
+        Expectation::Learned(d) => (d, 20),
+        Expectation::Guessed(d) => (d, 4),
+    };
     let wait = if elapsed + MIN_POLL_INTERVAL < expected {
         expected - elapsed + POLL_MARGIN
     } else {
-        (elapsed / 4).clamp(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL)
+        (elapsed / share).clamp(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL)
     };
     wait.min(deadline_in)
 }
@@ -99,17 +113,32 @@ mod tests {
 
     #[test]
     fn polls_at_expected_end_then_backs_off() {
+        use Expectation::{Guessed, Learned};
         let s = Duration::from_secs;
         // Just created, expected to take 40 s: first poll right after the expected end.
-        assert_eq!(next_poll(s(0), s(40), s(600)), s(40) + POLL_MARGIN);
-        // Past the expectation: a quarter of the elapsed time, bounded.
+        assert_eq!(next_poll(s(0), Learned(s(40)), s(600)), s(40) + POLL_MARGIN);
+        assert_eq!(next_poll(s(0), Guessed(s(40)), s(600)), s(40) + POLL_MARGIN);
+        // Past a guess: a quarter of the elapsed time, bounded.
         assert_eq!(
-            next_poll(s(41), s(40), s(600)),
+            next_poll(s(41), Guessed(s(40)), s(600)),
             Duration::from_millis(10250)
         );
-        assert_eq!(next_poll(s(2), s(0), s(600)), MIN_POLL_INTERVAL);
-        assert_eq!(next_poll(s(3600), s(40), s(6000)), MAX_POLL_INTERVAL);
+        assert_eq!(next_poll(s(2), Guessed(s(0)), s(600)), MIN_POLL_INTERVAL);
+        assert_eq!(
+            next_poll(s(3600), Guessed(s(40)), s(6000)),
+            MAX_POLL_INTERVAL
+        );
+        // Past a learned duration: a twentieth, so a 10-minute task overrunning by a few
+        // seconds is seen within 30 s, not minutes.
+        assert_eq!(
+            next_poll(s(601), Learned(s(600)), s(6000)),
+            Duration::from_millis(30050)
+        );
+        assert_eq!(
+            next_poll(s(41), Learned(s(40)), s(600)),
+            Duration::from_millis(2050)
+        );
         // Never beyond the timeout.
-        assert_eq!(next_poll(s(0), s(400), s(30)), s(30));
+        assert_eq!(next_poll(s(0), Learned(s(400)), s(30)), s(30));
     }
 }
