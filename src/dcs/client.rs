@@ -633,11 +633,76 @@ impl DcsClient {
 }
 
 fn decode<T: DeserializeOwned>(operation: &'static str, answer: &Answer) -> Result<T> {
-    serde_json::from_slice(&answer.body).map_err(|e| Error::Decode {
+    decode_body(&answer.body).map_err(|e| Error::Decode {
         operation,
         status: answer.status,
         message: sanitised_excerpt(e.to_string().as_bytes()),
     })
+}
+
+/// Parses a JSON body. Redis key names are bytes, and DCS passes them through: a body with
+/// invalid UTF-8 or lone UTF-16 surrogate escapes (`"\udc80"`), which serde_json rejects, is
+/// repaired (each bad byte sequence or lone surrogate becomes U+FFFD) and parsed again, so one
+/// odd key name does not cost the whole result.
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+    match serde_json::from_slice(body) {
+        Ok(v) => Ok(v),
+        Err(first) => match repair_json(body) {
+            Some(fixed) => serde_json::from_str(&fixed).map_err(|_| first),
+            None => Err(first),
+        },
+    }
+}
+
+/// `body` as UTF-8 with lone surrogate escapes inside strings replaced by `\ufffd`; `None` when
+/// nothing needed repair.
+fn repair_json(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let mut changed = matches!(text, std::borrow::Cow::Owned(_));
+    let b = text.as_bytes();
+    let hex = |i: usize| -> Option<u16> {
+        let digits = std::str::from_utf8(b.get(i..i + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut i, mut copied) = (false, 0, 0);
+    while i < b.len() {
+        match b[i] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                if b.get(i + 1) == Some(&b'u') {
+                    if let Some(unit) = hex(i + 2) {
+                        let paired_high = (0xD800..0xDC00).contains(&unit)
+                            && b.get(i + 6) == Some(&b'\\')
+                            && b.get(i + 7) == Some(&b'u')
+                            && hex(i + 8).is_some_and(|l| (0xDC00..0xE000).contains(&l));
+                        if paired_high {
+                            i += 12;
+                            continue;
+                        }
+                        if (0xD800..0xE000).contains(&unit) {
+                            out.push_str(&text[copied..i]);
+                            out.push_str("\\ufffd");
+                            changed = true;
+                            i += 6;
+                            copied = i;
+                            continue;
+                        }
+                    }
+                }
+                // Skip the escaped character, whatever it is.
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&text[copied.min(text.len())..]);
+    Some(out)
 }
 
 fn task_query(q: &TaskListQuery) -> Vec<(&'static str, String)> {
@@ -774,6 +839,56 @@ mod tests {
         ]);
         assert_eq!(q, "limit=10&name=dcs%20a%2Fb&offset=0&status=RUNNING");
         assert_eq!(build_query(&[]), "");
+    }
+
+    #[test]
+    fn lone_surrogates_and_bad_utf8_cost_a_character_not_the_body() {
+        use crate::dcs::TaskRecord;
+        // serde_json alone refuses this body: a key name with a lone low surrogate.
+        let body = br#"{"id":"t","status":"success","keys":[{"name":"a\udc80b","freq":5},
+            {"name":"pair \ud83d\ude00 ok"},{"name":"high \ud800"},{"name":"end \ud800\u0041"},
+            {"name":"not one \\udc80"}]}"#;
+        assert!(serde_json::from_slice::<TaskRecord>(body).is_err());
+        let t: TaskRecord = decode_body(body).unwrap();
+        let names: Vec<_> = t.keys.unwrap().into_iter().map(|k| k.name).collect();
+        assert_eq!(
+            names,
+            [
+                "a\u{fffd}b",
+                "pair \u{1f600} ok",
+                "high \u{fffd}",
+                "end \u{fffd}A",
+                "not one \\udc80"
+            ]
+        );
+        // Raw bytes that are not UTF-8 inside a string.
+        let mut raw = br#"{"id":"t","status":"success","keys":[{"name":"x"#.to_vec();
+        raw.extend_from_slice(&[0xff, 0xc3]);
+        raw.extend_from_slice(br#"y"}]}"#);
+        let t: TaskRecord = decode_body(&raw).unwrap();
+        assert_eq!(t.keys.unwrap()[0].name, "x\u{fffd}\u{fffd}y");
+        // A valid body is not touched; broken JSON stays an error.
+        assert_eq!(repair_json(br#"{"a":"\u00e9\\u"}"#), None);
+        assert!(decode_body::<TaskRecord>(br#"{"id":"t","status":"#).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn repair_never_panics_and_keeps_valid_json(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = decode_body::<serde_json::Value>(&bytes);
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                proptest::prop_assert_eq!(decode_body::<serde_json::Value>(&bytes).unwrap(), v);
+            }
+        }
+
+        #[test]
+        fn any_escape_soup_in_a_string_parses(units in proptest::collection::vec(0u16..=0xffff, 0..8)) {
+            let escaped: String = units.iter().map(|u| format!("\\u{u:04x}")).collect();
+            let body = format!(r#"{{"id":"t","status":"success","keys":[{{"name":"{escaped}"}}]}}"#);
+            let t: crate::dcs::TaskRecord = decode_body(body.as_bytes()).unwrap();
+            let want = String::from_utf16_lossy(&units);
+            proptest::prop_assert_eq!(&t.keys.unwrap()[0].name, &want);
+        }
     }
 
     #[test]

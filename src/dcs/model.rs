@@ -3,7 +3,9 @@
 //! Shared by the client (which parses them) and the simulator (which serialises them). Parsing is
 //! tolerant the way a real client must be: optional fields may be missing or `null`, unknown fields
 //! are ignored, and an enum value this crate does not know is kept as [`Other`](TaskStatus::Other)
-//! instead of failing the whole response.
+//! instead of failing the whole response. Fields of a key or record take what they can from a
+//! value of the wrong shape (a number as a string, a float for an integer, a number for a
+//! timestamp), and a key or list record that is not an object of the expected shape is dropped.
 
 use std::fmt;
 
@@ -168,19 +170,44 @@ open_enum!(
 /// Hot keys carry `freq`; big keys do not.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct KeyRecord {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::string_or_empty")]
     pub name: String,
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "type",
+        default,
+        deserialize_with = "lenient::open_enum",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_type: Option<KeyType>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shard: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub db: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub size: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::open_enum",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub unit: Option<SizeUnit>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub freq: Option<i64>,
 }
 
@@ -193,15 +220,36 @@ pub struct TaskRecord {
     pub status: TaskStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_type: Option<ScanType>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::integer",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub num: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The reported keys; an entry that is not a key object is dropped, not fatal.
+    #[serde(
+        default,
+        deserialize_with = "lenient::list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keys: Option<Vec<KeyRecord>>,
 }
 
@@ -222,11 +270,23 @@ pub struct TaskSummary {
     pub status: TaskStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_type: Option<ScanType>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<String>,
 }
 
@@ -236,9 +296,10 @@ pub struct TaskList {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     /// Total number of matching records (not the page length).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::integer")]
     pub count: Option<i64>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    /// The records; one that lacks an id or a status is dropped, not fatal.
+    #[serde(default, deserialize_with = "lenient::list_or_empty")]
     pub records: Vec<TaskSummary>,
 }
 
@@ -353,6 +414,89 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// Field deserialisers that take what they can from a value of the wrong shape instead of
+/// failing the whole response: one odd key or record must not cost a result.
+mod lenient {
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    /// A string; a number or boolean in its JSON spelling; anything else is absent.
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        })
+    }
+
+    /// Like [`string`], with the empty string for absent.
+    pub fn string_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(string(d)?.unwrap_or_default())
+    }
+
+    /// An integer: JSON integers (saturated to `i64`), floats (truncated, saturated), numeric
+    /// strings; anything else is absent.
+    pub fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let from_f64 = |f: f64| f.is_finite().then_some(f as i64);
+        Ok(match Value::deserialize(d)? {
+            Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_u64().map(|_| i64::MAX))
+                .or_else(|| n.as_f64().and_then(from_f64)),
+            Value::String(s) => {
+                let s = s.trim();
+                s.parse::<i64>()
+                    .ok()
+                    .or_else(|| s.parse::<f64>().ok().and_then(from_f64))
+            }
+            _ => None,
+        })
+    }
+
+    /// A string enum that keeps unknown values; a non-string is absent.
+    pub fn open_enum<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: for<'a> From<&'a str>,
+    {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) => Some(T::from(s.as_str())),
+            _ => None,
+        })
+    }
+
+    /// A list whose entries are objects of the expected shape; other entries are dropped, a
+    /// non-list is absent.
+    pub fn list<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: DeserializeOwned,
+    {
+        Ok(match Value::deserialize(d)? {
+            Value::Array(items) => Some(
+                items
+                    .into_iter()
+                    // serde would also read a struct from an array: only objects count.
+                    .filter(Value::is_object)
+                    .filter_map(|v| serde_json::from_value(v).ok())
+                    .collect(),
+            ),
+            _ => None,
+        })
+    }
+
+    /// Like [`list`], with an empty list for absent.
+    pub fn list_or_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: DeserializeOwned,
+    {
+        Ok(list(d)?.unwrap_or_default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +553,200 @@ mod tests {
         for s in ["waiting", "running", "success", "failed", "weird"] {
             let v: TaskStatus = serde_json::from_value(serde_json::json!(s)).unwrap();
             assert_eq!(serde_json::to_value(&v).unwrap(), serde_json::json!(s));
+        }
+    }
+
+    #[test]
+    fn odd_values_cost_a_field_not_the_response() {
+        let body = r#"{"id":"t","status":"success","num":"12","created_at":1718000000,
+            "started_at":{"x":1},"finished_at":"2024-06-10 06:13:20",
+            "keys":[
+              {"name":"ok","type":"string","size":-5,"unit":"byte","freq":9999,"db":"3"},
+              {"name":42,"type":7,"size":1e300,"freq":-3.7,"shard":true,"db":null},
+              {"name":"huge","size":18446744073709551615,"freq":"lots"},
+              "not a key", 17, null, [1,2]
+            ]}"#;
+        let t: TaskRecord = serde_json::from_str(body).unwrap();
+        assert_eq!(t.num, Some(12));
+        assert_eq!(t.created_at.as_deref(), Some("1718000000"));
+        assert_eq!(t.started_at, None);
+        let keys = t.keys.unwrap();
+        assert_eq!(keys.len(), 3, "entries that are not objects are dropped");
+        assert_eq!(
+            (keys[0].size, keys[0].freq, keys[0].db),
+            (Some(-5), Some(9999), Some(3))
+        );
+        assert_eq!(keys[1].name, "42");
+        assert_eq!(keys[1].key_type, None);
+        assert_eq!(keys[1].size, Some(i64::MAX), "1e300 saturates");
+        assert_eq!(keys[1].freq, Some(-3));
+        assert_eq!(keys[1].shard.as_deref(), Some("true"));
+        assert_eq!(keys[2].size, Some(i64::MAX), "u64::MAX saturates");
+        assert_eq!(keys[2].freq, None);
+
+        let l: TaskList = serde_json::from_str(
+            r#"{"count":"2","records":[{"id":"a","status":"running"},{"status":"success"},
+                {"id":null,"status":"failed"},{"id":"b","status":"success","finished_at":5}]}"#,
+        )
+        .unwrap();
+        let ids: Vec<_> = l.records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"], "records without an id are dropped");
+        assert_eq!(l.count, Some(2));
+        assert_eq!(l.records[1].finished_at.as_deref(), Some("5"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        /// The field names of the models, so that generated objects often hit them.
+        const FIELDS: &[&str] = &[
+            "id",
+            "status",
+            "keys",
+            "records",
+            "name",
+            "type",
+            "size",
+            "unit",
+            "freq",
+            "db",
+            "shard",
+            "num",
+            "count",
+            "created_at",
+            "finished_at",
+        ];
+        /// Enum values the models know.
+        const WORDS: &[&str] = &["string", "hash", "byte", "count", "success", "running"];
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(Value::from),
+                "\\PC{0,12}".prop_map(Value::String),
+                prop::sample::select(WORDS).prop_map(|s| Value::String(s.to_owned())),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                let field = prop::sample::select(FIELDS).prop_map(str::to_owned);
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(field, inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn word() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(WORDS).prop_map(str::to_owned),
+                "\\PC{0,10}",
+            ]
+        }
+
+        fn key() -> impl Strategy<Value = KeyRecord> {
+            (
+                any::<String>(),
+                proptest::option::of(word()),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<i64>()),
+                proptest::option::of(any::<i64>()),
+                proptest::option::of(word()),
+                proptest::option::of(any::<i64>()),
+            )
+                .prop_map(|(name, ty, shard, db, size, unit, freq)| KeyRecord {
+                    name,
+                    key_type: ty.as_deref().map(KeyType::from),
+                    shard,
+                    db,
+                    size,
+                    unit: unit.as_deref().map(SizeUnit::from),
+                    freq,
+                })
+        }
+
+        fn record() -> impl Strategy<Value = TaskRecord> {
+            (
+                any::<String>(),
+                word(),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<i64>()),
+                proptest::option::of(prop::collection::vec(key(), 0..5)),
+            )
+                .prop_map(|(id, status, created_at, finished_at, num, keys)| {
+                    TaskRecord {
+                        id,
+                        instance_id: None,
+                        status: TaskStatus::from(status.as_str()),
+                        scan_type: Some(ScanType::Manual),
+                        created_at,
+                        started_at: None,
+                        finished_at,
+                        num,
+                        keys,
+                    }
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn any_json_value_parses_or_errs_without_panicking(v in json()) {
+                let text = v.to_string();
+                let _ = serde_json::from_str::<TaskRecord>(&text);
+                let _ = serde_json::from_str::<TaskList>(&text);
+                let _ = serde_json::from_str::<InstanceList>(&text);
+                let _ = serde_json::from_str::<ErrorBody>(&text);
+                if let Ok(t) = serde_json::from_value::<TaskRecord>(v) {
+                    let _ = t.key_count();
+                }
+            }
+
+            #[test]
+            fn any_bytes_parse_or_err_without_panicking(
+                bytes in prop::collection::vec(any::<u8>(), 0..256),
+            ) {
+                let _ = serde_json::from_slice::<TaskRecord>(&bytes);
+                let _ = serde_json::from_slice::<TaskList>(&bytes);
+            }
+
+            #[test]
+            fn valid_records_round_trip(t in record()) {
+                let text = serde_json::to_string(&t).unwrap();
+                let back: TaskRecord = serde_json::from_str(&text).unwrap();
+                prop_assert_eq!(back, t);
+            }
+
+            #[test]
+            fn valid_lists_round_trip(
+                records in prop::collection::vec(record(), 0..4),
+                count in proptest::option::of(any::<i64>()),
+            ) {
+                let list = TaskList {
+                    instance_id: Some("i".into()),
+                    count,
+                    records: records
+                        .into_iter()
+                        .map(|r| TaskSummary {
+                            id: r.id,
+                            status: r.status,
+                            scan_type: r.scan_type,
+                            created_at: r.created_at,
+                            started_at: r.started_at,
+                            finished_at: r.finished_at,
+                        })
+                        .collect(),
+                };
+                let text = serde_json::to_string(&list).unwrap();
+                let back: TaskList = serde_json::from_str(&text).unwrap();
+                prop_assert_eq!(back, list);
+            }
         }
     }
 }
