@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub telemetry_path: String,
     /// `--metrics.namespace`; the config file's `metrics.namespace` wins when set.
     pub namespace: String,
+    /// `--web.config.file`, loaded: TLS and basic auth. `None` serves plain HTTP.
+    pub web_config: Option<Arc<crate::server::web_config::WebConfigWatcher>>,
 }
 
 /// Why the exporter could not run.
@@ -176,7 +178,15 @@ pub async fn run(
         reload: Some(reload_tx),
     });
     let server_token = shutdown.child_token();
-    let server = tokio::spawn(server::run(listener, state, server_token.clone()));
+    let server = match opts.web_config.clone() {
+        Some(web) => tokio::spawn(server::run_with_web_config(
+            listener,
+            state,
+            web,
+            server_token.clone(),
+        )),
+        None => tokio::spawn(server::run(listener, state, server_token.clone())),
+    };
     let _ = ready_tx.send(true);
 
     loop {

@@ -7,6 +7,8 @@
 //! - [`dcs`]: the DCS API: models, request signing, IAM tokens, the reqwest client.
 //! - [`simulator`]: an in-process DCS API simulator sharing the client's models; powers `--demo`,
 //!   `simulate` and the tests.
+//! - [`fleet`]: which instances this replica analyses: discovery (ListInstances with filters,
+//!   refreshed), explicit entries merged in, sharding over replicas.
 //! - [`scheduler`]: one supervised loop per instance and analysis that creates or adopts tasks,
 //!   polls them and publishes their results.
 //! - [`metrics`]: the snapshot the scheduler writes and its rendering in the Prometheus text format.
@@ -19,6 +21,7 @@ pub mod app;
 pub mod config;
 pub mod dcs;
 pub mod demo;
+pub mod fleet;
 pub mod metrics;
 pub mod scheduler;
 pub mod secret;

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
 use dcs_key_exporter::config;
 use dcs_key_exporter::dcs::DcsClient;
+use dcs_key_exporter::server::web_config::WebConfigWatcher;
 use dcs_key_exporter::simulator::{self, SimConfig};
 
 /// Prometheus exporter for the hot key and big key analyses of Huawei Cloud DCS (Redis).
@@ -188,14 +189,14 @@ async fn async_main(cli: Cli) -> ExitCode {
 }
 
 async fn serve(cli: Cli) -> ExitCode {
-    if cli.web_config_file.is_some() {
-        return fatal(
-            EXIT_USAGE,
-            anyhow::anyhow!(
-                "--web.config.file: TLS and basic auth are not supported by this version yet"
-            ),
-        );
-    }
+    // A bad web config stops the start with exit code 2, before anything is bound.
+    let web_config = match &cli.web_config_file {
+        Some(p) => match WebConfigWatcher::load(p) {
+            Ok(w) => Some(std::sync::Arc::new(w)),
+            Err(e) => return fatal(EXIT_USAGE, anyhow::Error::new(e)),
+        },
+        None => None,
+    };
     if !config::is_metric_namespace(&cli.namespace) {
         return fatal(
             EXIT_USAGE,
@@ -257,10 +258,14 @@ async fn serve(cli: Cli) -> ExitCode {
             )
         }
     };
-    tracing::info!(address = %listener.local_addr().map_or(addr, |a| a), version = env!("CARGO_PKG_VERSION"), "listening");
+    let web = web_config.as_ref().map(|w| w.active());
+    tracing::info!(address = %listener.local_addr().map_or(addr, |a| a), version = env!("CARGO_PKG_VERSION"),
+        tls = web.as_ref().is_some_and(|c| c.tls.is_some()),
+        basic_auth = web.as_ref().is_some_and(|c| c.basic_auth.is_some()), "listening");
     let opts = RunOptions {
         telemetry_path: cli.telemetry_path.clone(),
         namespace: cli.namespace.clone(),
+        web_config,
     };
     let result = app::run(
         source,

@@ -117,6 +117,12 @@ impl Exposition {
         self.api.clone()
     }
 
+    /// The exporter's own registry and the namespace its metrics use, for other parts of the
+    /// exporter that register metrics of their own (discovery and shard metrics).
+    pub fn registry(&self) -> (&Registry, &str) {
+        (&self.registry, &self.namespace)
+    }
+
     /// Sets `{ns}_exporter_config_last_reload_successful`.
     pub fn set_config_reload_successful(&self, ok: bool) {
         self.reload_ok.set(i64::from(ok));

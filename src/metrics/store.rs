@@ -330,6 +330,24 @@ impl Store {
         })
     }
 
+    /// Records the details of many instances at once (a discovery listing); the generation moves
+    /// only if something changed, so an unchanged listing does not invalidate renderings.
+    pub fn set_instance_infos<'a>(&self, infos: impl IntoIterator<Item = &'a InstanceInfo>) {
+        let mut guard = self.lock();
+        let mut changed = false;
+        for info in infos {
+            if let Some(i) = guard.instances.get_mut(&info.instance_id) {
+                if i.info.as_ref() != Some(info) {
+                    i.info = Some(info.clone());
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
     /// Publishes a successful task as the analysis' newest result, replacing the previous key
     /// set as a whole, unless the current result is the same task or finished later. Returns
     /// whether the result was taken.

@@ -1,5 +1,5 @@
 //! The scheduler: one supervised loop per instance and analysis, plus one per instance that
-//! keeps its details (`dcs_instance_info`) current.
+//! keeps its details (`dcs_instance_info`) current unless discovery already lists them.
 //!
 //! # Layout
 //! - [`analysis_loop`]: the loop that creates or adopts tasks, polls them and publishes results.
@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::config::{AnalysisSettings, InstanceConfig, Mode};
-use crate::dcs::{Analysis, DcsApi};
+use crate::dcs::{Analysis, DcsApi, InstanceInfo};
 use crate::metrics::store::{AnalysisSpec, InstanceSpec, Store};
 pub use analysis_loop::{AnalysisLoop, Shared};
 pub use clock::Clock;
@@ -37,6 +37,9 @@ pub struct CloudPlan<C> {
     pub name: String,
     pub client: Arc<C>,
     pub instances: Vec<InstanceConfig>,
+    /// Details already known from ListInstances (discovery), by instance id. They become the
+    /// instances' `dcs_instance_info`, and those instances get no ShowInstance loop.
+    pub known_details: HashMap<String, InstanceInfo>,
 }
 
 struct Running<C> {
@@ -112,6 +115,7 @@ impl<C: DcsApi> Scheduler<C> {
         let mut specs = Vec::new();
         let mut wanted: HashMap<(String, Analysis), (Arc<C>, AnalysisSettings)> = HashMap::new();
         let mut wanted_info: HashMap<String, (Arc<C>, Option<String>)> = HashMap::new();
+        let mut known: Vec<&InstanceInfo> = Vec::new();
         for cloud in &plan {
             for inst in &cloud.instances {
                 let name = self
@@ -134,7 +138,13 @@ impl<C: DcsApi> Scheduler<C> {
                     });
                     wanted.insert((inst.id.clone(), a), (cloud.client.clone(), s));
                 }
-                wanted_info.insert(inst.id.clone(), (cloud.client.clone(), inst.name.clone()));
+                match cloud.known_details.get(&inst.id) {
+                    Some(details) => known.push(details),
+                    None => {
+                        wanted_info
+                            .insert(inst.id.clone(), (cloud.client.clone(), inst.name.clone()));
+                    }
+                }
                 specs.push(InstanceSpec {
                     id: inst.id.clone(),
                     name,
@@ -164,6 +174,7 @@ impl<C: DcsApi> Scheduler<C> {
             keep
         });
         self.store.configure(&specs);
+        self.store.set_instance_infos(known);
 
         // Start what is new.
         for ((id, analysis), (client, settings)) in wanted {

@@ -311,6 +311,7 @@ impl Harness {
             name: "c".into(),
             client: self.fake.clone(),
             instances,
+            known_details: HashMap::new(),
         }];
         self.sched.apply(plan);
     }

@@ -23,8 +23,19 @@
 //! (HTTP/1: 431 or a closed connection; HTTP/2: the stream is refused). On shutdown the listener
 //! is closed at once, idle connections are closed, and requests in flight get
 //! [`SHUTDOWN_GRACE`] to finish before their connections are dropped.
+//!
+//! # TLS and authentication
+//! With a [`web_config::WebConfigWatcher`] ([`run_with_web_config`]) each connection uses the web
+//! config in force when it is accepted: TLS ([`tls`]) when `tls_server_config` is set, and HTTP
+//! basic authentication ([`auth`]) on every path, checked per request against the current
+//! `basic_auth_users`. A TLS handshake must finish within [`HEADER_READ_TIMEOUT`]. A client that
+//! speaks plain HTTP to the TLS port gets a `400` telling it to use HTTPS, and the connection is
+//! closed.
 
+pub mod auth;
 pub mod status;
+pub mod tls;
+pub mod web_config;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -38,13 +49,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::exposition::Exposition;
 use crate::metrics::store::Store;
+use web_config::WebConfigWatcher;
 
 /// How long requests in flight may take to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -105,6 +118,28 @@ pub async fn run_with_grace(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
+    serve(listener, state, None, shutdown, grace).await
+}
+
+/// [`run`] with TLS and basic authentication from a web config file (`--web.config.file`).
+pub async fn run_with_web_config(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    web: Arc<WebConfigWatcher>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve(listener, state, Some(web), shutdown, SHUTDOWN_GRACE).await
+}
+
+/// Serves plain HTTP (`web: None`) or what the web config says, until `shutdown`, then drains
+/// for at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    web: Option<Arc<WebConfigWatcher>>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -138,18 +173,15 @@ pub async fn run_with_grace(
                         }
                     }
                 };
-                let state = state.clone();
-                let service = service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                connections.spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection closed with an error");
-                    }
-                });
+                let conn = Connection {
+                    stream,
+                    peer,
+                    state: state.clone(),
+                    web: web.clone(),
+                    builder: builder.clone(),
+                    watcher: graceful.watcher(),
+                };
+                connections.spawn(conn.serve());
             }
         }
     }
@@ -171,6 +203,111 @@ pub async fn run_with_grace(
     }
     connections.shutdown().await;
     Ok(())
+}
+
+/// One accepted connection and what it needs to be served.
+struct Connection {
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    state: Arc<ServerState>,
+    web: Option<Arc<WebConfigWatcher>>,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Connection {
+    async fn serve(self) {
+        let Connection {
+            stream,
+            peer,
+            state,
+            web,
+            builder,
+            watcher,
+        } = self;
+        let tls = match &web {
+            Some(w) => w.current().await.tls.clone(),
+            None => None,
+        };
+        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+            let state = state.clone();
+            let web = web.clone();
+            async move {
+                if let Some(w) = &web {
+                    let auth = w.current().await.basic_auth.clone();
+                    if let Some(auth) = auth {
+                        if !auth.authorize(req.headers()).await {
+                            return Ok::<_, Infallible>(unauthorized());
+                        }
+                    }
+                }
+                Ok::<_, Infallible>(handle(&state, req).await)
+            }
+        });
+        let result = match tls {
+            None => {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                watcher.watch(conn.into_owned()).await
+            }
+            Some(tls) => {
+                let Some(stream) = tls_handshake(stream, peer, tls).await else {
+                    return;
+                };
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                watcher.watch(conn.into_owned()).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "connection closed with an error");
+        }
+    }
+}
+
+/// The first byte of a TLS record carrying a handshake message.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+/// What a plain HTTP client gets from the TLS port.
+const PLAIN_HTTP_TO_TLS: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// Runs the TLS handshake within [`HEADER_READ_TIMEOUT`]; `None` when it fails (logged at debug
+/// level: failed handshakes are the client's problem).
+async fn tls_handshake(
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let handshake = async {
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE_RECORD {
+            // Not TLS: most likely plain HTTP. Say so, as Go's servers do, and close.
+            let _ = stream.write_all(PLAIN_HTTP_TO_TLS).await;
+            let _ = stream.shutdown().await;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "plain HTTP sent to the TLS port",
+            ));
+        }
+        tokio_rustls::TlsAcceptor::from(tls).accept(stream).await
+    };
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// 401 for a request without valid credentials (exporter-toolkit's answer).
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut resp = text(StatusCode::UNAUTHORIZED, "Unauthorized");
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    resp
 }
 
 /// Routes one request.

@@ -800,7 +800,7 @@ fn instance_json(inst: &InstanceState, detailed: bool) -> Value {
     let model = InstanceInfo {
         instance_id: info.id.clone(),
         name: info.name.clone(),
-        engine: Some("Redis".into()),
+        engine: Some(info.engine.clone()),
         engine_version: Some(info.engine_version.clone()),
         status: Some(info.status.clone()),
         spec_code: Some(info.spec_code.clone()),

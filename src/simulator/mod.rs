@@ -108,6 +108,8 @@ impl SimIam {
 pub struct SimInstance {
     pub id: String,
     pub name: String,
+    /// `Redis` (or `Memcached`: listed, but not analysable).
+    pub engine: String,
     /// `3.0`, `4.0`, `5.0`, `6.0`, `7.0`.
     pub engine_version: String,
     /// `single`, `ha` or `cluster`.
@@ -135,6 +137,7 @@ impl SimInstance {
         SimInstance {
             id: id.into(),
             name: name.into(),
+            engine: "Redis".into(),
             engine_version: "6.0".into(),
             cache_mode: "ha".into(),
             shards: 1,
@@ -247,6 +250,8 @@ struct Shared {
     secret_key: Secret,
     project_id: String,
     iam: Option<SimIam>,
+    /// Seeds the keyspaces of instances added at run time.
+    seed: u64,
     time_scale: f64,
     clock: SimClock,
     world: Mutex<World>,
@@ -321,6 +326,7 @@ impl Simulator {
                 secret_key: config.secret_key,
                 project_id: config.project_id,
                 iam: config.iam,
+                seed: config.seed,
                 time_scale: scale,
                 clock: config.clock,
                 world: Mutex::new(world),
@@ -360,6 +366,56 @@ impl Simulator {
             .iter()
             .map(|i| i.info.clone())
             .collect()
+    }
+
+    /// Adds an instance at run time (a new purchase); `false` if the id exists already.
+    pub fn add_instance(&self, instance: SimInstance) -> bool {
+        let now = self.shared.clock.now();
+        let mut w = self.shared.world();
+        if w.index.contains_key(&instance.id) {
+            return false;
+        }
+        let seed = self.shared.seed;
+        let i = w.instances.len();
+        w.index.insert(instance.id.clone(), i);
+        w.instances.push(InstanceState::new(
+            instance,
+            seed,
+            self.shared.time_scale,
+            now,
+        ));
+        true
+    }
+
+    /// Deletes an instance with its records; `false` if unknown. Later requests naming it get
+    /// the unknown-instance answer.
+    pub fn remove_instance(&self, instance_id: &str) -> bool {
+        let mut w = self.shared.world();
+        let Some(i) = w.index.remove(instance_id) else {
+            return false;
+        };
+        w.instances.remove(i);
+        let World {
+            instances, index, ..
+        } = &mut *w;
+        for (pos, inst) in instances.iter().enumerate().skip(i) {
+            index.insert(inst.info.id.clone(), pos);
+        }
+        true
+    }
+
+    /// Changes an instance's description at run time (status, name, tags, engine …); `false`
+    /// if unknown. Its keyspace and records stay.
+    pub fn update_instance(&self, instance_id: &str, f: impl FnOnce(&mut SimInstance)) -> bool {
+        let mut w = self.shared.world();
+        let Some(&i) = w.index.get(instance_id) else {
+            return false;
+        };
+        let id = w.instances[i].info.id.clone();
+        f(&mut w.instances[i].info);
+        // The id is the index key: it cannot change.
+        w.instances[i].info.id = id;
+        true
     }
 
     /// Whether hot key analysis is supported on the instance (`false` if unknown).

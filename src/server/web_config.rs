@@ -1,0 +1,493 @@
+//! `--web.config.file`: TLS and basic auth in the Prometheus exporter-toolkit format.
+//!
+//! ```yaml
+//! tls_server_config:
+//!   cert_file: server.crt            # PEM: the certificate, then its intermediates
+//!   key_file: server.key             # PEM: PKCS#8, PKCS#1 or SEC1 private key
+//!   client_auth_type: RequireAndVerifyClientCert
+//!   client_ca_file: clients-ca.crt   # PEM: CAs that sign client certificates
+//!   min_version: TLS12               # TLS12 (default) or TLS13
+//!   max_version: TLS13               # TLS12 or TLS13 (default)
+//! basic_auth_users:
+//!   prometheus: $2y$10$...           # user: bcrypt hash of the password
+//! ```
+//!
+//! Parsing is strict: an unknown key (including exporter-toolkit keys this exporter does not
+//! implement, such as `cipher_suites` or `http_server_config`) is an error naming the key.
+//! Relative paths are resolved against the directory of the web config file. An empty file means
+//! plain HTTP without authentication.
+//!
+//! [`WebConfigWatcher`] keeps the active [`WebConfig`] and picks up changes: at most once per
+//! [`CHECK_INTERVAL`], when a connection or request asks for the current config, it reads the web
+//! config file and the certificate, key and CA files it names, and rebuilds the config when any of
+//! their contents changed. So rotated certificates (cert-manager, Kubernetes secrets) and new
+//! users apply without a restart. A new file that does not load is logged once, and the previous
+//! config keeps serving.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use super::auth::BasicAuth;
+use super::tls;
+
+/// The largest web config, certificate, key or CA file read.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// Shortest time between two looks at the files for changes.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A web config file that could not be loaded. Messages name the file and the key; they never
+/// contain file contents.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("{path}: cannot read web config file: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: web config file is larger than {limit} bytes")]
+    TooLarge { path: String, limit: u64 },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Which client certificates the server asks for and accepts (Go's `tls.ClientAuthType` names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum ClientAuthType {
+    /// No client certificate is requested.
+    NoClientCert,
+    /// A certificate is requested; any certificate (or none) is accepted.
+    RequestClientCert,
+    /// A certificate is required; it is not checked against a CA.
+    RequireAnyClientCert,
+    /// A certificate is optional; if one is given it must chain to `client_ca_file`.
+    VerifyClientCertIfGiven,
+    /// A certificate chaining to `client_ca_file` is required.
+    RequireAndVerifyClientCert,
+}
+
+/// A TLS protocol version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+pub enum TlsVersion {
+    TLS12,
+    TLS13,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebConfig {
+    tls_server_config: Option<RawTls>,
+    #[serde(default)]
+    basic_auth_users: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    client_auth_type: Option<ClientAuthType>,
+    client_ca_file: Option<String>,
+    min_version: Option<TlsVersion>,
+    max_version: Option<TlsVersion>,
+}
+
+/// The TLS settings with the contents of the files they name.
+pub(crate) struct TlsSources {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub client_ca_pem: Option<Vec<u8>>,
+    pub client_auth: ClientAuthType,
+    pub min_version: TlsVersion,
+    pub max_version: TlsVersion,
+}
+
+/// A loaded web config: what the server applies to connections and requests.
+pub struct WebConfig {
+    /// `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `None`: no authentication.
+    pub basic_auth: Option<Arc<BasicAuth>>,
+}
+
+impl WebConfig {
+    /// Plain HTTP, no authentication: what runs without `--web.config.file`.
+    pub fn plain() -> WebConfig {
+        WebConfig {
+            tls: None,
+            basic_auth: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls.is_some())
+            .field(
+                "basic_auth_users",
+                &self.basic_auth.as_ref().map_or(0, |a| a.user_count()),
+            )
+            .finish()
+    }
+}
+
+/// Reads and builds a web config; also returns the fingerprint of every file it read.
+pub fn load(path: &Path) -> Result<(WebConfig, [u8; 32]), WebConfigError> {
+    let shown = path.display().to_string();
+    let mut hasher = Sha256::new();
+    let text = read_capped(path).map_err(|e| match e {
+        ReadError::Io(source) => WebConfigError::Read {
+            path: shown.clone(),
+            source,
+        },
+        ReadError::TooLarge => WebConfigError::TooLarge {
+            path: shown.clone(),
+            limit: MAX_FILE_BYTES,
+        },
+    })?;
+    hasher.update((text.len() as u64).to_le_bytes());
+    hasher.update(&text);
+    let invalid = |key: &str, message: String| WebConfigError::Invalid {
+        path: shown.clone(),
+        key: key.to_owned(),
+        message,
+    };
+    let text = std::str::from_utf8(&text)
+        .map_err(|_| invalid("(top level)", "the file is not valid UTF-8".into()))?;
+    let raw: RawWebConfig = if text.trim().is_empty() {
+        RawWebConfig::default()
+    } else {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." {
+                "(top level)".to_owned()
+            } else {
+                key
+            };
+            invalid(&key, e.into_inner().to_string())
+        })?
+    };
+
+    let base = path.parent().unwrap_or(Path::new(""));
+    let tls = match raw.tls_server_config {
+        None => None,
+        Some(t) => {
+            let sources = tls_sources(&t, base, &mut hasher).map_err(|(k, m)| invalid(&k, m))?;
+            Some(tls::server_config(&sources).map_err(|(k, m)| invalid(k, m))?)
+        }
+    };
+    let basic_auth = if raw.basic_auth_users.is_empty() {
+        None
+    } else {
+        Some(Arc::new(
+            BasicAuth::new(raw.basic_auth_users).map_err(|(k, m)| invalid(&k, m))?,
+        ))
+    };
+    Ok((WebConfig { tls, basic_auth }, hasher.finalize().into()))
+}
+
+/// Reads the files of `tls_server_config`, adding their contents to the fingerprint.
+fn tls_sources(
+    raw: &RawTls,
+    base: &Path,
+    hasher: &mut Sha256,
+) -> Result<TlsSources, (String, String)> {
+    const PREFIX: &str = "tls_server_config";
+    let mut read = |field: &str, value: &Option<String>| -> Result<Option<Vec<u8>>, _> {
+        let key = format!("{PREFIX}.{field}");
+        let Some(p) = value.as_deref() else {
+            return Ok(None);
+        };
+        if p.trim().is_empty() {
+            return Err((key, "must not be empty".to_owned()));
+        }
+        let path = resolve(base, p);
+        let bytes = read_capped(&path).map_err(|e| {
+            let why = match e {
+                ReadError::Io(e) => e.to_string(),
+                ReadError::TooLarge => format!("larger than {MAX_FILE_BYTES} bytes"),
+            };
+            (
+                key.clone(),
+                format!("cannot read {}: {why}", path.display()),
+            )
+        })?;
+        hasher.update(field.as_bytes());
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+        Ok(Some(bytes))
+    };
+    let cert_pem = read("cert_file", &raw.cert_file)?;
+    let key_pem = read("key_file", &raw.key_file)?;
+    let client_ca_pem = read("client_ca_file", &raw.client_ca_file)?;
+    let cert_pem = cert_pem.ok_or_else(|| (format!("{PREFIX}.cert_file"), "is required".into()))?;
+    let key_pem = key_pem.ok_or_else(|| (format!("{PREFIX}.key_file"), "is required".into()))?;
+    // As in exporter-toolkit: a client CA without an explicit type means verified client
+    // certificates are required.
+    let client_auth = match (raw.client_auth_type, &client_ca_pem) {
+        (Some(t), _) => t,
+        (None, Some(_)) => ClientAuthType::RequireAndVerifyClientCert,
+        (None, None) => ClientAuthType::NoClientCert,
+    };
+    let verifies = matches!(
+        client_auth,
+        ClientAuthType::VerifyClientCertIfGiven | ClientAuthType::RequireAndVerifyClientCert
+    );
+    if verifies && client_ca_pem.is_none() {
+        return Err((
+            format!("{PREFIX}.client_ca_file"),
+            format!("is required when client_auth_type is {client_auth:?}"),
+        ));
+    }
+    if !verifies && client_ca_pem.is_some() {
+        return Err((
+            format!("{PREFIX}.client_ca_file"),
+            format!("is not used when client_auth_type is {client_auth:?}"),
+        ));
+    }
+    let min_version = raw.min_version.unwrap_or(TlsVersion::TLS12);
+    let max_version = raw.max_version.unwrap_or(TlsVersion::TLS13);
+    if min_version > max_version {
+        return Err((
+            format!("{PREFIX}.min_version"),
+            format!("{min_version:?} is above max_version {max_version:?}"),
+        ));
+    }
+    Ok(TlsSources {
+        cert_pem,
+        key_pem,
+        client_ca_pem,
+        client_auth,
+        min_version,
+        max_version,
+    })
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let path = PathBuf::from(p);
+    if path.is_relative() {
+        base.join(path)
+    } else {
+        path
+    }
+}
+
+enum ReadError {
+    Io(std::io::Error),
+    TooLarge,
+}
+
+/// Reads at most [`MAX_FILE_BYTES`] (a file that grows while being read is still refused).
+fn read_capped(path: &Path) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    Ok(bytes)
+}
+
+/// The active web config of a file, re-read when the file or the files it names change.
+pub struct WebConfigWatcher {
+    path: PathBuf,
+    state: Mutex<WatchState>,
+}
+
+struct WatchState {
+    current: Arc<WebConfig>,
+    /// Fingerprint of the files `current` was built from.
+    fingerprint: [u8; 32],
+    /// Fingerprint of the last content that failed to load (logged once).
+    rejected: Option<[u8; 32]>,
+    last_check: Instant,
+}
+
+impl std::fmt::Debug for WebConfigWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebConfigWatcher")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebConfigWatcher {
+    /// Loads `path`; an error here should stop the process (exit code 2).
+    pub fn load(path: &Path) -> Result<WebConfigWatcher, WebConfigError> {
+        let (config, fingerprint) = load(path)?;
+        Ok(WebConfigWatcher {
+            path: path.to_owned(),
+            state: Mutex::new(WatchState {
+                current: Arc::new(config),
+                fingerprint,
+                rejected: None,
+                last_check: Instant::now(),
+            }),
+        })
+    }
+
+    /// The web config file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The config in force now, without looking at the files.
+    pub fn active(&self) -> Arc<WebConfig> {
+        self.lock().current.clone()
+    }
+
+    /// The config in force, after looking for changes if [`CHECK_INTERVAL`] has passed since the
+    /// last look. The files are read on a blocking thread.
+    pub async fn current(self: &Arc<Self>) -> Arc<WebConfig> {
+        {
+            let st = self.lock();
+            if st.last_check.elapsed() < CHECK_INTERVAL {
+                return st.current.clone();
+            }
+        }
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.refresh()).await {
+            Ok(c) => c,
+            Err(_) => self.active(),
+        }
+    }
+
+    /// Reads the files now and switches to their config if it changed and loads.
+    pub fn refresh(&self) -> Arc<WebConfig> {
+        let mut st = self.lock();
+        st.last_check = Instant::now();
+        match load(&self.path) {
+            Ok((config, fingerprint)) => {
+                if fingerprint != st.fingerprint {
+                    tracing::info!(path = %self.path.display(), tls = config.tls.is_some(),
+                        basic_auth = config.basic_auth.is_some(), "web config reloaded");
+                    st.current = Arc::new(config);
+                    st.fingerprint = fingerprint;
+                }
+                st.rejected = None;
+            }
+            Err(e) => {
+                // Identify the broken content by the whole error text plus the config bytes, so
+                // that the same broken state is logged once, and a different one again.
+                let mut h = Sha256::new();
+                h.update(e.to_string().as_bytes());
+                if let Ok(bytes) = read_capped(&self.path) {
+                    h.update(&bytes);
+                }
+                let id: [u8; 32] = h.finalize().into();
+                if st.rejected != Some(id) {
+                    tracing::error!(error = %e, "web config reload failed; the previous web config stays in force");
+                    st.rejected = Some(id);
+                }
+            }
+        }
+        st.current.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        // The state is replaced whole under the lock, so a poisoned lock still holds a
+        // consistent value.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "dcs-web-config-{tag}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    }
+
+    fn err(text: &str) -> String {
+        let d = tempdir("err");
+        let p = write(&d, "web.yml", text);
+        let e = load(&p).expect_err("must fail").to_string();
+        let _ = std::fs::remove_dir_all(d);
+        e
+    }
+
+    #[test]
+    fn empty_file_is_plain_http() {
+        let d = tempdir("empty");
+        let p = write(&d, "web.yml", "\n");
+        let (c, _) = load(&p).expect("loads");
+        assert!(c.tls.is_none() && c.basic_auth.is_none());
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = err("tls_server_config:\n  cert_file: a\n  cipher_suites: [x]\n");
+        assert!(e.contains("tls_server_config"), "{e}");
+        assert!(e.contains("cipher_suites"), "{e}");
+        let e = err("http_server_config:\n  http2: false\n");
+        assert!(e.contains("http_server_config"), "{e}");
+        let e = err("basic_auth_user:\n  a: b\n");
+        assert!(e.contains("basic_auth_user"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_values_are_named() {
+        let e = err("tls_server_config:\n  client_auth_type: Sometimes\n");
+        assert!(e.contains("tls_server_config.client_auth_type"), "{e}");
+        assert!(e.contains("RequireAndVerifyClientCert"), "{e}");
+        let e = err("tls_server_config:\n  min_version: TLS11\n");
+        assert!(e.contains("tls_server_config.min_version"), "{e}");
+    }
+
+    #[test]
+    fn missing_files_name_the_key() {
+        let e = err("tls_server_config:\n  cert_file: /nonexistent/c.pem\n  key_file: k\n");
+        assert!(e.contains("tls_server_config.cert_file"), "{e}");
+        assert!(e.contains("/nonexistent/c.pem"), "{e}");
+    }
+
+    #[test]
+    fn bad_bcrypt_hash_names_the_user_but_not_the_hash() {
+        let e = err("basic_auth_users:\n  alice: not-a-hash-value\n");
+        assert!(e.contains("basic_auth_users.alice"), "{e}");
+        assert!(!e.contains("not-a-hash-value"), "{e}");
+    }
+
+    #[test]
+    fn garbage_pem_is_refused() {
+        let d = tempdir("pem");
+        write(&d, "c.pem", "not a certificate");
+        write(&d, "k.pem", "not a key");
+        let p = write(
+            &d,
+            "web.yml",
+            "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n",
+        );
+        let e = load(&p).expect_err("must fail").to_string();
+        assert!(e.contains("tls_server_config.cert_file"), "{e}");
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
