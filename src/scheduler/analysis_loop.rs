@@ -374,7 +374,9 @@ impl<C: DcsApi> AnalysisLoop<C> {
         origin: TaskOrigin,
         cancel: &CancellationToken,
     ) -> Duration {
-        if origin == TaskOrigin::Adopted {
+        // A task this loop created or adopted before (followed again after a failed poll or a
+        // timeout) is not a new adoption.
+        if origin == TaskOrigin::Adopted && !self.created.contains(&task_id) {
             self.shared
                 .store
                 .count_task(&self.instance_id, self.analysis, TaskOrigin::Adopted);

@@ -439,6 +439,17 @@ impl Simulator {
         }
     }
 
+    /// Ends the tasks of an instance stuck by the `stuck_tasks` fault as `failed` now (as an
+    /// operator or DCS itself eventually would); returns how many there were.
+    pub fn fail_stuck_tasks(&self, instance_id: &str, analysis: Analysis) -> usize {
+        let now = self.shared.clock.now();
+        let mut w = self.shared.world();
+        match w.index.get(instance_id).copied() {
+            Some(i) => w.instances[i].fail_stuck_tasks(analysis, now),
+            None => 0,
+        }
+    }
+
     /// All stored records of an instance and analysis, newest first, with keys for successful
     /// ones, as seen now (after catching up the autoscan schedule).
     pub fn tasks(&self, instance_id: &str, analysis: Analysis) -> Vec<TaskRecord> {

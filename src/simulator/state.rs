@@ -228,6 +228,20 @@ impl InstanceState {
         }
     }
 
+    /// Ends every task stuck in `running` (the `stuck_tasks` fault) as `failed` at `now`;
+    /// returns how many there were.
+    pub fn fail_stuck_tasks(&mut self, a: Analysis, now: OffsetDateTime) -> usize {
+        let mut n = 0;
+        for t in self.analysis_mut(a).tasks.iter_mut() {
+            if t.finished_at.is_none() {
+                t.finished_at = Some(now.max(t.started_at));
+                t.fails = true;
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// The result an analysis finishing at `at` reports (empty when unsupported).
     pub fn expected_result(&self, a: Analysis, at: OffsetDateTime) -> Vec<KeyRecord> {
         match a {

@@ -1,0 +1,570 @@
+//! Reliability under cloud API faults: the simulator's fault injection against the exporter,
+//! both in this process on 127.0.0.1:0.
+//!
+//! Each test lets the exporter publish a good result, turns a fault on, and checks throughout
+//! that every scrape answers 200 in well under a second (a scrape never waits on the API), that
+//! the last good result stays exported, and that the failure is counted with the documented
+//! `reason`; then it clears the fault and waits for a newer result. Expectations come from the
+//! simulator's own records, never from what the exporter printed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
+use dcs_key_exporter::config::{AnalysisSettings, Config, Mode, SchedulerSettings};
+use dcs_key_exporter::dcs::{timestamp, Analysis, Auth, TaskRecord, TaskStatus};
+use dcs_key_exporter::demo;
+use dcs_key_exporter::simulator::{Faults, SimClock, SimConfig, SimIam, SimInstance, Simulator};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Longest wait for any condition.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// A scrape slower than this waited on something it must not wait on.
+const SCRAPE_BOUND: Duration = Duration::from_secs(1);
+/// The per-attempt API timeout of these tests (the latency fault exceeds it).
+const API_TIMEOUT: Duration = Duration::from_secs(1);
+/// `api.max_response_bytes` of these tests (the huge-body fault exceeds it 256 times).
+const MAX_BODY: usize = 1 << 20;
+const TOP_N: usize = 5;
+
+// ---------------------------------------------------------------------------------------------
+// Harness (the pattern of tests/exporter.rs)
+
+struct Sim {
+    sim: Simulator,
+    url: url::Url,
+    cancel: CancellationToken,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn start_sim(config: SimConfig) -> Sim {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    let sim = Simulator::new(config);
+    let cancel = CancellationToken::new();
+    let (s, c) = (sim.clone(), cancel.clone());
+    tokio::spawn(async move { s.serve(listener, c).await });
+    Sim { sim, url, cancel }
+}
+
+fn sim_config(id: &str) -> SimConfig {
+    SimConfig {
+        seed: 11,
+        instances: vec![SimInstance::new(id, "faulty")],
+        time_scale: 0.05,
+        ..SimConfig::with_defaults()
+    }
+}
+
+fn hot(timeout: Duration) -> AnalysisSettings {
+    AnalysisSettings {
+        mode: Mode::Trigger,
+        interval: Duration::from_millis(500),
+        timeout,
+        top_n: TOP_N,
+    }
+}
+
+const OFF: AnalysisSettings = AnalysisSettings {
+    mode: Mode::Off,
+    interval: Duration::from_secs(3600),
+    timeout: Duration::from_secs(60),
+    top_n: 10,
+};
+
+/// Hot key analyses every 500 ms on every instance, short API timeouts, one retry, a 1 MiB
+/// body cap.
+fn exporter_config(sim: &Sim, sim_config: &SimConfig, task_timeout: Duration) -> Config {
+    let mut config = demo::config_for(&sim.sim, sim_config, sim.url.clone());
+    for inst in &mut config.clouds[0].instances {
+        inst.hotkey = hot(task_timeout);
+        inst.bigkey = OFF;
+    }
+    let client = &mut config.clouds[0].client;
+    client.request_timeout = API_TIMEOUT;
+    client.max_retries = 1;
+    client.retry_base_delay = Duration::from_millis(50);
+    client.retry_max_delay = Duration::from_millis(200);
+    client.max_body_bytes = MAX_BODY;
+    config.api.timeout = API_TIMEOUT;
+    config.api.max_retries = 1;
+    config.api.max_response_bytes = MAX_BODY;
+    config.scheduler = SchedulerSettings {
+        start_jitter: Duration::from_millis(100),
+    };
+    config
+}
+
+struct Exporter {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    join: tokio::task::JoinHandle<Result<(), app::Error>>,
+    http: reqwest::Client,
+}
+
+async fn start_exporter(config: Config) -> Exporter {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = CancellationToken::new();
+    let opts = RunOptions::default();
+    let join = tokio::spawn(app::run(
+        ConfigSource::Fixed(Box::new(config)),
+        listener,
+        opts,
+        app::reload_channel(),
+        cancel.clone(),
+    ));
+    Exporter {
+        addr,
+        cancel,
+        join,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Exporter {
+    /// One scrape, which must answer 200 within [`SCRAPE_BOUND`].
+    async fn scrape(&self) -> Metrics {
+        let started = Instant::now();
+        let resp = tokio::time::timeout(
+            SCRAPE_BOUND * 5,
+            self.http
+                .get(format!("http://{}/metrics", self.addr))
+                .send(),
+        )
+        .await
+        .expect("scrape answers")
+        .expect("scrape");
+        assert_eq!(resp.status(), 200);
+        let body = resp.text().await.expect("body");
+        let took = started.elapsed();
+        assert!(took < SCRAPE_BOUND, "a scrape took {took:?}");
+        Metrics(parse_exposition(&body))
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        let r = tokio::time::timeout(DEADLINE, self.join)
+            .await
+            .expect("exporter stops");
+        r.expect("no panic").expect("exporter exits cleanly");
+    }
+}
+
+struct Metrics(Vec<(String, BTreeMap<String, String>, f64)>);
+
+impl Metrics {
+    /// The one sample of `name` whose labels include all of `labels`.
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found: Vec<f64> = self
+            .0
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|s| s.2)
+            .collect();
+        assert!(found.len() <= 1, "{name} {labels:?}: {found:?}");
+        found.first().copied()
+    }
+
+    fn count(&self, name: &str, id: &str) -> usize {
+        self.0
+            .iter()
+            .filter(|(n, l, _)| n == name && l.get("instance_id").map(String::as_str) == Some(id))
+            .count()
+    }
+
+    fn sum(&self, name: &str, label: &str, value: &str) -> f64 {
+        self.0
+            .iter()
+            .filter(|(n, l, _)| n == name && l.get(label).map(String::as_str) == Some(value))
+            .map(|s| s.2)
+            .sum()
+    }
+}
+
+/// A small parser of the text format, independent of the renderer.
+fn parse_exposition(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).expect("metric name");
+        let name = line[..name_end].to_owned();
+        let mut labels = BTreeMap::new();
+        let mut rest = &line[name_end..];
+        if let Some(r) = rest.strip_prefix('{') {
+            rest = r;
+            while let Some(eq) = rest.find("=\"") {
+                let key = rest[..eq].to_owned();
+                let mut value = String::new();
+                let mut chars = rest[eq + 2..].char_indices();
+                let end = loop {
+                    let (i, c) = chars.next().expect("closing quote");
+                    match c {
+                        '\\' => match chars.next().expect("escape").1 {
+                            'n' => value.push('\n'),
+                            other => value.push(other),
+                        },
+                        '"' => break i,
+                        c => value.push(c),
+                    }
+                };
+                labels.insert(key, value);
+                rest = &rest[eq + 2 + end + 1..];
+                rest = rest.strip_prefix(',').unwrap_or(rest);
+                if let Some(r) = rest.strip_prefix('}') {
+                    rest = r;
+                    break;
+                }
+            }
+        }
+        let value: f64 = rest.trim().parse().expect("sample value");
+        out.push((name, labels, value));
+    }
+    out
+}
+
+/// Polls `f` until it returns `Some`, failing after [`DEADLINE`].
+async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn finished(t: &TaskRecord) -> f64 {
+    timestamp::parse(t.finished_at.as_deref().expect("finished_at")).expect("timestamp")
+}
+
+fn newest_success(sim: &Simulator, id: &str) -> Option<TaskRecord> {
+    sim.tasks(id, Analysis::Hotkey)
+        .into_iter()
+        .filter(|t| t.status == TaskStatus::Success)
+        .max_by(|x, y| finished(x).total_cmp(&finished(y)))
+}
+
+fn al(id: &str) -> [(&str, &str); 2] {
+    [("instance_id", id), ("analysis", "hotkey")]
+}
+
+fn failures(m: &Metrics, id: &str, reason: &str) -> f64 {
+    let l = [al(id).as_slice(), &[("reason", reason)]].concat();
+    m.get("dcs_analysis_failures_total", &l).unwrap_or(0.0)
+}
+
+fn shown_success(m: &Metrics, id: &str) -> Option<f64> {
+    m.get("dcs_analysis_last_success_timestamp_seconds", &al(id))
+}
+
+/// Waits until the exporter shows the simulator's newest successful hot key result finishing
+/// after `after`, and returns its finish time.
+async fn published_after(exp: &Exporter, sim: &Simulator, id: &str, after: f64) -> f64 {
+    wait_for(&format!("a result newer than {after}"), || async {
+        let want = finished(&newest_success(sim, id)?);
+        let m = exp.scrape().await;
+        let shown = shown_success(&m, id)?;
+        let ok = want > after + 1e-3 && (shown - want).abs() < 1e-3;
+        ok.then(|| {
+            assert_eq!(m.count("dcs_hotkey_frequency", id), TOP_N);
+            want
+        })
+    })
+    .await
+}
+
+/// What a fault test checks while the fault is on.
+struct FaultRun {
+    /// The exporter's resident memory at each scrape during the fault.
+    rss: Vec<f64>,
+    /// The simulator's newest successful result while the fault was on.
+    last_good: f64,
+}
+
+/// Publishes a good result, turns `faults` on, and waits until `reason` is counted at least
+/// twice; every scrape meanwhile answers fast and shows the newest good result DCS has. Then
+/// clears the fault (and runs `clear`) and waits for a newer result.
+async fn fault_and_recovery(
+    id: &str,
+    faults: Faults,
+    reason: &str,
+    task_timeout: Duration,
+    clear: impl FnOnce(&Simulator),
+) -> (Sim, Exporter, FaultRun) {
+    let sc = sim_config(id);
+    let sim = start_sim(sc.clone()).await;
+    let exp = start_exporter(exporter_config(&sim, &sc, task_timeout)).await;
+    let good = published_after(&exp, &sim.sim, id, 0.0).await;
+
+    sim.sim.set_faults(Some(id), faults);
+    let before = failures(&exp.scrape().await, id, reason);
+    let rss = std::sync::Mutex::new(Vec::new());
+    let m = wait_for(&format!("{reason} counted twice"), || async {
+        let m = exp.scrape().await;
+        rss.lock()
+            .unwrap()
+            .extend(m.get("process_resident_memory_bytes", &[]));
+        // Tasks created before the fault may still succeed: the newest one DCS has is what
+        // must be shown, and never anything older than the result before the fault.
+        let shown = shown_success(&m, id).expect("the last result stays");
+        assert!(shown >= good - 1e-3, "the result went back in time");
+        assert_eq!(m.count("dcs_hotkey_frequency", id), TOP_N, "keys stay");
+        (failures(&m, id, reason) >= before + 2.0).then_some(m)
+    })
+    .await;
+    let last_good = finished(&newest_success(&sim.sim, id).unwrap());
+    assert!(
+        (shown_success(&m, id).unwrap() - last_good).abs() < 1e-3,
+        "the newest good result is still shown"
+    );
+    assert!(m.get("dcs_analysis_consecutive_failures", &al(id)).unwrap() >= 2.0);
+    for other in ["api_error", "timeout", "task_failed", "auth", "unsupported"] {
+        if other != reason {
+            assert_eq!(
+                failures(&m, id, other),
+                0.0,
+                "no {other} for a {reason} fault"
+            );
+        }
+    }
+
+    sim.sim.set_faults(Some(id), Faults::default());
+    clear(&sim.sim);
+    published_after(&exp, &sim.sim, id, last_good).await;
+    let m = exp.scrape().await;
+    assert_eq!(
+        m.get("dcs_analysis_consecutive_failures", &al(id)),
+        Some(0.0)
+    );
+    let rss = rss.into_inner().unwrap();
+    (sim, exp, FaultRun { rss, last_good })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_count_as_api_error_and_results_resume() {
+    let id = "fa000000-0000-4000-8000-000000000001";
+    let faults = Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    };
+    let (_sim, exp, _) =
+        fault_and_recovery(id, faults, "api_error", Duration::from_secs(20), |_| ()).await;
+    let m = exp.scrape().await;
+    assert!(m.sum("dcs_api_requests_total", "code", "500") >= 4.0);
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_counts_as_api_error_and_results_resume() {
+    let id = "fa000000-0000-4000-8000-000000000002";
+    let faults = Faults {
+        throttle_rate: 1.0,
+        ..Faults::default()
+    };
+    let (_sim, exp, _) =
+        fault_and_recovery(id, faults, "api_error", Duration::from_secs(20), |_| ()).await;
+    let m = exp.scrape().await;
+    assert!(m.sum("dcs_api_requests_total", "code", "429") >= 4.0);
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_slower_than_the_api_timeout_count_as_api_error() {
+    let id = "fa000000-0000-4000-8000-000000000003";
+    let faults = Faults {
+        latency: API_TIMEOUT * 3,
+        ..Faults::default()
+    };
+    let (_sim, exp, _) =
+        fault_and_recovery(id, faults, "api_error", Duration::from_secs(20), |_| ()).await;
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_bodies_count_as_api_error() {
+    let id = "fa000000-0000-4000-8000-000000000004";
+    let faults = Faults {
+        truncated_body: true,
+        ..Faults::default()
+    };
+    let (_sim, exp, _) =
+        fault_and_recovery(id, faults, "api_error", Duration::from_secs(20), |_| ()).await;
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_counts_as_api_error() {
+    let id = "fa000000-0000-4000-8000-000000000005";
+    let faults = Faults {
+        malformed_body: true,
+        ..Faults::default()
+    };
+    let (_sim, exp, _) =
+        fault_and_recovery(id, faults, "api_error", Duration::from_secs(20), |_| ()).await;
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_bodies_are_refused_with_bounded_memory() {
+    let id = "fa000000-0000-4000-8000-000000000006";
+    // 256 times the cap: buffering even one such body would blow the memory bound below.
+    let huge = 256 * MAX_BODY;
+    let faults = Faults {
+        huge_body_bytes: Some(huge),
+        ..Faults::default()
+    };
+    let (_sim, exp, run) =
+        fault_and_recovery(id, faults, "api_error", Duration::from_secs(20), |_| ()).await;
+    assert!(!run.rss.is_empty());
+    let peak = run.rss.iter().copied().fold(0.0, f64::max);
+    assert!(
+        peak < (huge / 2) as f64,
+        "resident memory reached {peak} bytes during the huge-body fault"
+    );
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_tasks_count_as_timeout_and_are_not_adopted_again_and_again() {
+    let id = "fa000000-0000-4000-8000-000000000007";
+    let faults = Faults {
+        stuck_tasks: true,
+        ..Faults::default()
+    };
+    // DCS refuses a second task while one runs, and a running task cannot be deleted: results
+    // resume once DCS ends the stuck task.
+    let (sim, exp, _) = fault_and_recovery(id, faults, "timeout", Duration::from_secs(2), |s| {
+        assert!(s.fail_stuck_tasks(id, Analysis::Hotkey) >= 1);
+    })
+    .await;
+    let m = exp.scrape().await;
+    let adopted = [al(id).as_slice(), &[("origin", "adopted")]].concat();
+    assert_eq!(
+        m.get("dcs_analysis_tasks_total", &adopted),
+        Some(0.0),
+        "a task the exporter created is followed again after a timeout, not adopted"
+    );
+    let created = [al(id).as_slice(), &[("origin", "created")]].concat();
+    assert_eq!(
+        m.get("dcs_analysis_tasks_total", &created),
+        Some(sim.sim.created_count(id, Analysis::Hotkey) as f64)
+    );
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_tasks_count_as_task_failed() {
+    let id = "fa000000-0000-4000-8000-000000000008";
+    let faults = Faults {
+        fail_tasks: 1.0,
+        ..Faults::default()
+    };
+    let (sim, exp, run) =
+        fault_and_recovery(id, faults, "task_failed", Duration::from_secs(20), |_| ()).await;
+    let failed = sim
+        .sim
+        .tasks(id, Analysis::Hotkey)
+        .into_iter()
+        .filter(|t| t.status == TaskStatus::Failed)
+        .count();
+    assert!(failed >= 2, "the simulator failed {failed} tasks");
+    assert!(run.last_good > 0.0);
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_skew_breaks_signatures_and_counts_as_auth() {
+    let id = "fa000000-0000-4000-8000-000000000009";
+    // The gateway accepts signatures dated within 15 minutes of its clock.
+    let faults = Faults {
+        clock_skew: Duration::from_secs(20 * 60),
+        ..Faults::default()
+    };
+    let (_sim, exp, _) =
+        fault_and_recovery(id, faults, "auth", Duration::from_secs(20), |_| ()).await;
+    let m = exp.scrape().await;
+    assert!(m.sum("dcs_api_requests_total", "code", "401") >= 2.0);
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_token_that_expires_mid_run_is_renewed_without_a_failure() {
+    let id = "fa000000-0000-4000-8000-00000000000a";
+    // The simulated clock starts three hours behind the wall clock and follows it, so that every
+    // result looks old enough to the exporter to create the next task at once.
+    let clock = SimClock::manual(time::OffsetDateTime::now_utc() - Duration::from_secs(3 * 3600));
+    let iam = SimIam {
+        token_lifetime: Duration::from_secs(3600),
+        ..SimIam::example()
+    };
+    let sc = SimConfig {
+        clock: clock.clone(),
+        iam: Some(iam.clone()),
+        ..sim_config(id)
+    };
+    let sim = start_sim(sc.clone()).await;
+    let mut config = exporter_config(&sim, &sc, Duration::from_secs(20));
+    config.clouds[0].client.auth = Auth::Iam {
+        endpoint: sim.url.clone(),
+        user: iam.user.clone(),
+        password: iam.password.clone(),
+        domain: iam.domain.clone(),
+        project_name: iam.project_name.clone(),
+    };
+    let ticker = CancellationToken::new();
+    {
+        let (clock, ticker) = (clock.clone(), ticker.clone());
+        tokio::spawn(async move {
+            let mut last = Instant::now();
+            while !ticker.is_cancelled() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                clock.advance(last.elapsed());
+                last = Instant::now();
+            }
+        });
+    }
+    let exp = start_exporter(config).await;
+    let first = published_after(&exp, &sim.sim, id, 0.0).await;
+    let tokens = sim.sim.operation_count("KeystoneCreateUserTokenByPassword");
+    assert_eq!(tokens, 1);
+
+    // Two hours pass at once: the token the exporter holds has expired at IAM, although by the
+    // exporter's own clock it is young.
+    clock.advance(Duration::from_secs(2 * 3600));
+    let second = published_after(&exp, &sim.sim, id, first).await;
+    let m = exp.scrape().await;
+    assert!(sim.sim.operation_count("KeystoneCreateUserTokenByPassword") >= 2);
+    assert!(
+        m.sum("dcs_api_requests_total", "code", "401") >= 1.0,
+        "DCS refused the expired token"
+    );
+    assert_eq!(failures(&m, id, "auth"), 0.0, "renewed and repeated");
+    assert_eq!(failures(&m, id, "api_error"), 0.0);
+    assert!(second > first);
+    ticker.cancel();
+    exp.stop().await;
+}
