@@ -133,6 +133,7 @@ fn render_options(config: &Config, opts: &RunOptions) -> RenderOptions {
             },
             KeyLabelKind::Hash => KeyLabelMode::Hash,
         },
+        key_rewrite: config.metrics.key_rewrite.clone(),
     }
 }
 

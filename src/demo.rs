@@ -77,6 +77,7 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
             namespace: None,
             key_label: KeyLabelKind::Name,
             key_label_max_bytes: 200,
+            key_rewrite: Default::default(),
         },
         api: ApiSettings {
             timeout: Duration::from_secs(5),

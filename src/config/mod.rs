@@ -17,6 +17,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::dcs::{Analysis, Auth, ClientConfig};
+use crate::metrics::keyrewrite::{KeyRewrite, KeyRule};
 use crate::secret::Secret;
 use raw::{RawAnalysis, RawAuth, RawCloud, RawConfig, RawInstance};
 
@@ -157,6 +158,8 @@ pub struct MetricsSettings {
     pub namespace: Option<String>,
     pub key_label: KeyLabelKind,
     pub key_label_max_bytes: usize,
+    /// `key_rewrite`: rules applied to key names before the label is formed.
+    pub key_rewrite: KeyRewrite,
 }
 
 /// DCS API call settings shared by every cloud.
@@ -437,6 +440,7 @@ impl Validator<'_> {
             namespace: self.string("metrics.namespace", &raw.metrics.namespace),
             key_label: raw.metrics.key_label.unwrap_or(KeyLabelKind::Name),
             key_label_max_bytes: raw.metrics.key_label_max_bytes.unwrap_or(200) as usize,
+            key_rewrite: self.key_rewrite(&raw.metrics.key_rewrite),
         };
         if let Some(ns) = &metrics.namespace {
             if !is_metric_namespace(ns) {
@@ -509,6 +513,35 @@ impl Validator<'_> {
             api,
             scheduler,
         }
+    }
+
+    fn key_rewrite(&mut self, raw: &[raw::RawKeyRewrite]) -> KeyRewrite {
+        let mut rules = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let key = format!("metrics.key_rewrite[{i}]");
+            // No ${VAR} expansion here: `$` belongs to the regex and replacement syntax.
+            let (Some(pattern), Some(replace)) = (&r.pattern, &r.replace) else {
+                if r.pattern.is_none() {
+                    self.problem(format!("{key}.match"), "is required");
+                }
+                if r.replace.is_none() {
+                    self.problem(format!("{key}.replace"), "is required");
+                }
+                continue;
+            };
+            match KeyRule::new(pattern, replace) {
+                Ok(rule) => rules.push(rule),
+                Err(e) => {
+                    let field = if e.starts_with("invalid regex") {
+                        "match"
+                    } else {
+                        "replace"
+                    };
+                    self.problem(format!("{key}.{field}"), e);
+                }
+            }
+        }
+        KeyRewrite::new(rules)
     }
 
     fn analysis(

@@ -101,6 +101,17 @@ pub struct RawMetrics {
     pub key_label: Option<super::KeyLabelKind>,
     pub key_label_max_bytes: Option<u64>,
     pub lfu_log_factor: Option<u32>,
+    #[serde(default)]
+    pub key_rewrite: Vec<RawKeyRewrite>,
+}
+
+/// One `metrics.key_rewrite` rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeyRewrite {
+    #[serde(rename = "match")]
+    pub pattern: Option<String>,
+    pub replace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

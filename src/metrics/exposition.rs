@@ -117,6 +117,11 @@ impl Exposition {
         self.api.clone()
     }
 
+    /// The render options in force (the status page shows key names the way /metrics does).
+    pub fn render_options(&self) -> RenderOptions {
+        self.lock().opts.clone()
+    }
+
     /// The exporter's own registry and the namespace its metrics use, for other parts of the
     /// exporter that register metrics of their own (discovery and shard metrics).
     pub fn registry(&self) -> (&Registry, &str) {

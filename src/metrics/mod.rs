@@ -11,5 +11,6 @@
 pub mod api;
 pub mod exposition;
 pub mod keylabel;
+pub mod keyrewrite;
 pub mod render;
 pub mod store;

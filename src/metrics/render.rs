@@ -32,7 +32,8 @@ use std::collections::HashSet;
 use std::io::Write as _;
 use std::ops::Range;
 
-use super::keylabel::{key_label, KeyLabelMode};
+use super::keylabel::KeyLabelMode;
+use super::keyrewrite::{export_key, KeyRewrite};
 use super::store::{AnalysisState, FailureReason, Snapshot};
 use crate::dcs::{Analysis, KeyRecord, SizeUnit};
 
@@ -51,6 +52,8 @@ pub struct RenderOptions {
     pub namespace: String,
     /// How key names become the `key` label.
     pub key_label: KeyLabelMode,
+    /// Rewrite rules applied to key names before `key_label` (`metrics.key_rewrite`).
+    pub key_rewrite: KeyRewrite,
 }
 
 impl Default for RenderOptions {
@@ -58,6 +61,7 @@ impl Default for RenderOptions {
         RenderOptions {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             key_label: KeyLabelMode::default(),
+            key_rewrite: KeyRewrite::default(),
         }
     }
 }
@@ -251,7 +255,7 @@ pub fn render_snapshot(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<
             };
             let mut seen = HashSet::with_capacity(result.keys.len());
             for rec in &result.keys {
-                let key = key_label(&rec.name, &opts.key_label);
+                let key = export_key(&rec.name, &opts.key_rewrite, &opts.key_label);
                 let key_type = rec.key_type.as_ref().map_or("", |t| t.as_str());
                 let shard = rec.shard.as_deref().unwrap_or("");
                 let start = arena.len();
@@ -929,6 +933,7 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\
         let opts = RenderOptions {
             namespace: "redis_keys".into(),
             key_label: KeyLabelMode::Hash,
+            ..RenderOptions::default()
         };
         let mut out = Vec::new();
         render_snapshot(&snap, &opts, &mut out);

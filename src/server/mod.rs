@@ -367,7 +367,8 @@ fn status_page(state: &ServerState) -> Response<Full<Bytes>> {
     let snapshot = state.store.read(Clone::clone);
     let now = time::OffsetDateTime::now_utc();
     let now = now.unix_timestamp() as f64 + f64::from(now.nanosecond()) / 1e9;
-    let page = status::render_page(&snapshot, &state.telemetry_path, now);
+    let keys = state.exposition.render_options();
+    let page = status::render_page(&snapshot, &state.telemetry_path, now, &keys);
     let mut resp = response(StatusCode::OK, HTML, Bytes::from(page));
     let h = resp.headers_mut();
     h.insert(

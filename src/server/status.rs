@@ -12,6 +12,8 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 use crate::dcs::Analysis;
+use crate::metrics::keyrewrite::export_key;
+use crate::metrics::render::RenderOptions;
 use crate::metrics::store::{AnalysisState, InstanceState, Snapshot};
 
 /// Keys shown per analysis.
@@ -28,7 +30,13 @@ th{background:#f4f4f4}table.state th{width:12em}\
 td.key{font-family:monospace;word-break:break-all}.bad{color:#a00}.ok{color:#070}";
 
 /// The whole page for `snapshot` at `now_unix` (Unix seconds), linking to `telemetry_path`.
-pub fn render_page(snapshot: &Snapshot, telemetry_path: &str, now_unix: f64) -> String {
+/// Key names are shown as `/metrics` exports them (`keys`: rewrite rules and key label mode).
+pub fn render_page(
+    snapshot: &Snapshot,
+    telemetry_path: &str,
+    now_unix: f64,
+    keys: &RenderOptions,
+) -> String {
     let mut h = String::with_capacity(8192);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
@@ -53,13 +61,13 @@ pub fn render_page(snapshot: &Snapshot, telemetry_path: &str, now_unix: f64) -> 
         h.push_str("<p>No instances are configured or discovered yet.</p>\n");
     }
     for inst in snapshot.instances.values() {
-        instance(&mut h, inst, now_unix);
+        instance(&mut h, inst, now_unix, keys);
     }
     h.push_str("</body>\n</html>\n");
     h
 }
 
-fn instance(h: &mut String, inst: &InstanceState, now: f64) {
+fn instance(h: &mut String, inst: &InstanceState, now: f64, keys: &RenderOptions) {
     let _ = write!(
         h,
         "<section>\n<h2>{} <span class=\"id\">{}</span></h2>\n",
@@ -81,12 +89,18 @@ fn instance(h: &mut String, inst: &InstanceState, now: f64) {
         h.push_str("<p>No analyses enabled.</p>\n");
     }
     for (analysis, state) in &inst.analyses {
-        self::analysis(h, *analysis, state, now);
+        self::analysis(h, *analysis, state, now, keys);
     }
     h.push_str("</section>\n");
 }
 
-fn analysis(h: &mut String, analysis: Analysis, st: &AnalysisState, now: f64) {
+fn analysis(
+    h: &mut String,
+    analysis: Analysis,
+    st: &AnalysisState,
+    now: f64,
+    keys: &RenderOptions,
+) {
     let _ = write!(
         h,
         "<h3>{}</h3>\n<table class=\"state\">\n<tr><th>mode</th><td>{}</td></tr>\n",
@@ -171,7 +185,15 @@ fn analysis(h: &mut String, analysis: Analysis, st: &AnalysisState, now: f64) {
         "<table class=\"keys\">\n<tr><th>top key</th><th>type</th><th>db</th><th>shard</th>\
          <th>{value_header}</th></tr>\n"
     );
-    for k in result.keys.iter().take(TOP_KEYS) {
+    // Keys that share a label after rewriting are one series on /metrics: shown once, the
+    // first-ranked one.
+    let mut seen = std::collections::HashSet::new();
+    let shown = result.keys.iter().filter_map(|k| {
+        let label = export_key(&k.name, &keys.key_rewrite, &keys.key_label);
+        let id = (label.clone(), k.key_type.clone(), k.db, k.shard.clone());
+        seen.insert(id).then_some((label, k))
+    });
+    for (label, k) in shown.take(TOP_KEYS) {
         let value = match analysis {
             Analysis::Hotkey => k.freq.map_or_else(|| "?".to_owned(), |f| f.to_string()),
             Analysis::Bigkey => match (k.size, &k.unit) {
@@ -183,7 +205,7 @@ fn analysis(h: &mut String, analysis: Analysis, st: &AnalysisState, now: f64) {
         let _ = writeln!(
             h,
             "<tr><td class=\"key\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&display_key(&k.name)),
+            esc(&display_key(&label)),
             esc(k.key_type.as_ref().map_or("", |t| t.as_str())),
             k.db.map(|d| d.to_string()).unwrap_or_default(),
             esc(k.shard.as_deref().unwrap_or("")),
@@ -379,7 +401,12 @@ mod tests {
 
     #[test]
     fn page_shows_state_and_escapes_everything() {
-        let page = render_page(&snapshot(), "/metrics?x=\"1\"&y", JAN1 + 7200.0);
+        let page = render_page(
+            &snapshot(),
+            "/metrics?x=\"1\"&y",
+            JAN1 + 7200.0,
+            &RenderOptions::default(),
+        );
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert!(page.contains("<title>dcs-key-exporter</title>"));
         assert!(!page.contains("<script"), "{page}");
@@ -400,6 +427,87 @@ mod tests {
         assert!(page.contains(">key-3<"));
         assert!(!page.contains(">key-4<"));
         assert!(page.contains("engine Redis 6.0 · spec redis.ha.xu1.large.r2.2 · status RUNNING"));
+    }
+
+    /// A hostile string, distinct per field, and how it must appear once escaped.
+    fn hostile(field: &str) -> (String, String) {
+        let raw = format!("<i>{field}</i>\"'&");
+        let escaped = format!("&lt;i&gt;{field}&lt;/i&gt;&quot;&#39;&amp;");
+        (raw, escaped)
+    }
+
+    #[test]
+    fn every_text_field_is_escaped() {
+        let mut snap = snapshot();
+        let mut inst = snap.instances.pop_first().expect("one instance").1;
+        let fields = [
+            "instance-id",
+            "instance-name",
+            "engine",
+            "engine-version",
+            "spec-code",
+            "status",
+            "task-id",
+            "running-id",
+            "running-status",
+            "error-message",
+            "key-name",
+            "shard",
+            "telemetry-path",
+        ];
+        let h = |i: usize| hostile(fields[i]).0;
+        inst.id = h(0);
+        inst.name = h(1);
+        let info = inst.info.as_mut().expect("info");
+        info.engine = Some(h(2));
+        info.engine_version = Some(h(3));
+        info.spec_code = Some(h(4));
+        info.status = Some(h(5));
+        let hot = inst.analyses.get_mut(&Analysis::Hotkey).expect("hot");
+        let mut result = (**hot.result.as_ref().expect("result")).clone();
+        result.task_id = h(6);
+        result.keys[0].name = h(10);
+        result.keys[0].shard = Some(h(11));
+        hot.result = Some(Arc::new(result));
+        let running = hot.running.as_mut().expect("running");
+        running.id = h(7);
+        running.status = h(8);
+        hot.last_error.as_mut().expect("error").message = h(9);
+        snap.instances.insert(inst.id.clone(), inst);
+
+        let page = render_page(&snap, &h(12), JAN1, &RenderOptions::default());
+        for field in fields {
+            let (raw, escaped) = hostile(field);
+            assert!(!page.contains(&raw), "{field} unescaped");
+            assert!(page.contains(&escaped), "{field} missing");
+        }
+        assert!(!page.contains("<i>"));
+    }
+
+    #[test]
+    fn keys_are_shown_as_exported() {
+        use crate::metrics::keylabel::KeyLabelMode;
+        use crate::metrics::keyrewrite::{KeyRewrite, KeyRule};
+        let rewrite = KeyRewrite::new(vec![KeyRule::new("^key-\\d+$", "key-N").expect("rule")]);
+        let opts = RenderOptions {
+            key_rewrite: rewrite,
+            ..RenderOptions::default()
+        };
+        let page = render_page(&snapshot(), "/metrics", JAN1, &opts);
+        assert!(!page.contains(">key-0<"), "{page}");
+        // key-0..key-6 share one label: one row, plus the hostile key.
+        assert_eq!(page.matches(">key-N<").count(), 1, "{page}");
+
+        let hashed = RenderOptions {
+            key_label: KeyLabelMode::Hash,
+            ..RenderOptions::default()
+        };
+        let page = render_page(&snapshot(), "/metrics", JAN1, &hashed);
+        assert!(!page.contains("key-0"), "{page}");
+        assert!(!page.contains("script&gt;alert"), "{page}");
+        // SHA-256("key-0") starts with the digest the metrics use.
+        let digest = crate::metrics::keylabel::key_label("key-0", &KeyLabelMode::Hash);
+        assert!(page.contains(digest.as_ref()), "{page}");
     }
 
     #[test]
@@ -424,7 +532,12 @@ mod tests {
 
     #[test]
     fn empty_snapshot_says_so() {
-        let page = render_page(&Snapshot::default(), "/metrics", JAN1);
+        let page = render_page(
+            &Snapshot::default(),
+            "/metrics",
+            JAN1,
+            &RenderOptions::default(),
+        );
         assert!(page.contains("No instances are configured"));
     }
 }
