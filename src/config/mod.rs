@@ -6,6 +6,7 @@
 //! Syntax and type errors come from the YAML parser with their line and column.
 
 pub mod duration;
+mod locate;
 pub mod raw;
 
 use std::collections::{BTreeMap, HashSet};
@@ -282,7 +283,11 @@ pub fn load_str(
     } else {
         let de = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
+            // `?` stands for a key the parser never got to read (a syntax error): leave it out.
+            let mut key = e.path().to_string();
+            while let Some(k) = key.strip_suffix(".?") {
+                key = k.to_owned();
+            }
             let mut message = e.into_inner().to_string();
             // The YAML error names the enclosing mapping itself (`clouds[0]: unknown field …`);
             // the key path is more precise, so drop that prefix.
@@ -311,9 +316,23 @@ pub fn load_str(
     if v.problems.is_empty() {
         Ok(config)
     } else {
+        // Say where each problem is, as the parser's own errors do.
+        let problems = v
+            .problems
+            .into_iter()
+            .map(|p| {
+                let line = p
+                    .split_once(": ")
+                    .and_then(|(key, _)| locate::line_of(text, key));
+                match line {
+                    Some(n) => format!("{p} (line {n})"),
+                    None => p,
+                }
+            })
+            .collect();
         Err(ConfigError::Invalid {
             path: source.to_owned(),
-            problems: v.problems,
+            problems,
         })
     }
 }
@@ -363,10 +382,14 @@ impl Validator<'_> {
     }
 
     fn required(&mut self, key: &str, value: &Option<String>) -> String {
+        let before = self.problems.len();
         match self.string(key, value) {
             Some(v) if !v.trim().is_empty() => v,
             Some(_) => {
-                self.problem(key, "must not be empty");
+                // An unset ${VAR} was reported already; "empty" would only repeat it.
+                if self.problems.len() == before {
+                    self.problem(key, "must not be empty");
+                }
                 String::new()
             }
             None => {

@@ -1,0 +1,282 @@
+//! The bad-config corpus in `tests/fixtures/config/`: every file must be refused by the real
+//! binary, both by `check-config` and when starting the server, with exit code 2, a message
+//! naming the key (and its line where it has one), no panic, and no hang.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use tokio::process::Command;
+
+/// Longest a refusal may take: parsing is bounded, a hang is a bug.
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// File name → fragments the message must contain (key, line, what is wrong).
+const CASES: &[(&str, &[&str])] = &[
+    (
+        "unknown_key.yaml",
+        &["clouds[0].regoin", "unknown field `regoin`", "line 4"],
+    ),
+    (
+        "unknown_top_level_key.yaml",
+        &["scrape", "unknown field", "line 11"],
+    ),
+    (
+        "wrong_type_top_n.yaml",
+        &[
+            "clouds[0].instances[0].analysis.hotkey.top_n",
+            "invalid type",
+            "line 13",
+        ],
+    ),
+    (
+        "wrong_type_clouds.yaml",
+        &["clouds", "expected a sequence", "line 3"],
+    ),
+    (
+        "wrong_type_mode.yaml",
+        &[
+            "clouds[0].instances[0].analysis.bigkey.mode",
+            "`sometimes`",
+            "line 13",
+        ],
+    ),
+    (
+        "negative_number.yaml",
+        &["api.max_retries", "-1", "line 12"],
+    ),
+    (
+        "number_overflow.yaml",
+        &["api.max_concurrent_requests", "line 12"],
+    ),
+    (
+        "bad_duration.yaml",
+        &[
+            "clouds[0].instances[0].analysis.hotkey.interval",
+            "invalid duration \"5 parsecs\"",
+            "line 13",
+        ],
+    ),
+    (
+        "negative_duration.yaml",
+        &["api.timeout", "invalid duration \"-30s\"", "line 12"],
+    ),
+    (
+        "zero_timeout.yaml",
+        &["api.timeout", "must be greater than 0", "line 12"],
+    ),
+    (
+        "impossible_top_n.yaml",
+        &[
+            "clouds[0].instances[0].analysis.bigkey.top_n",
+            "between 1 and 1000",
+            "line 13",
+        ],
+    ),
+    (
+        "impossible_interval.yaml",
+        &["analysis.hotkey.interval", "at least 1s", "line 13"],
+    ),
+    (
+        "impossible_retries.yaml",
+        &["api.max_retries", "at most 10", "line 12"],
+    ),
+    (
+        "impossible_response_cap.yaml",
+        &["api.max_response_bytes", "at least 1024", "line 12"],
+    ),
+    (
+        "bad_endpoint.yaml",
+        &["clouds[0].endpoint", "http:// or https://", "line 4"],
+    ),
+    (
+        "bad_namespace.yaml",
+        &["metrics.namespace", "9lives", "line 12"],
+    ),
+    (
+        "bad_instance_id.yaml",
+        &[
+            "clouds[0].instances[0].id",
+            "not a DCS instance id",
+            "line 10",
+        ],
+    ),
+    (
+        "missing_project_id.yaml",
+        &["clouds[0].project_id", "is required", "line 3"],
+    ),
+    (
+        "missing_auth.yaml",
+        &["clouds[0].auth", "is required", "line 3"],
+    ),
+    (
+        "missing_secret_key.yaml",
+        &["clouds[0].auth.secret_key", "is required", "line 6"],
+    ),
+    (
+        "missing_instance_id.yaml",
+        &["clouds[0].instances[0].id", "is required", "line 10"],
+    ),
+    (
+        "missing_instances.yaml",
+        &["clouds[0].instances", "at least one instance", "line 3"],
+    ),
+    (
+        "unset_env_var.yaml",
+        &[
+            "clouds[0].auth.access_key",
+            "DCS_EXPORTER_TEST_SURELY_UNSET_VARIABLE is not set",
+            "line 7",
+        ],
+    ),
+    (
+        "missing_secret_file.yaml",
+        &[
+            "clouds[0].auth.secret_key_file",
+            "cannot read",
+            "no-such-dir/secret-key",
+            "line 8",
+        ],
+    ),
+    (
+        "unreadable_secret_file.yaml",
+        &["clouds[0].auth.secret_key_file", "cannot read", "line 8"],
+    ),
+    (
+        "both_secret_and_file.yaml",
+        &["clouds[0].auth.secret_key", "not both", "line 8"],
+    ),
+    (
+        "duplicate_instances.yaml",
+        &[
+            "clouds[0].instances[1].id",
+            "duplicate instance 5560df16-cebf-4473-95c4-d1b573c16e79",
+            "line 12",
+        ],
+    ),
+    (
+        "duplicate_key.yaml",
+        &["clouds[0].instances[0]", "duplicate field `id`", "line 10"],
+    ),
+    ("yaml_bomb.yaml", &["unknown field `a`", "line 2"]),
+    (
+        "yaml_bomb_in_tags.yaml",
+        &["clouds[0].discovery.tags.a", "invalid type", "line 11"],
+    ),
+    (
+        "deep_nesting.yaml",
+        &["clouds[0]", "invalid type", "line 2"],
+    ),
+    ("syntax_tab_indent.yaml", &["clouds", "line 3"]),
+    ("syntax_unclosed.yaml", &["clouds[0]: ", "line 4"]),
+    ("not_utf8.yaml", &["not valid UTF-8", "line 3"]),
+    ("empty.yaml", &["clouds", "at least one cloud is required"]),
+    (
+        "only_comments.yaml",
+        &["clouds", "at least one cloud is required"],
+    ),
+    ("scalar_document.yaml", &["(top level)", "invalid type"]),
+];
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config")
+}
+
+/// Runs the binary with `args`, killing it (and failing) after [`LIMIT`].
+async fn run(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dcs-key-exporter"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // The flags' environment variables must not leak in from the caller.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("DCS_EXPORTER_") {
+            cmd.env_remove(k);
+        }
+    }
+    match tokio::time::timeout(LIMIT, cmd.output()).await {
+        Ok(out) => out.expect("binary runs"),
+        Err(_) => panic!("{args:?} still running after {LIMIT:?}"),
+    }
+}
+
+/// Checks one refusal; returns what is wrong with it, if anything.
+async fn check(file: &Path, fragments: &[&str]) -> Vec<String> {
+    let path = file.to_str().expect("UTF-8 path");
+    let config_flag = format!("--config.file={path}");
+    let mut wrong = Vec::new();
+    for (mode, args) in [
+        ("check-config", vec!["check-config", config_flag.as_str()]),
+        (
+            "server",
+            vec![config_flag.as_str(), "--web.listen-address=127.0.0.1:0"],
+        ),
+    ] {
+        let out = run(&args).await;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let name = file.file_name().unwrap().to_string_lossy();
+        if out.status.code() != Some(2) {
+            wrong.push(format!("{name} ({mode}): exit {:?}\n{text}", out.status));
+        }
+        if text.contains("panicked") {
+            wrong.push(format!("{name} ({mode}): panicked\n{text}"));
+        }
+        for f in fragments {
+            if !text.contains(f) {
+                wrong.push(format!("{name} ({mode}): no {f:?} in\n{text}"));
+            }
+        }
+    }
+    wrong
+}
+
+#[tokio::test]
+async fn every_bad_config_is_refused_clearly() {
+    let dir = corpus();
+    let mut wrong = Vec::new();
+    for (file, fragments) in CASES {
+        wrong.extend(check(&dir.join(file), fragments).await);
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+#[test]
+fn the_table_covers_the_whole_corpus() {
+    let mut files: Vec<String> = std::fs::read_dir(corpus())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut listed: Vec<String> = CASES.iter().map(|(f, _)| f.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        files, listed,
+        "every fixture has a row, every row a fixture"
+    );
+}
+
+#[tokio::test]
+async fn a_huge_config_is_refused_before_parsing() {
+    // Generated rather than committed: 2 MiB of comments after a valid start.
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("huge-config.yaml");
+    let mut text = String::from("clouds: []\n");
+    while text.len() < 2 << 20 {
+        text.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&path, text).unwrap();
+    let wrong = check(&path, &["larger than 1048576 bytes"]).await;
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+#[tokio::test]
+async fn a_missing_config_file_is_refused() {
+    let path = corpus().join("no-such-file.yaml");
+    let wrong = check(&path, &["no-such-file.yaml", "cannot read config file"]).await;
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
