@@ -1,11 +1,12 @@
 //! Wires config, DCS clients, scheduler, metrics and HTTP server together.
 //!
 //! [`run`] is what the binary calls after parsing flags and binding the listener: it builds one
-//! client per cloud, applies the plan to the scheduler, serves HTTP, re-reads the config on
-//! reload requests (SIGHUP or `POST /-/reload`), and on shutdown stops scheduling and lets
-//! in-flight requests finish within [`SHUTDOWN_GRACE`]. In `--demo` mode the config comes from
-//! [`crate::simulator`] instead of a file.
+//! client per cloud, starts the discovery loops, applies the plan to the scheduler, serves HTTP,
+//! re-plans on every discovery listing and on reload requests (SIGHUP or `POST /-/reload`), and
+//! on shutdown stops scheduling and lets in-flight requests finish within [`SHUTDOWN_GRACE`]. In
+//! `--demo` mode the config comes from [`crate::simulator`] instead of a file.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +19,12 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Config, ConfigError, KeyLabelKind};
 use crate::dcs::{self, ClientConfig, DcsClient};
+use crate::fleet::{self, CloudInput, Discoveries, FleetMetrics, FleetOptions};
 use crate::metrics::exposition::Exposition;
 use crate::metrics::keylabel::KeyLabelMode;
 use crate::metrics::render::RenderOptions;
 use crate::metrics::store::Store;
-use crate::scheduler::{Clock, CloudPlan, Scheduler};
+use crate::scheduler::{Clock, Scheduler};
 use crate::server::{self, ServerState};
 
 /// Longest wait for in-flight work after a shutdown request.
@@ -55,8 +57,22 @@ pub struct RunOptions {
     pub telemetry_path: String,
     /// `--metrics.namespace`; the config file's `metrics.namespace` wins when set.
     pub namespace: String,
+    /// `--shard.*` and `--analysis.observe-only`.
+    pub fleet: FleetOptions,
     /// `--web.config.file`, loaded: TLS and basic auth. `None` serves plain HTTP.
     pub web_config: Option<Arc<crate::server::web_config::WebConfigWatcher>>,
+}
+
+impl Default for RunOptions {
+    /// The flags' defaults.
+    fn default() -> Self {
+        RunOptions {
+            telemetry_path: "/metrics".into(),
+            namespace: "dcs".into(),
+            fleet: FleetOptions::default(),
+            web_config: None,
+        }
+    }
 }
 
 /// Why the exporter could not run.
@@ -84,13 +100,14 @@ struct Clients {
 }
 
 impl Clients {
+    /// One client per configured cloud, in config order.
     fn build(
         &mut self,
         config: &Config,
         exposition: &Exposition,
-    ) -> Result<Vec<CloudPlan<DcsClient>>, Error> {
+    ) -> Result<Vec<Arc<DcsClient>>, Error> {
         let mut next = Vec::new();
-        let mut plan = Vec::new();
+        let mut per_cloud = Vec::new();
         for cloud in &config.clouds {
             let reused = self
                 .clouds
@@ -109,14 +126,65 @@ impl Clients {
                 ),
             };
             next.push((cloud.client.clone(), client.clone()));
-            plan.push(CloudPlan {
-                name: cloud.name.clone(),
-                client,
-                instances: cloud.instances.clone(),
-            });
+            per_cloud.push(client);
         }
         self.clouds = next;
-        Ok(plan)
+        Ok(per_cloud)
+    }
+}
+
+/// What the plan is computed from: the config in force, its clients, the discovery listings
+/// and this replica's options. Re-planned on every listing and on reload.
+struct Fleet {
+    config: Config,
+    clients: Vec<Arc<DcsClient>>,
+    discoveries: Discoveries<DcsClient>,
+    metrics: FleetMetrics,
+    opts: FleetOptions,
+    /// The instances of the last plan, to log what changed.
+    handled: HashSet<String>,
+}
+
+impl Fleet {
+    /// Takes a new config and its clients, and makes the discovery loops match it.
+    fn configure(&mut self, config: Config, clients: Vec<Arc<DcsClient>>) {
+        let pairs: Vec<_> = config.clouds.iter().zip(clients.iter().cloned()).collect();
+        self.discoveries.sync(&pairs);
+        self.config = config;
+        self.clients = clients;
+    }
+
+    /// Recomputes the plan and applies it to the scheduler.
+    fn apply(&mut self, scheduler: &mut Scheduler<DcsClient>) {
+        let inputs = self
+            .config
+            .clouds
+            .iter()
+            .zip(&self.clients)
+            .enumerate()
+            .map(|(i, (config, client))| CloudInput {
+                config,
+                client: client.clone(),
+                listing: self.discoveries.listing(i),
+            })
+            .collect();
+        let plan = fleet::plan(inputs, &self.opts);
+        self.discoveries
+            .record(&self.config.clouds, &plan.discovered);
+        self.metrics.set_shard_instances(plan.handled);
+        let ids: HashSet<String> = plan
+            .clouds
+            .iter()
+            .flat_map(|c| c.instances.iter().map(|i| i.id.clone()))
+            .collect();
+        let added = ids.difference(&self.handled).count();
+        let removed = self.handled.difference(&ids).count();
+        if added > 0 || removed > 0 {
+            info!(added, removed, instances = plan.handled, fleet = plan.total,
+                shard = %self.opts.shard, "instance set changed");
+        }
+        self.handled = ids;
+        scheduler.apply(plan.clouds);
     }
 }
 
@@ -164,10 +232,29 @@ pub async fn run(
         tracker.clone(),
     );
     scheduler.set_start_jitter(config.scheduler.start_jitter);
-    scheduler.apply(clients.build(&config, &exposition)?);
-    let instances: usize = config.clouds.iter().map(|c| c.instances.len()).sum();
-    info!(clouds = config.clouds.len(), instances, "scheduler started");
-    warn_unimplemented(&config);
+    let (registry, namespace) = exposition.registry();
+    let fleet_metrics = FleetMetrics::register(registry, namespace, opts.fleet.shard)?;
+    let (discoveries, mut listings) =
+        Discoveries::new(loops_token.clone(), tracker.clone(), fleet_metrics.clone());
+    let first_clients = clients.build(&config, &exposition)?;
+    let clouds = config.clouds.len();
+    let discovering = config
+        .clouds
+        .iter()
+        .filter(|c| c.discovery.is_some())
+        .count();
+    let mut fleet = Fleet {
+        config: config.clone(),
+        clients: Vec::new(),
+        discoveries,
+        metrics: fleet_metrics,
+        opts: opts.fleet,
+        handled: HashSet::new(),
+    };
+    fleet.configure(config, first_clients);
+    fleet.apply(&mut scheduler);
+    info!(clouds, discovering, instances = fleet.handled.len(), shard = %opts.fleet.shard,
+        observe_only = opts.fleet.observe_only, "scheduler started");
 
     let (ready_tx, ready_rx) = watch::channel(false);
     let (reload_tx, mut reload_rx) = reload;
@@ -197,12 +284,12 @@ pub async fn run(
                 let Some(reply) = req else { continue };
                 let result = match source.load() {
                     Ok(new) => match clients.build(&new, &exposition) {
-                        Ok(plan) => {
+                        Ok(new_clients) => {
                             scheduler.set_max_concurrent_requests(new.api.max_concurrent_requests);
                             scheduler.set_start_jitter(new.scheduler.start_jitter);
-                            scheduler.apply(plan);
                             exposition.set_render_options(render_options(&new, &opts));
-                            warn_unimplemented(&new);
+                            fleet.configure(new, new_clients);
+                            fleet.apply(&mut scheduler);
                             info!(loops = scheduler.loop_count(), "config reloaded");
                             Ok(())
                         }
@@ -215,6 +302,11 @@ pub async fn run(
                     error!(error = %e, "config reload failed; the previous config keeps running");
                 }
                 let _ = reply.send(result);
+            }
+            Some(listing) = listings.recv() => {
+                if fleet.discoveries.accept(listing) {
+                    fleet.apply(&mut scheduler);
+                }
             }
         }
     }
@@ -235,13 +327,4 @@ pub async fn run(
         Err(_) => warn!("HTTP server did not stop within the grace period"),
     }
     Ok(())
-}
-
-fn warn_unimplemented(config: &Config) {
-    for cloud in &config.clouds {
-        if cloud.discovery.is_some() {
-            warn!(cloud = %cloud.name,
-                "discovery is configured but not implemented in this version; only the listed instances are analysed");
-        }
-    }
 }

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
 use dcs_key_exporter::config;
 use dcs_key_exporter::dcs::DcsClient;
+use dcs_key_exporter::fleet::{FleetOptions, Shard};
 use dcs_key_exporter::server::web_config::WebConfigWatcher;
 use dcs_key_exporter::simulator::{self, SimConfig};
 
@@ -90,6 +91,33 @@ struct Cli {
     /// file, no network needed.
     #[arg(long, env = "DCS_EXPORTER_DEMO")]
     demo: bool,
+
+    /// This replica's shard, from 0 to --shard.count − 1; `from-hostname` takes the trailing
+    /// `-N` of the hostname (a StatefulSet pod ordinal).
+    #[arg(
+        long = "shard.index",
+        env = "DCS_EXPORTER_SHARD_INDEX",
+        default_value = "0",
+        value_name = "N|from-hostname"
+    )]
+    shard_index: String,
+
+    /// Number of replicas the instances are split over (by a stable hash of the instance id).
+    #[arg(
+        long = "shard.count",
+        env = "DCS_EXPORTER_SHARD_COUNT",
+        default_value_t = 1,
+        value_name = "N"
+    )]
+    shard_count: u32,
+
+    /// Never create analysis tasks: every analysis configured `trigger` runs as `observe`
+    /// (the standby replica of a high-availability pair).
+    #[arg(
+        long = "analysis.observe-only",
+        env = "DCS_EXPORTER_ANALYSIS_OBSERVE_ONLY"
+    )]
+    observe_only: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,6 +240,15 @@ async fn serve(cli: Cli) -> ExitCode {
             anyhow::anyhow!("--web.telemetry-path must start with '/'"),
         );
     }
+    let hostname = std::env::var("HOSTNAME").ok().or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+    });
+    let shard = match Shard::from_flags(&cli.shard_index, cli.shard_count, hostname.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return fatal(EXIT_USAGE, anyhow::Error::new(e)),
+    };
     let addr = match parse_listen(&cli.listen_address) {
         Ok(a) => a,
         Err(e) => return fatal(EXIT_USAGE, e),
@@ -266,6 +303,10 @@ async fn serve(cli: Cli) -> ExitCode {
         telemetry_path: cli.telemetry_path.clone(),
         namespace: cli.namespace.clone(),
         web_config,
+        fleet: FleetOptions {
+            shard,
+            observe_only: cli.observe_only,
+        },
     };
     let result = app::run(
         source,
@@ -306,8 +347,17 @@ async fn check_config(cli: &Cli, online: bool) -> ExitCode {
     };
     let instances: usize = config.clouds.iter().map(|c| c.instances.len()).sum();
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let discovering = config
+        .clouds
+        .iter()
+        .filter(|c| c.discovery.is_some())
+        .count();
+    let discovery = match discovering {
+        0 => String::new(),
+        n => format!(", discovery in {n} of them"),
+    };
     println!(
-        "{}: OK ({}, {})",
+        "{}: OK ({}, {}{discovery})",
         path.display(),
         plural(config.clouds.len(), "cloud"),
         plural(instances, "instance")
