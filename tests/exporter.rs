@@ -108,7 +108,7 @@ async fn start_exporter(config: Config) -> Exporter {
     let opts = RunOptions {
         telemetry_path: "/metrics".into(),
         namespace: "dcs".into(),
-        web_config: None,
+        ..RunOptions::default()
     };
     let join = tokio::spawn(app::run(
         ConfigSource::Fixed(Box::new(config)),
