@@ -499,3 +499,31 @@ async fn discoveries_follow_the_config() {
     tracker.close();
     tracker.wait().await;
 }
+
+#[test]
+fn unchanged_listing_details_do_not_invalidate_renderings() {
+    use crate::metrics::store::{InstanceSpec, Store};
+    let store = Store::new();
+    store.configure(&[InstanceSpec {
+        id: "id-00000".into(),
+        name: "cache-00000".into(),
+        lfu_log_factor: 10,
+        analyses: Vec::new(),
+    }]);
+    let listing = fleet(2);
+    store.set_instance_infos(&listing);
+    let g = store.generation();
+    // The same details again (the next refresh): nothing changed.
+    store.set_instance_infos(&fleet(2));
+    assert_eq!(store.generation(), g);
+    // A status change is a change; details of unconfigured instances are ignored.
+    let mut changed = fleet(2);
+    changed[0].status = Some("RESTARTING".into());
+    store.set_instance_infos(&changed);
+    assert!(store.generation() > g);
+    let info = store
+        .read(|s| s.instances["id-00000"].info.clone())
+        .unwrap();
+    assert_eq!(info.status.as_deref(), Some("RESTARTING"));
+    assert!(store.read(|s| !s.instances.contains_key("id-00001")));
+}
