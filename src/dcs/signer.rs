@@ -551,5 +551,86 @@ mod tests {
             let _ = parse_authorization(&auth);
             let _ = parse_sdk_date(&auth);
         }
+
+        #[test]
+        fn canonical_uri_is_unreserved_characters_and_upper_case_escapes(path in "\\PC{0,40}") {
+            let c = canonical_uri(&path);
+            let b = c.as_bytes();
+            for (i, &ch) in b.iter().enumerate() {
+                let ok = ch.is_ascii_alphanumeric() || b"-_.~/%".contains(&ch);
+                prop_assert!(ok, "{c:?}");
+                if ch == b'%' {
+                    let hex = b.get(i + 1..i + 3).unwrap_or_default();
+                    prop_assert!(
+                        hex.len() == 2 && hex.iter().all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(h)),
+                        "{c:?}"
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn encoded_and_literal_spellings_canonicalise_alike(
+            segments in proptest::collection::vec("[^/%]{0,8}", 1..5),
+            pairs in proptest::collection::vec(("[^&=%]{1,6}", "[^&=%]{0,6}"), 0..4),
+        ) {
+            let literal = segments.join("/");
+            let encoded: Vec<String> = segments.iter().map(|s| encode(s)).collect();
+            prop_assert_eq!(canonical_uri(&literal), canonical_uri(&encoded.join("/")));
+            let raw: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let enc: Vec<String> =
+                pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+            prop_assert_eq!(canonical_query(&raw.join("&")), canonical_query(&enc.join("&")));
+        }
+
+        #[test]
+        fn header_name_case_and_order_do_not_change_the_signature(
+            headers in proptest::collection::btree_map("[a-z][a-z0-9-]{0,10}", "[!-~]{0,16}", 0..6),
+            flips in any::<u64>(),
+            body in proptest::collection::vec(any::<u8>(), 0..32),
+        ) {
+            let plain: Vec<(String, String)> =
+                headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            // Upper-case some names (chosen by the bits of `flips`), pad values, reverse order.
+            let mixed: Vec<(String, String)> = plain
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, (k, v))| {
+                    let k = if flips >> (i % 64) & 1 == 1 { k.to_ascii_uppercase() } else { k.clone() };
+                    (k, format!("  {v} "))
+                })
+                .collect();
+            let req = |h| SignableRequest {
+                method: "GET", path: "/v2/p/instances", query: "limit=10", headers: h, body: &body,
+            };
+            let a = sign(&req(&plain), "ak", "sk", DATE);
+            let b = sign(&req(&mixed), "ak", "sk", DATE);
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn a_signature_verifies_and_depends_on_secret_and_body(
+            path in "(/[a-z0-9-]{1,8}){1,4}",
+            body in proptest::collection::vec(any::<u8>(), 1..32),
+            secret in "[!-~]{1,20}",
+        ) {
+            let headers = h(&[("Host", "dcs.example.com"), ("Content-Type", "application/json")]);
+            let req = SignableRequest { method: "POST", path: &path, query: "", headers: &headers, body: &body };
+            let parsed = parse_authorization(&sign(&req, "ak", &secret, DATE)).unwrap();
+            prop_assert_eq!(&parsed.access_key, "ak");
+            prop_assert!(parsed.signed_headers.contains(&"x-sdk-date".to_owned()));
+            // What the gateway does: recompute from the request as received.
+            let mut received = headers.clone();
+            received.push(("X-Sdk-Date".into(), DATE.into()));
+            let got = SignableRequest { headers: &received, ..req };
+            prop_assert_eq!(&signature(&got, &parsed.signed_headers, &secret, DATE), &parsed.signature);
+            let other_secret = format!("{secret}x");
+            prop_assert_ne!(&signature(&got, &parsed.signed_headers, &other_secret, DATE), &parsed.signature);
+            let mut other_body = body.clone();
+            other_body[0] ^= 1;
+            let tampered = SignableRequest { body: &other_body, ..got };
+            prop_assert_ne!(&signature(&tampered, &parsed.signed_headers, &secret, DATE), &parsed.signature);
+        }
     }
 }
