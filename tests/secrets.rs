@@ -381,3 +381,23 @@ fn debug_and_errors_of_a_loaded_config_hide_secrets() {
     assert_no_secret("the config error", &format!("{err} {err:?}"));
     assert_no_secret("the problems", &err.problems().join("\n"));
 }
+
+#[test]
+fn secret_file_paths_expand_environment_variables() {
+    // systemd hands credentials over in ${CREDENTIALS_DIRECTORY}.
+    let dir = TempDir::new();
+    dir.write("secret_key", &format!("{RIGHT_SK}\n"));
+    let path = dir.write(
+        "config.yml",
+        "clouds:\n  - region: cn-north-4\n    project_id: p1\n    auth:\n      access_key: AK\n      secret_key_file: ${CREDENTIALS_DIRECTORY}/secret_key\n    instances:\n      - id: i-1\n",
+    );
+    let creds = dir.0.display().to_string();
+    let env = |name: &str| (name == "CREDENTIALS_DIRECTORY").then(|| creds.clone());
+    let config = config::load_file_with_env(&path, &env).expect("loads");
+    match &config.clouds[0].client.auth {
+        dcs_key_exporter::dcs::Auth::AkSk { secret_key, .. } => {
+            assert_eq!(secret_key.expose(), RIGHT_SK)
+        }
+        other => panic!("unexpected auth {other:?}"),
+    }
+}
