@@ -7,6 +7,9 @@
 //! match). [`run_loop`] refreshes one cloud's listing on its interval and sends every successful
 //! listing to the app, which merges it with the explicit instances and applies the plan; a failed
 //! refresh sends nothing, so the previous instance set stays.
+//!
+//! Listing calls do not take the scheduler's request permits (`api.max_concurrent_requests`): a
+//! refresh is one call per 1000 instances, made one after the other.
 
 use std::collections::HashSet;
 use std::sync::Arc;
