@@ -108,6 +108,8 @@ struct Exporter {
     cancel: CancellationToken,
     join: tokio::task::JoinHandle<Result<(), app::Error>>,
     http: reqwest::Client,
+    /// The slowest scrape so far.
+    slowest: std::sync::Mutex<Duration>,
 }
 
 async fn start_exporter(config: Config) -> Exporter {
@@ -127,6 +129,7 @@ async fn start_exporter(config: Config) -> Exporter {
         cancel,
         join,
         http: reqwest::Client::new(),
+        slowest: std::sync::Mutex::new(Duration::ZERO),
     }
 }
 
@@ -147,6 +150,8 @@ impl Exporter {
         let body = resp.text().await.expect("body");
         let took = started.elapsed();
         assert!(took < SCRAPE_BOUND, "a scrape took {took:?}");
+        let mut slowest = self.slowest.lock().unwrap();
+        *slowest = (*slowest).max(took);
         Metrics(parse_exposition(&body))
     }
 
@@ -358,6 +363,11 @@ async fn fault_and_recovery(
         Some(0.0)
     );
     let rss = rss.into_inner().unwrap();
+    eprintln!(
+        "{reason} fault: slowest scrape {:?}, peak resident memory {:.0} MiB",
+        exp.slowest.lock().unwrap(),
+        rss.iter().copied().fold(0.0, f64::max) / (1 << 20) as f64
+    );
     (sim, exp, FaultRun { rss, last_good })
 }
 
