@@ -1,28 +1,52 @@
-//! The `/metrics` body: the snapshot rendering, cached per store generation, plus the exporter's
-//! own registry.
+//! The `/metrics` body: the snapshot rendering, cached per analysis result and per store
+//! generation, plus the exporter's own registry.
 //!
-//! The snapshot part (per key, per analysis, per instance) can be tens of thousands of series
-//! and only changes when the scheduler writes to the [`Store`], so it is rendered (and
-//! gzip-compressed) once per store generation and reused by every scrape until the generation
-//! changes. The registry part (API request metrics, build info, reload status, process metrics)
-//! is small and changes all the time, so it is encoded on every scrape.
+//! # What is rendered when
+//! - **Per-key families** (tens of thousands of series) change only when an analysis publishes
+//!   a new result. The samples of each result are rendered once, per family, into a text piece
+//!   and a deflate fragment ([`body`](super::body)), and reused until that result is replaced
+//!   (or the instance's name or the render options change).
+//! - **Per-analysis and per-instance families** (running flags, failure counters, ...) are
+//!   small; they are rendered and compressed again once per store generation.
+//! - **The registry part** (API request metrics, build info, reload status, process metrics)
+//!   changes all the time and is encoded on every scrape.
 //!
-//! A gzip body is the cached gzip member of the snapshot part followed by a separately compressed
-//! member for the registry part. Concatenated members form one valid gzip stream (RFC 1952 §2.2)
-//! that decoders such as Go's `compress/gzip` (used by Prometheus) read as a whole, so the large
-//! part is never recompressed per scrape.
+//! A scrape therefore never renders a key that was already rendered: it takes the cached pieces
+//! of the current generation (assembling them first if the store changed) and appends the
+//! registry part. Nothing large is copied: the response [`Body`] streams shared pieces.
+//!
+//! # gzip
+//! The gzip body is one gzip member: a header, the cached deflate fragments in body order, the
+//! registry part compressed as the final block, and a trailer whose CRC-32 is combined from the
+//! fragments' (see [`body`](super::body)). Any gzip decoder reads it.
+//!
+//! # Memory
+//! The plain text of every result is kept only while all of it fits in [`PLAIN_CACHE_BYTES`];
+//! beyond that (thousands of instances) only the compressed fragments are kept, and a scrape
+//! without gzip inflates them while it is sent. Prometheus always asks for gzip.
 
-use std::io::Write as _;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use flate2::{Compression, Crc};
 use prometheus::{Encoder, IntGauge, Opts, Registry, TextEncoder};
 
 use super::api::ApiMetrics;
-use super::render::{render_snapshot, RenderOptions};
-use super::store::Store;
+use super::body::{crc_copy, gzip_trailer, Body, Deflated, Deflater, Piece, GZIP_HEADER};
+use super::render::{
+    key_family_header, render_key_families, render_state, RenderOptions, KEY_FAMILY_COUNT,
+};
+use super::store::{AnalysisResult, Store};
+use crate::dcs::Analysis;
+
+/// Largest total of per-key text kept uncompressed (see the module docs): about 300 instances
+/// with 100 hot keys and 100 big keys each fit.
+pub const PLAIN_CACHE_BYTES: u64 = 48 * 1024 * 1024;
+/// Compression of cached fragments: done once per result, so it may take its time.
+const CACHED_LEVEL: Compression = Compression::new(6);
+/// Compression of what is redone per generation or per scrape.
+const FRESH_LEVEL: Compression = Compression::new(1);
 
 /// Renders `/metrics` bodies from a store and the exporter's own registry.
 pub struct Exposition {
@@ -35,15 +59,79 @@ pub struct Exposition {
     cache: Mutex<Cache>,
 }
 
-/// The snapshot part of the last rendering and what it was rendered from.
+/// The rendered snapshot part and what it was rendered from.
 struct Cache {
     opts: RenderOptions,
-    /// Store generation of `plain`/`gzip`; `None` when they are stale.
+    /// Store generation of `assembled`; `None` when it is stale.
     generation: Option<u64>,
-    plain: Bytes,
-    gzip: Bytes,
-    /// Snapshot renderings done so far (for tests and debugging).
+    /// HELP/TYPE lines of each per-key family, for `opts`.
+    headers: Vec<Fragment>,
+    /// Rendered per-key families of each published result, by instance id and analysis.
+    units: HashMap<(String, Analysis), Unit>,
+    /// Whether the plain text of units is kept (see [`PLAIN_CACHE_BYTES`]).
+    keep_plain: bool,
+    /// [`PLAIN_CACHE_BYTES`], smaller in tests.
+    plain_budget: u64,
+    assembled: Option<Arc<Assembled>>,
+    /// The per-analysis and per-instance families of the last assembly, one per family.
+    state: Vec<Fragment>,
+    /// Snapshot assemblies done so far (for tests and debugging).
     renders: u64,
+    /// Results rendered so far (for tests and debugging).
+    unit_renders: u64,
+}
+
+/// One piece of text, compressed, and uncompressed while the plain cache is kept.
+struct Fragment {
+    plain: Option<Bytes>,
+    deflated: Arc<Deflated>,
+}
+
+impl Fragment {
+    fn new(text: Vec<u8>, keep_plain: bool, deflater: &mut Deflater) -> Fragment {
+        let deflated = Arc::new(deflater.fragment(&text));
+        Fragment {
+            plain: keep_plain.then(|| Bytes::from(text)),
+            deflated,
+        }
+    }
+
+    /// A fragment of `text`, which is kept.
+    fn from_bytes(text: Bytes, deflater: &mut Deflater) -> Fragment {
+        Fragment {
+            deflated: Arc::new(deflater.fragment(&text)),
+            plain: Some(text),
+        }
+    }
+
+    fn text_len(&self) -> u64 {
+        self.deflated.text_len()
+    }
+
+    fn plain_piece(&self) -> Piece {
+        match &self.plain {
+            Some(b) => Piece::Bytes(b.clone()),
+            None => Piece::Inflate(self.deflated.clone()),
+        }
+    }
+}
+
+/// The per-key families of one result, and what they were rendered from.
+struct Unit {
+    result: Arc<AnalysisResult>,
+    instance_name: String,
+    lfu_log_factor: u32,
+    /// Family index and its samples; families without samples are left out.
+    families: Vec<(usize, Fragment)>,
+}
+
+/// The snapshot part of one generation, ready to send.
+struct Assembled {
+    plain: Arc<[Piece]>,
+    gzip: Arc<[Piece]>,
+    gzip_len: usize,
+    /// CRC-32 and length of the whole snapshot text.
+    crc: Crc,
 }
 
 impl Exposition {
@@ -103,11 +191,16 @@ impl Exposition {
             reload_ok,
             namespace: ns,
             cache: Mutex::new(Cache {
+                headers: headers(&opts),
                 opts,
                 generation: None,
-                plain: Bytes::new(),
-                gzip: Bytes::new(),
+                units: HashMap::new(),
+                keep_plain: true,
+                plain_budget: PLAIN_CACHE_BYTES,
+                assembled: None,
+                state: Vec::new(),
                 renders: 0,
+                unit_renders: 0,
             }),
         })
     }
@@ -148,61 +241,201 @@ impl Exposition {
             opts.namespace.clone_from(&self.namespace);
         }
         let mut cache = self.lock();
+        cache.headers = headers(&opts);
         cache.opts = opts;
         cache.generation = None;
+        cache.units.clear();
     }
 
     /// The body for one scrape, gzip-compressed if `gzip`.
     ///
-    /// The snapshot part is re-rendered only when the store's generation changed; the registry
-    /// part is encoded on every call. Never waits on anything but the store's lock for a cheap
-    /// clone of the snapshot.
-    pub fn render(&self, gzip: bool) -> Bytes {
-        let (plain, gz) = self.snapshot_part();
+    /// The snapshot part is assembled again only when the store's generation changed, and then
+    /// renders only results that changed; the registry part is encoded on every call. Never
+    /// waits on anything but the store's lock for a cheap clone of the snapshot.
+    pub fn body(&self, gzip: bool) -> Body {
+        let snapshot = self.snapshot_part();
         let mut registry_text = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut registry_text) {
             tracing::warn!(error = %e, "could not encode the exporter's own metrics");
             registry_text.clear();
         }
         if gzip {
-            let tail = gzip_member(&registry_text);
-            let mut body = Vec::with_capacity(gz.len() + tail.len());
-            body.extend_from_slice(&gz);
-            body.extend_from_slice(&tail);
-            Bytes::from(body)
-        } else if registry_text.is_empty() {
-            plain
+            let mut crc = crc_copy(&snapshot.crc);
+            let mut tail_crc = Crc::new();
+            tail_crc.update(&registry_text);
+            crc.combine(&tail_crc);
+            let last = Deflater::new(FRESH_LEVEL).last(&registry_text);
+            Body::new(
+                Some(Bytes::from_static(&GZIP_HEADER)),
+                snapshot.gzip.clone(),
+                vec![
+                    Bytes::from(last),
+                    Bytes::copy_from_slice(&gzip_trailer(&crc)),
+                ],
+            )
         } else {
-            let mut body = Vec::with_capacity(plain.len() + registry_text.len());
-            body.extend_from_slice(&plain);
-            body.extend_from_slice(&registry_text);
-            Bytes::from(body)
+            Body::new(
+                None,
+                snapshot.plain.clone(),
+                vec![Bytes::from(registry_text)],
+            )
         }
     }
 
-    /// How many times the snapshot part has been rendered.
+    /// The whole body for one scrape in one buffer (see [`body`](Self::body)).
+    pub fn render(&self, gzip: bool) -> Bytes {
+        self.body(gzip).into_bytes()
+    }
+
+    /// How many times the snapshot part has been assembled.
     pub fn snapshot_renders(&self) -> u64 {
         self.lock().renders
     }
 
-    /// The cached snapshot part (plain, gzip), rendered first if the store changed.
-    fn snapshot_part(&self) -> (Bytes, Bytes) {
-        // Holding the cache lock while rendering makes concurrent scrapes share one rendering.
-        let mut cache = self.lock();
-        if cache.generation == Some(self.store.generation()) {
-            return (cache.plain.clone(), cache.gzip.clone());
+    /// How many analysis results have been rendered.
+    pub fn result_renders(&self) -> u64 {
+        self.lock().unit_renders
+    }
+
+    /// The snapshot part of the current generation, assembled first if the store changed.
+    fn snapshot_part(&self) -> Arc<Assembled> {
+        // Holding the cache lock while assembling makes concurrent scrapes share the work.
+        let mut guard = self.lock();
+        let cache = &mut *guard;
+        if let Some(a) = &cache.assembled {
+            if cache.generation == Some(self.store.generation()) {
+                return a.clone();
+            }
         }
         // Results are behind `Arc`s, so the clone is cheap and the store's writers wait only
         // for it, not for the rendering. The generation is read under the same lock so it
         // matches the snapshot exactly.
         let (generation, snapshot) = self.store.read(|s| (self.store.generation(), s.clone()));
-        let mut out = Vec::with_capacity(cache.plain.len().max(4096));
-        render_snapshot(&snapshot, &cache.opts, &mut out);
-        cache.gzip = Bytes::from(gzip_member(&out));
-        cache.plain = Bytes::from(out);
+        let mut cached = Deflater::new(CACHED_LEVEL);
+        let mut units = HashMap::with_capacity(cache.units.len());
+        let mut order = Vec::new();
+        let mut plain_bytes = 0u64;
+        for inst in snapshot.instances.values() {
+            for (&analysis, state) in &inst.analyses {
+                let Some(result) = &state.result else {
+                    continue;
+                };
+                let key = (inst.id.clone(), analysis);
+                let unit = match cache.units.remove(&key) {
+                    Some(u)
+                        if Arc::ptr_eq(&u.result, result)
+                            && u.instance_name == inst.name
+                            && u.lfu_log_factor == inst.lfu_log_factor =>
+                    {
+                        u
+                    }
+                    _ => {
+                        cache.unit_renders += 1;
+                        let families = render_key_families(inst, analysis, result, &cache.opts)
+                            .into_iter()
+                            .enumerate()
+                            .filter(|(_, text)| !text.is_empty())
+                            .map(|(i, text)| {
+                                (i, Fragment::new(text, cache.keep_plain, &mut cached))
+                            })
+                            .collect();
+                        Unit {
+                            result: result.clone(),
+                            instance_name: inst.name.clone(),
+                            lfu_log_factor: inst.lfu_log_factor,
+                            families,
+                        }
+                    }
+                };
+                plain_bytes += unit
+                    .families
+                    .iter()
+                    .map(|(_, f)| f.deflated.text_len())
+                    .sum::<u64>();
+                order.push(key.clone());
+                units.insert(key, unit);
+            }
+        }
+        // Past the budget, keep only compressed text; under it, restore what was dropped.
+        let keep_plain = plain_bytes <= cache.plain_budget;
+        if keep_plain != cache.keep_plain {
+            tracing::info!(
+                bytes = plain_bytes,
+                budget = cache.plain_budget,
+                keep_plain,
+                "per-key text cache mode changed"
+            );
+            cache.keep_plain = keep_plain;
+        }
+        for unit in units.values_mut() {
+            for (_, f) in &mut unit.families {
+                if keep_plain && f.plain.is_none() {
+                    f.plain = Some(f.deflated.inflate());
+                } else if !keep_plain {
+                    f.plain = None;
+                }
+            }
+        }
+
+        let mut plain = Vec::new();
+        let mut gzip = Vec::with_capacity(
+            cache
+                .assembled
+                .as_ref()
+                .map_or(64 * 1024, |a| a.gzip_len + 4096),
+        );
+        let mut crc = Crc::new();
+        let mut push = |f: &Fragment, crc: &mut Crc| {
+            plain.push(f.plain_piece());
+            // Compressed pieces are small: one contiguous buffer is sent with far fewer writes.
+            gzip.extend_from_slice(&f.deflated.data);
+            crc.combine(&f.deflated.crc);
+        };
+        for family in 0..KEY_FAMILY_COUNT {
+            let mut announced = false;
+            for key in &order {
+                let Some(unit) = units.get(key) else {
+                    continue;
+                };
+                for (_, fragment) in unit.families.iter().filter(|(i, _)| *i == family) {
+                    if !announced {
+                        announced = true;
+                        push(&cache.headers[family], &mut crc);
+                    }
+                    push(fragment, &mut crc);
+                }
+            }
+        }
+        // The state families are rendered again, but only those whose text changed (a running
+        // flag, a counter) are compressed again.
+        let mut state = Vec::with_capacity(
+            cache.state.iter().map(|f| f.text_len()).sum::<u64>() as usize + 4096,
+        );
+        render_state(&snapshot, &cache.opts, &mut state);
+        let state = Bytes::from(state);
+        let mut fresh = Deflater::new(FRESH_LEVEL);
+        let mut previous = std::mem::take(&mut cache.state).into_iter();
+        for text in split_families(&state) {
+            let fragment = match previous.next() {
+                Some(f) if f.plain.as_deref() == Some(&text[..]) => f,
+                _ => Fragment::from_bytes(text, &mut fresh),
+            };
+            push(&fragment, &mut crc);
+            cache.state.push(fragment);
+        }
+
+        let gzip_len = gzip.len();
+        let assembled = Arc::new(Assembled {
+            plain: plain.into(),
+            gzip: vec![Piece::Bytes(Bytes::from(gzip))].into(),
+            gzip_len,
+            crc,
+        });
+        cache.units = units;
+        cache.assembled = Some(assembled.clone());
         cache.generation = Some(generation);
         cache.renders += 1;
-        (cache.plain.clone(), cache.gzip.clone())
+        assembled
     }
 
     fn lock(&self) -> MutexGuard<'_, Cache> {
@@ -219,17 +452,33 @@ impl std::fmt::Debug for Exposition {
     }
 }
 
-/// One complete gzip member holding `data`.
-fn gzip_member(data: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::fast());
-    // Writing into a Vec cannot fail.
-    match enc.write_all(data).and_then(|()| enc.finish()) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!(error = %e, "gzip compression failed");
-            Vec::new()
-        }
-    }
+/// `text` cut before each `# HELP` line: one piece per metric family.
+fn split_families(text: &Bytes) -> Vec<Bytes> {
+    // A literal search (memchr-accelerated): the state text is about a megabyte at 300
+    // instances and is split on every assembly.
+    static HELP: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+        regex::bytes::Regex::new(r"\n# HELP ").expect("a valid literal pattern")
+    });
+    let mut starts = vec![0];
+    starts.extend(HELP.find_iter(text).map(|m| m.start() + 1));
+    starts.push(text.len());
+    starts
+        .windows(2)
+        .filter(|w| w[1] > w[0])
+        .map(|w| text.slice(w[0]..w[1]))
+        .collect()
+}
+
+/// The HELP/TYPE lines of every per-key family, as fragments.
+fn headers(opts: &RenderOptions) -> Vec<Fragment> {
+    let mut d = Deflater::new(CACHED_LEVEL);
+    (0..KEY_FAMILY_COUNT)
+        .map(|i| {
+            let mut text = Vec::new();
+            key_family_header(i, &opts.namespace, &mut text);
+            Fragment::new(text, true, &mut d)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -239,7 +488,8 @@ mod tests {
     use super::*;
     use crate::dcs::{Analysis, KeyRecord, KeyType, ScanType, SizeUnit, TaskRecord, TaskStatus};
     use crate::metrics::keylabel::KeyLabelMode;
-    use crate::metrics::store::{AnalysisSpec, InstanceSpec};
+    use crate::metrics::render::render_snapshot;
+    use crate::metrics::store::{AnalysisSpec, FailureReason, InstanceSpec};
 
     fn store() -> Arc<Store> {
         let store = Arc::new(Store::new());
@@ -282,7 +532,8 @@ mod tests {
 
     fn gunzip(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(data)
+        // A single-member decoder: the body must be one gzip member.
+        flate2::read::GzDecoder::new(data)
             .read_to_end(&mut out)
             .expect("valid gzip");
         out
@@ -342,6 +593,7 @@ mod tests {
         exp.set_render_options(RenderOptions {
             namespace: "other".into(),
             key_label: KeyLabelMode::Hash,
+            ..RenderOptions::default()
         });
         let hashed = exp.render(false);
         assert_eq!(exp.snapshot_renders(), 3);
@@ -350,6 +602,129 @@ mod tests {
         // The namespace stays the one the registry was built with.
         assert!(text.contains("dcs_hotkey_frequency{"));
         assert!(!text.contains("other_"));
+    }
+
+    /// 30 instances with a hot key result of `keys` keys each, published at `finished`.
+    fn fleet(keys: usize) -> Arc<Store> {
+        let store = Arc::new(Store::new());
+        let specs: Vec<InstanceSpec> = (0..30)
+            .map(|i| InstanceSpec {
+                id: format!("i{i:02}"),
+                name: format!("inst-{i}"),
+                lfu_log_factor: 10,
+                analyses: vec![AnalysisSpec {
+                    analysis: Analysis::Hotkey,
+                    top_n: 100,
+                    mode: "trigger",
+                    interval: std::time::Duration::from_secs(900),
+                }],
+            })
+            .collect();
+        store.configure(&specs);
+        for i in 0..30 {
+            fleet_publish(&store, i, "t1", "2024-01-01T00:00:09Z", keys);
+        }
+        store
+    }
+
+    fn fleet_publish(store: &Store, i: usize, task: &str, finished: &str, keys: usize) {
+        let task = TaskRecord {
+            id: format!("{task}-{i}"),
+            instance_id: Some(format!("i{i:02}")),
+            status: TaskStatus::Success,
+            scan_type: Some(ScanType::Manual),
+            created_at: Some("2024-01-01T00:00:00Z".into()),
+            started_at: Some("2024-01-01T00:00:01Z".into()),
+            finished_at: Some(finished.into()),
+            num: None,
+            keys: Some(
+                (0..keys)
+                    .map(|k| KeyRecord {
+                        name: format!("{task}:key:{k}"),
+                        key_type: Some(KeyType::Hash),
+                        shard: None,
+                        db: Some(0),
+                        size: Some(1000 + k as i64),
+                        unit: Some(SizeUnit::Count),
+                        freq: Some(200 - k as i64),
+                    })
+                    .collect(),
+            ),
+        };
+        assert!(store.publish(&format!("i{i:02}"), Analysis::Hotkey, &task));
+    }
+
+    /// The reference rendering of the whole snapshot, in one pass.
+    fn reference(store: &Store) -> Vec<u8> {
+        let mut out = Vec::new();
+        store.read(|s| render_snapshot(s, &RenderOptions::default(), &mut out));
+        out
+    }
+
+    /// Whether `body` is the reference rendering followed by the registry part only.
+    fn is_reference(body: &[u8], store: &Store) -> bool {
+        let r = reference(store);
+        body.len() > r.len()
+            && body[..r.len()] == r[..]
+            && !std::str::from_utf8(&body[r.len()..])
+                .expect("UTF-8")
+                .lines()
+                .any(|l| l.starts_with("dcs_hotkey") || l.starts_with("dcs_analysis"))
+    }
+
+    #[test]
+    fn only_changed_results_are_rendered_again() {
+        let store = fleet(20);
+        let exp = Exposition::build(store.clone(), RenderOptions::default(), false).expect("ok");
+        let first = exp.render(false);
+        assert_eq!(exp.result_renders(), 30);
+        assert!(is_reference(&first, &store));
+
+        // A state change (running flag) re-assembles but renders no result.
+        store.set_running("i05", Analysis::Hotkey, None);
+        store.record_failure(
+            "i07",
+            Analysis::Hotkey,
+            FailureReason::Timeout,
+            "slow".into(),
+            1.0,
+        );
+        let second = exp.render(true);
+        assert_eq!(exp.snapshot_renders(), 2);
+        assert_eq!(exp.result_renders(), 30);
+        assert!(is_reference(&gunzip(&second), &store));
+
+        // One new result: exactly one result rendered, and the body is the full rendering.
+        fleet_publish(&store, 3, "t2", "2024-01-01T01:00:00Z", 5);
+        let third = exp.render(false);
+        assert_eq!(exp.result_renders(), 31);
+        assert!(is_reference(&third, &store));
+        let text = std::str::from_utf8(&third).expect("UTF-8");
+        assert!(text.contains("key=\"t2:key:4\""));
+        assert!(!text.contains("key=\"t1-3"), "the replaced key set is gone");
+        assert_eq!(text.matches("# HELP dcs_hotkey_frequency ").count(), 1);
+    }
+
+    #[test]
+    fn past_the_plain_budget_plain_scrapes_inflate_the_cached_fragments() {
+        let store = fleet(50);
+        let exp = Exposition::build(store.clone(), RenderOptions::default(), false).expect("ok");
+        exp.lock().plain_budget = 10_000;
+        let plain = exp.render(false);
+        assert!(!exp.lock().keep_plain);
+        assert!(exp
+            .lock()
+            .units
+            .values()
+            .all(|u| u.families.iter().all(|(_, f)| f.plain.is_none())));
+        assert!(is_reference(&plain, &store));
+        assert!(is_reference(&gunzip(&exp.render(true)), &store));
+        // Back under the budget: plain text is cached again, the body unchanged.
+        exp.lock().plain_budget = u64::MAX;
+        store.set_running("i01", Analysis::Hotkey, None);
+        assert!(is_reference(&exp.render(false), &store));
+        assert!(exp.lock().keep_plain);
+        assert_eq!(exp.result_renders(), 30, "nothing was rendered twice");
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! - [`api`]: the exporter's own API request metrics (explicit registry).
 //! - [`keylabel`]: how a key name becomes the `key` label (cut with a hash suffix, or a digest).
 //! - [`render`]: the snapshot in the Prometheus text format (per key, per analysis, per instance).
+//! - [`body`]: response bodies made of shared pieces; deflate fragments joined into one gzip member.
 //! - [`exposition`]: the `/metrics` body: the cached snapshot rendering (plain and gzip) plus the
 //!   exporter's own registry (API metrics, build info, reload status, process metrics).
 
 pub mod api;
+pub mod body;
 pub mod exposition;
 pub mod keylabel;
 pub mod keyrewrite;

@@ -34,7 +34,7 @@ use std::ops::Range;
 
 use super::keylabel::KeyLabelMode;
 use super::keyrewrite::{export_key, KeyRewrite};
-use super::store::{AnalysisState, FailureReason, Snapshot};
+use super::store::{AnalysisResult, AnalysisState, FailureReason, InstanceState, Snapshot};
 use crate::dcs::{Analysis, KeyRecord, SizeUnit};
 
 /// Default metric namespace (name prefix).
@@ -207,13 +207,6 @@ const INSTANCE_INFO: Family = Family {
     help: "Details of a DCS instance from discovery (ListInstances) or ShowInstance; always 1.",
 };
 
-/// One exported key: its record and its label block in the arena.
-struct KeySeries<'a> {
-    labels: Range<usize>,
-    rec: &'a KeyRecord,
-    lfu_log_factor: u32,
-}
-
 /// One configured analysis: its state and its label block in the arena.
 struct AnalysisSeries<'a> {
     labels: Range<usize>,
@@ -227,14 +220,119 @@ enum Value {
     Float(f64),
 }
 
-/// Writes the snapshot's metrics to `out` in the text format 0.0.4 (see the module docs).
-pub fn render_snapshot(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>) {
-    // Label blocks (`a="x",b="y"`) are escaped once into one arena and shared by every family.
-    let mut arena: Vec<u8> = Vec::new();
-    let mut hot: Vec<KeySeries<'_>> = Vec::new();
-    let mut big: Vec<KeySeries<'_>> = Vec::new();
-    let mut analyses: Vec<AnalysisSeries<'_>> = Vec::new();
+/// Number of per-key families (see [`KEY_FAMILIES`]).
+pub const KEY_FAMILY_COUNT: usize = 6;
 
+/// The per-key families in output order: four fed by hot key results, two by big key results.
+const KEY_FAMILIES: [&Family; KEY_FAMILY_COUNT] = [
+    &HOTKEY_FREQUENCY,
+    &HOTKEY_ESTIMATED_ACCESSES,
+    &HOTKEY_SIZE_BYTES,
+    &HOTKEY_ELEMENTS,
+    &BIGKEY_SIZE_BYTES,
+    &BIGKEY_ELEMENTS,
+];
+
+/// The samples (no HELP/TYPE lines) of each per-key family for one analysis result of one
+/// instance, indexed like the families' output order; families the result has no value for are
+/// empty.
+pub type KeyFamilies = [Vec<u8>; KEY_FAMILY_COUNT];
+
+/// Writes the snapshot's metrics to `out` in the text format 0.0.4 (see the module docs).
+///
+/// The same text as [`render_key_families`] for every result, under [`key_family_header`]s,
+/// followed by [`render_state`]: the exposition caches the first part per result.
+pub fn render_snapshot(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>) {
+    let mut units: Vec<KeyFamilies> = Vec::new();
+    for inst in snapshot.instances.values() {
+        for (&analysis, state) in &inst.analyses {
+            if let Some(result) = &state.result {
+                units.push(render_key_families(inst, analysis, result, opts));
+            }
+        }
+    }
+    for family in 0..KEY_FAMILY_COUNT {
+        if units.iter().any(|u| !u[family].is_empty()) {
+            key_family_header(family, &opts.namespace, out);
+            for u in &units {
+                out.extend_from_slice(&u[family]);
+            }
+        }
+    }
+    render_state(snapshot, opts, out);
+}
+
+/// The HELP and TYPE lines of per-key family number `family` (< [`KEY_FAMILY_COUNT`]).
+pub fn key_family_header(family: usize, ns: &str, out: &mut Vec<u8>) {
+    if let Some(f) = KEY_FAMILIES.get(family) {
+        header(out, ns, f);
+    }
+}
+
+/// The per-key samples of one result of `inst`, by family (see [`KeyFamilies`]). Keys keep the
+/// result's rank order; a key whose label set repeats an earlier one is left out.
+pub fn render_key_families(
+    inst: &InstanceState,
+    analysis: Analysis,
+    result: &AnalysisResult,
+    opts: &RenderOptions,
+) -> KeyFamilies {
+    let ns = opts.namespace.as_str();
+    let mut out: KeyFamilies = Default::default();
+    // Every family shares the key's label block (`a="x",b="y"`), escaped once.
+    let mut labels = Vec::with_capacity(256);
+    let mut seen = HashSet::with_capacity(result.keys.len());
+    for rec in &result.keys {
+        let key = export_key(&rec.name, &opts.key_rewrite, &opts.key_label);
+        let key_type = rec.key_type.as_ref().map_or("", |t| t.as_str());
+        let shard = rec.shard.as_deref().unwrap_or("");
+        if !seen.insert((key.clone(), key_type, rec.db, shard)) {
+            continue;
+        }
+        labels.clear();
+        label(&mut labels, "instance_id", &inst.id, true);
+        label(&mut labels, "instance_name", &inst.name, false);
+        label(&mut labels, "key", &key, false);
+        label(&mut labels, "key_type", key_type, false);
+        labels.extend_from_slice(b",db=\"");
+        if let Some(db) = rec.db {
+            let _ = write!(labels, "{db}");
+        }
+        labels.push(b'"');
+        label(&mut labels, "shard", shard, false);
+        let values: [Option<Value>; KEY_FAMILY_COUNT] = match analysis {
+            Analysis::Hotkey => [
+                rec.freq.map(|f| Value::Int(f.clamp(0, LFU_MAX) as u64)),
+                rec.freq
+                    .map(|f| Value::Int(estimated_accesses(f, inst.lfu_log_factor))),
+                size_in(rec, &SizeUnit::Byte),
+                size_in(rec, &SizeUnit::Count),
+                None,
+                None,
+            ],
+            Analysis::Bigkey => [
+                None,
+                None,
+                None,
+                None,
+                size_in(rec, &SizeUnit::Byte),
+                size_in(rec, &SizeUnit::Count),
+            ],
+        };
+        for ((buf, family), value) in out.iter_mut().zip(KEY_FAMILIES).zip(values) {
+            if let Some(v) = value {
+                sample(buf, ns, family, &labels, v);
+            }
+        }
+    }
+    out
+}
+
+/// Writes the per-analysis and per-instance families (everything but the per-key families).
+pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>) {
+    // Label blocks are escaped once into one arena and shared by every family.
+    let mut arena: Vec<u8> = Vec::new();
+    let mut analyses: Vec<AnalysisSeries<'_>> = Vec::new();
     for inst in snapshot.instances.values() {
         for (&analysis, state) in &inst.analyses {
             let start = arena.len();
@@ -245,66 +343,10 @@ pub fn render_snapshot(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<
                 labels: start..arena.len(),
                 state,
             });
-
-            let Some(result) = &state.result else {
-                continue;
-            };
-            let target = match analysis {
-                Analysis::Hotkey => &mut hot,
-                Analysis::Bigkey => &mut big,
-            };
-            let mut seen = HashSet::with_capacity(result.keys.len());
-            for rec in &result.keys {
-                let key = export_key(&rec.name, &opts.key_rewrite, &opts.key_label);
-                let key_type = rec.key_type.as_ref().map_or("", |t| t.as_str());
-                let shard = rec.shard.as_deref().unwrap_or("");
-                let start = arena.len();
-                label(&mut arena, "instance_id", &inst.id, true);
-                label(&mut arena, "instance_name", &inst.name, false);
-                label(&mut arena, "key", &key, false);
-                label(&mut arena, "key_type", key_type, false);
-                arena.extend_from_slice(b",db=\"");
-                if let Some(db) = rec.db {
-                    let _ = write!(arena, "{db}");
-                }
-                arena.push(b'"');
-                label(&mut arena, "shard", shard, false);
-                if !seen.insert((key, key_type, rec.db, shard)) {
-                    arena.truncate(start);
-                    continue;
-                }
-                target.push(KeySeries {
-                    labels: start..arena.len(),
-                    rec,
-                    lfu_log_factor: inst.lfu_log_factor,
-                });
-            }
         }
     }
-
     let ns = opts.namespace.as_str();
     let arena = arena.as_slice();
-
-    key_family(out, ns, &HOTKEY_FREQUENCY, arena, &hot, |k| {
-        k.rec.freq.map(|f| Value::Int(f.clamp(0, LFU_MAX) as u64))
-    });
-    key_family(out, ns, &HOTKEY_ESTIMATED_ACCESSES, arena, &hot, |k| {
-        k.rec
-            .freq
-            .map(|f| Value::Int(estimated_accesses(f, k.lfu_log_factor)))
-    });
-    key_family(out, ns, &HOTKEY_SIZE_BYTES, arena, &hot, |k| {
-        size_in(k.rec, &SizeUnit::Byte)
-    });
-    key_family(out, ns, &HOTKEY_ELEMENTS, arena, &hot, |k| {
-        size_in(k.rec, &SizeUnit::Count)
-    });
-    key_family(out, ns, &BIGKEY_SIZE_BYTES, arena, &big, |k| {
-        size_in(k.rec, &SizeUnit::Byte)
-    });
-    key_family(out, ns, &BIGKEY_ELEMENTS, arena, &big, |k| {
-        size_in(k.rec, &SizeUnit::Count)
-    });
 
     let result_value = |f: fn(&super::store::AnalysisResult) -> Option<Value>| {
         move |a: &AnalysisSeries<'_>| a.state.result.as_deref().and_then(f)
@@ -424,29 +466,6 @@ fn size_in(rec: &KeyRecord, unit: &SizeUnit) -> Option<Value> {
     match (rec.unit.as_ref(), rec.size) {
         (Some(u), Some(size)) if u == unit && size >= 0 => Some(Value::Int(size as u64)),
         _ => None,
-    }
-}
-
-/// Writes one per-key family, or nothing if no key has a value for it.
-fn key_family(
-    out: &mut Vec<u8>,
-    ns: &str,
-    family: &Family,
-    arena: &[u8],
-    keys: &[KeySeries<'_>],
-    value: impl Fn(&KeySeries<'_>) -> Option<Value>,
-) {
-    let mark = out.len();
-    header(out, ns, family);
-    let mut any = false;
-    for k in keys {
-        if let Some(v) = value(k) {
-            sample(out, ns, family, &arena[k.labels.clone()], v);
-            any = true;
-        }
-    }
-    if !any {
-        out.truncate(mark);
     }
 }
 

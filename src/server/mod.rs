@@ -44,7 +44,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -55,6 +54,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::body::Body;
 use crate::metrics::exposition::Exposition;
 use crate::metrics::store::Store;
 use web_config::WebConfigWatcher;
@@ -303,7 +303,7 @@ async fn tls_handshake(
 }
 
 /// 401 for a request without valid credentials (exporter-toolkit's answer).
-fn unauthorized() -> Response<Full<Bytes>> {
+fn unauthorized() -> Response<Body> {
     let mut resp = text(StatusCode::UNAUTHORIZED, "Unauthorized");
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
@@ -311,7 +311,7 @@ fn unauthorized() -> Response<Full<Bytes>> {
 }
 
 /// Routes one request.
-async fn handle<B>(state: &ServerState, req: Request<B>) -> Response<Full<Bytes>> {
+async fn handle<B>(state: &ServerState, req: Request<B>) -> Response<Body> {
     let method = req.method();
     let path = req.uri().path();
     let read_only = method == Method::GET || method == Method::HEAD;
@@ -339,11 +339,12 @@ async fn handle<B>(state: &ServerState, req: Request<B>) -> Response<Full<Bytes>
     }
 }
 
-async fn metrics(state: &ServerState, headers: &HeaderMap) -> Response<Full<Bytes>> {
+async fn metrics(state: &ServerState, headers: &HeaderMap) -> Response<Body> {
     let gzip = accepts_gzip(headers);
     let exposition = state.exposition.clone();
-    // Rendering a large snapshot is CPU work; keep it off the I/O threads.
-    let body = match tokio::task::spawn_blocking(move || exposition.render(gzip)).await {
+    // Assembling a changed snapshot is CPU work; keep it off the I/O threads. The body then
+    // streams shared pieces without copying them.
+    let body = match tokio::task::spawn_blocking(move || exposition.body(gzip)).await {
         Ok(body) => body,
         Err(e) => {
             tracing::error!(error = %e, "rendering /metrics failed");
@@ -362,7 +363,7 @@ async fn metrics(state: &ServerState, headers: &HeaderMap) -> Response<Full<Byte
     resp
 }
 
-fn status_page(state: &ServerState) -> Response<Full<Bytes>> {
+fn status_page(state: &ServerState) -> Response<Body> {
     // The clone is cheap (results are shared) and keeps the store's lock short.
     let snapshot = state.store.read(Clone::clone);
     let now = time::OffsetDateTime::now_utc();
@@ -382,7 +383,7 @@ fn status_page(state: &ServerState) -> Response<Full<Bytes>> {
     resp
 }
 
-async fn reload(state: &ServerState) -> Response<Full<Bytes>> {
+async fn reload(state: &ServerState) -> Response<Body> {
     let Some(tx) = &state.reload else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -458,21 +459,25 @@ fn parse_qvalue(s: &str) -> Option<f32> {
     }
 }
 
-fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body));
+fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Body>,
+) -> Response<Body> {
+    let mut resp = Response::new(body.into());
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
-fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     let mut body = body.into();
     body.push('\n');
     response(status, TEXT, Bytes::from(body))
 }
 
-fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+fn not_allowed(allow: &'static str) -> Response<Body> {
     let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
     resp.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));

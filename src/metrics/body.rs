@@ -1,0 +1,351 @@
+//! Response bodies made of shared pieces, and the deflate fragments they are built from.
+//!
+//! A large `/metrics` body is assembled from pieces that are cached separately (one per metric
+//! family and analysis result), so a scrape only clones reference-counted pieces: no piece is
+//! copied into a contiguous buffer, and a piece cached compressed is inflated while it is sent.
+//!
+//! # One gzip member from many fragments
+//! Each cached piece is also kept as a [`Deflated`] fragment: a raw deflate stream of its own
+//! (fresh dictionary, so it refers to nothing before it) ending in a sync flush, which leaves it
+//! byte-aligned and not final. Fragments can therefore be concatenated in any order; a gzip
+//! header, a final block and a trailer with the combined CRC-32 and length turn them into one
+//! valid gzip member (RFC 1951 §3.2.3, RFC 1952 §2.3) that every decoder reads, the way `pigz`
+//! compresses in parallel.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
+use hyper::body::{Frame, SizeHint};
+
+/// gzip member header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
+pub const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// A raw deflate fragment (see the module docs) and the CRC-32 and length of its text.
+#[derive(Debug)]
+pub struct Deflated {
+    pub data: Bytes,
+    pub crc: Crc,
+}
+
+impl Deflated {
+    /// Length of the uncompressed text.
+    pub fn text_len(&self) -> u64 {
+        u64::from(self.crc.amount())
+    }
+
+    /// The uncompressed text.
+    pub fn inflate(&self) -> Bytes {
+        let want = self.crc.amount() as usize;
+        let mut out = Vec::with_capacity(want);
+        let mut d = Decompress::new(false);
+        while (d.total_in() as usize) < self.data.len() && out.len() < want {
+            let used = d.total_in() as usize;
+            match d.decompress_vec(&self.data[used..], &mut out, FlushDecompress::Sync) {
+                Ok(Status::Ok) | Ok(Status::StreamEnd) => {}
+                // Only a fragment this module did not make could fail or stall here.
+                Ok(Status::BufError) | Err(_) => break,
+            }
+        }
+        if out.len() != want {
+            tracing::error!(
+                expected = want,
+                got = out.len(),
+                "a cached deflate fragment did not inflate to its length"
+            );
+        }
+        Bytes::from(out)
+    }
+}
+
+/// Compresses fragments one after another, reusing one compressor.
+pub struct Deflater {
+    c: Compress,
+}
+
+impl Deflater {
+    pub fn new(level: Compression) -> Self {
+        Deflater {
+            c: Compress::new(level, false),
+        }
+    }
+
+    /// A fragment holding `text` (see the module docs).
+    pub fn fragment(&mut self, text: &[u8]) -> Deflated {
+        let data = self.run(text, FlushCompress::Sync);
+        let mut crc = Crc::new();
+        crc.update(text);
+        Deflated {
+            data: Bytes::from(data),
+            crc,
+        }
+    }
+
+    /// A final deflate stream holding `text`: the last piece of a gzip member.
+    pub fn last(&mut self, text: &[u8]) -> Vec<u8> {
+        self.run(text, FlushCompress::Finish)
+    }
+
+    fn run(&mut self, text: &[u8], flush: FlushCompress) -> Vec<u8> {
+        self.c.reset();
+        let mut out = Vec::with_capacity(text.len() / 3 + 64);
+        loop {
+            if out.capacity() - out.len() < 64 {
+                out.reserve(out.capacity().max(4096));
+            }
+            let used = self.c.total_in() as usize;
+            let status = self.c.compress_vec(&text[used..], &mut out, flush);
+            let all_in = self.c.total_in() as usize == text.len();
+            match status {
+                Ok(Status::StreamEnd) => break,
+                // Done with a sync flush once everything is in and the output did not fill up.
+                Ok(_) if flush != FlushCompress::Finish && all_in && out.len() < out.capacity() => {
+                    break
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // Compressing into a growable Vec cannot fail; stay safe if it ever does.
+                    tracing::error!(error = %e, "deflate failed");
+                    break;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The gzip trailer for text with this combined CRC-32 and length.
+pub fn gzip_trailer(crc: &Crc) -> [u8; 8] {
+    let mut t = [0u8; 8];
+    t[..4].copy_from_slice(&crc.sum().to_le_bytes());
+    t[4..].copy_from_slice(&crc.amount().to_le_bytes());
+    t
+}
+
+/// A copy of a CRC state (`Crc` is not `Clone`): the empty CRC combined with it.
+pub fn crc_copy(crc: &Crc) -> Crc {
+    let mut c = Crc::new();
+    c.combine(crc);
+    c
+}
+
+/// One piece of a body: bytes to send as they are, or a fragment to inflate while sending.
+#[derive(Clone, Debug)]
+pub enum Piece {
+    Bytes(Bytes),
+    Inflate(Arc<Deflated>),
+}
+
+impl Piece {
+    fn len(&self) -> u64 {
+        match self {
+            Piece::Bytes(b) => b.len() as u64,
+            Piece::Inflate(d) => d.text_len(),
+        }
+    }
+
+    fn bytes(&self) -> Bytes {
+        match self {
+            Piece::Bytes(b) => b.clone(),
+            Piece::Inflate(d) => d.inflate(),
+        }
+    }
+}
+
+/// A response body: an optional head, shared pieces, then a tail, sent in that order with an
+/// exact length (so HTTP/1 answers carry a `Content-Length`).
+#[derive(Debug, Default)]
+pub struct Body {
+    head: Option<Bytes>,
+    pieces: Option<Arc<[Piece]>>,
+    next: usize,
+    /// In reverse order: popped from the end.
+    tail: Vec<Bytes>,
+    remaining: u64,
+}
+
+impl Body {
+    /// `head`, then `pieces`, then `tail`.
+    pub fn new(head: Option<Bytes>, pieces: Arc<[Piece]>, tail: Vec<Bytes>) -> Body {
+        let remaining = head.as_ref().map_or(0, |b| b.len() as u64)
+            + pieces.iter().map(Piece::len).sum::<u64>()
+            + tail.iter().map(|b| b.len() as u64).sum::<u64>();
+        let mut tail = tail;
+        tail.reverse();
+        Body {
+            head,
+            pieces: Some(pieces),
+            next: 0,
+            tail,
+            remaining,
+        }
+    }
+
+    /// Exact length in bytes.
+    pub fn len(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Whether nothing is left to send.
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// The next chunk, or `None` at the end.
+    fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            let chunk = if let Some(h) = self.head.take() {
+                h
+            } else if let Some(p) = self.pieces.as_ref().and_then(|p| p.get(self.next).cloned()) {
+                self.next += 1;
+                p.bytes()
+            } else {
+                self.pieces = None;
+                self.tail.pop()?
+            };
+            if !chunk.is_empty() {
+                self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+                return Some(chunk);
+            }
+        }
+    }
+
+    /// The whole body in one buffer (for tests, benchmarks and small bodies).
+    pub fn into_bytes(mut self) -> Bytes {
+        let Some(first) = self.next_chunk() else {
+            return Bytes::new();
+        };
+        if self.is_empty() {
+            return first;
+        }
+        let mut out = Vec::with_capacity(first.len() + self.remaining as usize);
+        out.extend_from_slice(&first);
+        while let Some(c) = self.next_chunk() {
+            out.extend_from_slice(&c);
+        }
+        Bytes::from(out)
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Body {
+        Body {
+            remaining: b.len() as u64,
+            head: Some(b),
+            ..Body::default()
+        }
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body::from(Bytes::from(s))
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Body {
+        Body::from(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.get_mut().next_chunk().map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    fn gunzip(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        // A single-member decoder: the assembled body must be one member.
+        flate2::read::GzDecoder::new(data)
+            .read_to_end(&mut out)
+            .expect("valid gzip");
+        out
+    }
+
+    fn text(i: usize, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|j| b"abcdefghij\n"[(i * 7 + j * 13 + j / 5) % 11])
+            .collect()
+    }
+
+    #[test]
+    fn fragments_concatenate_into_one_gzip_member() {
+        let mut d = Deflater::new(Compression::default());
+        let texts: Vec<Vec<u8>> = (0..20).map(|i| text(i, i * 997)).collect();
+        let frags: Vec<Deflated> = texts.iter().map(|t| d.fragment(t)).collect();
+        let last = b"tail text\n";
+        let mut body = GZIP_HEADER.to_vec();
+        let mut crc = Crc::new();
+        for f in &frags {
+            body.extend_from_slice(&f.data);
+            crc.combine(&f.crc);
+        }
+        body.extend_from_slice(&d.last(last));
+        let mut tail_crc = Crc::new();
+        tail_crc.update(last);
+        crc.combine(&tail_crc);
+        body.extend_from_slice(&gzip_trailer(&crc));
+
+        let mut expected: Vec<u8> = texts.concat();
+        expected.extend_from_slice(last);
+        assert_eq!(gunzip(&body), expected);
+        // Independently computed checksum of the whole text.
+        let mut whole = Crc::new();
+        whole.update(&expected);
+        assert_eq!(crc.sum(), whole.sum());
+        assert_eq!(crc.amount() as usize, expected.len());
+        for (f, t) in frags.iter().zip(&texts) {
+            assert_eq!(f.inflate(), t.as_slice());
+            assert_eq!(f.text_len(), t.len() as u64);
+        }
+    }
+
+    #[test]
+    fn body_sends_head_pieces_and_tail_in_order_with_exact_length() {
+        let mut d = Deflater::new(Compression::fast());
+        let inflated = Arc::new(d.fragment(b"-inflated-"));
+        let pieces: Arc<[Piece]> = vec![
+            Piece::Bytes(Bytes::from_static(b"one")),
+            Piece::Bytes(Bytes::new()),
+            Piece::Inflate(inflated),
+        ]
+        .into();
+        let body = Body::new(
+            Some(Bytes::from_static(b"head:")),
+            pieces,
+            vec![Bytes::from_static(b"|t1"), Bytes::from_static(b"|t2")],
+        );
+        assert_eq!(
+            hyper::body::Body::size_hint(&body).exact(),
+            Some(b"head:one-inflated-|t1|t2".len() as u64)
+        );
+        assert_eq!(body.into_bytes(), &b"head:one-inflated-|t1|t2"[..]);
+        assert_eq!(Body::from("x").into_bytes(), &b"x"[..]);
+        assert!(Body::default().into_bytes().is_empty());
+    }
+}
