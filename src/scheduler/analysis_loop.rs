@@ -1,12 +1,22 @@
 //! The loop that keeps one analysis of one instance fresh.
 //!
-//! Every cycle starts with one list call, which tells three things at once: a task already
+//! A cycle normally starts with one list call, which tells three things at once: a task already
 //! waiting or running (adopted and followed instead of creating another), a successful record
 //! newer than the published one (fetched and published: DCS auto-scan, console runs, a task
 //! followed by a previous process), and when the newest result finished. In `trigger` mode a task
 //! is created only when the newest result is older than the interval; it is then polled at its
 //! expected end (learned from the previous run), not on a fixed short tick. Failures never
 //! remove the published result; they are counted, logged once, and backed off.
+//!
+//! # API economy
+//! After a cycle in which a task this loop created succeeded, up to [`MAX_UNLISTED_CYCLES`]
+//! cycles in a row create the next task without listing first: a completed analysis then costs
+//! two calls (create, one show) instead of three. Nothing is duplicated by this: a task someone
+//! else started makes the create fail with DCS.4918, and the loop then lists and adopts it. A
+//! record that DCS auto-scan or a console run added meanwhile is picked up by the next list, at
+//! most `MAX_UNLISTED_CYCLES` cycles later (a fresh result of the loop's own is published in
+//! between anyway). The cadence of a result the loop followed counts from the task's creation,
+//! so a long task does not push the next one back by its own duration.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -31,6 +41,8 @@ use crate::metrics::store::{FailureReason, RunningTask, Store, TaskOrigin};
 pub const LIST_LIMIT: u32 = 100;
 /// Expected task duration before one has been observed.
 pub const FIRST_EXPECTED: Duration = Duration::from_secs(5);
+/// Cycles in a row that may create a task without listing first (see the module docs).
+pub const MAX_UNLISTED_CYCLES: u32 = 3;
 /// How many created task ids are remembered to tell created from adopted records.
 const REMEMBERED_IDS: usize = 64;
 
@@ -57,6 +69,13 @@ pub struct AnalysisLoop<C> {
     expected: Option<Duration>,
     /// Id and finish time (Unix seconds) of the newest published result.
     published: Option<(String, Option<f64>)>,
+    /// Where the interval of the published result counts from (Unix seconds): the creation of
+    /// a task this loop followed, else the result's finish.
+    published_since: Option<f64>,
+    /// Whether the last cycle ended with a task this loop created succeeding.
+    clean: bool,
+    /// Cycles since the last list call.
+    unlisted: u32,
     /// Whether DCS said the analysis is unsupported.
     unsupported: bool,
     consecutive_failures: u64,
@@ -98,6 +117,9 @@ impl<C: DcsApi> AnalysisLoop<C> {
             rng,
             expected: None,
             published: None,
+            published_since: None,
+            clean: false,
+            unlisted: 0,
             unsupported: false,
             consecutive_failures: 0,
             created: VecDeque::new(),
@@ -152,8 +174,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
 
     /// Time left until the newest result is one interval old (zero when there is none).
     fn until_due(&self) -> Duration {
-        let finished = self.published.as_ref().and_then(|(_, f)| *f);
-        match finished {
+        match self.published_since {
             Some(f) => {
                 let age = (self.shared.clock.now_unix() - f).max(0.0);
                 self.settings
@@ -165,10 +186,21 @@ impl<C: DcsApi> AnalysisLoop<C> {
     }
 
     async fn trigger_cycle(&mut self, cancel: &CancellationToken) -> Duration {
-        let survey = match self.survey().await {
-            Ok(s) => s,
-            Err(e) => return self.fail(FailureReason::from_error(&e), &e.to_string()),
+        let survey = if self.clean && self.unlisted < MAX_UNLISTED_CYCLES {
+            // The last task was ours and succeeded: create straight away (see the module docs).
+            self.unlisted += 1;
+            Survey::default()
+        } else {
+            self.unlisted = 0;
+            match self.survey().await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.clean = false;
+                    return self.fail(FailureReason::from_error(&e), &e.to_string());
+                }
+            }
         };
+        self.clean = false;
         if let Some((id, status, created)) = survey.active {
             return self
                 .follow_and_publish(id, status, created, TaskOrigin::Adopted, cancel)
@@ -351,6 +383,11 @@ impl<C: DcsApi> AnalysisLoop<C> {
             info!(task_id = %task.id, keys = task.key_count(), "published analysis result");
         }
         self.published = Some((task.id.clone(), finished));
+        self.published_since = if self.created.contains(&task.id) {
+            created.or(finished)
+        } else {
+            finished
+        };
         self.consecutive_failures = 0;
         if self.unsupported {
             self.unsupported = false;
@@ -390,6 +427,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
         match outcome {
             Ok(Outcome::Success(task)) => {
                 self.publish(&task, None);
+                self.clean = origin == TaskOrigin::Created;
                 // Keep the cadence: the next task is due one interval after this one started.
                 let since = created_unix.map_or(Duration::ZERO, |c| {
                     Duration::from_secs_f64((self.shared.clock.now_unix() - c).max(0.0))

@@ -351,17 +351,53 @@ async fn trigger_creates_polls_and_publishes_with_few_calls() {
     assert_eq!(st.tasks_created, 1);
     assert_eq!(h.fake.count("create"), 1);
 
-    // The second cycle knows the task takes 30 s: list + create + one show.
+    // The second cycle knows the task takes 30 s, and the last task was its own and
+    // succeeded: create + one show, no list.
     let before = h.fake.with(|s| s.calls.len());
     advance(600).await;
     let calls: Vec<_> = h.fake.with(|s| s.calls[before..].to_vec());
-    assert_eq!(
-        calls,
-        ["list", "create", "show"],
-        "one poll at the expected end"
-    );
+    assert_eq!(calls, ["create", "show"], "one poll at the expected end");
     assert_eq!(h.state("i1").result.unwrap().task_id, "task-2");
     assert_eq!(h.store.read(|s| s.instances["i1"].name.clone()), "name-i1");
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn clean_cycles_skip_the_list_but_list_again_within_the_limit() {
+    let mut h = Harness::new(30.0);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    advance(150 + 30 + 30).await;
+    assert_eq!(h.fake.count("create"), 1);
+    let before = h.fake.with(|s| s.calls.len());
+    // MAX_UNLISTED_CYCLES cycles without a list, then one with it; one task per interval
+    // (the cadence counts from each task's creation, not its end).
+    let cycles = analysis_loop::MAX_UNLISTED_CYCLES as usize + 1;
+    advance(600 * cycles as u64).await;
+    let calls: Vec<_> = h.fake.with(|s| s.calls[before..].to_vec());
+    let mut expected = Vec::new();
+    for _ in 0..analysis_loop::MAX_UNLISTED_CYCLES {
+        expected.extend(["create", "show"]);
+    }
+    expected.extend(["list", "create", "show"]);
+    assert_eq!(calls, expected);
+    assert_eq!(h.fake.count("create"), 1 + cycles);
+    assert_eq!(h.state("i1").tasks_created, 1 + cycles as u64);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_started_elsewhere_during_unlisted_cycles_is_adopted() {
+    let mut h = Harness::new(30.0);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    advance(150 + 30 + 30).await;
+    assert_eq!(h.fake.count("create"), 1);
+    // The next cycle creates without listing; someone else's task makes the create fail with
+    // DCS.4918, and the loop lists and adopts it instead of piling up another.
+    h.fake.with(|s| s.race_on_create = true);
+    advance(600).await;
+    let st = h.state("i1");
+    assert_eq!(st.tasks_adopted, 1);
+    assert_eq!(st.tasks_created, 1);
     h.stop().await;
 }
 
