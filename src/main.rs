@@ -149,6 +149,14 @@ enum Command {
         /// Project id the simulator serves.
         #[arg(long = "sim.project-id", env = "DCS_EXPORTER_SIM_PROJECT_ID")]
         project_id: Option<String>,
+        /// Multiplies task durations and drift periods (e.g. 0.05 runs tasks 20 times faster);
+        /// default: realistic durations for generated instances, the demo's own scale otherwise.
+        #[arg(
+            long = "sim.time-scale",
+            env = "DCS_EXPORTER_SIM_TIME_SCALE",
+            value_name = "FACTOR"
+        )]
+        time_scale: Option<f64>,
     },
 }
 
@@ -186,6 +194,7 @@ async fn async_main(cli: Cli) -> ExitCode {
             ref access_key,
             ref secret_key,
             ref project_id,
+            time_scale,
         }) => {
             let mut sim = if instances == 0 {
                 SimConfig::demo()
@@ -201,6 +210,15 @@ async fn async_main(cli: Cli) -> ExitCode {
             }
             if let Some(p) = project_id {
                 sim.project_id = p.clone();
+            }
+            if let Some(scale) = time_scale {
+                if !scale.is_finite() || scale <= 0.0 {
+                    return fatal(
+                        EXIT_USAGE,
+                        anyhow::anyhow!("--sim.time-scale must be a positive number"),
+                    );
+                }
+                sim.time_scale = scale;
             }
             let addr = match parse_listen(&cli.listen_address) {
                 Ok(a) => a,
