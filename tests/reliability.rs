@@ -570,7 +570,10 @@ async fn iam_token_that_expires_mid_run_is_renewed_without_a_failure() {
     // Two hours pass at once: the token the exporter holds has expired at IAM, although by the
     // exporter's own clock it is young.
     clock.advance(Duration::from_secs(2 * 3600));
-    let second = published_after(&exp, &sim.sim, id, first).await;
+    // Wait for a result of a task run after the jump, so that its requests carried the token
+    // IAM now considers expired (a task already in flight may finish "before" the jump).
+    let jumped = clock.now().unix_timestamp() as f64;
+    let second = published_after(&exp, &sim.sim, id, jumped).await;
     let m = exp.scrape().await;
     assert!(sim.sim.operation_count("KeystoneCreateUserTokenByPassword") >= 2);
     assert!(

@@ -9,10 +9,13 @@
 //! remove the published result; they are counted, logged once, and backed off.
 //!
 //! # API economy
-//! After a cycle in which a task this loop created succeeded, up to [`MAX_UNLISTED_CYCLES`]
-//! cycles in a row create the next task without listing first: a completed analysis then costs
-//! two calls (create, one show) instead of three. Nothing is duplicated by this: a task someone
-//! else started makes the create fail with DCS.4918, and the loop then lists and adopts it. A
+//! For big key analyses, after a cycle in which a task this loop created succeeded, up to
+//! [`MAX_UNLISTED_CYCLES`] cycles in a row create the next task without listing first: a
+//! completed analysis then costs two calls (create, one show) instead of three. Nothing is
+//! duplicated by this: DCS documents that a big key task started elsewhere makes the create fail
+//! with DCS.4918, and the loop then lists and adopts it. Hot key analyses always list first:
+//! no "already running" refusal is documented for them, so only the list guarantees that a
+//! console or auto-scan task is adopted rather than doubled. A
 //! record that DCS auto-scan or a console run added meanwhile is picked up by the next list, at
 //! most `MAX_UNLISTED_CYCLES` cycles later (a fresh result of the loop's own is published in
 //! between anyway). The cadence of a result the loop followed counts from the task's creation,
@@ -186,8 +189,11 @@ impl<C: DcsApi> AnalysisLoop<C> {
     }
 
     async fn trigger_cycle(&mut self, cancel: &CancellationToken) -> Duration {
-        let survey = if self.clean && self.unlisted < MAX_UNLISTED_CYCLES {
-            // The last task was ours and succeeded: create straight away (see the module docs).
+        let skip_list =
+            self.analysis == Analysis::Bigkey && self.clean && self.unlisted < MAX_UNLISTED_CYCLES;
+        let survey = if skip_list {
+            // The last task was ours and succeeded, and DCS refuses a concurrent big key task
+            // with DCS.4918: create straight away (see the module docs).
             self.unlisted += 1;
             Survey::default()
         } else {

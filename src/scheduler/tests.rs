@@ -280,6 +280,18 @@ fn instance(id: &str, hot: AnalysisSettings) -> InstanceConfig {
     }
 }
 
+/// An instance with only the big key analysis on.
+fn bigkey_instance(id: &str, big: AnalysisSettings) -> InstanceConfig {
+    InstanceConfig {
+        hotkey: AnalysisSettings {
+            mode: Mode::Off,
+            ..big
+        },
+        bigkey: big,
+        ..instance(id, big)
+    }
+}
+
 struct Harness {
     fake: Arc<FakeDcs>,
     store: Arc<Store>,
@@ -351,21 +363,28 @@ async fn trigger_creates_polls_and_publishes_with_few_calls() {
     assert_eq!(st.tasks_created, 1);
     assert_eq!(h.fake.count("create"), 1);
 
-    // The second cycle knows the task takes 30 s, and the last task was its own and
-    // succeeded: create + one show, no list.
+    // The second cycle knows the task takes 30 s: one poll at the expected end. Hot key
+    // analyses list before every create (no DCS.4918 guard is documented for them).
     let before = h.fake.with(|s| s.calls.len());
     advance(600).await;
     let calls: Vec<_> = h.fake.with(|s| s.calls[before..].to_vec());
-    assert_eq!(calls, ["create", "show"], "one poll at the expected end");
+    assert_eq!(
+        calls,
+        ["list", "create", "show"],
+        "one poll at the expected end"
+    );
     assert_eq!(h.state("i1").result.unwrap().task_id, "task-2");
     assert_eq!(h.store.read(|s| s.instances["i1"].name.clone()), "name-i1");
     h.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
-async fn clean_cycles_skip_the_list_but_list_again_within_the_limit() {
+async fn clean_big_key_cycles_skip_the_list_but_list_again_within_the_limit() {
     let mut h = Harness::new(30.0);
-    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    h.start(vec![bigkey_instance(
+        "i1",
+        settings(Mode::Trigger, 600, 300),
+    )]);
     advance(150 + 30 + 30).await;
     assert_eq!(h.fake.count("create"), 1);
     let before = h.fake.with(|s| s.calls.len());
@@ -381,21 +400,25 @@ async fn clean_cycles_skip_the_list_but_list_again_within_the_limit() {
     expected.extend(["list", "create", "show"]);
     assert_eq!(calls, expected);
     assert_eq!(h.fake.count("create"), 1 + cycles);
-    assert_eq!(h.state("i1").tasks_created, 1 + cycles as u64);
+    let st = h.store.analysis_state("i1", Analysis::Bigkey).unwrap();
+    assert_eq!(st.tasks_created, 1 + cycles as u64);
     h.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_task_started_elsewhere_during_unlisted_cycles_is_adopted() {
     let mut h = Harness::new(30.0);
-    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    h.start(vec![bigkey_instance(
+        "i1",
+        settings(Mode::Trigger, 600, 300),
+    )]);
     advance(150 + 30 + 30).await;
     assert_eq!(h.fake.count("create"), 1);
     // The next cycle creates without listing; someone else's task makes the create fail with
     // DCS.4918, and the loop lists and adopts it instead of piling up another.
     h.fake.with(|s| s.race_on_create = true);
     advance(600).await;
-    let st = h.state("i1");
+    let st = h.store.analysis_state("i1", Analysis::Bigkey).unwrap();
     assert_eq!(st.tasks_adopted, 1);
     assert_eq!(st.tasks_created, 1);
     h.stop().await;
