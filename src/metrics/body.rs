@@ -113,8 +113,32 @@ impl Deflater {
                 }
             }
         }
+        // Cached for a long time: do not keep the growth slack.
+        out.shrink_to_fit();
         out
     }
+}
+
+/// `text` as the final part of a deflate stream that is byte-aligned where it starts (after a
+/// fragment, or at the start): stored blocks (RFC 1951 §3.2.4), the last one final. Costs no
+/// compression work, for small parts that change on every use.
+pub fn stored_last(text: &[u8]) -> Vec<u8> {
+    const MAX: usize = 65_535;
+    let mut out = Vec::with_capacity(text.len() + 5 * (text.len() / MAX + 1));
+    let mut chunks = text.chunks(MAX).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = chunks.peek().is_none();
+        // BFINAL in bit 0, BTYPE 00 (stored) in bits 1-2, then padding to the byte boundary.
+        out.push(u8::from(last));
+        let len = chunk.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
 }
 
 /// The gzip trailer for text with this combined CRC-32 and length.
@@ -323,6 +347,36 @@ mod tests {
             assert_eq!(f.inflate(), t.as_slice());
             assert_eq!(f.text_len(), t.len() as u64);
         }
+    }
+
+    #[test]
+    fn stored_blocks_end_a_member_after_fragments() {
+        let mut d = Deflater::new(Compression::fast());
+        for tail_len in [0usize, 1, 65_535, 65_536, 200_000] {
+            let head = text(3, 5000);
+            let tail = text(4, tail_len);
+            let frag = d.fragment(&head);
+            let mut body = GZIP_HEADER.to_vec();
+            body.extend_from_slice(&frag.data);
+            body.extend_from_slice(&stored_last(&tail));
+            let mut crc = crc_copy(&frag.crc);
+            let mut t = Crc::new();
+            t.update(&tail);
+            crc.combine(&t);
+            body.extend_from_slice(&gzip_trailer(&crc));
+            assert_eq!(
+                gunzip(&body),
+                [head, tail].concat(),
+                "tail of {tail_len} bytes"
+            );
+        }
+        // Alone, right after the header.
+        let mut body = GZIP_HEADER.to_vec();
+        body.extend_from_slice(&stored_last(b"x"));
+        let mut crc = Crc::new();
+        crc.update(b"x");
+        body.extend_from_slice(&gzip_trailer(&crc));
+        assert_eq!(gunzip(&body), b"x");
     }
 
     #[test]

@@ -27,13 +27,17 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use flate2::{Compression, Crc};
 use prometheus::{Encoder, IntGauge, Opts, Registry, TextEncoder};
+use tokio::time::Instant;
 
 use super::api::ApiMetrics;
-use super::body::{crc_copy, gzip_trailer, Body, Deflated, Deflater, Piece, GZIP_HEADER};
+use super::body::{
+    crc_copy, gzip_trailer, stored_last, Body, Deflated, Deflater, Piece, GZIP_HEADER,
+};
 use super::render::{
     key_family_header, render_key_families, render_state, RenderOptions, KEY_FAMILY_COUNT,
 };
@@ -45,8 +49,14 @@ use crate::dcs::Analysis;
 pub const PLAIN_CACHE_BYTES: u64 = 48 * 1024 * 1024;
 /// Compression of cached fragments: done once per result, so it may take its time.
 const CACHED_LEVEL: Compression = Compression::new(6);
-/// Compression of what is redone per generation or per scrape.
+/// Compression of what is redone per generation.
 const FRESH_LEVEL: Compression = Compression::new(1);
+/// How long an assembled snapshot is served before a store change is assembled in: while the
+/// scheduler is busy (many changes a second) scrapes reuse one assembly instead of each making
+/// their own. Results reach /metrics at most this much later.
+pub const MIN_REASSEMBLY_INTERVAL: Duration = Duration::from_millis(250);
+/// How long the encoded registry part (API request metrics, process metrics) is reused.
+pub const REGISTRY_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// Renders `/metrics` bodies from a store and the exporter's own registry.
 pub struct Exposition {
@@ -57,6 +67,18 @@ pub struct Exposition {
     /// Fixed at creation: the registry's metrics were created under it.
     namespace: String,
     cache: Mutex<Cache>,
+    /// A copy of the last assembly, for scrapes that arrive while the next one is made.
+    last_assembled: Mutex<Option<Arc<Assembled>>>,
+    registry_cache: Mutex<Option<Arc<RegistryPart>>>,
+}
+
+/// The registry part of a body, encoded at `at`.
+struct RegistryPart {
+    at: Instant,
+    text: Bytes,
+    /// `text` as the final stored deflate block(s) of a gzip body.
+    stored: Bytes,
+    crc: Crc,
 }
 
 /// The rendered snapshot part and what it was rendered from.
@@ -72,7 +94,10 @@ struct Cache {
     keep_plain: bool,
     /// [`PLAIN_CACHE_BYTES`], smaller in tests.
     plain_budget: u64,
-    assembled: Option<Arc<Assembled>>,
+    /// The last assembly and when it was made.
+    assembled: Option<(Arc<Assembled>, Instant)>,
+    /// [`MIN_REASSEMBLY_INTERVAL`]; zero in most tests.
+    min_reassembly: Duration,
     /// The per-analysis and per-instance families of the last assembly, one per family.
     state: Vec<Fragment>,
     /// Snapshot assemblies done so far (for tests and debugging).
@@ -88,8 +113,10 @@ struct Fragment {
 }
 
 impl Fragment {
-    fn new(text: Vec<u8>, keep_plain: bool, deflater: &mut Deflater) -> Fragment {
+    fn new(mut text: Vec<u8>, keep_plain: bool, deflater: &mut Deflater) -> Fragment {
         let deflated = Arc::new(deflater.fragment(&text));
+        // Cached until the result changes: do not keep the growth slack.
+        text.shrink_to_fit();
         Fragment {
             plain: keep_plain.then(|| Bytes::from(text)),
             deflated,
@@ -126,6 +153,7 @@ struct Unit {
 }
 
 /// The snapshot part of one generation, ready to send.
+#[derive(Default)]
 struct Assembled {
     plain: Arc<[Piece]>,
     gzip: Arc<[Piece]>,
@@ -190,6 +218,8 @@ impl Exposition {
             api,
             reload_ok,
             namespace: ns,
+            last_assembled: Mutex::new(None),
+            registry_cache: Mutex::new(None),
             cache: Mutex::new(Cache {
                 headers: headers(&opts),
                 opts,
@@ -198,6 +228,7 @@ impl Exposition {
                 keep_plain: true,
                 plain_budget: PLAIN_CACHE_BYTES,
                 assembled: None,
+                min_reassembly: MIN_REASSEMBLY_INTERVAL,
                 state: Vec::new(),
                 renders: 0,
                 unit_renders: 0,
@@ -224,6 +255,11 @@ impl Exposition {
     /// Sets `{ns}_exporter_config_last_reload_successful`.
     pub fn set_config_reload_successful(&self, ok: bool) {
         self.reload_ok.set(i64::from(ok));
+        // Shown at once, not after the registry part's cache expires.
+        *self
+            .registry_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Replaces the render options (after a config reload) and drops the cached rendering.
@@ -253,33 +289,62 @@ impl Exposition {
     /// renders only results that changed; the registry part is encoded on every call. Never
     /// waits on anything but the store's lock for a cheap clone of the snapshot.
     pub fn body(&self, gzip: bool) -> Body {
-        let snapshot = self.snapshot_part();
-        let mut registry_text = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut registry_text) {
-            tracing::warn!(error = %e, "could not encode the exporter's own metrics");
-            registry_text.clear();
-        }
+        let snapshot = self.snapshot_part(true).unwrap_or_default();
+        self.with_registry(&snapshot, gzip)
+    }
+
+    /// [`body`](Self::body) when it needs no assembly (the usual case: nothing changed, or
+    /// the last assembly is younger than [`MIN_REASSEMBLY_INTERVAL`], or another scrape is
+    /// assembling right now): cheap enough for an I/O thread. `None` otherwise.
+    pub fn body_if_ready(&self, gzip: bool) -> Option<Body> {
+        let snapshot = self.snapshot_part(false)?;
+        Some(self.with_registry(&snapshot, gzip))
+    }
+
+    fn with_registry(&self, snapshot: &Assembled, gzip: bool) -> Body {
+        let registry = self.registry_part();
         if gzip {
             let mut crc = crc_copy(&snapshot.crc);
-            let mut tail_crc = Crc::new();
-            tail_crc.update(&registry_text);
-            crc.combine(&tail_crc);
-            let last = Deflater::new(FRESH_LEVEL).last(&registry_text);
+            crc.combine(&registry.crc);
             Body::new(
                 Some(Bytes::from_static(&GZIP_HEADER)),
                 snapshot.gzip.clone(),
                 vec![
-                    Bytes::from(last),
+                    registry.stored.clone(),
                     Bytes::copy_from_slice(&gzip_trailer(&crc)),
                 ],
             )
         } else {
-            Body::new(
-                None,
-                snapshot.plain.clone(),
-                vec![Bytes::from(registry_text)],
-            )
+            Body::new(None, snapshot.plain.clone(), vec![registry.text.clone()])
         }
+    }
+
+    /// The encoded registry, at most [`REGISTRY_MAX_AGE`] old.
+    fn registry_part(&self) -> Arc<RegistryPart> {
+        let mut cached = self
+            .registry_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = cached.as_ref() {
+            if r.at.elapsed() < REGISTRY_MAX_AGE {
+                return r.clone();
+            }
+        }
+        let mut text = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut text) {
+            tracing::warn!(error = %e, "could not encode the exporter's own metrics");
+            text.clear();
+        }
+        let mut crc = Crc::new();
+        crc.update(&text);
+        let part = Arc::new(RegistryPart {
+            at: Instant::now(),
+            stored: Bytes::from(stored_last(&text)),
+            text: Bytes::from(text),
+            crc,
+        });
+        *cached = Some(part.clone());
+        part
     }
 
     /// The whole body for one scrape in one buffer (see [`body`](Self::body)).
@@ -297,15 +362,36 @@ impl Exposition {
         self.lock().unit_renders
     }
 
-    /// The snapshot part of the current generation, assembled first if the store changed.
-    fn snapshot_part(&self) -> Arc<Assembled> {
+    /// The snapshot part of the current generation, assembled first if the store changed
+    /// (unless the last assembly is younger than [`MIN_REASSEMBLY_INTERVAL`]). Without
+    /// `may_assemble`, `None` instead of assembling or waiting for another assembly.
+    fn snapshot_part(&self, may_assemble: bool) -> Option<Arc<Assembled>> {
         // Holding the cache lock while assembling makes concurrent scrapes share the work.
-        let mut guard = self.lock();
-        let cache = &mut *guard;
-        if let Some(a) = &cache.assembled {
-            if cache.generation == Some(self.store.generation()) {
-                return a.clone();
+        let mut guard = if may_assemble {
+            self.lock()
+        } else {
+            match self.cache.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                // Someone is assembling: serve what was assembled before, if anything.
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    return self
+                        .last_assembled
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone()
+                }
             }
+        };
+        let cache = &mut *guard;
+        if let Some((a, at)) = &cache.assembled {
+            let young = at.elapsed() < cache.min_reassembly;
+            if young || cache.generation == Some(self.store.generation()) {
+                return Some(a.clone());
+            }
+        }
+        if !may_assemble {
+            return None;
         }
         // Results are behind `Arc`s, so the clone is cheap and the store's writers wait only
         // for it, not for the rendering. The generation is read under the same lock so it
@@ -382,7 +468,7 @@ impl Exposition {
             cache
                 .assembled
                 .as_ref()
-                .map_or(64 * 1024, |a| a.gzip_len + 4096),
+                .map_or(64 * 1024, |(a, _)| a.gzip_len + 4096),
         );
         let mut crc = Crc::new();
         let mut push = |f: &Fragment, crc: &mut Crc| {
@@ -418,7 +504,9 @@ impl Exposition {
         for text in split_families(&state) {
             let fragment = match previous.next() {
                 Some(f) if f.plain.as_deref() == Some(&text[..]) => f,
-                _ => Fragment::from_bytes(text, &mut fresh),
+                // A copy of its own: a slice would keep this whole rendering alive for as
+                // long as any family of it stays unchanged.
+                _ => Fragment::from_bytes(Bytes::copy_from_slice(&text), &mut fresh),
             };
             push(&fragment, &mut crc);
             cache.state.push(fragment);
@@ -432,10 +520,14 @@ impl Exposition {
             crc,
         });
         cache.units = units;
-        cache.assembled = Some(assembled.clone());
+        cache.assembled = Some((assembled.clone(), Instant::now()));
         cache.generation = Some(generation);
         cache.renders += 1;
-        assembled
+        *self
+            .last_assembled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(assembled.clone());
+        Some(assembled)
     }
 
     fn lock(&self) -> MutexGuard<'_, Cache> {
@@ -530,6 +622,14 @@ mod tests {
         assert!(store.publish("i1", Analysis::Hotkey, &task));
     }
 
+    /// An exposition without process metrics (nothing in the registry moves between calls)
+    /// that assembles on every store change.
+    fn test_exposition(store: Arc<Store>) -> Exposition {
+        let exp = Exposition::build(store, RenderOptions::default(), false).expect("valid");
+        exp.lock().min_reassembly = Duration::ZERO;
+        exp
+    }
+
     fn gunzip(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         // A single-member decoder: the body must be one gzip member.
@@ -544,7 +644,7 @@ mod tests {
         let store = store();
         publish(&store, "t1", "2024-01-01T00:00:09Z", "user:1");
         // Without the process collector nothing in the registry moves between the two calls.
-        let exp = Exposition::build(store, RenderOptions::default(), false).expect("valid");
+        let exp = test_exposition(store);
         exp.api_metrics()
             .observe("ListHotKeyScanTasks", Some(200), 0.2);
         let plain = exp.render(false);
@@ -573,7 +673,7 @@ mod tests {
     fn snapshot_part_is_rendered_once_per_generation() {
         let store = store();
         publish(&store, "t1", "2024-01-01T00:00:09Z", "user:1");
-        let exp = Exposition::build(store.clone(), RenderOptions::default(), false).expect("ok");
+        let exp = test_exposition(store.clone());
         let first = exp.render(false);
         let again = exp.render(true);
         let third = exp.render(false);
@@ -675,7 +775,7 @@ mod tests {
     #[test]
     fn only_changed_results_are_rendered_again() {
         let store = fleet(20);
-        let exp = Exposition::build(store.clone(), RenderOptions::default(), false).expect("ok");
+        let exp = test_exposition(store.clone());
         let first = exp.render(false);
         assert_eq!(exp.result_renders(), 30);
         assert!(is_reference(&first, &store));
@@ -705,10 +805,42 @@ mod tests {
         assert_eq!(text.matches("# HELP dcs_hotkey_frequency ").count(), 1);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn changes_within_the_reassembly_interval_are_served_from_the_last_assembly() {
+        let store = fleet(5);
+        let exp = Exposition::build(store.clone(), RenderOptions::default(), false).expect("ok");
+        let first = exp.render(false);
+        fleet_publish(&store, 3, "t2", "2024-01-01T01:00:00Z", 5);
+        // Within the interval: the previous assembly, served without assembling.
+        let stale = exp
+            .body_if_ready(false)
+            .expect("no assembly needed")
+            .into_bytes();
+        assert_eq!(stale, first);
+        assert_eq!(exp.snapshot_renders(), 1);
+        tokio::time::advance(MIN_REASSEMBLY_INTERVAL).await;
+        assert!(
+            exp.body_if_ready(true).is_none(),
+            "past the interval a change is assembled in"
+        );
+        let fresh = exp.render(false);
+        assert_eq!(exp.snapshot_renders(), 2);
+        assert!(is_reference(&fresh, &store));
+        assert!(std::str::from_utf8(&fresh)
+            .expect("UTF-8")
+            .contains("key=\"t2:key:4\""));
+        // Unchanged since: ready without assembling, however old.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(
+            exp.body_if_ready(false).expect("unchanged").into_bytes(),
+            fresh
+        );
+    }
+
     #[test]
     fn past_the_plain_budget_plain_scrapes_inflate_the_cached_fragments() {
         let store = fleet(50);
-        let exp = Exposition::build(store.clone(), RenderOptions::default(), false).expect("ok");
+        let exp = test_exposition(store.clone());
         exp.lock().plain_budget = 10_000;
         let plain = exp.render(false);
         assert!(!exp.lock().keep_plain);
