@@ -401,6 +401,9 @@ impl Exposition {
         let mut units = HashMap::with_capacity(cache.units.len());
         let mut order = Vec::new();
         let mut plain_bytes = 0u64;
+        // Decided as the results are walked, so that the plain text of a fleet past the budget
+        // is never all held at once (not even while it is being rendered).
+        let mut keep = cache.keep_plain;
         for inst in snapshot.instances.values() {
             for (&analysis, state) in &inst.analyses {
                 let Some(result) = &state.result else {
@@ -421,9 +424,7 @@ impl Exposition {
                             .into_iter()
                             .enumerate()
                             .filter(|(_, text)| !text.is_empty())
-                            .map(|(i, text)| {
-                                (i, Fragment::new(text, cache.keep_plain, &mut cached))
-                            })
+                            .map(|(i, text)| (i, Fragment::new(text, keep, &mut cached)))
                             .collect();
                         Unit {
                             result: result.clone(),
@@ -433,11 +434,21 @@ impl Exposition {
                         }
                     }
                 };
+                let mut unit = unit;
                 plain_bytes += unit
                     .families
                     .iter()
                     .map(|(_, f)| f.deflated.text_len())
                     .sum::<u64>();
+                if keep && plain_bytes > cache.plain_budget {
+                    keep = false;
+                    for u in units.values_mut() {
+                        drop_plain(u);
+                    }
+                }
+                if !keep {
+                    drop_plain(&mut unit);
+                }
                 order.push(key.clone());
                 units.insert(key, unit);
             }
@@ -541,6 +552,13 @@ impl std::fmt::Debug for Exposition {
         f.debug_struct("Exposition")
             .field("namespace", &self.namespace)
             .finish_non_exhaustive()
+    }
+}
+
+/// Keeps only the compressed text of a unit.
+fn drop_plain(unit: &mut Unit) {
+    for (_, f) in &mut unit.families {
+        f.plain = None;
     }
 }
 
