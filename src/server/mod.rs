@@ -271,7 +271,8 @@ impl Connection {
 /// The first byte of a TLS record carrying a handshake message.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// What a plain HTTP client gets from the TLS port.
-const PLAIN_HTTP_TO_TLS: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+const PLAIN_HTTP_TO_TLS: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
 Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
 /// Runs the TLS handshake within [`HEADER_READ_TIMEOUT`]; `None` when it fails (logged at debug
