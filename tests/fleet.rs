@@ -398,7 +398,21 @@ async fn discovery_finds_every_instance_of_several_projects_with_filters() {
     let exp = start_exporter(config, FleetOptions::default()).await;
     wait_instances(&exp, "every matching instance", &want).await;
 
-    let m = exp.scrape().await;
+    // The exporter's own metrics are cached for up to a second between scrapes: wait until
+    // they show the discovery that the instance series already reflect.
+    let want_shard = Some(want.len() as f64);
+    let m = wait_for("discovery and shard gauges", || async {
+        let m = exp.scrape().await;
+        let shard = m.get(
+            "dcs_exporter_shard_instances",
+            &[("shard_index", "0"), ("shard_count", "1")],
+        );
+        (shard == want_shard
+            && m.get("dcs_discovery_instances", &[("cloud", "cloud1")])
+                .is_some())
+        .then_some(m)
+    })
+    .await;
     // Details come from the listing: names, versions, specs, statuses.
     for inst in want_a.iter().chain(&want_b) {
         let labels = [
@@ -614,16 +628,19 @@ async fn reload_refilters_the_kept_listing() {
     let (reply, answer) = tokio::sync::oneshot::channel();
     reload_tx.send(reply).await.unwrap();
     assert_eq!(answer.await.unwrap(), Ok(()));
-    assert_eq!(exp.instances().await, named("staging-"));
+    // A scrape may reuse the previous body for up to 250 ms and the exporter's own metrics for
+    // up to 1 s: wait for the new filter to show, then check no second listing was needed.
+    wait_instances(&exp, "the staging instances", &named("staging-")).await;
+    let staging = Some(named("staging-").len() as f64);
+    let m = wait_for("the discovery gauge after reload", || async {
+        let m = exp.scrape().await;
+        (m.get("dcs_discovery_instances", &[("cloud", "p")]) == staging).then_some(m)
+    })
+    .await;
     assert_eq!(s.sim.operation_count("ListInstances"), 1);
-    let m = exp.scrape().await;
     assert_eq!(
         m.get("dcs_exporter_config_last_reload_successful", &[]),
         Some(1.0)
-    );
-    assert_eq!(
-        m.get("dcs_discovery_instances", &[("cloud", "p")]),
-        Some(named("staging-").len() as f64)
     );
     exp.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
