@@ -6,51 +6,23 @@
 //! second, or on a manual clock that a test advances; the tests wait for observable conditions
 //! (a readiness poll with a deadline), never for fixed periods.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
+use common::{start_sim, Exporter, Metrics, Sim};
+use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config::{AnalysisSettings, Config, Mode, SchedulerSettings};
 use dcs_key_exporter::dcs::{timestamp, Analysis, KeyRecord, SizeUnit, TaskRecord, TaskStatus};
 use dcs_key_exporter::demo;
 use dcs_key_exporter::simulator::{Faults, SimClock, SimConfig, SimInstance, Simulator};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// Longest wait for any condition.
 const DEADLINE: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // Harness
-
-struct Sim {
-    sim: Simulator,
-    config: SimConfig,
-    url: url::Url,
-    cancel: CancellationToken,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
-async fn start_sim(config: SimConfig) -> Sim {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-    let sim = Simulator::new(config.clone());
-    let cancel = CancellationToken::new();
-    let (s, c) = (sim.clone(), cancel.clone());
-    tokio::spawn(async move { s.serve(listener, c).await });
-    Sim {
-        sim,
-        config,
-        url,
-        cancel,
-    }
-}
 
 fn sim_config(instances: Vec<SimInstance>) -> SimConfig {
     SimConfig {
@@ -94,165 +66,22 @@ const OFF: AnalysisSettings = AnalysisSettings {
     top_n: 10,
 };
 
-struct Exporter {
-    addr: SocketAddr,
-    cancel: CancellationToken,
-    join: tokio::task::JoinHandle<Result<(), app::Error>>,
-    http: reqwest::Client,
-}
-
 async fn start_exporter(config: Config) -> Exporter {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cancel = CancellationToken::new();
     let opts = RunOptions {
         telemetry_path: "/metrics".into(),
         namespace: "dcs".into(),
         ..RunOptions::default()
     };
-    let join = tokio::spawn(app::run(
-        ConfigSource::Fixed(Box::new(config)),
-        listener,
-        opts,
-        app::reload_channel(),
-        cancel.clone(),
-    ));
-    Exporter {
-        addr,
-        cancel,
-        join,
-        http: reqwest::Client::new(),
-    }
-}
-
-impl Exporter {
-    async fn scrape(&self) -> Metrics {
-        let body = self
-            .http
-            .get(format!("http://{}/metrics", self.addr))
-            .send()
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("body");
-        Metrics(parse_exposition(&body))
-    }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        let r = tokio::time::timeout(DEADLINE, self.join)
-            .await
-            .expect("exporter stops");
-        r.expect("no panic").expect("exporter exits cleanly");
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-struct Metrics(Vec<Sample>);
-
-impl Metrics {
-    fn family(&self, name: &str) -> Vec<&Sample> {
-        self.0.iter().filter(|s| s.name == name).collect()
-    }
-
-    /// The one sample of `name` whose labels include all of `labels`.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let found: Vec<_> = self
-            .family(name)
-            .into_iter()
-            .filter(|s| {
-                labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .collect();
-        assert!(
-            found.len() <= 1,
-            "{name} {labels:?} matches {} samples",
-            found.len()
-        );
-        found.first().map(|s| s.value)
-    }
-}
-
-/// A small parser of the text format, independent of the renderer.
-fn parse_exposition(text: &str) -> Vec<Sample> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (name_end, has_labels) = match line.find(['{', ' ']) {
-            Some(i) => (i, line.as_bytes()[i] == b'{'),
-            None => panic!("bad line {line:?}"),
-        };
-        let name = line[..name_end].to_owned();
-        let mut labels = BTreeMap::new();
-        let mut rest = &line[name_end..];
-        if has_labels {
-            rest = &rest[1..];
-            loop {
-                if let Some(r) = rest.strip_prefix('}') {
-                    rest = r;
-                    break;
-                }
-                let eq = rest.find('=').expect("label =");
-                let key = rest[..eq].to_owned();
-                let mut chars = rest[eq + 2..].char_indices();
-                let mut value = String::new();
-                let end = loop {
-                    let (i, c) = chars.next().expect("closing quote");
-                    match c {
-                        '\\' => match chars.next().expect("escape").1 {
-                            'n' => value.push('\n'),
-                            other => value.push(other),
-                        },
-                        '"' => break i,
-                        c => value.push(c),
-                    }
-                };
-                labels.insert(key, value);
-                rest = &rest[eq + 2 + end + 1..];
-                rest = rest.strip_prefix(',').unwrap_or(rest);
-            }
-        }
-        let value: f64 = rest
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        out.push(Sample {
-            name,
-            labels,
-            value,
-        });
-    }
-    out
+    common::start_exporter(config, opts, DEADLINE).await
 }
 
 /// Polls `f` until it returns `Some`, failing after [`DEADLINE`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_within(what, DEADLINE, f).await
 }
 
 fn newest_success(sim: &Simulator, id: &str, a: Analysis) -> Option<TaskRecord> {

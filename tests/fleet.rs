@@ -7,9 +7,12 @@
 //! refreshes every few hundred milliseconds; tests wait for observable conditions with a
 //! deadline, never for fixed periods.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::Duration;
+
+use common::{start_sim, Exporter, Metrics, Sim};
 
 use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
 use dcs_key_exporter::config::{
@@ -21,7 +24,7 @@ use dcs_key_exporter::demo;
 use dcs_key_exporter::fleet::discovery::list_all;
 use dcs_key_exporter::fleet::{FleetOptions, Shard};
 use dcs_key_exporter::simulator::{
-    Faults, SimConfig, SimInstance, Simulator, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY,
+    Faults, SimConfig, SimInstance, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -33,34 +36,6 @@ const REFRESH: Duration = Duration::from_millis(300);
 
 // ---------------------------------------------------------------------------------------------
 // Harness
-
-struct Sim {
-    sim: Simulator,
-    config: SimConfig,
-    url: url::Url,
-    cancel: CancellationToken,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
-async fn start_sim(config: SimConfig) -> Sim {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-    let sim = Simulator::new(config.clone());
-    let cancel = CancellationToken::new();
-    let (s, c) = (sim.clone(), cancel.clone());
-    tokio::spawn(async move { s.serve(listener, c).await });
-    Sim {
-        sim,
-        config,
-        url,
-        cancel,
-    }
-}
 
 /// A generated fleet in its own project.
 fn project(seed: u64, n: usize, project_id: &str) -> SimConfig {
@@ -136,175 +111,34 @@ fn defaults(hotkey: AnalysisSettings) -> InstanceDefaults {
     }
 }
 
-struct Exporter {
-    addr: SocketAddr,
-    cancel: CancellationToken,
-    join: tokio::task::JoinHandle<Result<(), app::Error>>,
-    http: reqwest::Client,
-}
-
 async fn start_exporter(config: Config, fleet: FleetOptions) -> Exporter {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cancel = CancellationToken::new();
     let opts = RunOptions {
         fleet,
         ..RunOptions::default()
     };
-    let join = tokio::spawn(app::run(
-        ConfigSource::Fixed(Box::new(config)),
-        listener,
-        opts,
-        app::reload_channel(),
-        cancel.clone(),
-    ));
-    Exporter {
-        addr,
-        cancel,
-        join,
-        http: reqwest::Client::new(),
-    }
+    common::start_exporter(config, opts, DEADLINE).await
 }
 
-impl Exporter {
-    async fn scrape(&self) -> Metrics {
-        let body = self
-            .http
-            .get(format!("http://{}/metrics", self.addr))
-            .send()
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("body");
-        Metrics(parse_exposition(&body))
-    }
-
-    /// The instance ids of `dcs_instance_info`.
-    async fn instances(&self) -> BTreeSet<String> {
-        self.scrape()
-            .await
-            .label_values("dcs_instance_info", "instance_id")
-    }
-
-    async fn stop(self) {
-        self.cancel.cancel();
-        let r = tokio::time::timeout(DEADLINE, self.join)
-            .await
-            .expect("exporter stops");
-        r.expect("no panic").expect("exporter exits cleanly");
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-struct Metrics(Vec<Sample>);
-
-impl Metrics {
-    fn family<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Sample> {
-        self.0.iter().filter(move |s| s.name == name)
-    }
-
-    fn label_values(&self, name: &str, label: &str) -> BTreeSet<String> {
-        self.family(name)
-            .filter_map(|s| s.labels.get(label).cloned())
-            .collect()
-    }
-
-    /// The one sample of `name` whose labels include all of `labels`.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let found: Vec<_> = self
-            .family(name)
-            .filter(|s| {
-                labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .collect();
-        assert!(
-            found.len() <= 1,
-            "{name} {labels:?}: {} samples",
-            found.len()
-        );
-        found.first().map(|s| s.value)
-    }
-}
-
-/// A small parser of the text format, independent of the renderer.
-fn parse_exposition(text: &str) -> Vec<Sample> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let name_end = line.find(['{', ' ']).expect("name");
-        let name = line[..name_end].to_owned();
-        let mut labels = BTreeMap::new();
-        let mut rest = &line[name_end..];
-        if let Some(r) = rest.strip_prefix('{') {
-            rest = r;
-            while let Some(eq) = rest.find("=\"") {
-                let key = rest[..eq].to_owned();
-                let mut value = String::new();
-                let mut chars = rest[eq + 2..].char_indices();
-                let end = loop {
-                    let (i, c) = chars.next().expect("closing quote");
-                    match c {
-                        '\\' => match chars.next().expect("escape").1 {
-                            'n' => value.push('\n'),
-                            other => value.push(other),
-                        },
-                        '"' => break i,
-                        c => value.push(c),
-                    }
-                };
-                labels.insert(key, value);
-                rest = &rest[eq + 2 + end + 1..];
-                rest = rest.strip_prefix(',').unwrap_or(rest);
-                if let Some(r) = rest.strip_prefix('}') {
-                    rest = r;
-                    break;
-                }
-            }
-        }
-        let value = rest.trim().parse().expect("value");
-        out.push(Sample {
-            name,
-            labels,
-            value,
-        });
-    }
-    out
+/// The instance ids of `dcs_instance_info`.
+async fn instances(exp: &Exporter) -> BTreeSet<String> {
+    exp.scrape()
+        .await
+        .label_values("dcs_instance_info", "instance_id")
 }
 
 /// Polls `f` until it returns `Some`, failing after [`DEADLINE`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_within(what, DEADLINE, f).await
 }
 
 /// Waits until the exporter's instance set is `want`.
 async fn wait_instances(exp: &Exporter, what: &str, want: &BTreeSet<String>) {
     wait_for(what, || async {
-        let got = exp.instances().await;
+        let got = instances(exp).await;
         (got == *want).then_some(())
     })
     .await
@@ -566,7 +400,7 @@ async fn adds_removes_and_outages_are_picked_up_live() {
     })
     .await;
     assert_eq!(
-        exp.instances().await,
+        instances(&exp).await,
         want,
         "the set stays during the outage"
     );
@@ -620,6 +454,7 @@ async fn reload_refilters_the_kept_listing() {
         cancel,
         join,
         http: reqwest::Client::new(),
+        stop_deadline: DEADLINE,
     };
     wait_instances(&exp, "the prod instances", &named("prod-")).await;
 
@@ -769,6 +604,7 @@ async fn trigger_and_observe_replicas_share_tasks_and_survive_each_other() {
     // then both must show the same keys.
     let keys = |m: &Metrics, id: &str| -> BTreeSet<String> {
         m.family("dcs_hotkey_frequency")
+            .into_iter()
             .filter(|s| s.labels.get("instance_id").map(String::as_str) == Some(id))
             .map(|s| format!("{} {}", s.labels["key"], s.value))
             .collect()
@@ -853,6 +689,7 @@ async fn trigger_and_observe_replicas_share_tasks_and_survive_each_other() {
             assert!(now >= *before, "{id}: an older result replaced a newer one");
             let keys = mo
                 .family("dcs_hotkey_frequency")
+                .into_iter()
                 .any(|s| s.labels.get("instance_id") == Some(id));
             if !keys || Some(now) != newest(id) {
                 return None;
