@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Method};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
@@ -30,14 +29,6 @@ use crate::dcs::{
 };
 use crate::metrics::api::ApiMetrics;
 use crate::secret::Secret;
-
-/// RFC 3986 unreserved characters stay literal; everything else in a path segment or query
-/// component is percent-encoded (the signer's canonical form, so what is sent is canonical).
-const ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 /// Longest excerpt of an unparseable error body kept in an error message.
 const EXCERPT_CHARS: usize = 200;
@@ -223,19 +214,14 @@ fn invalid(operation: &'static str, message: impl Into<String>) -> Error {
     }
 }
 
-fn encode(s: &str) -> String {
-    utf8_percent_encode(s, ENCODE_SET).to_string()
-}
-
-/// The query string in canonical order (sorted by name then value, unreserved-only encoding).
+/// The query string in canonical order, so that what is sent is what is signed.
 fn build_query(pairs: &[(&str, String)]) -> String {
-    let mut pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    signer::canonical_pairs(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    )
 }
 
 /// Reads `Retry-After` given in seconds.
@@ -401,14 +387,14 @@ impl DcsClient {
         let mut path = format!(
             "{}/v2/{}/instances",
             c.endpoint.path().trim_end_matches('/'),
-            encode(&c.project_id)
+            signer::encode(&c.project_id)
         );
         for s in segments {
             if s.is_empty() {
                 return Err(invalid(operation, "an identifier in the path is empty"));
             }
             path.push('/');
-            path.push_str(&encode(s));
+            path.push_str(&signer::encode(s));
         }
         let mut url = c.endpoint.clone();
         url.set_path(&path);

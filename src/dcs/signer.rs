@@ -64,7 +64,9 @@ pub struct ParsedAuthorization {
     pub signature: String,
 }
 
-fn encode(s: &str) -> String {
+/// Percent-encodes a path segment or query component, leaving only the RFC 3986 unreserved
+/// characters literal: the canonical form, so a request built with it is sent as it is signed.
+pub fn encode(s: &str) -> String {
     utf8_percent_encode(s, ENCODE_SET).to_string()
 }
 
@@ -87,7 +89,7 @@ pub fn canonical_uri(path: &str) -> String {
 /// The canonical query string: pairs decoded, sorted by (name, value) as decoded text (like the
 /// SDK sorts its raw parameters), then encoded and joined as `k=v` with '&'.
 pub fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = query
+    let pairs = query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
@@ -95,6 +97,12 @@ pub fn canonical_query(query: &str) -> String {
             None => (decode(p), String::new()),
         })
         .collect();
+    canonical_pairs(pairs)
+}
+
+/// The canonical query string of decoded (name, value) pairs: sorted by name then value,
+/// encoded, joined as `k=v` with '&'. The client builds its queries with it.
+pub fn canonical_pairs(mut pairs: Vec<(String, String)>) -> String {
     pairs.sort();
     pairs
         .iter()
