@@ -30,23 +30,12 @@ pub struct IssuedToken {
     pub expires_at: OffsetDateTime,
 }
 
-/// The request as received, in the form the signer needs.
-pub struct Received<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: &'a str,
-    /// Lowercase names.
-    pub headers: &'a [(String, String)],
-    pub body: &'a [u8],
-}
-
-impl Received<'_> {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
+/// The first value of header `name` (case-insensitive) as received.
+fn header<'a>(req: &SignableRequest<'a>, name: &str) -> Option<&'a str> {
+    req.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// Who a request authenticated as.
@@ -74,13 +63,13 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 /// Authenticates a DCS request; `Err` holds the APIG.0301 message.
 pub fn authenticate(
     shared: &Shared,
-    req: &Received<'_>,
+    req: &SignableRequest<'_>,
     clock_skew: Duration,
 ) -> Result<Principal, String> {
-    if let Some(value) = req.header("authorization") {
+    if let Some(value) = header(req, "authorization") {
         return verify_signature(shared, req, value, clock_skew);
     }
-    if let Some(token) = req.header("x-auth-token") {
+    if let Some(token) = header(req, "x-auth-token") {
         return verify_token(shared, token);
     }
     Err(fail("x-auth-token not found"))
@@ -88,7 +77,7 @@ pub fn authenticate(
 
 fn verify_signature(
     shared: &Shared,
-    req: &Received<'_>,
+    req: &SignableRequest<'_>,
     authorization: &str,
     clock_skew: Duration,
 ) -> Result<Principal, String> {
@@ -100,21 +89,14 @@ fn verify_signature(
             parsed.access_key
         )));
     }
-    let date_value = req.header(signer::HEADER_SDK_DATE).ok_or_else(bad)?;
+    let date_value = header(req, signer::HEADER_SDK_DATE).ok_or_else(bad)?;
     let date = signer::parse_sdk_date(date_value.trim()).ok_or_else(bad)?;
     let server_now = OffsetDateTime::now_utc() + clock_skew;
     if (server_now - date).unsigned_abs() > SIGNATURE_WINDOW {
         return Err(bad());
     }
-    let signable = SignableRequest {
-        method: req.method,
-        path: req.path,
-        query: req.query,
-        headers: req.headers,
-        body: req.body,
-    };
     let expected = signer::signature(
-        &signable,
+        req,
         &parsed.signed_headers,
         shared.secret_key.expose(),
         date_value.trim(),
@@ -123,7 +105,7 @@ fn verify_signature(
         return Err(bad());
     }
     Ok(Principal::AkSk {
-        project_header: req.header("x-project-id").map(str::to_owned),
+        project_header: header(req, "x-project-id").map(str::to_owned),
     })
 }
 

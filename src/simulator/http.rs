@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::auth::{self, Principal, Received};
+use super::auth::{self, Principal};
 use super::state::{InstanceState, Refusal};
 use super::{Shared, World};
 use crate::dcs::model::{
@@ -465,7 +465,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<SimBody
         );
     };
 
-    let received = Received {
+    let received = crate::dcs::signer::SignableRequest {
         method: &method,
         path: &path,
         query: &query,
