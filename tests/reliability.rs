@@ -7,7 +7,8 @@
 //! `reason`; then it clears the fault and waits for a newer result. Expectations come from the
 //! simulator's own records, never from what the exporter printed.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ use dcs_key_exporter::simulator::{Faults, SimClock, SimConfig, SimIam, SimInstan
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use common::{parse_exposition, start_sim, Metrics, Sim};
 
 /// Longest wait for any condition.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -32,28 +35,6 @@ const TOP_N: usize = 5;
 
 // ---------------------------------------------------------------------------------------------
 // Harness (the pattern of tests/exporter.rs)
-
-struct Sim {
-    sim: Simulator,
-    url: url::Url,
-    cancel: CancellationToken,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
-async fn start_sim(config: SimConfig) -> Sim {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-    let sim = Simulator::new(config);
-    let cancel = CancellationToken::new();
-    let (s, c) = (sim.clone(), cancel.clone());
-    tokio::spawn(async move { s.serve(listener, c).await });
-    Sim { sim, url, cancel }
-}
 
 fn sim_config(id: &str) -> SimConfig {
     SimConfig {
@@ -164,99 +145,13 @@ impl Exporter {
     }
 }
 
-struct Metrics(Vec<(String, BTreeMap<String, String>, f64)>);
-
-impl Metrics {
-    /// The one sample of `name` whose labels include all of `labels`.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let found: Vec<f64> = self
-            .0
-            .iter()
-            .filter(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|s| s.2)
-            .collect();
-        assert!(found.len() <= 1, "{name} {labels:?}: {found:?}");
-        found.first().copied()
-    }
-
-    fn count(&self, name: &str, id: &str) -> usize {
-        self.0
-            .iter()
-            .filter(|(n, l, _)| n == name && l.get("instance_id").map(String::as_str) == Some(id))
-            .count()
-    }
-
-    fn sum(&self, name: &str, label: &str, value: &str) -> f64 {
-        self.0
-            .iter()
-            .filter(|(n, l, _)| n == name && l.get(label).map(String::as_str) == Some(value))
-            .map(|s| s.2)
-            .sum()
-    }
-}
-
-/// A small parser of the text format, independent of the renderer.
-fn parse_exposition(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let name_end = line.find(['{', ' ']).expect("metric name");
-        let name = line[..name_end].to_owned();
-        let mut labels = BTreeMap::new();
-        let mut rest = &line[name_end..];
-        if let Some(r) = rest.strip_prefix('{') {
-            rest = r;
-            while let Some(eq) = rest.find("=\"") {
-                let key = rest[..eq].to_owned();
-                let mut value = String::new();
-                let mut chars = rest[eq + 2..].char_indices();
-                let end = loop {
-                    let (i, c) = chars.next().expect("closing quote");
-                    match c {
-                        '\\' => match chars.next().expect("escape").1 {
-                            'n' => value.push('\n'),
-                            other => value.push(other),
-                        },
-                        '"' => break i,
-                        c => value.push(c),
-                    }
-                };
-                labels.insert(key, value);
-                rest = &rest[eq + 2 + end + 1..];
-                rest = rest.strip_prefix(',').unwrap_or(rest);
-                if let Some(r) = rest.strip_prefix('}') {
-                    rest = r;
-                    break;
-                }
-            }
-        }
-        let value: f64 = rest.trim().parse().expect("sample value");
-        out.push((name, labels, value));
-    }
-    out
-}
-
 /// Polls `f` until it returns `Some`, failing after [`DEADLINE`].
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_within(what, DEADLINE, f).await
 }
 
 fn finished(t: &TaskRecord) -> f64 {

@@ -131,6 +131,23 @@ impl Metrics {
         found.first().map(|s| s.value)
     }
 
+    /// Number of samples of `name` for one instance.
+    pub fn count(&self, name: &str, id: &str) -> usize {
+        self.family(name)
+            .into_iter()
+            .filter(|s| s.labels.get("instance_id").map(String::as_str) == Some(id))
+            .count()
+    }
+
+    /// Sum of the samples of `name` whose `label` is `value`.
+    pub fn sum(&self, name: &str, label: &str, value: &str) -> f64 {
+        self.family(name)
+            .into_iter()
+            .filter(|s| s.labels.get(label).map(String::as_str) == Some(value))
+            .map(|s| s.value)
+            .sum()
+    }
+
     /// The values of `label` over the samples of `name`.
     pub fn label_values(&self, name: &str, label: &str) -> BTreeSet<String> {
         self.family(name)
