@@ -130,20 +130,23 @@ impl<C: DcsApi> AnalysisLoop<C> {
     }
 
     /// Runs until `cancel` fires. Requests in flight at that moment are allowed to finish; no
-    /// new one starts.
-    pub async fn run(mut self, cancel: CancellationToken) {
+    /// new one starts. Takes the loop boxed, so that its task holds a pointer to it rather
+    /// than a copy.
+    pub async fn run(mut self: Box<Self>, cancel: CancellationToken) {
         if self.settings.mode == Mode::Off {
             return;
         }
-        let mut wait = self.startup(&cancel).await;
+        // The steps are boxed so that a sleeping loop's task holds only the loop's own state
+        // (see `call`).
+        let mut wait = Box::pin(self.startup(&cancel)).await;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
             }
             wait = match self.settings.mode {
-                Mode::Trigger => self.trigger_cycle(&cancel).await,
-                Mode::Observe => self.observe_cycle().await,
+                Mode::Trigger => Box::pin(self.trigger_cycle(&cancel)).await,
+                Mode::Observe => Box::pin(self.observe_cycle()).await,
                 Mode::Off => return,
             };
             if cancel.is_cancelled() {
@@ -549,6 +552,8 @@ impl<C: DcsApi> AnalysisLoop<C> {
     {
         // The semaphore is never closed, so acquiring cannot fail; fall through if it ever is.
         let _permit = self.shared.limiter.acquire().await.ok();
-        f(&self.shared.client, &self.instance_id, self.analysis).await
+        // Boxed: a request future is large, and is only alive during the call. Inline, it
+        // would size every loop's task for it even while the loop sleeps (thousands of loops).
+        Box::pin(f(&self.shared.client, &self.instance_id, self.analysis)).await
     }
 }

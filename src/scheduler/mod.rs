@@ -192,7 +192,8 @@ impl<C: DcsApi> Scheduler<C> {
             let seed = self.seed.map(|s| s ^ hash(&id) ^ analysis as u64);
             let lp = AnalysisLoop::new(shared, id.clone(), analysis, settings, seed);
             let span = info_span!("analysis", instance_id = %id, analysis = %analysis);
-            self.tracker.spawn(lp.run(token.clone()).instrument(span));
+            self.tracker
+                .spawn(Box::new(lp).run(token.clone()).instrument(span));
             self.loops.insert(
                 (id, analysis),
                 Running {
@@ -243,7 +244,9 @@ async fn info_loop<C: DcsApi>(
     loop {
         let result = {
             let _permit = limiter.acquire().await.ok();
-            client.show_instance(&id).await
+            // Boxed: the request future is large and only alive during the call (one of these
+            // loops sleeps for each instance).
+            Box::pin(client.show_instance(&id)).await
         };
         let wait = match result {
             Ok(info) => {
