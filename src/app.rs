@@ -256,6 +256,9 @@ pub async fn run(
     info!(clouds, discovering, instances = fleet.handled.len(), shard = %opts.fleet.shard,
         observe_only = opts.fleet.observe_only, "scheduler started");
 
+    // /metrics is assembled as results arrive, not when it is scraped.
+    tracker.spawn(exposition.clone().keep_assembled(loops_token.clone()));
+
     let (ready_tx, ready_rx) = watch::channel(false);
     let (reload_tx, mut reload_rx) = reload;
     let state = Arc::new(ServerState {

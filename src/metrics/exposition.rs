@@ -15,6 +15,11 @@
 //! of the current generation (assembling them first if the store changed) and appends the
 //! registry part. Nothing large is copied: the response [`Body`] streams shared pieces.
 //!
+//! In the exporter, [`Exposition::keep_assembled`] does the assembling in the background, as
+//! soon as the store changes (at most once per [`MIN_REASSEMBLY_INTERVAL`]); scrapes then only
+//! take the last assembly and never render, so a burst of new results does not show in scrape
+//! latency.
+//!
 //! # gzip
 //! The gzip body is one gzip member: a header, the cached deflate fragments in body order, the
 //! registry part compressed as the final block, and a trailer whose CRC-32 is combined from the
@@ -26,6 +31,7 @@
 //! without gzip inflates them while it is sent. Prometheus always asks for gzip.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -33,6 +39,7 @@ use bytes::Bytes;
 use flate2::{Compression, Crc};
 use prometheus::{Encoder, IntGauge, Opts, Registry, TextEncoder};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::api::ApiMetrics;
 use super::body::{
@@ -70,6 +77,10 @@ pub struct Exposition {
     /// A copy of the last assembly, for scrapes that arrive while the next one is made.
     last_assembled: Mutex<Option<Arc<Assembled>>>,
     registry_cache: Mutex<Option<Arc<RegistryPart>>>,
+    /// Set while [`keep_assembled`](Exposition::keep_assembled) runs.
+    background: AtomicBool,
+    /// Signalled when the render options change, for `keep_assembled`.
+    options_changed: tokio::sync::Notify,
 }
 
 /// The registry part of a body, encoded at `at`.
@@ -220,6 +231,8 @@ impl Exposition {
             namespace: ns,
             last_assembled: Mutex::new(None),
             registry_cache: Mutex::new(None),
+            background: AtomicBool::new(false),
+            options_changed: tokio::sync::Notify::new(),
             cache: Mutex::new(Cache {
                 headers: headers(&opts),
                 opts,
@@ -281,6 +294,7 @@ impl Exposition {
         cache.opts = opts;
         cache.generation = None;
         cache.units.clear();
+        self.options_changed.notify_one();
     }
 
     /// The body for one scrape, gzip-compressed if `gzip`.
@@ -295,10 +309,47 @@ impl Exposition {
 
     /// [`body`](Self::body) when it needs no assembly (the usual case: nothing changed, or
     /// the last assembly is younger than [`MIN_REASSEMBLY_INTERVAL`], or another scrape is
-    /// assembling right now): cheap enough for an I/O thread. `None` otherwise.
+    /// assembling right now, or [`keep_assembled`](Self::keep_assembled) is running): cheap
+    /// enough for an I/O thread. `None` otherwise.
     pub fn body_if_ready(&self, gzip: bool) -> Option<Body> {
         let snapshot = self.snapshot_part(false)?;
         Some(self.with_registry(&snapshot, gzip))
+    }
+
+    /// Keeps the snapshot part assembled until `cancel` fires: assembles it at once, then again
+    /// after every store change, at most once per [`MIN_REASSEMBLY_INTERVAL`], on a blocking
+    /// thread, and after a change of render options. While this runs,
+    /// [`body_if_ready`](Self::body_if_ready) serves the last assembly even when the store has
+    /// moved on, so scrapes never wait for rendering.
+    pub async fn keep_assembled(self: Arc<Self>, cancel: CancellationToken) {
+        self.background.store(true, Ordering::Release);
+        loop {
+            let exposition = self.clone();
+            if let Err(e) =
+                tokio::task::spawn_blocking(move || exposition.snapshot_part(true)).await
+            {
+                tracing::error!(error = %e, "assembling /metrics failed");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.store.changed() => {}
+                _ = self.options_changed.notified() => {}
+            }
+            let next = {
+                let cache = self.lock();
+                cache
+                    .assembled
+                    .as_ref()
+                    .map(|(_, at)| *at + cache.min_reassembly)
+            };
+            if let Some(next) = next {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep_until(next) => {}
+                }
+            }
+        }
+        self.background.store(false, Ordering::Release);
     }
 
     fn with_registry(&self, snapshot: &Assembled, gzip: bool) -> Body {
@@ -386,7 +437,10 @@ impl Exposition {
         let cache = &mut *guard;
         if let Some((a, at)) = &cache.assembled {
             let young = at.elapsed() < cache.min_reassembly;
-            if young || cache.generation == Some(self.store.generation()) {
+            let current = cache.generation == Some(self.store.generation());
+            // The background assembler is about to catch up: do not do its work here.
+            let background = !may_assemble && self.background.load(Ordering::Acquire);
+            if young || current || background {
                 return Some(a.clone());
             }
         }
@@ -685,6 +739,68 @@ mod tests {
         let text = exp.render(false);
         let text = std::str::from_utf8(&text).expect("UTF-8");
         assert!(text.contains("dcs_exporter_config_last_reload_successful 0\n"));
+    }
+
+    /// Polls `f` on the paused clock (1 ms steps) until it holds; fails after 10 s.
+    async fn until(mut f: impl FnMut() -> bool) {
+        for _ in 0..10_000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("condition not reached in 10 s");
+    }
+
+    fn ready_text(exp: &Exposition) -> Option<String> {
+        let body = exp.body_if_ready(false)?.into_bytes();
+        Some(String::from_utf8(body.to_vec()).expect("UTF-8"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_assembly_keeps_scrapes_off_the_rendering() {
+        let store = store();
+        publish(&store, "t1", "2024-01-01T00:00:09Z", "user:1");
+        let exp = Arc::new(
+            Exposition::build(store.clone(), RenderOptions::default(), false).expect("valid"),
+        );
+        // Without the assembler, a changed store needs an assembly before a scrape.
+        assert!(exp.body_if_ready(false).is_none());
+
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(exp.clone().keep_assembled(cancel.clone()));
+        until(|| exp.snapshot_renders() == 1).await;
+        let text = ready_text(&exp).expect("assembled in the background");
+        assert!(text.contains(r#"key="user:1""#), "{text}");
+
+        // A new result: scrapes keep serving the last assembly and do not assemble...
+        let changed_at = Instant::now();
+        publish(&store, "t2", "2024-01-01T00:10:09Z", "user:2");
+        let text = ready_text(&exp).expect("served while the store moved on");
+        assert!(text.contains(r#"key="user:1""#), "{text}");
+        assert_eq!(exp.snapshot_renders(), 1);
+        // ...and the assembler brings it in, no later than the reassembly interval.
+        until(|| exp.snapshot_renders() == 2).await;
+        assert!(changed_at.elapsed() <= MIN_REASSEMBLY_INTERVAL + Duration::from_millis(5));
+        let text = ready_text(&exp).expect("assembled");
+        assert!(text.contains(r#"key="user:2""#) && !text.contains(r#"key="user:1""#));
+
+        // New render options are assembled without waiting for a store change.
+        exp.set_render_options(RenderOptions {
+            key_label: KeyLabelMode::Hash,
+            ..RenderOptions::default()
+        });
+        until(|| exp.snapshot_renders() == 3).await;
+        let text = ready_text(&exp).expect("assembled");
+        // SHA-256("user:2") begins with these digits (sha256sum).
+        assert!(text.contains(r#"key="sha256:0195616cec890a4d""#), "{text}");
+
+        // Once it stops, scrapes assemble a changed store themselves again.
+        cancel.cancel();
+        task.await.expect("assembler stopped");
+        publish(&store, "t3", "2024-01-01T00:20:09Z", "user:3");
+        tokio::time::sleep(MIN_REASSEMBLY_INTERVAL).await;
+        assert!(exp.body_if_ready(false).is_none());
     }
 
     #[test]

@@ -231,6 +231,8 @@ pub struct Snapshot {
 pub struct Store {
     inner: Mutex<Snapshot>,
     generation: AtomicU64,
+    /// Signalled on every generation bump, for [`changed`](Store::changed).
+    change: tokio::sync::Notify,
 }
 
 impl Store {
@@ -241,6 +243,17 @@ impl Store {
     /// Bumped on every change; a renderer may cache its output per generation.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Completes once the generation has moved since the last time this completed (at once if
+    /// it moved in between). For one waiter: the renderer that keeps /metrics assembled.
+    pub async fn changed(&self) {
+        self.change.notified().await;
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.change.notify_one();
     }
 
     /// Read access to the snapshot. Keep the closure short: writers wait for it.
@@ -257,7 +270,7 @@ impl Store {
     fn update<R>(&self, f: impl FnOnce(&mut Snapshot) -> R) -> R {
         let mut guard = self.lock();
         let r = f(&mut guard);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.bump();
         r
     }
 
@@ -344,7 +357,7 @@ impl Store {
             }
         }
         if changed {
-            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.bump();
         }
     }
 
