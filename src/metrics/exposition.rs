@@ -249,6 +249,14 @@ impl Exposition {
         })
     }
 
+    /// Replaces [`PLAIN_CACHE_BYTES`] for this exposition (benchmarks of the inflating path).
+    #[doc(hidden)]
+    pub fn set_plain_budget(&self, bytes: u64) {
+        let mut cache = self.lock();
+        cache.plain_budget = bytes;
+        cache.generation = None;
+    }
+
     /// Handles to the API request metrics, for the DCS clients.
     pub fn api_metrics(&self) -> ApiMetrics {
         self.api.clone()
