@@ -27,8 +27,10 @@
 //!
 //! # Memory
 //! The plain text of every result is kept only while all of it fits in [`PLAIN_CACHE_BYTES`];
-//! beyond that (thousands of instances) only the compressed fragments are kept, and a scrape
-//! without gzip inflates them while it is sent. Prometheus always asks for gzip.
+//! beyond that (thousands of instances) only the compressed fragments are kept, of the results
+//! and of the state families alike, and a scrape without gzip inflates them while it is sent.
+//! Prometheus always asks for gzip. Whether a state family changed is told by a digest of its
+//! text, so its old text need not be kept.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,9 +53,10 @@ use super::render::{
 use super::store::{AnalysisResult, Store};
 use crate::dcs::Analysis;
 
-/// Largest total of per-key text kept uncompressed (see the module docs): about 300 instances
-/// with 100 hot keys and 100 big keys each fit.
-pub const PLAIN_CACHE_BYTES: u64 = 48 * 1024 * 1024;
+/// Largest total of per-key text kept uncompressed (see the module docs): about 450 instances
+/// with 100 hot keys and 100 big keys each fit. A fleet past it holds up to this much until the
+/// exporter finds out, so it also bounds the peak resident size of large fleets.
+pub const PLAIN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// Compression of cached fragments: done once per result, so it may take its time.
 const CACHED_LEVEL: Compression = Compression::new(6);
 /// Compression of what is redone per generation.
@@ -109,8 +112,9 @@ struct Cache {
     assembled: Option<(Arc<Assembled>, Instant)>,
     /// [`MIN_REASSEMBLY_INTERVAL`]; zero in most tests.
     min_reassembly: Duration,
-    /// The per-analysis and per-instance families of the last assembly, one per family.
-    state: Vec<Fragment>,
+    /// The per-analysis and per-instance families of the last assembly, one per family, with
+    /// a digest of their text (to tell which changed without keeping the text).
+    state: Vec<(u64, Fragment)>,
     /// Snapshot assemblies done so far (for tests and debugging).
     renders: u64,
     /// Results rendered so far (for tests and debugging).
@@ -134,11 +138,20 @@ impl Fragment {
         }
     }
 
-    /// A fragment of `text`, which is kept.
-    fn from_bytes(text: Bytes, deflater: &mut Deflater) -> Fragment {
+    /// A fragment of `text`, copied if the plain text is kept.
+    fn from_slice(text: &[u8], keep_plain: bool, deflater: &mut Deflater) -> Fragment {
         Fragment {
-            deflated: Arc::new(deflater.fragment(&text)),
-            plain: Some(text),
+            deflated: Arc::new(deflater.fragment(text)),
+            plain: keep_plain.then(|| Bytes::copy_from_slice(text)),
+        }
+    }
+
+    /// Keeps the plain text, or only the compressed text, as `keep_plain` says.
+    fn keep_plain(&mut self, keep_plain: bool) {
+        if keep_plain && self.plain.is_none() {
+            self.plain = Some(self.deflated.inflate());
+        } else if !keep_plain {
+            self.plain = None;
         }
     }
 
@@ -528,11 +541,7 @@ impl Exposition {
         }
         for unit in units.values_mut() {
             for (_, f) in &mut unit.families {
-                if keep_plain && f.plain.is_none() {
-                    f.plain = Some(f.deflated.inflate());
-                } else if !keep_plain {
-                    f.plain = None;
-                }
+                f.keep_plain(keep_plain);
             }
         }
 
@@ -568,21 +577,22 @@ impl Exposition {
         // The state families are rendered again, but only those whose text changed (a running
         // flag, a counter) are compressed again.
         let mut state = Vec::with_capacity(
-            cache.state.iter().map(|f| f.text_len()).sum::<u64>() as usize + 4096,
+            cache.state.iter().map(|(_, f)| f.text_len()).sum::<u64>() as usize + 4096,
         );
         render_state(&snapshot, &cache.opts, &mut state);
-        let state = Bytes::from(state);
         let mut fresh = Deflater::new(FRESH_LEVEL);
         let mut previous = std::mem::take(&mut cache.state).into_iter();
         for text in split_families(&state) {
+            let digest = digest(text);
             let fragment = match previous.next() {
-                Some(f) if f.plain.as_deref() == Some(&text[..]) => f,
-                // A copy of its own: a slice would keep this whole rendering alive for as
-                // long as any family of it stays unchanged.
-                _ => Fragment::from_bytes(Bytes::copy_from_slice(&text), &mut fresh),
+                Some((d, mut f)) if d == digest => {
+                    f.keep_plain(keep_plain);
+                    f
+                }
+                _ => Fragment::from_slice(text, keep_plain, &mut fresh),
             };
             push(&fragment, &mut crc);
-            cache.state.push(fragment);
+            cache.state.push((digest, fragment));
         }
 
         let gzip_len = gzip.len();
@@ -624,8 +634,17 @@ fn drop_plain(unit: &mut Unit) {
     }
 }
 
+/// A digest of a state family's text, to tell whether it changed since the last assembly
+/// (SipHash with fixed keys: a change goes unnoticed with a chance of 2^-64).
+fn digest(text: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(text);
+    h.finish()
+}
+
 /// `text` cut before each `# HELP` line: one piece per metric family.
-fn split_families(text: &Bytes) -> Vec<Bytes> {
+fn split_families(text: &[u8]) -> Vec<&[u8]> {
     // A literal search (memchr-accelerated): the state text is about a megabyte at 300
     // instances and is split on every assembly.
     static HELP: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
@@ -637,7 +656,7 @@ fn split_families(text: &Bytes) -> Vec<Bytes> {
     starts
         .windows(2)
         .filter(|w| w[1] > w[0])
-        .map(|w| text.slice(w[0]..w[1]))
+        .map(|w| &text[w[0]..w[1]])
         .collect()
 }
 
@@ -661,7 +680,7 @@ mod tests {
     use crate::dcs::{Analysis, KeyRecord, KeyType, ScanType, SizeUnit, TaskRecord, TaskStatus};
     use crate::metrics::keylabel::KeyLabelMode;
     use crate::metrics::render::render_snapshot;
-    use crate::metrics::store::{AnalysisSpec, FailureReason, InstanceSpec};
+    use crate::metrics::store::{AnalysisSpec, FailureReason, InstanceSpec, RunningTask};
 
     fn store() -> Arc<Store> {
         let store = Arc::new(Store::new());
@@ -991,13 +1010,26 @@ mod tests {
             .units
             .values()
             .all(|u| u.families.iter().all(|(_, f)| f.plain.is_none())));
+        assert!(exp.lock().state.iter().all(|(_, f)| f.plain.is_none()));
         assert!(is_reference(&plain, &store));
         assert!(is_reference(&gunzip(&exp.render(true)), &store));
+        // A state family that changes is seen without its old text.
+        store.set_running(
+            "i01",
+            Analysis::Hotkey,
+            Some(RunningTask {
+                id: "t-run".into(),
+                status: "running".into(),
+                since: 1.0,
+            }),
+        );
+        assert!(is_reference(&exp.render(false), &store));
         // Back under the budget: plain text is cached again, the body unchanged.
         exp.lock().plain_budget = u64::MAX;
         store.set_running("i01", Analysis::Hotkey, None);
         assert!(is_reference(&exp.render(false), &store));
         assert!(exp.lock().keep_plain);
+        assert!(exp.lock().state.iter().all(|(_, f)| f.plain.is_some()));
         assert_eq!(exp.result_renders(), 30, "nothing was rendered twice");
     }
 
