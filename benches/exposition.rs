@@ -124,9 +124,10 @@ fn bench(c: &mut Criterion) {
     let inflating = Exposition::new(store.clone(), RenderOptions::default()).expect("valid");
     inflating.set_plain_budget(0);
     inflating.body(true);
-    g.bench_function("scrape unchanged, plain, past the plain budget (inflated)", |b| {
-        b.iter(|| inflating.body(false).into_bytes())
-    });
+    g.bench_function(
+        "scrape unchanged, plain, past the plain budget (inflated)",
+        |b| b.iter(|| inflating.body(false).into_bytes()),
+    );
     drop(inflating);
     g.bench_function("scrape after a state change, gzip", |b| {
         b.iter_batched(
