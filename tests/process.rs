@@ -6,20 +6,20 @@
 //! The exporter listens on 127.0.0.1:0 and the test reads the bound address from its
 //! `listening` log line. Signals are sent with `kill(1)` to the child's own pid.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{parse_exposition, start_sim, wait_for_within, Metrics};
 use dcs_key_exporter::dcs::{timestamp, Analysis, TaskRecord, TaskStatus};
 use dcs_key_exporter::simulator::{Faults, SimClock, SimConfig, SimInstance, Simulator};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// Longest wait for any condition.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -28,28 +28,6 @@ const GRACE: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
 // Harness
-
-struct Sim {
-    sim: Simulator,
-    url: url::Url,
-    cancel: CancellationToken,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
-async fn start_sim(config: SimConfig) -> Sim {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = url::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-    let sim = Simulator::new(config);
-    let cancel = CancellationToken::new();
-    let (s, c) = (sim.clone(), cancel.clone());
-    tokio::spawn(async move { s.serve(listener, c).await });
-    Sim { sim, url, cancel }
-}
 
 /// A scratch directory for one test's config and secret files.
 fn scratch(name: &str) -> PathBuf {
@@ -170,7 +148,7 @@ impl Exporter {
             .await
             .expect("scrape");
         assert_eq!(resp.status(), 200);
-        Metrics::parse(&resp.text().await.unwrap())
+        Metrics(parse_exposition(&resp.text().await.unwrap()))
     }
 
     async fn reload(&self) -> (u16, String) {
@@ -210,79 +188,13 @@ impl Exporter {
     }
 }
 
-struct Metrics(Vec<(String, BTreeMap<String, String>, f64)>);
-
-impl Metrics {
-    /// A small parser of the text format for the label values these tests use (no escapes).
-    fn parse(text: &str) -> Metrics {
-        let mut out = Vec::new();
-        for line in text
-            .lines()
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
-            let (series, value) = line.rsplit_once(' ').expect("sample");
-            let (name, labels) = match series.split_once('{') {
-                Some((n, l)) => (n, l.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split("\",")
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once("=\"").expect("label");
-                    (k.to_owned(), v.trim_end_matches('"').to_owned())
-                })
-                .collect();
-            out.push((name.to_owned(), labels, value.parse().expect("value")));
-        }
-        Metrics(out)
-    }
-
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let found: Vec<f64> = self
-            .0
-            .iter()
-            .filter(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|s| s.2)
-            .collect();
-        assert!(found.len() <= 1, "{name} {labels:?}: {found:?}");
-        found.first().copied()
-    }
-
-    /// Series of any family that carry `instance_id="id"`.
-    fn series_of(&self, id: &str) -> usize {
-        self.0
-            .iter()
-            .filter(|(_, l, _)| l.get("instance_id").map(String::as_str) == Some(id))
-            .count()
-    }
-
-    fn keys_of(&self, family: &str, id: &str) -> usize {
-        self.0
-            .iter()
-            .filter(|(n, l, _)| n == family && l.get("instance_id").map(String::as_str) == Some(id))
-            .count()
-    }
-}
-
-async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+/// Waits up to [`DEADLINE`] for `f` to give a value.
+async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_within(what, DEADLINE, f).await
 }
 
 fn finished(t: &TaskRecord) -> f64 {
@@ -373,8 +285,8 @@ async fn sigkill_and_restart_adopts_the_running_task_and_publishes_at_once() {
     })
     .await;
     // top_n 5 per unit: the seeded result's strings and collections.
-    assert_eq!(m.keys_of("dcs_bigkey_size_bytes", id), 5);
-    assert_eq!(m.keys_of("dcs_bigkey_elements", id), 5);
+    assert_eq!(m.count("dcs_bigkey_size_bytes", id), 5);
+    assert_eq!(m.count("dcs_bigkey_elements", id), 5);
     let created = [l.as_slice(), &[("origin", "created")]].concat();
     assert_eq!(m.get("dcs_analysis_tasks_total", &created), Some(0.0));
     assert!(
@@ -433,7 +345,7 @@ async fn reload_by_sighup_and_http_rejects_broken_configs_and_rereads_secrets() 
     let hl = al(a, "hotkey");
     let first = wait_for("instance a's keys", || async {
         let m = exp.scrape().await;
-        (m.keys_of("dcs_hotkey_frequency", a) == 3).then(|| {
+        (m.count("dcs_hotkey_frequency", a) == 3).then(|| {
             m.get("dcs_analysis_last_success_timestamp_seconds", &hl)
                 .unwrap()
         })
@@ -450,7 +362,7 @@ async fn reload_by_sighup_and_http_rejects_broken_configs_and_rereads_secrets() 
         let m = exp.scrape().await;
         assert_eq!(reloaded(&m), Some(0.0));
         let shown = m.get("dcs_analysis_last_success_timestamp_seconds", &hl)?;
-        (shown > first && m.keys_of("dcs_hotkey_frequency", a) == 3).then_some(())
+        (shown > first && m.count("dcs_hotkey_frequency", a) == 3).then_some(())
     })
     .await;
 
@@ -460,7 +372,7 @@ async fn reload_by_sighup_and_http_rejects_broken_configs_and_rereads_secrets() 
     wait_for("b in, a out", || async {
         let m = exp.scrape().await;
         (reloaded(&m) == Some(1.0)
-            && m.keys_of("dcs_hotkey_frequency", b) == 3
+            && m.count("dcs_hotkey_frequency", b) == 3
             && m.series_of(a) == 0)
             .then_some(())
     })

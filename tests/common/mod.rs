@@ -140,6 +140,14 @@ impl Metrics {
     }
 
     /// Sum of the samples of `name` whose `label` is `value`.
+    /// Series of any family that carry `instance_id="id"`.
+    pub fn series_of(&self, id: &str) -> usize {
+        self.0
+            .iter()
+            .filter(|s| s.labels.get("instance_id").map(String::as_str) == Some(id))
+            .count()
+    }
+
     pub fn sum(&self, name: &str, label: &str, value: &str) -> f64 {
         self.family(name)
             .into_iter()
