@@ -5,40 +5,21 @@ Starts the demo on a free loopback port and checks that:
   - hot keys, big keys and an unsupported analysis are on /metrics within 15 seconds,
   - `promtool check metrics` accepts the exposition, plain and gzip-compressed,
   - /-/healthy and /-/ready answer 200 and SIGTERM ends the process with exit code 0.
-Prints one line per check and a closing `N passed, M failed`; exits 1 on any failure.
+Prints one line per check and a closing `N passed, M failed`; exits 1 on any failure, 2 when
+the setup failed.
 
 Usage: check_demo_scrape.py --exporter-bin PATH
 """
 import argparse
 import gzip
 import os
-import signal
-import socket
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-RESULTS = []
-
-
-def check(name, ok, detail=""):
-    RESULTS.append(ok)
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail and not ok else ''}")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url, headers=None):
-    req = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return r.status, r.headers, r.read()
-
+from harness import Results, SetupError, fetch, start_demo, stop, tail
 
 def promtool_ok(text):
     with tempfile.NamedTemporaryFile("wb", suffix=".prom", delete=False) as f:
@@ -54,16 +35,8 @@ def promtool_ok(text):
         os.unlink(path)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--exporter-bin", required=True)
-    args = ap.parse_args()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [args.exporter_bin, "--demo", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=log, start_new_session=True)
+def run(args, results, log_path):
+    proc, base = start_demo(args.exporter_bin, log_path)
     started = time.monotonic()
     try:
         body = b""
@@ -71,52 +44,56 @@ def main():
                   b'dcs_analysis_supported{instance_id="6a1f3c2e-0d4b-4e8a-9f21-3b7c5d9e1a04",'
                   b'instance_name="legacy-redis30",analysis="hotkey"} 0']
         while time.monotonic() - started < 15:
-            try:
-                _, _, body = get(base + "/metrics")
-                if all(w in body for w in wanted):
-                    break
-            except OSError:
-                pass
+            if proc.poll() is not None:
+                raise SetupError(f"the demo exited with code {proc.returncode}:\n{tail(log_path)}")
+            status, _, body = fetch(base + "/metrics")
+            if status == 200 and all(w in body for w in wanted):
+                break
             time.sleep(0.25)
         elapsed = time.monotonic() - started
         missing = [w.decode() for w in wanted if w not in body]
-        check("hot keys, big keys and an unsupported analysis within 15 s",
-              not missing, f"missing after {elapsed:.1f}s: {missing}")
+        results.check(not missing, "hot keys, big keys and an unsupported analysis within 15 s",
+                      f"{elapsed:.1f}s" if not missing else f"missing after {elapsed:.1f}s: {missing}")
 
-        status, headers, plain = get(base + "/metrics")
-        check("metrics content type",
-              headers.get("Content-Type", "").startswith("text/plain; version=0.0.4"),
-              headers.get("Content-Type", ""))
+        _, headers, plain = fetch(base + "/metrics")
+        content_type = headers.get("Content-Type", "")
+        results.check(content_type.startswith("text/plain; version=0.0.4"), "metrics content type", content_type)
         ok, out = promtool_ok(plain)
-        check("promtool check metrics (plain)", ok, out)
-        status, headers, gz = get(base + "/metrics", {"Accept-Encoding": "gzip"})
-        check("gzip when accepted", headers.get("Content-Encoding") == "gzip")
+        results.check(ok, "promtool check metrics (plain)", "" if ok else out)
+        _, headers, gz = fetch(base + "/metrics", {"Accept-Encoding": "gzip"})
+        results.check(headers.get("Content-Encoding") == "gzip", "gzip when accepted")
         try:
-            unzipped = gzip.decompress(gz)
-            ok, out = promtool_ok(unzipped)
-            check("promtool check metrics (gunzipped)", ok, out)
+            ok, out = promtool_ok(gzip.decompress(gz))
+            results.check(ok, "promtool check metrics (gunzipped)", "" if ok else out)
         except OSError as e:
-            check("promtool check metrics (gunzipped)", False, str(e))
+            results.fail("promtool check metrics (gunzipped)", str(e))
         for path in ["/-/healthy", "/-/ready", "/"]:
-            try:
-                status, _, _ = get(base + path)
-            except OSError as e:
-                status = str(e)
-            check(f"GET {path} answers 200", status == 200, str(status))
+            status, _, _ = fetch(base + path)
+            results.check(status == 200, f"GET {path} answers 200", str(status))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            code = "hung"
-        check("SIGTERM ends the exporter with exit code 0", code == 0, f"exit {code}")
-        if not all(RESULTS):
-            log.seek(0)
-            sys.stdout.write(log.read().decode(errors="replace")[-4000:])
-    passed = sum(RESULTS)
-    print(f"{passed} passed, {len(RESULTS) - passed} failed")
-    return 0 if all(RESULTS) else 1
+        code = stop(proc, grace=15)
+        results.check(code == 0, "SIGTERM ends the exporter with exit code 0",
+                      f"exit {code}" if code is not None else "killed after 15 s")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--exporter-bin", required=True)
+    args = ap.parse_args()
+    results = Results()
+    tmp = tempfile.mkdtemp(prefix="dcs-demo-scrape-")
+    log_path = os.path.join(tmp, "exporter.log")
+    setup_failed = False
+    try:
+        run(args, results, log_path)
+    except SetupError as e:
+        setup_failed = True
+        results.fail("setup", str(e))
+    finally:
+        if results.failed and not setup_failed:
+            print(tail(log_path, 40))
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results.finish(setup_failed)
 
 
 if __name__ == "__main__":

@@ -28,14 +28,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+
+from harness import Results, SetupError, free_port, http_get, start, stop, tail, wait_ready
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JOB = "dcs"
@@ -53,95 +52,6 @@ BUILTINS = {
 VAR_RE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)")
 LITERAL_RE = re.compile(r'(=~|!~|!=|=)(\s*)"((?:[^"\\]|\\.)*)"')
 LABEL_VALUES_RE = re.compile(r"^\s*label_values\(\s*(?:(.*?)\s*,\s*)?(\w+)\s*\)\s*$", re.S)
-
-
-class SetupError(Exception):
-    """The check could not get as far as running its checks."""
-
-
-class Results:
-    """Collects one line per check and prints it at once."""
-
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def ok(self, name, detail=""):
-        self.passed += 1
-        print(f"PASS {name}" + (f": {detail}" if detail else ""), flush=True)
-
-    def fail(self, name, detail=""):
-        self.failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""), flush=True)
-
-
-# ----------------------------------------------------------------- processes
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd, log_path):
-    """Starts cmd in its own process group, output to log_path."""
-    log = open(log_path, "wb")
-    try:
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    except OSError as e:
-        raise SetupError(f"cannot start {cmd[0]}: {e}") from e
-    finally:
-        log.close()
-
-
-def stop(proc):
-    """Ends the process group of proc: SIGTERM, then SIGKILL after 5 s."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=5)
-    except (ProcessLookupError, PermissionError):
-        return
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-
-
-def tail(path, lines=20):
-    try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join("    " + line for line in text.splitlines()[-lines:])
-
-
-def http_get(url, timeout=5):
-    """Returns (status, body) or (None, error text)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (urllib.error.URLError, OSError) as e:
-        return None, str(e).encode()
-
-
-def wait_ready(name, url, proc, log_path, deadline):
-    """Polls url until it answers 200; fails when proc exits or the deadline passes."""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SetupError(f"{name} exited with code {proc.returncode} before it was ready:\n{tail(log_path)}")
-        status, _ = http_get(url, timeout=2)
-        if status == 200:
-            return
-        time.sleep(0.5)
-    raise SetupError(f"{name} not ready at {url} in time:\n{tail(log_path)}")
 
 
 # ----------------------------------------------------------------- Prometheus API
@@ -474,10 +384,7 @@ def main():
             print(f"logs and config kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{results.passed} passed, {results.failed} failed")
-    if setup_failed:
-        return 2
-    return 1 if results.failed else 0
+    return results.finish(setup_failed)
 
 
 if __name__ == "__main__":

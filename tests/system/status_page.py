@@ -26,79 +26,19 @@ import os
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+
+from harness import Results, SetupError, http_get, start_demo, stop, tail
 
 WIDTH, HEIGHT = 1280, 2000
 LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 CSS_URL_RE = re.compile(r"""url\(\s*['"]?([^'")\s]+)""", re.I)
 CSS_IMPORT_RE = re.compile(r"""@import\s+['"]([^'"]+)""", re.I)
-
-
-class SetupError(Exception):
-    """The check could not get as far as running its checks."""
-
-
-class Results:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, ok, name, detail=""):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-        print(f"{'PASS' if ok else 'FAIL'} {name}" + (f": {detail}" if detail else ""), flush=True)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc):
-    """Ends the process group of proc: SIGTERM, then SIGKILL after 5 s."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=5)
-    except (ProcessLookupError, PermissionError):
-        return
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-
-
-def tail(path, lines=20):
-    try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join("    " + line for line in text.splitlines()[-lines:])
-
-
-def http_get(url, timeout=5):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (urllib.error.URLError, OSError) as e:
-        return None, str(e).encode()
 
 
 def unescape_label(value):
@@ -196,17 +136,8 @@ def run(args, results, tmp):
     deadline = time.monotonic() + args.timeout
     exporter = None
     try:
-        port = free_port()
         log_path = os.path.join(tmp, "exporter.log")
-        with open(log_path, "wb") as log:
-            try:
-                exporter = subprocess.Popen(
-                    [args.exporter_bin, "--demo", f"--web.listen-address=127.0.0.1:{port}"],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                )
-            except OSError as e:
-                raise SetupError(f"cannot start {args.exporter_bin}: {e}") from e
-        base = f"http://127.0.0.1:{port}"
+        exporter, base = start_demo(args.exporter_bin, log_path)
 
         metrics = ""
         while "dcs_hotkey_frequency" not in metrics:
@@ -282,10 +213,7 @@ def main():
         results.check(False, "setup", str(e))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{results.passed} passed, {results.failed} failed")
-    if setup_failed:
-        return 2
-    return 1 if results.failed else 0
+    return results.finish(setup_failed)
 
 
 if __name__ == "__main__":
