@@ -13,13 +13,12 @@ Usage: check_demo_scrape.py --exporter-bin PATH
 import argparse
 import gzip
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-from harness import Results, SetupError, fetch, start_demo, stop, tail
+from harness import SetupError, fetch, run_check, start_demo, stop, tail
 
 def promtool_ok(text):
     with tempfile.NamedTemporaryFile("wb", suffix=".prom", delete=False) as f:
@@ -35,7 +34,8 @@ def promtool_ok(text):
         os.unlink(path)
 
 
-def run(args, results, log_path):
+def run(args, results, tmp):
+    log_path = os.path.join(tmp, "exporter.log")
     proc, base = start_demo(args.exporter_bin, log_path)
     started = time.monotonic()
     try:
@@ -74,26 +74,15 @@ def run(args, results, log_path):
         code = stop(proc, grace=15)
         results.check(code == 0, "SIGTERM ends the exporter with exit code 0",
                       f"exit {code}" if code is not None else "killed after 15 s")
+        if results.failed:
+            print(tail(log_path, 40))
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--exporter-bin", required=True)
     args = ap.parse_args()
-    results = Results()
-    tmp = tempfile.mkdtemp(prefix="dcs-demo-scrape-")
-    log_path = os.path.join(tmp, "exporter.log")
-    setup_failed = False
-    try:
-        run(args, results, log_path)
-    except SetupError as e:
-        setup_failed = True
-        results.fail("setup", str(e))
-    finally:
-        if results.failed and not setup_failed:
-            print(tail(log_path, 40))
-        shutil.rmtree(tmp, ignore_errors=True)
-    return results.finish(setup_failed)
+    return run_check("dcs-demo-scrape-", lambda results, tmp: run(args, results, tmp))
 
 
 if __name__ == "__main__":

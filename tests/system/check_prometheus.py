@@ -27,14 +27,12 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
-from harness import Results, SetupError, free_port, http_get, start, stop, tail, wait_ready
+from harness import SetupError, free_port, http_get, run_check, start, stop, tail, wait_ready
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JOB = "dcs"
@@ -368,24 +366,12 @@ def main():
         print(f"prometheus binary not found: {args.prometheus}", file=sys.stderr)
         return 2
 
-    # SIGTERM ends the run like Ctrl-C, so the finally blocks stop both processes.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    results = Results()
-    tmp = tempfile.mkdtemp(prefix="dcs-check-prometheus-")
-    setup_failed = False
-    try:
-        run(args, results, tmp)
-    except SetupError as e:
-        setup_failed = True
-        results.fail("setup", str(e))
-    finally:
-        keep = args.keep or results.failed
-        if keep:
-            print(f"logs and config kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return results.finish(setup_failed)
-
+    return run_check(
+        "dcs-check-prometheus-",
+        lambda results, tmp: run(args, results, tmp),
+        keep=args.keep,
+        keep_on_failure=True,
+    )
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,9 +7,12 @@ when the setup failed. Python 3 standard library only.
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -46,6 +49,29 @@ class Results:
         if setup_failed:
             return 2
         return 1 if self.failed else 0
+
+
+def run_check(prefix, run, keep=False, keep_on_failure=False):
+    """Runs `run(results, tmp)` with a fresh temporary folder; returns the exit code.
+
+    A SetupError counts as a failed `setup` check and makes the exit code 2. SIGTERM ends the
+    run like Ctrl-C, so that `finally` blocks stop the processes. The folder is removed
+    afterwards unless `keep`, or `keep_on_failure` and a check failed."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    results = Results()
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    setup_failed = False
+    try:
+        run(results, tmp)
+    except SetupError as e:
+        setup_failed = True
+        results.fail("setup", str(e))
+    finally:
+        if keep or (keep_on_failure and results.failed):
+            print(f"logs and config kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return results.finish(setup_failed)
 
 
 def free_port():

@@ -25,15 +25,13 @@ import html.parser
 import os
 import re
 import shutil
-import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
-from harness import Results, SetupError, http_get, start_demo, stop, tail
+from harness import SetupError, http_get, run_check, start_demo, stop, tail
 
 WIDTH, HEIGHT = 1280, 2000
 LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -202,19 +200,7 @@ def main():
         print("chromium not found (apt-get install chromium, or pass --chromium)", file=sys.stderr)
         return 2
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    results = Results()
-    tmp = tempfile.mkdtemp(prefix="dcs-status-page-")
-    setup_failed = False
-    try:
-        run(args, results, tmp)
-    except SetupError as e:
-        setup_failed = True
-        results.check(False, "setup", str(e))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return results.finish(setup_failed)
-
+    return run_check("dcs-status-page-", lambda results, tmp: run(args, results, tmp))
 
 if __name__ == "__main__":
     sys.exit(main())
