@@ -65,6 +65,9 @@ const FRESH_LEVEL: Compression = Compression::new(1);
 /// scheduler is busy (many changes a second) scrapes reuse one assembly instead of each making
 /// their own. Results reach /metrics at most this much later.
 pub const MIN_REASSEMBLY_INTERVAL: Duration = Duration::from_millis(250);
+/// In the background, the next assembly waits at least this many times as long as the last one
+/// took (see [`Exposition::keep_assembled`]).
+pub const ASSEMBLY_PAUSE_FACTOR: u32 = 10;
 /// How long the encoded registry part (API request metrics, process metrics) is reused.
 pub const REGISTRY_MAX_AGE: Duration = Duration::from_secs(1);
 
@@ -338,7 +341,8 @@ impl Exposition {
     }
 
     /// Keeps the snapshot part assembled until `cancel` fires: assembles it at once, then again
-    /// after every store change, at most once per [`MIN_REASSEMBLY_INTERVAL`], on a blocking
+    /// after every store change, at most once per [`MIN_REASSEMBLY_INTERVAL`] (or per
+    /// [`ASSEMBLY_PAUSE_FACTOR`] times the last assembly's duration, if longer), on a blocking
     /// thread, and after a change of render options. While this runs,
     /// [`body_if_ready`](Self::body_if_ready) serves the last assembly even when the store has
     /// moved on, so scrapes never wait for rendering.
@@ -346,11 +350,14 @@ impl Exposition {
         self.background.store(true, Ordering::Release);
         loop {
             let exposition = self.clone();
+            let started = Instant::now();
             if let Err(e) =
                 tokio::task::spawn_blocking(move || exposition.snapshot_part(true)).await
             {
                 tracing::error!(error = %e, "assembling /metrics failed");
             }
+            let took = started.elapsed();
+            tracing::trace!(?took, "assembled /metrics");
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.store.changed() => {}
@@ -358,10 +365,10 @@ impl Exposition {
             }
             let next = {
                 let cache = self.lock();
-                cache
-                    .assembled
-                    .as_ref()
-                    .map(|(_, at)| *at + cache.min_reassembly)
+                // A fleet whose assembly is slow is assembled less often: at most a tenth of a
+                // core goes to it, however fast results arrive.
+                let pause = cache.min_reassembly.max(took * ASSEMBLY_PAUSE_FACTOR);
+                cache.assembled.as_ref().map(|(_, at)| *at + pause)
             };
             if let Some(next) = next {
                 tokio::select! {
