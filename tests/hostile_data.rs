@@ -5,12 +5,14 @@
 //! valid (`promtool check metrics`, and a small independent parser), serve its status page, and
 //! never panic. A property test checks the label escaping against the same parser.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
+use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config::{
     AnalysisSettings, ApiSettings, CloudConfig, Config, InstanceConfig, InstanceDefaults,
     KeyLabelKind, MetricsSettings, Mode, SchedulerSettings,
@@ -291,17 +293,8 @@ async fn hostile_results_keep_the_exposition_valid() {
     let cancel = CancellationToken::new();
     tokio::spawn(serve_dcs(dcs, cancel.clone()));
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let exporter = tokio::spawn(app::run(
-        ConfigSource::Fixed(Box::new(config(url))),
-        listener,
-        RunOptions::default(),
-        app::reload_channel(),
-        stop.clone(),
-    ));
-    let http = reqwest::Client::new();
+    let exporter = common::start_exporter(config(url), RunOptions::default(), DEADLINE).await;
+    let (http, addr) = (&exporter.http, exporter.addr);
     let deadline = Instant::now() + DEADLINE;
     let (text, samples) = loop {
         let text = http
@@ -362,11 +355,7 @@ async fn hostile_results_keep_the_exposition_valid() {
         "the status page lists the keys"
     );
 
-    stop.cancel();
-    exporter
-        .await
-        .expect("no panic")
-        .expect("exporter exits cleanly");
+    exporter.stop().await;
     cancel.cancel();
 }
 

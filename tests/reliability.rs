@@ -9,15 +9,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
+use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config::{AnalysisSettings, Config, Mode, SchedulerSettings};
 use dcs_key_exporter::dcs::{timestamp, Analysis, Auth, TaskRecord, TaskStatus};
 use dcs_key_exporter::demo;
 use dcs_key_exporter::simulator::{Faults, SimClock, SimConfig, SimIam, SimInstance, Simulator};
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -84,32 +82,16 @@ fn exporter_config(sim: &Sim, sim_config: &SimConfig, task_timeout: Duration) ->
     config
 }
 
+/// The shared harness's exporter, whose scrapes must each answer within [`SCRAPE_BOUND`].
 struct Exporter {
-    addr: SocketAddr,
-    cancel: CancellationToken,
-    join: tokio::task::JoinHandle<Result<(), app::Error>>,
-    http: reqwest::Client,
+    inner: common::Exporter,
     /// The slowest scrape so far.
     slowest: std::sync::Mutex<Duration>,
 }
 
 async fn start_exporter(config: Config) -> Exporter {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cancel = CancellationToken::new();
-    let opts = RunOptions::default();
-    let join = tokio::spawn(app::run(
-        ConfigSource::Fixed(Box::new(config)),
-        listener,
-        opts,
-        app::reload_channel(),
-        cancel.clone(),
-    ));
     Exporter {
-        addr,
-        cancel,
-        join,
-        http: reqwest::Client::new(),
+        inner: common::start_exporter(config, RunOptions::default(), DEADLINE).await,
         slowest: std::sync::Mutex::new(Duration::ZERO),
     }
 }
@@ -120,8 +102,9 @@ impl Exporter {
         let started = Instant::now();
         let resp = tokio::time::timeout(
             SCRAPE_BOUND * 5,
-            self.http
-                .get(format!("http://{}/metrics", self.addr))
+            self.inner
+                .http
+                .get(format!("http://{}/metrics", self.inner.addr))
                 .send(),
         )
         .await
@@ -137,11 +120,7 @@ impl Exporter {
     }
 
     async fn stop(self) {
-        self.cancel.cancel();
-        let r = tokio::time::timeout(DEADLINE, self.join)
-            .await
-            .expect("exporter stops");
-        r.expect("no panic").expect("exporter exits cleanly");
+        self.inner.stop().await;
     }
 }
 
