@@ -297,14 +297,14 @@ impl hyper::body::Body for Body {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Read as _;
 
     use super::*;
 
-    fn gunzip(data: &[u8]) -> Vec<u8> {
+    /// `data` decompressed by a single-member gzip decoder: a body must be one gzip member.
+    pub(crate) fn gunzip(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        // A single-member decoder: the assembled body must be one member.
         flate2::read::GzDecoder::new(data)
             .read_to_end(&mut out)
             .expect("valid gzip");

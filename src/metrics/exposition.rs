@@ -681,10 +681,9 @@ fn headers(opts: &RenderOptions) -> Vec<Fragment> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read as _;
-
     use super::*;
     use crate::dcs::{Analysis, KeyRecord, KeyType, ScanType, SizeUnit, TaskRecord, TaskStatus};
+    use crate::metrics::body::tests::gunzip;
     use crate::metrics::keylabel::KeyLabelMode;
     use crate::metrics::render::render_snapshot;
     use crate::metrics::store::{AnalysisSpec, FailureReason, InstanceSpec, RunningTask};
@@ -705,26 +704,32 @@ mod tests {
         store
     }
 
-    fn publish(store: &Store, id: &str, finished: &str, key: &str) {
-        let task = TaskRecord {
-            id: id.into(),
-            instance_id: Some("i1".into()),
+    /// A successful hot key task of `instance` with `keys`.
+    fn success(id: String, instance: &str, finished: &str, keys: Vec<KeyRecord>) -> TaskRecord {
+        TaskRecord {
+            id,
+            instance_id: Some(instance.into()),
             status: TaskStatus::Success,
             scan_type: Some(ScanType::Manual),
             created_at: Some("2024-01-01T00:00:00Z".into()),
             started_at: Some("2024-01-01T00:00:01Z".into()),
             finished_at: Some(finished.into()),
             num: None,
-            keys: Some(vec![KeyRecord {
-                name: key.into(),
-                key_type: Some(KeyType::String),
-                shard: None,
-                db: Some(0),
-                size: Some(10),
-                unit: Some(SizeUnit::Byte),
-                freq: Some(20),
-            }]),
+            keys: Some(keys),
+        }
+    }
+
+    fn publish(store: &Store, id: &str, finished: &str, key: &str) {
+        let key = KeyRecord {
+            name: key.into(),
+            key_type: Some(KeyType::String),
+            shard: None,
+            db: Some(0),
+            size: Some(10),
+            unit: Some(SizeUnit::Byte),
+            freq: Some(20),
         };
+        let task = success(id.into(), "i1", finished, vec![key]);
         assert!(store.publish("i1", Analysis::Hotkey, &task));
     }
 
@@ -734,15 +739,6 @@ mod tests {
         let exp = Exposition::build(store, RenderOptions::default(), false).expect("valid");
         exp.lock().min_reassembly = Duration::ZERO;
         exp
-    }
-
-    fn gunzip(data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        // A single-member decoder: the body must be one gzip member.
-        flate2::read::GzDecoder::new(data)
-            .read_to_end(&mut out)
-            .expect("valid gzip");
-        out
     }
 
     #[test]
@@ -896,30 +892,20 @@ mod tests {
     }
 
     fn fleet_publish(store: &Store, i: usize, task: &str, finished: &str, keys: usize) {
-        let task = TaskRecord {
-            id: format!("{task}-{i}"),
-            instance_id: Some(format!("i{i:02}")),
-            status: TaskStatus::Success,
-            scan_type: Some(ScanType::Manual),
-            created_at: Some("2024-01-01T00:00:00Z".into()),
-            started_at: Some("2024-01-01T00:00:01Z".into()),
-            finished_at: Some(finished.into()),
-            num: None,
-            keys: Some(
-                (0..keys)
-                    .map(|k| KeyRecord {
-                        name: format!("{task}:key:{k}"),
-                        key_type: Some(KeyType::Hash),
-                        shard: None,
-                        db: Some(0),
-                        size: Some(1000 + k as i64),
-                        unit: Some(SizeUnit::Count),
-                        freq: Some(200 - k as i64),
-                    })
-                    .collect(),
-            ),
-        };
-        assert!(store.publish(&format!("i{i:02}"), Analysis::Hotkey, &task));
+        let instance = format!("i{i:02}");
+        let keys = (0..keys)
+            .map(|k| KeyRecord {
+                name: format!("{task}:key:{k}"),
+                key_type: Some(KeyType::Hash),
+                shard: None,
+                db: Some(0),
+                size: Some(1000 + k as i64),
+                unit: Some(SizeUnit::Count),
+                freq: Some(200 - k as i64),
+            })
+            .collect();
+        let task = success(format!("{task}-{i}"), &instance, finished, keys);
+        assert!(store.publish(&instance, Analysis::Hotkey, &task));
     }
 
     /// The reference rendering of the whole snapshot, in one pass.

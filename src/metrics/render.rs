@@ -828,14 +828,7 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\
 
     #[test]
     fn help_texts_say_where_values_come_from() {
-        for f in [
-            &HOTKEY_FREQUENCY,
-            &HOTKEY_ESTIMATED_ACCESSES,
-            &HOTKEY_SIZE_BYTES,
-            &HOTKEY_ELEMENTS,
-            &BIGKEY_SIZE_BYTES,
-            &BIGKEY_ELEMENTS,
-        ] {
+        for f in KEY_FAMILIES {
             assert!(f.help.contains("newest completed"), "{}", f.name);
             assert!(f.help.contains("cached between analyses"), "{}", f.name);
         }
