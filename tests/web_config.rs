@@ -184,27 +184,16 @@ async fn basic_auth_over_tls_on_every_path() {
             Some("Basic"),
             "{path}"
         );
-        let wrong = http
-            .get(&url)
-            .basic_auth("prometheus", Some("wrong horse"))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{path}");
-        let unknown = http
-            .get(&url)
-            .basic_auth("nobody", Some("right horse"))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED, "{path}");
-        let right = http
-            .get(&url)
-            .basic_auth("prometheus", Some("right horse"))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(right.status(), StatusCode::OK, "{path}");
+        let status_as = |user: &str, password: &str| {
+            let request = http.get(&url).basic_auth(user, Some(password)).send();
+            async move { request.await.expect("request").status() }
+        };
+        let wrong = status_as("prometheus", "wrong horse").await;
+        assert_eq!(wrong, StatusCode::UNAUTHORIZED, "{path}");
+        let unknown = status_as("nobody", "right horse").await;
+        assert_eq!(unknown, StatusCode::UNAUTHORIZED, "{path}");
+        let right = status_as("prometheus", "right horse").await;
+        assert_eq!(right, StatusCode::OK, "{path}");
     }
     let body = http
         .get(format!("https://127.0.0.1:{}/metrics", server.port))
