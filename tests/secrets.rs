@@ -4,12 +4,15 @@
 //! stderr, `/metrics`, the status page or the reload answer. The same run proves that a
 //! `secret_key_file` is read again on reload (a rotated Kubernetes secret takes effect).
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::TempDir;
 use dcs_key_exporter::config;
 use dcs_key_exporter::secret::Secret;
 use dcs_key_exporter::simulator::{SimConfig, SimIam, SimInstance, Simulator};
@@ -25,32 +28,6 @@ const TOKEN: &str = "tok-3phemeral-PLUGH";
 const RIGHT_PW: &str = "pw-R1ght-horse-QUUX";
 const WRONG_PW: &str = "pw-Wr0ng-horse-GRAULT";
 const SECRETS: [&str; 5] = [RIGHT_SK, WRONG_SK, TOKEN, RIGHT_PW, WRONG_PW];
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let d = std::env::temp_dir().join(format!(
-            "dcs-secrets-test-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        ));
-        std::fs::create_dir_all(&d).expect("mkdir");
-        TempDir(d)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).expect("write");
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The config: four clouds against the one simulator.
 /// - `env-sk`: secret key from `${DCS_TEST_SK}`, security token from `${DCS_TEST_TOKEN}`;
@@ -272,7 +249,7 @@ async fn secrets_are_nowhere_in_the_output_and_secret_files_are_reread_on_reload
     tokio::spawn(async move { s.serve(listener, c).await });
     let _stop_sim = cancel.drop_guard();
 
-    let dir = TempDir::new();
+    let dir = TempDir::new("dcs-secrets-test");
     dir.write("sk.txt", &format!("{WRONG_SK}\n"));
     dir.write("pw.txt", &format!("{RIGHT_PW}\n"));
     let config = dir.write(
@@ -312,7 +289,7 @@ async fn secrets_are_nowhere_in_the_output_and_secret_files_are_reread_on_reload
     .await;
 
     // A reload that fails (a secret file gone) says why without the secret.
-    std::fs::remove_file(dir.0.join("pw.txt")).expect("rm");
+    std::fs::remove_file(dir.path("pw.txt")).expect("rm");
     let failed = http
         .post(format!("{base}/-/reload"))
         .send()
@@ -356,7 +333,7 @@ async fn secrets_are_nowhere_in_the_output_and_secret_files_are_reread_on_reload
 
 #[test]
 fn debug_and_errors_of_a_loaded_config_hide_secrets() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("dcs-secrets-test");
     dir.write("sk.txt", RIGHT_SK);
     let path = dir.write(
         "config.yml",
@@ -385,13 +362,13 @@ fn debug_and_errors_of_a_loaded_config_hide_secrets() {
 #[test]
 fn secret_file_paths_expand_environment_variables() {
     // systemd hands credentials over in ${CREDENTIALS_DIRECTORY}.
-    let dir = TempDir::new();
+    let dir = TempDir::new("dcs-secrets-test");
     dir.write("secret_key", &format!("{RIGHT_SK}\n"));
     let path = dir.write(
         "config.yml",
         "clouds:\n  - region: cn-north-4\n    project_id: p1\n    auth:\n      access_key: AK\n      secret_key_file: ${CREDENTIALS_DIRECTORY}/secret_key\n    instances:\n      - id: i-1\n",
     );
-    let creds = dir.0.display().to_string();
+    let creds = dir.dir().display().to_string();
     let env = |name: &str| (name == "CREDENTIALS_DIRECTORY").then(|| creds.clone());
     let config = config::load_file_with_env(&path, &env).expect("loads");
     match &config.clouds[0].client.auth {

@@ -3,7 +3,9 @@
 //! being picked up. Certificates are generated per test with rcgen; the server runs on
 //! `127.0.0.1:0`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use common::TempDir;
 use dcs_key_exporter::metrics::exposition::Exposition;
 use dcs_key_exporter::metrics::render::RenderOptions;
 use dcs_key_exporter::metrics::store::Store;
@@ -52,40 +55,6 @@ impl Ca {
 
     fn pem(&self) -> String {
         self.cert.pem()
-    }
-}
-
-/// A directory with the web config and its files, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new() -> Dir {
-        let d = std::env::temp_dir().join(format!(
-            "dcs-web-config-test-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        ));
-        std::fs::create_dir_all(&d).expect("mkdir");
-        Dir(d)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        // Write then rename, as Kubernetes and editors do, so that a reader never sees half a file.
-        let tmp = self.0.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).expect("write");
-        std::fs::rename(&tmp, &p).expect("rename");
-        p
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -148,8 +117,8 @@ fn tls_config(extra: &str) -> String {
 }
 
 /// A directory with a server certificate for 127.0.0.1 signed by a fresh CA.
-fn with_server_cert() -> (Dir, Ca) {
-    let dir = Dir::new();
+fn with_server_cert() -> (TempDir, Ca) {
+    let dir = TempDir::new("dcs-web-config-test");
     let ca = Ca::new("server CA");
     let (cert, key) = ca.leaf("127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth);
     dir.write("server.crt", &cert);
@@ -213,7 +182,7 @@ async fn basic_auth_over_tls_on_every_path() {
 
 #[tokio::test]
 async fn basic_auth_without_tls() {
-    let dir = Dir::new();
+    let dir = TempDir::new("dcs-web-config-test");
     let config = format!("basic_auth_users:\n  alice: {}\n", hash("pw"));
     let server = start(&dir.write("web.yml", &config)).await;
     let http = reqwest::Client::new();

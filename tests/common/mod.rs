@@ -1,11 +1,12 @@
 //! The harness shared by the in-process end-to-end tests: a DCS simulator and the exporter on
-//! 127.0.0.1:0, a small parser of the text format that is independent of the renderer, and a
-//! readiness poll with a deadline.
+//! 127.0.0.1:0, a small parser of the text format that is independent of the renderer, a
+//! readiness poll with a deadline, and a scratch directory for config files.
 // Each test binary uses its own part of the harness.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
@@ -235,5 +236,45 @@ where
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A scratch directory for config and secret files, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh directory whose name starts with `prefix`.
+    pub fn new(prefix: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        TempDir(d)
+    }
+
+    /// Writes `name`, through a temporary file and a rename (as Kubernetes and editors do), so
+    /// that a reader never sees half a file.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        let tmp = self.0.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, &p).expect("rename");
+        p
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
