@@ -24,7 +24,7 @@ use dcs_key_exporter::simulator::{self, SimConfig};
 /// Every flag can also be set with an environment variable: DCS_EXPORTER_ followed by the flag
 /// name in upper case with `.` and `-` as `_` (e.g. DCS_EXPORTER_CONFIG_FILE).
 #[derive(Parser, Debug)]
-#[command(name = "dcs-key-exporter", version, about, long_about)]
+#[command(name = "dcs-key-exporter", version = dcs_key_exporter::LONG_VERSION, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -220,7 +220,7 @@ enum Value {
     Float(f64),
 }
 
-/// Number of per-key families (see [`KEY_FAMILIES`]).
+/// Number of per-key families (the length of the private `KEY_FAMILIES` table).
 pub const KEY_FAMILY_COUNT: usize = 6;
 
 /// The per-key families in output order: four fed by hot key results, two by big key results.
