@@ -44,13 +44,18 @@ fn git_revision() -> Option<String> {
     // Watch the files a commit, checkout or fetch changes. `--git-path` resolves them for linked
     // worktrees too (HEAD is per worktree, refs are shared). A watched path that does not exist
     // would make Cargo re-run the script on every build, so only existing ones are named.
-    let mut watched = vec!["HEAD".to_owned(), "logs/HEAD".to_owned(), "packed-refs".to_owned()];
+    let mut watched = vec![
+        "HEAD".to_owned(),
+        "logs/HEAD".to_owned(),
+        "packed-refs".to_owned(),
+    ];
     if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
         watched.push(head_ref);
     }
     for name in watched {
         if let Some(path) = git(&["rev-parse", "--git-path", &name]) {
-            let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join(path);
+            let path =
+                Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join(path);
             if path.exists() {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
