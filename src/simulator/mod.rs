@@ -52,11 +52,11 @@ use crate::dcs::model::{Analysis, KeyRecord, ScanType, TaskRecord, TaskStatus};
 use crate::secret::Secret;
 use state::InstanceState;
 
-/// Default access key of the simulator (see the interface spec).
+/// Default access key of the simulator (documented in README, "Command line").
 pub const DEFAULT_ACCESS_KEY: &str = "SIMULATORACCESSKEY00";
-/// Default secret key of the simulator (see the interface spec).
+/// Default secret key of the simulator (documented in README, "Command line").
 pub const DEFAULT_SECRET_KEY: &str = "simulator-secret-key";
-/// Default project id of the simulator (see the interface spec).
+/// Default project id of the simulator (documented in README, "Command line").
 pub const DEFAULT_PROJECT_ID: &str = "0123456789abcdef0123456789abcdef";
 
 /// Everything a simulator needs: credentials, instances, time scale and clock.
