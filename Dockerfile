@@ -16,7 +16,8 @@ ARG RUST_VERSION=1
 
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
-ARG REVISION=unknown
+# Without --build-arg REVISION the revision is "unknown" (the context has no .git).
+ARG REVISION=
 ENV DCS_EXPORTER_REVISION=${REVISION} \
     CARGO_TERM_COLOR=never
 COPY . .

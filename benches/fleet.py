@@ -172,7 +172,7 @@ def get(port: int, path: str, gz: bool = False, timeout: float = 60.0) -> tuple[
 
 
 def sdk_sign(method: str, host: str, path: str, query: dict, body: bytes) -> dict:
-    """SDK-HMAC-SHA256, as in /work/shared/reference/dcs-api.md §5a."""
+    """SDK-HMAC-SHA256, as described in docs/dcs-api.md §5.1."""
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     headers = {
         "content-type": "application/json",

@@ -27,3 +27,16 @@ pub mod scheduler;
 pub mod secret;
 pub mod server;
 pub mod simulator;
+
+/// The source revision this binary was built from: the short git commit of the checkout, the
+/// `DCS_EXPORTER_REVISION` environment variable given to the build (the Docker build has no
+/// `.git`), or `unknown` (see `build.rs`). Exported as `dcs_exporter_build_info{revision}`.
+pub const REVISION: &str = env!("DCS_EXPORTER_REVISION");
+
+/// What `--version` prints after the program name: the crate version and [`REVISION`].
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("DCS_EXPORTER_REVISION"),
+    ")"
+);

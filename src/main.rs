@@ -24,7 +24,7 @@ use dcs_key_exporter::simulator::{self, SimConfig};
 /// Every flag can also be set with an environment variable: DCS_EXPORTER_ followed by the flag
 /// name in upper case with `.` and `-` as `_` (e.g. DCS_EXPORTER_CONFIG_FILE).
 #[derive(Parser, Debug)]
-#[command(name = "dcs-key-exporter", version, about, long_about)]
+#[command(name = "dcs-key-exporter", version = dcs_key_exporter::LONG_VERSION, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -38,15 +38,15 @@ struct Cli {
     )]
     config_file: Option<PathBuf>,
 
-    /// Address to listen on for HTTP (`:9797` means every interface).
+    /// Address to listen on for HTTP (`:9797` means every interface) [default: `:9797`; for
+    /// `simulate`: `:9798`, so the exporter and a simulator run side by side].
     #[arg(
         long = "web.listen-address",
         env = "DCS_EXPORTER_WEB_LISTEN_ADDRESS",
-        default_value = ":9797",
         global = true,
         value_name = "ADDR"
     )]
-    listen_address: String,
+    listen_address: Option<String>,
 
     /// Path under which metrics are served.
     #[arg(
@@ -169,6 +169,22 @@ enum LogFormat {
 /// Exit code for a bad command line or config.
 const EXIT_USAGE: u8 = 2;
 
+/// The exporter's default listen address.
+const DEFAULT_LISTEN: &str = ":9797";
+/// `simulate`'s default listen address: not the exporter's, so both run side by side.
+const DEFAULT_SIMULATE_LISTEN: &str = ":9798";
+
+impl Cli {
+    /// `--web.listen-address`, or the default of the command being run.
+    fn listen_address(&self) -> &str {
+        match (&self.listen_address, &self.command) {
+            (Some(a), _) => a,
+            (None, Some(Command::Simulate { .. })) => DEFAULT_SIMULATE_LISTEN,
+            (None, _) => DEFAULT_LISTEN,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     tune_malloc();
     let cli = Cli::parse();
@@ -255,7 +271,7 @@ async fn async_main(cli: Cli) -> ExitCode {
                 }
                 sim.time_scale = scale;
             }
-            let addr = match parse_listen(&cli.listen_address) {
+            let addr = match parse_listen(cli.listen_address()) {
                 Ok(a) => a,
                 Err(e) => return fatal(EXIT_USAGE, e),
             };
@@ -302,7 +318,7 @@ async fn serve(cli: Cli) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fatal(EXIT_USAGE, anyhow::Error::new(e)),
     };
-    let addr = match parse_listen(&cli.listen_address) {
+    let addr = match parse_listen(cli.listen_address()) {
         Ok(a) => a,
         Err(e) => return fatal(EXIT_USAGE, e),
     };
@@ -515,5 +531,43 @@ fn init_logging(cli: &Cli) {
                     .with_writer(std::io::stderr),
             )
             .init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listen(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(args).expect("valid command line");
+        cli.listen_address().to_owned()
+    }
+
+    #[test]
+    fn simulate_and_the_exporter_default_to_different_ports() {
+        assert_eq!(listen(&["dcs-key-exporter"]), ":9797");
+        assert_eq!(listen(&["dcs-key-exporter", "--demo"]), ":9797");
+        assert_eq!(listen(&["dcs-key-exporter", "simulate"]), ":9798");
+        assert_ne!(
+            parse_listen(&listen(&["dcs-key-exporter"]))
+                .map(|a| a.port())
+                .ok(),
+            parse_listen(&listen(&["dcs-key-exporter", "simulate"]))
+                .map(|a| a.port())
+                .ok()
+        );
+        // An explicit address wins, before or after the subcommand.
+        assert_eq!(
+            listen(&[
+                "dcs-key-exporter",
+                "simulate",
+                "--web.listen-address=127.0.0.1:0"
+            ]),
+            "127.0.0.1:0"
+        );
+        assert_eq!(
+            listen(&["dcs-key-exporter", "--web.listen-address=:1234"]),
+            ":1234"
+        );
     }
 }

@@ -457,3 +457,35 @@ async fn sigterm_during_requests_in_flight_exits_0_within_the_grace_period() {
     eprintln!("shutdown with requests in flight took {took:?}");
     assert!(took < GRACE, "shutdown took {took:?}");
 }
+
+/// `--version` names the source revision: the one `git rev-parse` reports for this checkout
+/// (or the `DCS_EXPORTER_REVISION` override the build was given, else `unknown`).
+#[test]
+fn version_flag_names_the_source_revision() {
+    let expected = std::env::var("DCS_EXPORTER_REVISION")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| {
+            std::process::Command::new("git")
+                .args(["rev-parse", "--short=12", "HEAD"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+        })
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dcs-key-exporter"))
+        .arg("--version")
+        .output()
+        .expect("run --version");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!(
+            "dcs-key-exporter {} (revision {expected})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}

@@ -1,7 +1,7 @@
 //! The config file: loading, `${VAR}` expansion, secret files and validation.
 //!
 //! Two stages, as ripgrep does with its arguments: [`raw`] holds serde structs that refuse
-//! unknown keys, [`validate`] turns them into a [`Config`] with real types (durations, URLs,
+//! unknown keys, [`load_str`] (the validation below) turns them into a [`Config`] with real types (durations, URLs,
 //! non-empty ids, client settings) and collects every problem it finds, each naming the key.
 //! Syntax and type errors come from the YAML parser with their line and column.
 

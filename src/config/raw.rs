@@ -1,7 +1,7 @@
 //! The config file as written: serde structs that refuse unknown keys.
 //!
 //! Strings stay unexpanded here (`${VAR}` is replaced during validation, where the key path is
-//! known); durations stay strings. [`super::validate`] turns this into the typed [`super::Config`].
+//! known); durations stay strings. [`super::load_str`] turns this into the typed [`super::Config`].
 
 use std::collections::BTreeMap;
 

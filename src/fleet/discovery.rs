@@ -2,7 +2,7 @@
 //!
 //! [`list_all`] pages through ListInstances without trusting the order of the answers: it keeps
 //! the first record of each instance id and stops on a short or empty page, once the offset
-//! reaches `instance_num`, or after [`MAX_PAGES`] pages. [`matches`] applies the `discovery:`
+//! reaches `instance_num`, or after [`MAX_PAGES`] pages. [`matches()`] applies the `discovery:`
 //! filters on the client side (the API has no engine filter, and its name filter is a substring
 //! match). [`run_loop`] refreshes one cloud's listing on its interval and sends every successful
 //! listing to the app, which merges it with the explicit instances and applies the plan; a failed

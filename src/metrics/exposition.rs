@@ -215,10 +215,7 @@ impl Exposition {
             )
             .namespace(ns.as_str())
             .const_label("version", env!("CARGO_PKG_VERSION"))
-            .const_label(
-                "revision",
-                option_env!("DCS_EXPORTER_REVISION").unwrap_or("unknown"),
-            ),
+            .const_label("revision", crate::REVISION),
         )?;
         build_info.set(1);
         registry.register(Box::new(build_info))?;
@@ -741,6 +738,38 @@ mod tests {
         exp
     }
 
+    /// The revision the build should have stamped, found independently of `build.rs`: the
+    /// `DCS_EXPORTER_REVISION` override, else `git rev-parse` on the checkout, else `unknown`.
+    fn expected_revision() -> String {
+        if let Ok(v) = std::env::var("DCS_EXPORTER_REVISION") {
+            if !v.trim().is_empty() {
+                return v.trim().to_owned();
+            }
+        }
+        std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned())
+    }
+
+    #[test]
+    fn build_info_names_the_source_revision() {
+        let exp = test_exposition(store());
+        let text = String::from_utf8(exp.render(false).to_vec()).expect("UTF-8");
+        let revision = expected_revision();
+        assert!(
+            text.contains(&format!("revision=\"{revision}\"")),
+            "build_info should carry revision {revision}: {text}"
+        );
+        assert_eq!(crate::REVISION, revision);
+    }
+
     #[test]
     fn gzip_body_decompresses_to_the_plain_body() {
         let store = store();
@@ -758,7 +787,7 @@ mod tests {
         assert!(text.contains(r#"dcs_hotkey_frequency{instance_id="i1",instance_name="orders",key="user:1",key_type="string",db="0",shard=""} 20"#));
         assert!(text.contains(&format!(
             "dcs_exporter_build_info{{revision=\"{}\",version=\"{}\"}} 1\n",
-            option_env!("DCS_EXPORTER_REVISION").unwrap_or("unknown"),
+            expected_revision(),
             env!("CARGO_PKG_VERSION")
         )));
         assert!(text.contains("dcs_exporter_config_last_reload_successful 1\n"));

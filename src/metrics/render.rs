@@ -110,7 +110,8 @@ const HOTKEY_FREQUENCY: Family = Family {
     name: "hotkey_frequency",
     kind: Kind::Gauge,
     help: "LFU access-frequency counter (freq, 0-255, logarithmic) of a hot key, from the newest \
-           completed hot key analysis of the instance; cached between analyses.",
+           completed hot key analysis of the instance; cached between analyses. 255 is the \
+           counter's cap, reached after about 311,500 accesses at lfu-log-factor 10 (decay aside).",
 };
 const HOTKEY_ESTIMATED_ACCESSES: Family = Family {
     name: "hotkey_estimated_accesses",
@@ -170,7 +171,7 @@ const ANALYSIS_CONSECUTIVE_FAILURES: Family = Family {
     name: "analysis_consecutive_failures",
     kind: Kind::Gauge,
     help: "Analysis attempts in a row that produced no result, counted by this exporter; 0 after \
-           a success.",
+           a success, and 0 while the instance does not support the analysis.",
 };
 const ANALYSIS_FAILURES: Family = Family {
     name: "analysis_failures_total",
@@ -220,7 +221,7 @@ enum Value {
     Float(f64),
 }
 
-/// Number of per-key families (see [`KEY_FAMILIES`]).
+/// Number of per-key families (the length of the private `KEY_FAMILIES` table).
 pub const KEY_FAMILY_COUNT: usize = 6;
 
 /// The per-key families in output order: four fed by hot key results, two by big key results.

@@ -387,6 +387,10 @@ impl Store {
     }
 
     /// Counts an attempt that produced no result. The last result stays.
+    ///
+    /// `Unsupported` is counted by reason but is not a failure streak: the instance answered, and
+    /// said it cannot run the analysis. It marks the analysis unsupported and sets
+    /// `consecutive_failures` to 0, so the daily re-check never adds up to `DcsAnalysisFailing`.
     pub fn record_failure(
         &self,
         id: &str,
@@ -396,7 +400,12 @@ impl Store {
         now_unix: f64,
     ) {
         self.update_analysis(id, analysis, |a| {
-            a.consecutive_failures += 1;
+            if reason == FailureReason::Unsupported {
+                a.supported = false;
+                a.consecutive_failures = 0;
+            } else {
+                a.consecutive_failures += 1;
+            }
             *a.failures.entry(reason).or_insert(0) += 1;
             a.last_error = Some(LastError {
                 at: now_unix,
@@ -552,6 +561,34 @@ mod tests {
         assert_eq!(r.keys[0].name, "b");
         assert_eq!(r.duration_seconds(), Some(118.0));
         assert_eq!(r.queue_seconds(), Some(2.0));
+    }
+
+    #[test]
+    fn unsupported_is_counted_but_is_not_a_failure_streak() {
+        let store = Store::new();
+        store.configure(&[spec()]);
+        store.record_failure(
+            "i1",
+            Analysis::Hotkey,
+            FailureReason::ApiError,
+            "503".into(),
+            1.0,
+        );
+        for day in 0..3 {
+            store.record_failure(
+                "i1",
+                Analysis::Hotkey,
+                FailureReason::Unsupported,
+                "DCS.4922".into(),
+                2.0 + f64::from(day) * 86_400.0,
+            );
+        }
+        let st = store.analysis_state("i1", Analysis::Hotkey).unwrap();
+        assert_eq!(st.consecutive_failures, 0);
+        assert!(!st.supported);
+        assert_eq!(st.failures[&FailureReason::Unsupported], 3);
+        assert_eq!(st.failures[&FailureReason::ApiError], 1);
+        assert_eq!(st.last_error.unwrap().reason, FailureReason::Unsupported);
     }
 
     #[test]

@@ -260,11 +260,17 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 }
             }
             Err(e) if e.is_unsupported() => {
+                // Not a failure streak: the store counts the reason but keeps
+                // consecutive_failures at 0, so the daily re-check does not alert as failing.
                 self.unsupported = true;
-                self.shared
-                    .store
-                    .set_supported(&self.instance_id, self.analysis, false);
-                self.fail(FailureReason::Unsupported, &e.to_string());
+                self.consecutive_failures = 0;
+                self.shared.store.record_failure(
+                    &self.instance_id,
+                    self.analysis,
+                    FailureReason::Unsupported,
+                    e.to_string(),
+                    self.shared.clock.now_unix(),
+                );
                 let recheck = backoff::UNSUPPORTED_RECHECK.max(self.settings.interval);
                 warn!(recheck_in = %crate::config::duration::format(recheck),
                     "instance does not support this analysis; not asking again until the re-check");

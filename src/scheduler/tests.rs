@@ -502,8 +502,15 @@ async fn unsupported_analysis_stops_creating_until_the_daily_recheck() {
     assert!(!st.supported);
     assert_eq!(st.failures[&FailureReason::Unsupported], 1);
     assert_eq!(h.fake.count("create"), 1);
+    assert_eq!(st.consecutive_failures, 0, "unsupported is not failing");
     advance(3600 * 13).await;
     assert_eq!(h.fake.count("create"), 2, "re-checked once a day");
+    let st = h.state("i1");
+    assert_eq!(st.failures[&FailureReason::Unsupported], 2);
+    assert_eq!(
+        st.consecutive_failures, 0,
+        "the daily re-check does not build a failure streak"
+    );
     h.stop().await;
 }
 

@@ -1,10 +1,17 @@
 //! The status page served at `/`: a self-contained HTML summary of the snapshot.
 //!
-//! One section per configured instance and one table per analysis: mode, support, last success,
-//! last error, running task, consecutive failures and the top keys of the newest result. The page
-//! has inline CSS, no scripts and no external assets. Everything that comes from DCS or the config
-//! (names, ids, messages, key names) is hostile text: it is HTML-escaped, and control characters in
-//! key names are shown as escapes.
+//! First a summary with one row per instance (state of each analysis, last success, hottest and
+//! biggest key), each linking to the instance's details further down: one section per instance
+//! and one table per analysis (mode, support, last success, last error, running task, consecutive
+//! failures and the top keys of the newest result). A row stays one line high, so a fleet of 300
+//! instances fits in a few screens. Sizes are human-readable (`12.5 KiB`, `70,000 elements`).
+//!
+//! An analysis the instance does not support is shown as unsupported (grey), not as failing
+//! (red): it is a property of the instance, re-checked daily, not an error.
+//!
+//! The page has inline CSS, no scripts and no external assets. Everything that comes from DCS or
+//! the config (names, ids, messages, key names) is hostile text: it is HTML-escaped, and control
+//! characters in key names are shown as escapes.
 
 use std::fmt::Write as _;
 
@@ -14,20 +21,31 @@ use time::OffsetDateTime;
 use crate::dcs::Analysis;
 use crate::metrics::keyrewrite::export_key;
 use crate::metrics::render::RenderOptions;
-use crate::metrics::store::{AnalysisState, InstanceState, Snapshot};
+use crate::metrics::store::{AnalysisState, FailureReason, InstanceState, Snapshot};
 
 /// Keys shown per analysis.
 pub const TOP_KEYS: usize = 5;
 /// Characters of a key name shown before it is cut with `…`.
 const KEY_DISPLAY_CHARS: usize = 120;
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:72em}\
+/// Characters of a key name shown in the summary (the cell also cuts it to its width).
+const SUMMARY_KEY_CHARS: usize = 60;
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:84em}\
 h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}\
 .id,.muted{color:#666;font-weight:normal;font-size:.85em}\
 table{border-collapse:collapse;margin:.4em 0 1em}\
 th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}\
 th{background:#f4f4f4}table.state th{width:12em}\
-td.key{font-family:monospace;word-break:break-all}.bad{color:#a00}.ok{color:#070}";
+td.key{font-family:monospace;word-break:break-all}.bad{color:#a00}.ok{color:#070}\
+.na{color:#777}.run{color:#05a}\
+table.summary{font-size:.85em}table.summary td,table.summary th{padding:.1em .5em;\
+white-space:nowrap;line-height:1.3}\
+table.summary td.num{text-align:right}\
+span.k{display:inline-block;max-width:18em;overflow:hidden;text-overflow:ellipsis;\
+vertical-align:bottom;font-family:monospace}\
+dl.legend{font-size:.85em;color:#444}dl.legend dt{font-weight:bold;float:left;clear:left;\
+width:9em}dl.legend dd{margin-left:9.5em}";
 
 /// The whole page for `snapshot` at `now_unix` (Unix seconds), linking to `telemetry_path`.
 /// Key names are shown as `/metrics` exports them (`keys`: rewrite rules and key label mode).
@@ -52,25 +70,269 @@ pub fn render_page(
         h,
         "<p>Metrics: <a href=\"{p}\">{p}</a> · health: <a href=\"/-/healthy\">/-/healthy</a> \
          · readiness: <a href=\"/-/ready\">/-/ready</a></p>\n\
-         <p class=\"muted\">Version {v} · page generated {t}</p>\n",
+         <p class=\"muted\">Version {v} (revision {r}) · page generated {t}</p>\n",
         p = esc(telemetry_path),
         v = esc(env!("CARGO_PKG_VERSION")),
+        r = esc(crate::REVISION),
         t = utc(now_unix),
     );
-    if snapshot.instances.is_empty() {
+    // By name (then id), in the summary and in the details alike.
+    let mut ordered: Vec<&InstanceState> = snapshot.instances.values().collect();
+    ordered.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    if ordered.is_empty() {
         h.push_str("<p>No instances are configured or discovered yet.</p>\n");
+    } else {
+        summary(&mut h, &ordered, now_unix, keys);
+        h.push_str(LEGEND);
     }
-    for inst in snapshot.instances.values() {
-        instance(&mut h, inst, now_unix, keys);
+    for (n, inst) in ordered.iter().enumerate() {
+        instance(&mut h, inst, &anchor(&inst.id, n), now_unix, keys);
     }
     h.push_str("</body>\n</html>\n");
     h
 }
 
-fn instance(h: &mut String, inst: &InstanceState, now: f64, keys: &RenderOptions) {
+/// What the words on the page mean.
+const LEGEND: &str = "<dl class=\"legend\">\n\
+<dt>ok</dt><dd>the analysis has a result, and no attempt failed since.</dd>\n\
+<dt>running</dt><dd>a task is waiting or running in DCS and the exporter follows it.</dd>\n\
+<dt>failing ×N</dt><dd>the last N attempts produced no result; the last good result stays \
+exported. The details below give the error.</dd>\n\
+<dt>unsupported</dt><dd>DCS says the instance cannot run this analysis (Redis 3.0; for hot \
+keys also a <code>maxmemory-policy</code> that is not LFU). Not an error: asked again once a \
+day.</dd>\n\
+<dt>waiting</dt><dd>no result yet and no failure: the first analysis has not finished.</dd>\n\
+<dt>manual scan</dt><dd>the result comes from a task created through the DCS API: by this \
+exporter (<code>trigger</code> mode) or by someone in the DCS console. An <em>auto scan</em> is \
+a run of DCS's own daily auto-scan schedule. The exporter publishes the newest successful \
+result of either kind.</dd>\n\
+<dt>biggest key</dt><dd>the big key furthest over DCS's definition of a big key: a string \
+over 10 KiB, or a collection over 5,000 elements.</dd>\n\
+<dt>freq</dt><dd>the LFU counter (0–255, logarithmic); 255 is its cap, reached after about \
+311,500 accesses at <code>lfu-log-factor</code> 10.</dd>\n\
+</dl>\n";
+
+/// The id of an instance's section: `i-` and the instance id when it is made of letters, digits,
+/// `-` and `_` (DCS ids are UUIDs), else `n-` and its position (so the anchor is always a safe
+/// and unique URL fragment).
+fn anchor(id: &str, position: usize) -> String {
+    let safe = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if safe {
+        format!("i-{id}")
+    } else {
+        format!("n-{position}")
+    }
+}
+
+/// The summary table: one row per instance (in the order given), linking to its details.
+fn summary(h: &mut String, instances: &[&InstanceState], now: f64, keys: &RenderOptions) {
+    let (mut ok, mut failing, mut unsupported, mut running) = (0, 0, 0, 0);
+    for st in instances.iter().flat_map(|i| i.analyses.values()) {
+        match state(st) {
+            State::Unsupported => unsupported += 1,
+            State::Failing(_) => failing += 1,
+            State::Running => running += 1,
+            State::Ok => ok += 1,
+            State::Waiting => {}
+        }
+    }
     let _ = write!(
         h,
-        "<section>\n<h2>{} <span class=\"id\">{}</span></h2>\n",
+        "<h2 id=\"summary\">Summary <span class=\"muted\">{n} instances · analyses: {ok} ok, \
+         {running} running, {failing} failing, {unsupported} unsupported</span></h2>\n\
+         <table class=\"summary\">\n<tr><th>instance</th><th>hot key analysis</th>\
+         <th>big key analysis</th><th>last success</th><th>hottest key</th><th>freq</th>\
+         <th>biggest key</th><th>size</th></tr>\n",
+        n = instances.len(),
+    );
+    for (n, inst) in instances.iter().enumerate() {
+        let _ = write!(
+            h,
+            "<tr><td><a href=\"#{}\" title=\"{}\">{}</a></td>",
+            esc(&anchor(&inst.id, n)),
+            esc(&inst.id),
+            esc(&inst.name)
+        );
+        for analysis in [Analysis::Hotkey, Analysis::Bigkey] {
+            let cell = match inst.analyses.get(&analysis) {
+                Some(st) => state(st).html(),
+                None => "<span class=\"na\">off</span>".to_owned(),
+            };
+            let _ = write!(h, "<td>{cell}</td>");
+        }
+        // The newest success of any analysis, as an age.
+        let last = inst
+            .analyses
+            .values()
+            .filter_map(|st| st.result.as_ref()?.finished_at)
+            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+        match last {
+            Some(t) => {
+                let _ = write!(h, "<td title=\"{}\">{}</td>", utc(t), ago(t, now));
+            }
+            None => h.push_str("<td class=\"na\">never</td>"),
+        }
+        let hottest = inst
+            .analyses
+            .get(&Analysis::Hotkey)
+            .and_then(|st| st.result.as_ref()?.keys.first());
+        match hottest {
+            Some(k) => {
+                let freq = k.freq.map_or_else(|| "?".to_owned(), |f| f.to_string());
+                let _ = write!(
+                    h,
+                    "{}<td class=\"num\">{freq}</td>",
+                    key_cell(&export_key(&k.name, &keys.key_rewrite, &keys.key_label))
+                );
+            }
+            None => h.push_str("<td></td><td></td>"),
+        }
+        let biggest = inst
+            .analyses
+            .get(&Analysis::Bigkey)
+            .and_then(|st| biggest_key(&st.result.as_ref()?.keys));
+        match biggest {
+            Some(k) => {
+                let _ = write!(
+                    h,
+                    "{}<td class=\"num\">{}</td>",
+                    key_cell(&export_key(&k.name, &keys.key_rewrite, &keys.key_label)),
+                    size_text(k)
+                );
+            }
+            None => h.push_str("<td></td><td></td>"),
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+}
+
+/// A key in a summary cell: cut to fit, the whole (displayable) name as its tooltip.
+fn key_cell(label: &str) -> String {
+    let shown = display_key(label);
+    let short: String = shown.chars().take(SUMMARY_KEY_CHARS).collect();
+    let short = if short.len() < shown.len() {
+        format!("{short}…")
+    } else {
+        short
+    };
+    format!(
+        "<td><span class=\"k\" title=\"{}\">{}</span></td>",
+        esc(&shown),
+        esc(&short)
+    )
+}
+
+/// The big key furthest over DCS's definition of a big key: size / 10 KiB for strings (bytes),
+/// elements / 5,000 for collections. Bytes and elements cannot be compared directly.
+fn biggest_key(keys: &[crate::dcs::KeyRecord]) -> Option<&crate::dcs::KeyRecord> {
+    use crate::dcs::SizeUnit;
+    let ratio = |k: &crate::dcs::KeyRecord| {
+        let size = k.size.unwrap_or(0) as f64;
+        match k.unit {
+            Some(SizeUnit::Count) => size / 5000.0,
+            _ => size / 10240.0,
+        }
+    };
+    keys.iter().filter(|k| k.size.is_some()).fold(
+        None,
+        |best: Option<&crate::dcs::KeyRecord>, k| match best {
+            Some(b) if ratio(b) >= ratio(k) => Some(b),
+            _ => Some(k),
+        },
+    )
+}
+
+/// The state of one analysis, most important first.
+enum State {
+    Unsupported,
+    Failing(u64),
+    Running,
+    Ok,
+    Waiting,
+}
+
+fn state(st: &AnalysisState) -> State {
+    if !st.supported {
+        State::Unsupported
+    } else if st.consecutive_failures > 0 {
+        State::Failing(st.consecutive_failures)
+    } else if st.running.is_some() {
+        State::Running
+    } else if st.result.is_some() {
+        State::Ok
+    } else {
+        State::Waiting
+    }
+}
+
+impl State {
+    fn html(&self) -> String {
+        match self {
+            State::Unsupported => "<span class=\"na\">unsupported</span>".to_owned(),
+            State::Failing(n) => format!("<span class=\"bad\">failing ×{n}</span>"),
+            State::Running => "<span class=\"run\">running</span>".to_owned(),
+            State::Ok => "<span class=\"ok\">ok</span>".to_owned(),
+            State::Waiting => "<span class=\"na\">waiting</span>".to_owned(),
+        }
+    }
+}
+
+/// A key's size for people: `64 B`, `12.5 KiB`, `3.0 MiB` for bytes; `70,000 elements` for
+/// collections. HTML-safe (an unknown unit from DCS is escaped).
+fn size_text(k: &crate::dcs::KeyRecord) -> String {
+    use crate::dcs::SizeUnit;
+    match (k.size, &k.unit) {
+        (Some(s), Some(SizeUnit::Byte)) => human_bytes(s),
+        (Some(s), Some(SizeUnit::Count)) => {
+            format!("{} element{}", thousands(s), if s == 1 { "" } else { "s" })
+        }
+        (Some(s), Some(u)) => format!("{} {}", thousands(s), esc(u.as_str())),
+        (Some(s), None) => thousands(s),
+        (None, _) => "?".to_owned(),
+    }
+}
+
+/// Bytes in binary units with one decimal above 1 KiB: `512 B`, `1.5 KiB`, `20.0 MiB`.
+fn human_bytes(n: i64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n.unsigned_abs() < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v.abs() >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// An integer with `,` between thousands: `70,000`.
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn instance(h: &mut String, inst: &InstanceState, anchor: &str, now: f64, keys: &RenderOptions) {
+    let _ = write!(
+        h,
+        "<section id=\"{}\">\n<h2>{} <span class=\"id\">{}</span> \
+         <a class=\"muted\" href=\"#summary\">↑ summary</a></h2>\n",
+        esc(anchor),
         esc(&inst.name),
         esc(&inst.id)
     );
@@ -110,7 +372,8 @@ fn analysis(
     let supported = if st.supported {
         "<span class=\"ok\">yes</span>"
     } else {
-        "<span class=\"bad\">no (DCS reports the analysis as unsupported)</span>"
+        "<span class=\"na\">no: DCS says this instance cannot run it (Redis 3.0; for hot keys \
+         also a maxmemory-policy that is not LFU). Not an error: asked again once a day</span>"
     };
     let _ = writeln!(h, "<tr><th>supported</th><td>{supported}</td></tr>");
 
@@ -127,8 +390,16 @@ fn analysis(
                 esc(&r.task_id),
                 r.key_count
             );
-            if let Some(st) = &r.scan_type {
-                let _ = write!(h, " · {} scan", esc(st.as_str()));
+            match r.scan_type.as_ref().map(|s| s.as_str()) {
+                Some("manual") => h.push_str(
+                    " · manual scan (a task created through the API: by this exporter or in \
+                     the DCS console)",
+                ),
+                Some("auto") => h.push_str(" · auto scan (DCS's daily schedule)"),
+                Some(other) => {
+                    let _ = write!(h, " · {} scan", esc(other));
+                }
+                None => {}
             }
         }
         None => h.push_str("never"),
@@ -136,9 +407,14 @@ fn analysis(
     h.push_str("</td></tr>\n<tr><th>last error</th><td>");
     match &st.last_error {
         Some(e) => {
+            let class = if e.reason == FailureReason::Unsupported {
+                "na"
+            } else {
+                "bad"
+            };
             let _ = write!(
                 h,
-                "{} · <span class=\"bad\">{}</span>: {}",
+                "{} · <span class=\"{class}\">{}</span>: {}",
                 when(e.at, now),
                 e.reason.as_str(),
                 esc(&e.message)
@@ -196,11 +472,7 @@ fn analysis(
     for (label, k) in shown.take(TOP_KEYS) {
         let value = match analysis {
             Analysis::Hotkey => k.freq.map_or_else(|| "?".to_owned(), |f| f.to_string()),
-            Analysis::Bigkey => match (k.size, &k.unit) {
-                (Some(s), Some(u)) => format!("{s} {}", esc(u.as_str())),
-                (Some(s), None) => s.to_string(),
-                _ => "?".to_owned(),
-            },
+            Analysis::Bigkey => size_text(k),
         };
         let _ = writeln!(
             h,
@@ -247,6 +519,16 @@ fn display_key(name: &str) -> String {
         }
     }
     out
+}
+
+/// `3m 20s ago` (or `in 10s` for a time ahead of `now`).
+fn ago(t: f64, now: f64) -> String {
+    let delta = now - t;
+    if delta >= 0.0 {
+        format!("{} ago", age(delta))
+    } else {
+        format!("in {}", age(-delta))
+    }
 }
 
 /// `2024-01-01 00:01:00 UTC (3m 20s ago)`.
@@ -422,7 +704,7 @@ mod tests {
             .contains("2024-01-01 00:30:00 UTC (1h 30m ago) · <span class=\"bad\">timeout</span>"));
         assert!(page.contains("task-&lt;2&gt; (running) since 2024-01-01 01:00:00 UTC (1h 0m ago)"));
         assert!(page.contains("<td>observe</td>"));
-        assert!(page.contains("70000 count"));
+        assert!(page.contains("70,000 elements"));
         // Only the top 5 hot keys: the hostile one, then key-0..key-3.
         assert!(page.contains(">key-3<"));
         assert!(!page.contains(">key-4<"));
@@ -508,6 +790,131 @@ mod tests {
         // SHA-256("key-0") starts with the digest the metrics use.
         let digest = crate::metrics::keylabel::key_label("key-0", &KeyLabelMode::Hash);
         assert!(page.contains(digest.as_ref()), "{page}");
+    }
+
+    #[test]
+    fn summary_has_one_row_per_instance_linking_to_its_details() {
+        let mut snap = snapshot();
+        let template = snap.instances.pop_first().expect("one instance").1;
+        for n in 0..300 {
+            let mut inst = template.clone();
+            inst.id = format!("{n:08x}-cebf-4473-95c4-d1b573c16e79");
+            inst.name = format!("prod-orders-cache-{n:03}");
+            snap.instances.insert(inst.id.clone(), inst);
+        }
+        // An id that is not safe in a URL fragment gets a positional anchor.
+        let mut odd = template.clone();
+        odd.id = "zz id/with \"odd\" chars".into();
+        snap.instances.insert(odd.id.clone(), odd);
+
+        let page = render_page(&snap, "/metrics", JAN1 + 7200.0, &RenderOptions::default());
+        let start = page
+            .find("<table class=\"summary\">")
+            .expect("summary table");
+        let table = &page[start..start + page[start..].find("</table>").expect("end")];
+        let rows: Vec<&str> = table
+            .lines()
+            .filter(|l| l.starts_with("<tr><td>"))
+            .collect();
+        assert_eq!(rows.len(), 301);
+        // Rows by name: the odd one ("orders-…") first, then prod-orders-cache-000 and on.
+        let mut by_name: Vec<_> = snap.instances.values().collect();
+        by_name.sort_by_key(|i| (i.name.clone(), i.id.clone()));
+        for (row, inst) in rows.iter().zip(&by_name) {
+            let id = &inst.id;
+            let href = row
+                .split("href=\"#")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .expect("a link");
+            assert_eq!(page.matches(&format!("id=\"{href}\"")).count(), 1, "{row}");
+            assert!(row.contains(&format!("title=\"{}\"", esc(id))), "{row}");
+        }
+        assert!(rows[0].contains("href=\"#n-0\""), "{}", rows[0]);
+        assert!(rows[0].contains("&quot;odd&quot;"), "{}", rows[0]);
+        assert!(rows[1].contains("href=\"#i-00000000-cebf-4473-95c4-d1b573c16e79\""));
+        assert!(
+            rows[300].contains(">prod-orders-cache-299<"),
+            "{}",
+            rows[300]
+        );
+        // State, the newest success, hottest and biggest key, human-readable.
+        let row = rows[1];
+        assert!(
+            row.contains("<span class=\"bad\">failing ×1</span>"),
+            "{row}"
+        );
+        assert!(
+            row.contains("<span class=\"na\">unsupported</span>"),
+            "{row}"
+        );
+        assert!(row.contains(">1h 59m ago<"), "{row}");
+        assert!(
+            row.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;\\n"),
+            "{row}"
+        );
+        assert!(row.contains("<td class=\"num\">200</td>"), "{row}");
+        assert!(
+            row.contains("<td class=\"num\">70,000 elements</td>"),
+            "{row}"
+        );
+        assert!(page.contains("<dt>manual scan</dt>"));
+    }
+
+    #[test]
+    fn unsupported_is_grey_not_red() {
+        let mut snap = snapshot();
+        let inst = snap.instances.values_mut().next().expect("instance");
+        let big = inst.analyses.get_mut(&Analysis::Bigkey).expect("bigkey");
+        big.last_error = Some(LastError {
+            at: JAN1,
+            reason: FailureReason::Unsupported,
+            message: "DCS.4919".into(),
+        });
+        // What the store keeps for an unsupported analysis: no failure streak.
+        big.consecutive_failures = 0;
+        let page = render_page(&snap, "/metrics", JAN1, &RenderOptions::default());
+        let big_section = &page[page.find("<h3>bigkey</h3>").expect("bigkey")..];
+        let big_state = &big_section[..big_section.find("</table>").expect("table")];
+        assert!(!big_state.contains("class=\"bad\""), "{big_state}");
+        assert!(big_state.contains("<span class=\"na\">unsupported</span>: DCS.4919"));
+        assert!(big_state.contains("<span class=\"na\">no: DCS says"));
+    }
+
+    #[test]
+    fn sizes_are_human_readable() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(12_800), "12.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
+        assert_eq!(human_bytes(5 << 40), "5.0 TiB");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(70_000), "70,000");
+        assert_eq!(thousands(-1_234_567), "-1,234,567");
+    }
+
+    #[test]
+    fn biggest_key_is_the_one_furthest_over_the_big_key_definition() {
+        let big = |name: &str, size: i64, unit: SizeUnit| KeyRecord {
+            name: name.into(),
+            key_type: None,
+            shard: None,
+            db: None,
+            size: Some(size),
+            unit: Some(unit),
+            freq: None,
+        };
+        // 40 KiB is 4 times the 10 KiB string threshold; 30,000 elements 6 times the 5,000 one.
+        let keys = [
+            big("s", 40 * 1024, SizeUnit::Byte),
+            big("h", 30_000, SizeUnit::Count),
+            big("l", 6_000, SizeUnit::Count),
+        ];
+        assert_eq!(biggest_key(&keys).map(|k| k.name.as_str()), Some("h"));
+        assert_eq!(biggest_key(&keys[..1]).map(|k| k.name.as_str()), Some("s"));
+        assert!(biggest_key(&[]).is_none());
     }
 
     #[test]

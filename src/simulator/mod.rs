@@ -1,7 +1,7 @@
 //! An in-process simulator of the Huawei Cloud DCS cache-analysis API, for `--demo`, the
 //! `simulate` command and tests.
 //!
-//! It serves the documented endpoints (`/work/shared/reference/dcs-api.md` §2) over hyper with the
+//! It serves the documented endpoints (`docs/dcs-api.md` §2 in the repository) over hyper with the
 //! documented paths, JSON shapes (the models of [`crate::dcs::model`]), status codes and error
 //! bodies, and verifies AK/SK signatures the way the API gateway does (only the headers named in
 //! `SignedHeaders`, a 15-minute date window). It can also act as IAM (`POST /v3/auth/tokens`) and
@@ -52,11 +52,11 @@ use crate::dcs::model::{Analysis, KeyRecord, ScanType, TaskRecord, TaskStatus};
 use crate::secret::Secret;
 use state::InstanceState;
 
-/// Default access key of the simulator (see the interface spec).
+/// Default access key of the simulator (documented in README, "Command line").
 pub const DEFAULT_ACCESS_KEY: &str = "SIMULATORACCESSKEY00";
-/// Default secret key of the simulator (see the interface spec).
+/// Default secret key of the simulator (documented in README, "Command line").
 pub const DEFAULT_SECRET_KEY: &str = "simulator-secret-key";
-/// Default project id of the simulator (see the interface spec).
+/// Default project id of the simulator (documented in README, "Command line").
 pub const DEFAULT_PROJECT_ID: &str = "0123456789abcdef0123456789abcdef";
 
 /// Everything a simulator needs: credentials, instances, time scale and clock.

@@ -4,8 +4,14 @@
 Starts `<exporter-bin> --demo` and a Prometheus that scrapes it every second and
 loads a copy of config/alerts.yml, then checks that
 
-* every panel query of every dashboard in grafana/dashboards/ returns data
-  (template variables are replaced by real values, see `substitute`),
+* the provisioned Grafana data source's `timeInterval` equals the scrape
+  interval of every shipped scrape config (deploy/prometheus/prometheus.yml,
+  the ServiceMonitor, the README's example),
+* every panel query and every annotation query of every dashboard in
+  grafana/dashboards/ returns data (template variables are replaced by real
+  values, see `substitute`; `label_values` and `query_result` variables with a
+  value/text regex are resolved like Grafana does; `$__rate_interval` is what
+  Grafana derives from that `timeInterval`),
 * every alerting and recording rule evaluates without error,
 * the hot key alert (DcsHotKey) fires.
 
@@ -37,11 +43,39 @@ from harness import SetupError, free_port, http_get, run_check, start, stop, tai
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JOB = "dcs"
 
-# Grafana's built-in variables, with values that suit a 1 s scrape interval.
+DATASOURCE = os.path.join(ROOT, "grafana", "provisioning", "datasources", "prometheus.yml")
+SCRAPE_CONFIGS = [
+    (os.path.join(ROOT, "deploy", "prometheus", "prometheus.yml"), r"(?m)^\s*scrape_interval:\s*(\S+)"),
+    (os.path.join(ROOT, "deploy", "kubernetes", "servicemonitor.yaml"), r"(?m)^\s*interval:\s*(\S+)"),
+    (os.path.join(ROOT, "README.md"), r"(?m)^\s*scrape_interval:\s*(\S+)"),
+]
+
+
+def seconds(duration):
+    """`60s`, `1m`, `2m30s` as seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d)", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"not a duration: {duration!r}")
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+def time_interval():
+    """The provisioned data source's timeInterval (Grafana's idea of the scrape interval)."""
+    with open(DATASOURCE, encoding="utf-8") as f:
+        m = re.search(r"(?m)^\s*timeInterval:\s*(\S+)", f.read())
+    if not m:
+        raise SetupError(f"no timeInterval in {DATASOURCE}")
+    return m.group(1)
+
+
+# Grafana's built-in variables. Prometheus here scrapes every second, but the panels are
+# evaluated with the windows Grafana uses against the shipped 60 s scrape interval:
+# $__rate_interval = max($__interval + timeInterval, 4 × timeInterval).
 BUILTINS = {
-    "__rate_interval": "1m",
-    "__interval": "15s",
-    "__interval_ms": "15000",
+    "__rate_interval": "240s",  # set from the data source's timeInterval in run()
+    "__interval": "60s",  # never below timeInterval
+    "__interval_ms": "60000",
     "__range": "5m",
     "__range_s": "300",
     "__range_ms": "300000",
@@ -50,6 +84,7 @@ BUILTINS = {
 VAR_RE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)")
 LITERAL_RE = re.compile(r'(=~|!~|!=|=)(\s*)"((?:[^"\\]|\\.)*)"')
 LABEL_VALUES_RE = re.compile(r"^\s*label_values\(\s*(?:(.*?)\s*,\s*)?(\w+)\s*\)\s*$", re.S)
+QUERY_RESULT_RE = re.compile(r"^\s*query_result\((.*)\)\s*$", re.S)
 
 
 # ----------------------------------------------------------------- Prometheus API
@@ -141,17 +176,54 @@ def variable_candidates(prom, dashboard):
         q = var.get("definition") or var.get("query")
         if isinstance(q, dict):
             q = q.get("query", "")
+        alternation = {k: "|".join(re.escape(v) for v in vs) for k, vs in found.items() if vs}
+        alternation.update(BUILTINS)
         m = LABEL_VALUES_RE.match(q or "")
-        if not m:
-            found[var["name"]] = []
-            continue
-        selector, label = m.group(1), m.group(2)
-        if selector:
-            alternation = {k: "|".join(re.escape(v) for v in vs) for k, vs in found.items() if vs}
-            alternation.update(BUILTINS)
-            selector = substitute(selector, alternation, escape=False)
-        found[var["name"]] = prom.label_values(label, selector)
+        r = QUERY_RESULT_RE.match(q or "")
+        if m:
+            selector, label = m.group(1), m.group(2)
+            if selector:
+                selector = substitute(selector, alternation, escape=False)
+            values = prom.label_values(label, selector)
+        elif r:
+            status, result = prom.query(substitute(r.group(1), alternation, escape=False))
+            values = [query_result_text(s) for s in result] if status == "success" else []
+        else:
+            values = []
+        found[var["name"]] = apply_regex(var.get("regex") or "", values)
     return found
+
+
+def query_result_text(series):
+    """One series as Grafana's query_result() shows it: `name{a="x",b="y"} value timestamp_ms`."""
+    labels = dict(series.get("metric", {}))
+    name = labels.pop("__name__", "")
+    ts, value = series.get("value", [0, ""])
+    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return f"{name}{{{inner}}} {value} {int(float(ts) * 1000)}"
+
+
+def apply_regex(regex, texts):
+    """A variable's regex, as Grafana applies it: keep matches; the `value` group (else the
+    first group, else the match) is the value. Grafana's JavaScript `(?<name>` is Python's
+    `(?P<name>`."""
+    if not regex:
+        return sorted(set(texts))
+    m = re.fullmatch(r"/(.*)/([gimsuy]*)", regex, re.S)
+    pattern, flags = (m.group(1), m.group(2)) if m else (regex, "")
+    compiled = re.compile(pattern.replace("(?<", "(?P<"), re.I if "i" in flags else 0)
+    values = set()
+    for text in texts:
+        hit = compiled.search(text)
+        if not hit:
+            continue
+        if "value" in compiled.groupindex:
+            values.add(hit.group("value"))
+        elif compiled.groups:
+            values.add(hit.group(1))
+        else:
+            values.add(hit.group(0))
+    return sorted(values)
 
 
 class PanelQuery:
@@ -200,6 +272,10 @@ def load_dashboards(directory):
             for target in panel.get("targets", []):
                 if target.get("expr"):
                     queries.append(PanelQuery(name, panel, target))
+        for annotation in dashboard.get("annotations", {}).get("list", []):
+            if annotation.get("expr"):
+                queries.append(PanelQuery(name, {"title": f"annotation {annotation.get('name', '?')}"},
+                                          {"expr": annotation["expr"], "refId": "annotation"}))
     return dashboards, queries
 
 
@@ -260,6 +336,18 @@ def firing(prom, alertname):
 def run(args, results, tmp):
     deadline = time.monotonic() + args.timeout
     procs = []
+    interval = time_interval()
+    scrape = []
+    for path, pattern in SCRAPE_CONFIGS:
+        with open(path, encoding="utf-8") as f:
+            scrape += [(os.path.relpath(path, ROOT), v) for v in re.findall(pattern, f.read())]
+    different = [f"{where}: {v}" for where, v in scrape if seconds(v) != seconds(interval)]
+    results.check(
+        bool(scrape) and not different,
+        "data source timeInterval matches the shipped scrape interval",
+        f"timeInterval {interval}; " + ("; ".join(different) if different else f"{len(scrape)} scrape intervals, all equal"),
+    )
+    BUILTINS["__rate_interval"] = f"{4 * seconds(interval)}s"
     try:
         exporter_port = free_port()
         exporter_log = os.path.join(tmp, "exporter.log")

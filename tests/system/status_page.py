@@ -12,6 +12,20 @@ Checks that
 * the page loads nothing from elsewhere: every src/href and CSS url() is
   relative or on the page's own origin.
 
+Then it runs a fleet: `<exporter-bin> simulate --instances=300` and the
+exporter discovering those 300 instances, waits until most have results, and
+checks that
+
+* the summary table has one row per instance, and every row links to an
+  element of the page (the instance's details) that exists,
+* laid out by Chromium at 1280x1000, the summary fits on one screen (1000 px)
+  per 40 instances: no row is taller than 25 px, and it is no wider than the
+  window. Headless Chromium reports the layout through a copy of the page with
+  a measuring script appended (the served page forbids scripts).
+
+A screenshot of the top of the fleet page is written next to --screenshot
+(`-fleet.png`).
+
 Usage:
     python3 tests/system/status_page.py --exporter-bin target/debug/dcs-key-exporter [--screenshot /tmp/status.png]
 
@@ -21,7 +35,9 @@ Python 3 standard library only.
 """
 
 import argparse
+import html
 import html.parser
+import json
 import os
 import re
 import shutil
@@ -31,9 +47,31 @@ import sys
 import time
 import urllib.parse
 
-from harness import SetupError, http_get, run_check, start_demo, stop, tail
+from harness import SetupError, free_port, http_get, run_check, start, start_demo, stop, tail, wait_ready
 
 WIDTH, HEIGHT = 1280, 2000
+FLEET = 300
+SCREEN_W, SCREEN_H = 1280, 1000
+# The summary must fit on one screen per this many instances.
+ROWS_PER_SCREEN = 40
+SIM_AK, SIM_SK, SIM_PROJECT = "SIMULATORACCESSKEY00", "simulator-secret-key", "0123456789abcdef0123456789abcdef"
+# Appended to a copy of the page: reports the summary table's layout in an attribute of <body>.
+MEASURE = """<script>
+(function () {
+  var t = document.querySelector("table.summary");
+  var out = {found: !!t, viewport: window.innerWidth};
+  if (t) {
+    var rows = Array.prototype.slice.call(t.querySelectorAll("tr"), 1);
+    var r = t.getBoundingClientRect();
+    out.rows = rows.length;
+    out.height = r.height;
+    out.width = r.width;
+    out.right = r.right;
+    out.max_row = Math.max.apply(null, rows.map(function (x) { return x.getBoundingClientRect().height; }));
+  }
+  document.body.setAttribute("data-summary", JSON.stringify(out));
+})();
+</script>"""
 LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 CSS_URL_RE = re.compile(r"""url\(\s*['"]?([^'")\s]+)""", re.I)
 CSS_IMPORT_RE = re.compile(r"""@import\s+['"]([^'"]+)""", re.I)
@@ -86,6 +124,35 @@ def png_size(path):
     if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return None
     return struct.unpack(">II", head[16:24])
+
+
+class Anchors(html.parser.HTMLParser):
+    """The summary table's row links (href="#...") and every id in the document."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids = set()
+        self.links = []
+        self._in_summary = False
+        self._row_links = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag == "table":
+            self._in_summary = "summary" in (attrs.get("class") or "").split()
+        elif tag == "tr" and self._in_summary:
+            self._row_links = []
+        elif tag == "a" and self._row_links is not None and (attrs.get("href") or "").startswith("#"):
+            self._row_links.append(attrs["href"][1:])
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._row_links is not None:
+            self.links.append(self._row_links)
+            self._row_links = None
+        elif tag == "table":
+            self._in_summary = False
 
 
 class References(html.parser.HTMLParser):
@@ -184,12 +251,123 @@ def run(args, results, tmp):
         stop(exporter)
 
 
+def fleet_config(sim_port):
+    return f"""clouds:
+  - name: fleet
+    region: cn-north-4
+    endpoint: http://127.0.0.1:{sim_port}
+    project_id: {SIM_PROJECT}
+    auth:
+      access_key: {SIM_AK}
+      secret_key: {SIM_SK}
+    discovery:
+      refresh_interval: 5m
+scheduler:
+  start_jitter: 5s
+"""
+
+
+def run_fleet(args, results, tmp):
+    """The status page of a 300-instance fleet: one summary row each, a few screens in all."""
+    deadline = time.monotonic() + args.fleet_timeout
+    sim = exporter = None
+    try:
+        sim_port = free_port()
+        sim_log = os.path.join(tmp, "simulate.log")
+        sim = start([args.exporter_bin, "simulate", f"--instances={FLEET}", "--seed=7", "--sim.time-scale=0.01",
+                     f"--web.listen-address=127.0.0.1:{sim_port}", "--log.level=warn"], sim_log)
+        # The simulator answers any unknown path with 404 DCS.4001: any answer means it is up.
+        while http_get(f"http://127.0.0.1:{sim_port}/", timeout=2)[0] is None:
+            if sim.poll() is not None or time.monotonic() > deadline:
+                raise SetupError(f"simulator did not start:\n{tail(sim_log)}")
+            time.sleep(0.5)
+        cfg = os.path.join(tmp, "fleet.yaml")
+        with open(cfg, "w") as f:
+            f.write(fleet_config(sim_port))
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        exp_log = os.path.join(tmp, "fleet-exporter.log")
+        exporter = start([args.exporter_bin, f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}",
+                          "--log.level=warn"], exp_log)
+        wait_ready("exporter", f"{base}/-/ready", exporter, exp_log, deadline)
+
+        # Wait until (nearly) every instance has a result, so rows carry their keys.
+        ids, done = set(), set()
+        while time.monotonic() < deadline:
+            if exporter.poll() is not None:
+                raise SetupError(f"exporter exited with code {exporter.returncode}:\n{tail(exp_log)}")
+            status, body = http_get(f"{base}/metrics", timeout=10)
+            text = body.decode("utf-8", "replace") if status == 200 else ""
+            ids = instance_ids(text)
+            done = instance_ids(text, "dcs_analysis_last_success_timestamp_seconds")
+            if len(ids) >= FLEET and len(done) >= FLEET * 0.95:
+                break
+            time.sleep(2)
+        results.check(len(ids) == FLEET, "fleet discovered", f"{len(ids)} of {FLEET} instances on /metrics, {len(done)} with a result")
+
+        status, body = http_get(f"{base}/", timeout=10)
+        page = body.decode("utf-8", "replace") if status == 200 else ""
+        results.check(status == 200, "fleet status page", f"HTTP {status}, {len(body)} bytes")
+
+        budget = max(10, deadline - time.monotonic())
+        rc, dom, err = run_chromium(args.chromium, ["--dump-dom", f"--window-size={SCREEN_W},{SCREEN_H}", f"{base}/"],
+                                    os.path.join(tmp, "profile-fleet-dom"), budget)
+        anchors = Anchors()
+        anchors.feed(dom)
+        rows = anchors.links[1:]  # the first row is the header
+        dangling = [r for r in rows if not r or r[0] not in anchors.ids]
+        results.check(
+            len(rows) == FLEET and not dangling,
+            "summary: one row per instance, each linking to its details",
+            f"{len(rows)} rows, {len(rows) - len(dangling)} with a link to an existing id"
+            + (f"; dangling: {dangling[:3]}" if dangling else ""),
+        )
+        missing = sorted(i for i in ids if i not in dom)
+        results.check(not missing, "fleet page names every instance", f"{len(missing)} missing" if missing else f"{len(ids)} ids")
+
+        copy = os.path.join(tmp, "measure.html")
+        with open(copy, "w", encoding="utf-8") as f:
+            f.write(page.replace("</body>", MEASURE + "\n</body>", 1))
+        budget = max(10, deadline - time.monotonic())
+        rc, dom, err = run_chromium(args.chromium, ["--dump-dom", f"--window-size={SCREEN_W},{SCREEN_H}", f"file://{copy}"],
+                                    os.path.join(tmp, "profile-measure"), budget)
+        m = re.search(r'data-summary="([^"]*)"', dom)
+        layout = json.loads(html.unescape(m.group(1))) if m else {}
+        limit = SCREEN_H / ROWS_PER_SCREEN
+        screens = layout.get("height", 0) / SCREEN_H
+        results.check(
+            layout.get("rows") == FLEET and 0 < layout.get("max_row", 1e9) <= limit,
+            f"summary fits one {SCREEN_H} px screen per {ROWS_PER_SCREEN} instances",
+            f"{layout.get('rows')} rows, {layout.get('height', 0):.0f} px ({screens:.1f} screens), "
+            f"tallest row {layout.get('max_row', 0):.1f} px (limit {limit:.0f})" if layout else f"no layout reported (exit {rc}): {err.strip()[-300:]}",
+        )
+        results.check(
+            bool(layout) and layout.get("right", 1e9) <= layout.get("viewport", 0),
+            "summary fits the window's width",
+            f"table {layout.get('width', 0):.0f} px wide, right edge {layout.get('right', 0):.0f} px, window {layout.get('viewport')} px",
+        )
+
+        shot = os.path.abspath(args.screenshot)
+        shot = (shot[:-4] if shot.endswith(".png") else shot) + "-fleet.png"
+        if os.path.exists(shot):
+            os.remove(shot)
+        budget = max(10, deadline - time.monotonic())
+        rc, _, err = run_chromium(args.chromium, [f"--screenshot={shot}", f"--window-size={SCREEN_W},{SCREEN_H}", f"{base}/"],
+                                  os.path.join(tmp, "profile-fleet-shot"), budget)
+        size = png_size(shot) if os.path.exists(shot) else None
+        results.check(size == (SCREEN_W, SCREEN_H), "fleet screenshot", shot if size else f"no PNG written (exit {rc})")
+    finally:
+        stop(exporter)
+        stop(sim)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--exporter-bin", required=True, help="path to the dcs-key-exporter binary")
     parser.add_argument("--screenshot", default="/tmp/status.png", help="where to write the PNG (default /tmp/status.png)")
     parser.add_argument("--chromium", default=None, help="Chromium binary (default: chromium or chromium-browser from PATH)")
-    parser.add_argument("--timeout", type=float, default=90, help="overall time budget in seconds (default 90)")
+    parser.add_argument("--timeout", type=float, default=90, help="time budget of the demo check in seconds (default 90)")
+    parser.add_argument("--fleet-timeout", type=float, default=180, help=f"time budget of the {FLEET}-instance check in seconds (default 180)")
     args = parser.parse_args()
 
     if not os.path.exists(args.exporter_bin):
@@ -200,7 +378,11 @@ def main():
         print("chromium not found (apt-get install chromium, or pass --chromium)", file=sys.stderr)
         return 2
 
-    return run_check("dcs-status-page-", lambda results, tmp: run(args, results, tmp))
+    def both(results, tmp):
+        run(args, results, tmp)
+        run_fleet(args, results, tmp)
+
+    return run_check("dcs-status-page-", both)
 
 if __name__ == "__main__":
     sys.exit(main())
