@@ -7,8 +7,6 @@
 //! `reason`; then it clears the fault and waits for a newer result. Expectations come from the
 //! simulator's own records, never from what the exporter printed.
 
-mod common;
-
 use std::time::Duration;
 
 use dcs_key_exporter::app::RunOptions;
@@ -19,7 +17,7 @@ use dcs_key_exporter::simulator::{Faults, SimClock, SimConfig, SimIam, SimInstan
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use common::{parse_exposition, start_sim, Metrics, Sim};
+use crate::common::{parse_exposition, start_sim, Metrics, Sim};
 
 /// Longest wait for any condition.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -84,14 +82,14 @@ fn exporter_config(sim: &Sim, sim_config: &SimConfig, task_timeout: Duration) ->
 
 /// The shared harness's exporter, whose scrapes must each answer within [`SCRAPE_BOUND`].
 struct Exporter {
-    inner: common::Exporter,
+    inner: crate::common::Exporter,
     /// The slowest scrape so far.
     slowest: std::sync::Mutex<Duration>,
 }
 
 async fn start_exporter(config: Config) -> Exporter {
     Exporter {
-        inner: common::start_exporter(config, RunOptions::default(), DEADLINE).await,
+        inner: crate::common::start_exporter(config, RunOptions::default(), DEADLINE).await,
         slowest: std::sync::Mutex::new(Duration::ZERO),
     }
 }
@@ -130,7 +128,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    common::wait_for_within(what, DEADLINE, f).await
+    crate::common::wait_for_within(what, DEADLINE, f).await
 }
 
 fn finished(t: &TaskRecord) -> f64 {

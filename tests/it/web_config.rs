@@ -3,8 +3,6 @@
 //! being picked up. Certificates are generated per test with rcgen; the server runs on
 //! `127.0.0.1:0`.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use common::TempDir;
+use crate::common::TempDir;
 use dcs_key_exporter::metrics::exposition::Exposition;
 use dcs_key_exporter::metrics::render::RenderOptions;
 use dcs_key_exporter::metrics::store::Store;

@@ -5,8 +5,6 @@
 //! valid (`promtool check metrics`, and a small independent parser), serve its status page, and
 //! never panic. A property test checks the label escaping against the same parser.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -293,7 +291,8 @@ async fn hostile_results_keep_the_exposition_valid() {
     let cancel = CancellationToken::new();
     tokio::spawn(serve_dcs(dcs, cancel.clone()));
 
-    let exporter = common::start_exporter(config(url), RunOptions::default(), DEADLINE).await;
+    let exporter =
+        crate::common::start_exporter(config(url), RunOptions::default(), DEADLINE).await;
     let (http, addr) = (&exporter.http, exporter.addr);
     let deadline = Instant::now() + DEADLINE;
     let (text, samples) = loop {

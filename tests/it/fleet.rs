@@ -7,12 +7,10 @@
 //! refreshes every few hundred milliseconds; tests wait for observable conditions with a
 //! deadline, never for fixed periods.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{start_sim, Exporter, Metrics, Sim};
+use crate::common::{start_sim, Exporter, Metrics, Sim};
 
 use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
 use dcs_key_exporter::config::{
@@ -116,7 +114,7 @@ async fn start_exporter(config: Config, fleet: FleetOptions) -> Exporter {
         fleet,
         ..RunOptions::default()
     };
-    common::start_exporter(config, opts, DEADLINE).await
+    crate::common::start_exporter(config, opts, DEADLINE).await
 }
 
 /// The instance ids of `dcs_instance_info`.
@@ -132,7 +130,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    common::wait_for_within(what, DEADLINE, f).await
+    crate::common::wait_for_within(what, DEADLINE, f).await
 }
 
 /// Waits until the exporter's instance set is `want`.

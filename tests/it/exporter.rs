@@ -6,12 +6,10 @@
 //! second, or on a manual clock that a test advances; the tests wait for observable conditions
 //! (a readiness poll with a deadline), never for fixed periods.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{start_sim, Exporter, Metrics, Sim};
+use crate::common::{start_sim, Exporter, Metrics, Sim};
 use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config::{AnalysisSettings, Config, Mode, SchedulerSettings};
 use dcs_key_exporter::dcs::{timestamp, Analysis, KeyRecord, SizeUnit, TaskRecord, TaskStatus};
@@ -72,7 +70,7 @@ async fn start_exporter(config: Config) -> Exporter {
         namespace: "dcs".into(),
         ..RunOptions::default()
     };
-    common::start_exporter(config, opts, DEADLINE).await
+    crate::common::start_exporter(config, opts, DEADLINE).await
 }
 
 /// Polls `f` until it returns `Some`, failing after [`DEADLINE`].
@@ -81,7 +79,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    common::wait_for_within(what, DEADLINE, f).await
+    crate::common::wait_for_within(what, DEADLINE, f).await
 }
 
 fn newest_success(sim: &Simulator, id: &str, a: Analysis) -> Option<TaskRecord> {

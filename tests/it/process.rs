@@ -6,15 +6,13 @@
 //! The exporter listens on 127.0.0.1:0 and the test reads the bound address from its
 //! `listening` log line. Signals are sent with `kill(1)` to the child's own pid.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{parse_exposition, start_sim, wait_for_within, Metrics};
+use crate::common::{parse_exposition, start_sim, wait_for_within, Metrics};
 use dcs_key_exporter::dcs::{timestamp, Analysis, TaskRecord, TaskStatus};
 use dcs_key_exporter::simulator::{Faults, SimClock, SimConfig, SimInstance, Simulator};
 use tokio::io::{AsyncBufReadExt, BufReader};
