@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config::{AnalysisSettings, Config, Mode, SchedulerSettings};
-use dcs_key_exporter::dcs::{timestamp, Analysis, Auth, TaskRecord, TaskStatus};
+use dcs_key_exporter::dcs::{Analysis, Auth, TaskStatus};
 use dcs_key_exporter::demo;
 use dcs_key_exporter::simulator::{Faults, SimClock, SimConfig, SimIam, SimInstance, Simulator};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{parse_exposition, start_sim, Metrics, Sim};
+use crate::common::{
+    finished, newest_success, parse_exposition, start_sim, wait_for, Metrics, Sim,
+};
 
 /// Longest wait for any condition.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -122,26 +124,6 @@ impl Exporter {
     }
 }
 
-/// Polls `f` until it returns `Some`, failing after [`DEADLINE`].
-async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    crate::common::wait_for_within(what, DEADLINE, f).await
-}
-
-fn finished(t: &TaskRecord) -> f64 {
-    timestamp::parse(t.finished_at.as_deref().expect("finished_at")).expect("timestamp")
-}
-
-fn newest_success(sim: &Simulator, id: &str) -> Option<TaskRecord> {
-    sim.tasks(id, Analysis::Hotkey)
-        .into_iter()
-        .filter(|t| t.status == TaskStatus::Success)
-        .max_by(|x, y| finished(x).total_cmp(&finished(y)))
-}
-
 fn al(id: &str) -> [(&str, &str); 2] {
     [("instance_id", id), ("analysis", "hotkey")]
 }
@@ -158,16 +140,20 @@ fn shown_success(m: &Metrics, id: &str) -> Option<f64> {
 /// Waits until the exporter shows the simulator's newest successful hot key result finishing
 /// after `after`, and returns its finish time.
 async fn published_after(exp: &Exporter, sim: &Simulator, id: &str, after: f64) -> f64 {
-    wait_for(&format!("a result newer than {after}"), || async {
-        let want = finished(&newest_success(sim, id)?);
-        let m = exp.scrape().await;
-        let shown = shown_success(&m, id)?;
-        let ok = want > after + 1e-3 && (shown - want).abs() < 1e-3;
-        ok.then(|| {
-            assert_eq!(m.count("dcs_hotkey_frequency", id), TOP_N);
-            want
-        })
-    })
+    wait_for(
+        &format!("a result newer than {after}"),
+        DEADLINE,
+        || async {
+            let want = finished(&newest_success(sim, id, Analysis::Hotkey)?);
+            let m = exp.scrape().await;
+            let shown = shown_success(&m, id)?;
+            let ok = want > after + 1e-3 && (shown - want).abs() < 1e-3;
+            ok.then(|| {
+                assert_eq!(m.count("dcs_hotkey_frequency", id), TOP_N);
+                want
+            })
+        },
+    )
     .await
 }
 
@@ -197,7 +183,7 @@ async fn fault_and_recovery(
     sim.sim.set_faults(Some(id), faults);
     let before = failures(&exp.scrape().await, id, reason);
     let rss = std::sync::Mutex::new(Vec::new());
-    let m = wait_for(&format!("{reason} counted twice"), || async {
+    let m = wait_for(&format!("{reason} counted twice"), DEADLINE, || async {
         let m = exp.scrape().await;
         rss.lock()
             .unwrap()
