@@ -10,6 +10,7 @@ mod client;
 mod config_fixtures;
 mod exporter;
 mod fleet;
+mod golden;
 mod hardening;
 mod hostile_data;
 mod key_privacy;
