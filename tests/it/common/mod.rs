@@ -1,7 +1,7 @@
 //! The harness shared by the integration tests: a DCS simulator and the exporter on
 //! 127.0.0.1:0, a strict parser of the text format that is independent of the renderer,
 //! `promtool check metrics`, a readiness poll with a deadline, the simulator's newest successful
-//! task, and a scratch directory for config files.
+//! task, the documented `key` label of a key name, and a scratch directory for config files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
