@@ -6,9 +6,9 @@
 //! manual clock, one task per instance and analysis created and read through the real client
 //! (results, an unsupported analysis), then a failed task and a task left running; the exposition
 //! without process metrics and with fixed build info; fixed API request observations (the
-//! client's real latencies are not recorded) and fixed fleet gauges. Every family of the metrics
-//! contract except `process_*` and `dcs_discovery_last_success_timestamp_seconds` (both read the
-//! system clock) is in the file.
+//! client's real latencies are not recorded) and fixed fleet gauges. Every family the exporter
+//! exposes today is in the file, except `process_*` and
+//! `dcs_discovery_last_success_timestamp_seconds`, which read the system clock.
 //!
 //! The file is not trusted blindly: the test checks its results against the simulator's ground
 //! truth (finish times, key counts, every hot key's frequency) and runs `promtool check metrics`
