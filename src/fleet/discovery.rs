@@ -179,4 +179,4 @@ pub fn retry_delay(failures: u32, refresh: Duration) -> Duration {
         .min(refresh)
 }
 
-// Tests: `super::tests` (with a fake ListInstances), and tests/fleet.rs against the simulator.
+// Tests: `super::tests` (with a fake ListInstances), and tests/it/fleet.rs against the simulator.

@@ -1,5 +1,5 @@
 //! Fleet tests against an in-memory ListInstances, on tokio's paused clock. The end-to-end
-//! tests against the simulator are in tests/fleet.rs.
+//! tests against the simulator are in tests/it/fleet.rs.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;

@@ -71,6 +71,21 @@ pub const ASSEMBLY_PAUSE_FACTOR: u32 = 10;
 /// How long the encoded registry part (API request metrics, process metrics) is reused.
 pub const REGISTRY_MAX_AGE: Duration = Duration::from_secs(1);
 
+/// The labels of `{ns}_exporter_build_info`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildInfo {
+    pub version: &'static str,
+    pub revision: &'static str,
+}
+
+impl BuildInfo {
+    /// This build: the crate version and its source revision ([`crate::REVISION`]).
+    pub const CURRENT: BuildInfo = BuildInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        revision: crate::REVISION,
+    };
+}
+
 /// Renders `/metrics` bodies from a store and the exporter's own registry.
 pub struct Exposition {
     store: Arc<Store>,
@@ -199,9 +214,30 @@ impl Exposition {
         Self::build(store, opts, true)
     }
 
+    /// An exposition whose text depends on nothing but the store, what is recorded in its
+    /// registry and `build`: no process metrics, and `build` as the build info. For the golden
+    /// `/metrics` test (`tests/golden/`), whose file must not change with each release.
+    #[doc(hidden)]
+    pub fn reproducible(
+        store: Arc<Store>,
+        opts: RenderOptions,
+        build: BuildInfo,
+    ) -> prometheus::Result<Exposition> {
+        Self::build_with(store, opts, build, false)
+    }
+
     fn build(
         store: Arc<Store>,
         opts: RenderOptions,
+        process: bool,
+    ) -> prometheus::Result<Exposition> {
+        Self::build_with(store, opts, BuildInfo::CURRENT, process)
+    }
+
+    fn build_with(
+        store: Arc<Store>,
+        opts: RenderOptions,
+        build: BuildInfo,
         process: bool,
     ) -> prometheus::Result<Exposition> {
         let ns = opts.namespace.clone();
@@ -214,8 +250,8 @@ impl Exposition {
                 "Version and source revision of this exporter; always 1.",
             )
             .namespace(ns.as_str())
-            .const_label("version", env!("CARGO_PKG_VERSION"))
-            .const_label("revision", crate::REVISION),
+            .const_label("version", build.version)
+            .const_label("revision", build.revision),
         )?;
         build_info.set(1);
         registry.register(Box::new(build_info))?;

@@ -5,12 +5,10 @@
 //! valid (`promtool check metrics`, and a small independent parser), serve its status page, and
 //! never panic. A property test checks the label escaping against the same parser.
 
-mod common;
-
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use crate::common::{parse_exposition, promtool_check, read_label_value};
 use bytes::Bytes;
 use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config::{
@@ -190,102 +188,6 @@ fn config(endpoint: url::Url) -> Config {
     config
 }
 
-/// A label-value reader independent of the renderer: `\\`, `\"` and `\n` are the only
-/// escapes; returns the value and the rest after the closing quote.
-fn read_label_value(s: &str) -> Option<(String, &str)> {
-    let mut out = String::new();
-    let mut chars = s.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Some((out, &s[i + 1..])),
-            '\\' => match chars.next()?.1 {
-                '\\' => out.push('\\'),
-                '"' => out.push('"'),
-                'n' => out.push('\n'),
-                _ => return None,
-            },
-            '\n' => return None,
-            c => out.push(c),
-        }
-    }
-    None
-}
-
-type Sample = (String, BTreeMap<String, String>, f64);
-
-/// Parses every sample line; panics on a line that is not well-formed.
-fn parse(text: &str) -> Vec<Sample> {
-    let mut out = Vec::new();
-    for line in text.split('\n') {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("{line:?}"));
-        let name = line[..name_end].to_owned();
-        assert!(
-            name.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "{name:?}"
-        );
-        let mut rest = &line[name_end..];
-        let mut labels = BTreeMap::new();
-        if let Some(r) = rest.strip_prefix('{') {
-            rest = r;
-            loop {
-                if let Some(r) = rest.strip_prefix('}') {
-                    rest = r;
-                    break;
-                }
-                let (key, r) = rest.split_once("=\"").unwrap_or_else(|| panic!("{line:?}"));
-                let (value, r) = read_label_value(r).unwrap_or_else(|| panic!("{line:?}"));
-                assert!(labels.insert(key.to_owned(), value).is_none(), "{line:?}");
-                rest = r.strip_prefix(',').unwrap_or(r);
-            }
-        }
-        let value = rest
-            .strip_prefix(' ')
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("bad value in {line:?}"));
-        out.push((name, labels, value));
-    }
-    out
-}
-
-fn promtool_check(text: &str) {
-    let Some(promtool) = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("promtool"))
-            .find(|p| p.is_file())
-    }) else {
-        assert!(std::env::var("CI").is_err(), "promtool is required in CI");
-        eprintln!("note: promtool not on PATH; skipping the promtool check");
-        return;
-    };
-    use std::io::Write;
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().expect("promtool runs");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Lint remarks (e.g. counters without _total) would be ours to fix too: none expected.
-    assert!(out.status.success(), "promtool: {report}");
-    assert!(report.trim().is_empty(), "promtool: {report}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_results_keep_the_exposition_valid() {
     let dcs = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -293,7 +195,8 @@ async fn hostile_results_keep_the_exposition_valid() {
     let cancel = CancellationToken::new();
     tokio::spawn(serve_dcs(dcs, cancel.clone()));
 
-    let exporter = common::start_exporter(config(url), RunOptions::default(), DEADLINE).await;
+    let exporter =
+        crate::common::start_exporter(config(url), RunOptions::default(), DEADLINE).await;
     let (http, addr) = (&exporter.http, exporter.addr);
     let deadline = Instant::now() + DEADLINE;
     let (text, samples) = loop {
@@ -305,11 +208,12 @@ async fn hostile_results_keep_the_exposition_valid() {
             .text()
             .await
             .unwrap();
-        let samples = parse(&text);
-        let published = samples.iter().any(|(n, l, _)| {
-            n == "dcs_hotkey_frequency" && l.get("instance_id").map(String::as_str) == Some(ID)
+        let samples = parse_exposition(&text);
+        let published = samples.iter().any(|s| {
+            s.name == "dcs_hotkey_frequency"
+                && s.labels.get("instance_id").map(String::as_str) == Some(ID)
         });
-        let named = samples.iter().any(|(n, _, _)| n == "dcs_instance_info");
+        let named = samples.iter().any(|s| s.name == "dcs_instance_info");
         if published && named {
             break (text, samples);
         }
@@ -319,8 +223,8 @@ async fn hostile_results_keep_the_exposition_valid() {
 
     let freq: Vec<(&str, f64)> = samples
         .iter()
-        .filter(|(n, _, _)| n == "dcs_hotkey_frequency")
-        .map(|(_, l, v)| (l["key"].as_str(), *v))
+        .filter(|s| s.name == "dcs_hotkey_frequency")
+        .map(|s| (s.labels["key"].as_str(), s.value))
         .collect();
     for (name, f) in expected_names() {
         assert!(
@@ -337,11 +241,11 @@ async fn hostile_results_keep_the_exposition_valid() {
     // The analysis' timestamps in odd formats were read.
     let finished = samples
         .iter()
-        .find(|(n, l, _)| {
-            n == "dcs_analysis_last_success_timestamp_seconds" && l["instance_id"] == ID
+        .find(|s| {
+            s.name == "dcs_analysis_last_success_timestamp_seconds" && s.labels["instance_id"] == ID
         })
         .unwrap()
-        .2;
+        .value;
     // 2024-06-10T14:15:00.5+08:00
     assert_eq!(finished, 1_718_000_100.5);
     promtool_check(&text);
@@ -385,10 +289,10 @@ proptest! {
         let mut out = Vec::new();
         escape_label_value(&mut out, &value);
         let line = format!("m{{key=\"{}\",b=\"x\"}} 1", String::from_utf8(out).unwrap());
-        let samples = parse(&line);
+        let samples = parse_exposition(&line);
         prop_assert_eq!(samples.len(), 1);
-        prop_assert_eq!(&samples[0].1["key"], &value);
-        prop_assert_eq!(&samples[0].1["b"], "x");
+        prop_assert_eq!(&samples[0].labels["key"], &value);
+        prop_assert_eq!(&samples[0].labels["b"], "x");
     }
 }
 

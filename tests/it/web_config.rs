@@ -3,8 +3,6 @@
 //! being picked up. Certificates are generated per test with rcgen; the server runs on
 //! `127.0.0.1:0`.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +13,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use common::TempDir;
+use crate::common::{wait_for, TempDir};
 use dcs_key_exporter::metrics::exposition::Exposition;
 use dcs_key_exporter::metrics::render::RenderOptions;
 use dcs_key_exporter::metrics::store::Store;
-use dcs_key_exporter::server::web_config::{WebConfigWatcher, CHECK_INTERVAL};
+use dcs_key_exporter::server::web_config::WebConfigWatcher;
 use dcs_key_exporter::server::{self, ServerState};
 
 /// Upper bound for things that should happen quickly; only reached when a test fails.
@@ -313,22 +311,6 @@ async fn require_any_client_cert() {
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
-/// Polls `f` until it returns true or [`PATIENCE`] runs out.
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(CHECK_INTERVAL / 4).await;
-    }
-}
-
 async fn status_with(http: &reqwest::Client, url: &str, user: &str, pw: &str) -> StatusCode {
     // A new connection each time: TLS settings apply per connection.
     http.get(url)
@@ -364,8 +346,8 @@ async fn changes_to_the_files_are_picked_up_and_broken_ones_ignored() {
             hash("two")
         ),
     );
-    eventually("the new password works", || async {
-        status_with(&http, &url, "p", "two").await == StatusCode::OK
+    wait_for("the new password works", PATIENCE, || async {
+        (status_with(&http, &url, "p", "two").await == StatusCode::OK).then_some(())
     })
     .await;
     assert_eq!(
@@ -392,8 +374,8 @@ async fn changes_to_the_files_are_picked_up_and_broken_ones_ignored() {
         ),
     );
     let http2 = client(&ca2, None);
-    eventually("the rotated certificate is served", || async {
-        status_with(&http2, &url, "p", "two").await == StatusCode::OK
+    wait_for("the rotated certificate is served", PATIENCE, || async {
+        (status_with(&http2, &url, "p", "two").await == StatusCode::OK).then_some(())
     })
     .await;
     assert!(dir.path("server.crt").exists());
@@ -402,12 +384,13 @@ async fn changes_to_the_files_are_picked_up_and_broken_ones_ignored() {
     dir.write("web.yml", "");
     let plain = reqwest::Client::new();
     let plain_url = format!("http://127.0.0.1:{}/metrics", server.port);
-    eventually("plain HTTP after TLS was removed", || async {
+    wait_for("plain HTTP after TLS was removed", PATIENCE, || async {
         plain
             .get(&plain_url)
             .send()
             .await
             .is_ok_and(|r| r.status() == StatusCode::OK)
+            .then_some(())
     })
     .await;
 }

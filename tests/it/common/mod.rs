@@ -1,8 +1,7 @@
-//! The harness shared by the in-process end-to-end tests: a DCS simulator and the exporter on
-//! 127.0.0.1:0, a small parser of the text format that is independent of the renderer, a
-//! readiness poll with a deadline, and a scratch directory for config files.
-// Each test binary uses its own part of the harness.
-#![allow(dead_code)]
+//! The harness shared by the integration tests: a DCS simulator and the exporter on
+//! 127.0.0.1:0, a strict parser of the text format that is independent of the renderer,
+//! `promtool check metrics`, a readiness poll with a deadline, the simulator's newest successful
+//! task, the documented `key` label of a key name, and a scratch directory for config files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -11,6 +10,7 @@ use std::time::Duration;
 
 use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
 use dcs_key_exporter::config::Config;
+use dcs_key_exporter::dcs::{timestamp, Analysis, TaskRecord, TaskStatus};
 use dcs_key_exporter::simulator::{SimConfig, Simulator};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -140,7 +140,6 @@ impl Metrics {
             .count()
     }
 
-    /// Sum of the samples of `name` whose `label` is `value`.
     /// Series of any family that carry `instance_id="id"`.
     pub fn series_of(&self, id: &str) -> usize {
         self.0
@@ -149,6 +148,7 @@ impl Metrics {
             .count()
     }
 
+    /// Sum of the samples of `name` whose `label` is `value`.
     pub fn sum(&self, name: &str, label: &str, value: &str) -> f64 {
         self.family(name)
             .into_iter()
@@ -166,51 +166,71 @@ impl Metrics {
     }
 }
 
-/// A small parser of the text format, independent of the renderer.
+/// A label-value reader independent of the renderer: `\\`, `\"` and `\n` are the only
+/// escapes; returns the value and the rest after the closing quote, or `None` when the text is
+/// not a well-formed label value.
+pub fn read_label_value(s: &str) -> Option<(String, &str)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &s[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                '\\' => out.push('\\'),
+                '"' => out.push('"'),
+                'n' => out.push('\n'),
+                _ => return None,
+            },
+            '\n' => return None,
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// A strict parser of the sample lines of the text format, independent of the renderer: it
+/// panics on a line that is not well-formed (a bad metric name, an unknown escape, a repeated
+/// label, anything but one space before the value, a value that is not a number).
 pub fn parse_exposition(text: &str) -> Vec<Sample> {
     let mut out = Vec::new();
-    for line in text.lines() {
+    for line in text.split('\n') {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (name_end, has_labels) = match line.find(['{', ' ']) {
-            Some(i) => (i, line.as_bytes()[i] == b'{'),
-            None => panic!("bad line {line:?}"),
-        };
+        let name_end = line
+            .find(['{', ' '])
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
         let name = line[..name_end].to_owned();
-        let mut labels = BTreeMap::new();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
         let mut rest = &line[name_end..];
-        if has_labels {
-            rest = &rest[1..];
+        let mut labels = BTreeMap::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            rest = r;
             loop {
                 if let Some(r) = rest.strip_prefix('}') {
                     rest = r;
                     break;
                 }
-                let eq = rest.find('=').expect("label =");
-                let key = rest[..eq].to_owned();
-                let mut chars = rest[eq + 2..].char_indices();
-                let mut value = String::new();
-                let end = loop {
-                    let (i, c) = chars.next().expect("closing quote");
-                    match c {
-                        '\\' => match chars.next().expect("escape").1 {
-                            'n' => value.push('\n'),
-                            other => value.push(other),
-                        },
-                        '"' => break i,
-                        c => value.push(c),
-                    }
-                };
-                labels.insert(key, value);
-                rest = &rest[eq + 2 + end + 1..];
-                rest = rest.strip_prefix(',').unwrap_or(rest);
+                let (key, r) = rest
+                    .split_once("=\"")
+                    .unwrap_or_else(|| panic!("bad label in {line:?}"));
+                let (value, r) =
+                    read_label_value(r).unwrap_or_else(|| panic!("bad label value in {line:?}"));
+                assert!(
+                    labels.insert(key.to_owned(), value).is_none(),
+                    "repeated label in {line:?}"
+                );
+                rest = r.strip_prefix(',').unwrap_or(r);
             }
         }
-        let value: f64 = rest
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let value = rest
+            .strip_prefix(' ')
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("bad value in {line:?}"));
         out.push(Sample {
             name,
             labels,
@@ -220,8 +240,45 @@ pub fn parse_exposition(text: &str) -> Vec<Sample> {
     out
 }
 
+/// Runs `promtool check metrics` on `text` and fails on any complaint, lint remarks included
+/// (e.g. a counter without `_total` would be ours to fix too). Without promtool on `PATH` the
+/// check is skipped with a note, except in CI (`CI` set), where promtool is required.
+pub fn promtool_check(text: &str) {
+    let Some(promtool) = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("promtool"))
+            .find(|p| p.is_file())
+    }) else {
+        assert!(std::env::var("CI").is_err(), "promtool is required in CI");
+        eprintln!("note: promtool not on PATH; skipping the promtool check");
+        return;
+    };
+    use std::io::Write;
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("promtool runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool: {report}");
+    assert!(report.trim().is_empty(), "promtool: {report}");
+}
+
 /// Polls `f` every 100 ms until it returns `Some`, failing after `deadline`.
-pub async fn wait_for_within<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -237,6 +294,34 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// When a task finished, in Unix seconds; fails if it has not.
+pub fn finished(t: &TaskRecord) -> f64 {
+    timestamp::parse(t.finished_at.as_deref().expect("finished_at")).expect("timestamp")
+}
+
+/// The simulator's newest successful task of an analysis (its ground truth), if any.
+pub fn newest_success(sim: &Simulator, id: &str, a: Analysis) -> Option<TaskRecord> {
+    sim.tasks(id, a)
+        .into_iter()
+        .filter(|t| t.status == TaskStatus::Success)
+        .max_by(|x, y| finished(x).total_cmp(&finished(y)))
+}
+
+/// The `key` label of a key name under the default `key_label: name` (max 200 bytes), by the
+/// documented rule: a longer name is cut on a character boundary at or below 200 bytes and gets
+/// `~h:` and the first 16 hex digits of the SHA-256 of the whole name. The simulator's keyspace
+/// has such a name, and whether it ranks in the top N depends on the run.
+pub fn expected_key_label(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    const MAX: usize = 200;
+    if name.len() <= MAX {
+        return name.to_owned();
+    }
+    let cut = (0..=MAX).rev().find(|&i| name.is_char_boundary(i)).unwrap();
+    let digest = hex::encode(Sha256::digest(name.as_bytes()));
+    format!("{}~h:{}", &name[..cut], &digest[..16])
 }
 
 /// A scratch directory for config and secret files, removed on drop.

@@ -4,15 +4,13 @@
 //! stderr, `/metrics`, the status page or the reload answer. The same run proves that a
 //! `secret_key_file` is read again on reload (a rotated Kubernetes secret takes effect).
 
-mod common;
-
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::TempDir;
+use crate::common::TempDir;
 use dcs_key_exporter::config;
 use dcs_key_exporter::secret::Secret;
 use dcs_key_exporter::simulator::{SimConfig, SimIam, SimInstance, Simulator};

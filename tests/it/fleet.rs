@@ -7,12 +7,10 @@
 //! refreshes every few hundred milliseconds; tests wait for observable conditions with a
 //! deadline, never for fixed periods.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{start_sim, Exporter, Metrics, Sim};
+use crate::common::{start_sim, wait_for, Exporter, Metrics, Sim};
 
 use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
 use dcs_key_exporter::config::{
@@ -116,7 +114,7 @@ async fn start_exporter(config: Config, fleet: FleetOptions) -> Exporter {
         fleet,
         ..RunOptions::default()
     };
-    common::start_exporter(config, opts, DEADLINE).await
+    crate::common::start_exporter(config, opts, DEADLINE).await
 }
 
 /// The instance ids of `dcs_instance_info`.
@@ -126,18 +124,9 @@ async fn instances(exp: &Exporter) -> BTreeSet<String> {
         .label_values("dcs_instance_info", "instance_id")
 }
 
-/// Polls `f` until it returns `Some`, failing after [`DEADLINE`].
-async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    common::wait_for_within(what, DEADLINE, f).await
-}
-
 /// Waits until the exporter's instance set is `want`.
 async fn wait_instances(exp: &Exporter, what: &str, want: &BTreeSet<String>) {
-    wait_for(what, || async {
+    wait_for(what, DEADLINE, || async {
         let got = instances(exp).await;
         (got == *want).then_some(())
     })
@@ -235,7 +224,7 @@ async fn discovery_finds_every_instance_of_several_projects_with_filters() {
     // The exporter's own metrics are cached for up to a second between scrapes: wait until
     // they show the discovery that the instance series already reflect.
     let want_shard = Some(want.len() as f64);
-    let m = wait_for("discovery and shard gauges", || async {
+    let m = wait_for("discovery and shard gauges", DEADLINE, || async {
         let m = exp.scrape().await;
         let shard = m.get(
             "dcs_exporter_shard_instances",
@@ -335,7 +324,7 @@ async fn adds_removes_and_outages_are_picked_up_live() {
     assert!(s.sim.add_instance(new.clone()));
     want.insert(new.id.clone());
     wait_instances(&exp, "the added instance", &want).await;
-    wait_for("the new instance's analysis", || async {
+    wait_for("the new instance's analysis", DEADLINE, || async {
         let m = exp.scrape().await;
         let shown = m.get(
             "dcs_analysis_last_success_timestamp_seconds",
@@ -371,7 +360,7 @@ async fn adds_removes_and_outages_are_picked_up_live() {
             "series of {id} remain"
         );
     }
-    wait_for("the new name", || async {
+    wait_for("the new name", DEADLINE, || async {
         let m = exp.scrape().await;
         m.get(
             "dcs_instance_info",
@@ -393,7 +382,7 @@ async fn adds_removes_and_outages_are_picked_up_live() {
     );
     let victim = all[3].id.clone();
     assert!(s.sim.remove_instance(&victim));
-    wait_for("a counted discovery error", || async {
+    wait_for("a counted discovery error", DEADLINE, || async {
         let m = exp.scrape().await;
         let errors = m.get("dcs_discovery_errors_total", &[("cloud", "cloud0")])?;
         (errors >= 2.0).then_some(())
@@ -467,7 +456,7 @@ async fn reload_refilters_the_kept_listing() {
     // up to 1 s: wait for the new filter to show, then check no second listing was needed.
     wait_instances(&exp, "the staging instances", &named("staging-")).await;
     let staging = Some(named("staging-").len() as f64);
-    let m = wait_for("the discovery gauge after reload", || async {
+    let m = wait_for("the discovery gauge after reload", DEADLINE, || async {
         let m = exp.scrape().await;
         (m.get("dcs_discovery_instances", &[("cloud", "p")]) == staging).then_some(m)
     })
@@ -503,7 +492,7 @@ async fn shards_are_disjoint_cover_everything_and_move_little_when_growing() {
         // Each replica settles on its part once it has listed the project.
         let mut parts = Vec::new();
         for (index, exp) in exporters.iter().enumerate() {
-            let part = wait_for("a listed shard", || async {
+            let part = wait_for("a listed shard", DEADLINE, || async {
                 let m = exp.scrape().await;
                 m.get("dcs_discovery_instances", &[("cloud", "cloud0")])?;
                 let n = m.get(
@@ -610,26 +599,30 @@ async fn trigger_and_observe_replicas_share_tasks_and_survive_each_other() {
             .collect()
     };
     let aligned = std::sync::Mutex::new(BTreeSet::new());
-    wait_for("both replicas showing the same newest results", || async {
-        let (mt, mo) = (trigger.scrape().await, observe.scrape().await);
-        for id in &ids {
-            if s.sim.created_count(id, Analysis::Hotkey) < 2 {
-                continue;
+    wait_for(
+        "both replicas showing the same newest results",
+        DEADLINE,
+        || async {
+            let (mt, mo) = (trigger.scrape().await, observe.scrape().await);
+            for id in &ids {
+                if s.sim.created_count(id, Analysis::Hotkey) < 2 {
+                    continue;
+                }
+                let Some(want) = newest(id) else { continue };
+                let labels = [("instance_id", id.as_str()), ("analysis", "hotkey")];
+                let t = mt.get("dcs_analysis_last_success_timestamp_seconds", &labels);
+                let o = mo.get("dcs_analysis_last_success_timestamp_seconds", &labels);
+                let on_newest = |v: Option<f64>| v.is_some_and(|v| (v - want).abs() < 1e-3);
+                if on_newest(t) && on_newest(o) {
+                    let (kt, ko) = (keys(&mt, id), keys(&mo, id));
+                    assert!(!kt.is_empty());
+                    assert_eq!(kt, ko, "{id}: same result, same keys");
+                    aligned.lock().unwrap().insert(id.clone());
+                }
             }
-            let Some(want) = newest(id) else { continue };
-            let labels = [("instance_id", id.as_str()), ("analysis", "hotkey")];
-            let t = mt.get("dcs_analysis_last_success_timestamp_seconds", &labels);
-            let o = mo.get("dcs_analysis_last_success_timestamp_seconds", &labels);
-            let on_newest = |v: Option<f64>| v.is_some_and(|v| (v - want).abs() < 1e-3);
-            if on_newest(t) && on_newest(o) {
-                let (kt, ko) = (keys(&mt, id), keys(&mo, id));
-                assert!(!kt.is_empty());
-                assert_eq!(kt, ko, "{id}: same result, same keys");
-                aligned.lock().unwrap().insert(id.clone());
-            }
-        }
-        (aligned.lock().unwrap().len() == ids.len()).then_some(())
-    })
+            (aligned.lock().unwrap().len() == ids.len()).then_some(())
+        },
+    )
     .await;
 
     // Every task in DCS was created by the trigger replica, none by the observer.
@@ -677,26 +670,30 @@ async fn trigger_and_observe_replicas_share_tasks_and_survive_each_other() {
     // Two observe intervals later, it has looked again and still shows every instance's
     // newest result (at least as new as before).
     let looks = s.sim.operation_count("ListHotKeyScanTasks");
-    wait_for("two more looks by the observer", || async {
+    wait_for("two more looks by the observer", DEADLINE, || async {
         (s.sim.operation_count("ListHotKeyScanTasks") >= looks + 2 * ids.len() as u64).then_some(())
     })
     .await;
-    wait_for("the observer showing every newest result", || async {
-        let mo = observe.scrape().await;
-        for (id, before) in &last {
-            let labels = [("instance_id", id.as_str()), ("analysis", "hotkey")];
-            let now = mo.get("dcs_analysis_last_success_timestamp_seconds", &labels)?;
-            assert!(now >= *before, "{id}: an older result replaced a newer one");
-            let keys = mo
-                .family("dcs_hotkey_frequency")
-                .into_iter()
-                .any(|s| s.labels.get("instance_id") == Some(id));
-            if !keys || Some(now) != newest(id) {
-                return None;
+    wait_for(
+        "the observer showing every newest result",
+        DEADLINE,
+        || async {
+            let mo = observe.scrape().await;
+            for (id, before) in &last {
+                let labels = [("instance_id", id.as_str()), ("analysis", "hotkey")];
+                let now = mo.get("dcs_analysis_last_success_timestamp_seconds", &labels)?;
+                assert!(now >= *before, "{id}: an older result replaced a newer one");
+                let keys = mo
+                    .family("dcs_hotkey_frequency")
+                    .into_iter()
+                    .any(|s| s.labels.get("instance_id") == Some(id));
+                if !keys || Some(now) != newest(id) {
+                    return None;
+                }
             }
-        }
-        Some(())
-    })
+            Some(())
+        },
+    )
     .await;
     let created_now: Vec<usize> = ids
         .iter()

@@ -6,17 +6,15 @@
 //! The exporter listens on 127.0.0.1:0 and the test reads the bound address from its
 //! `listening` log line. Signals are sent with `kill(1)` to the child's own pid.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{parse_exposition, start_sim, wait_for_within, Metrics};
-use dcs_key_exporter::dcs::{timestamp, Analysis, TaskRecord, TaskStatus};
-use dcs_key_exporter::simulator::{Faults, SimClock, SimConfig, SimInstance, Simulator};
+use crate::common::{finished, newest_success, parse_exposition, start_sim, wait_for, Metrics};
+use dcs_key_exporter::dcs::{Analysis, TaskStatus};
+use dcs_key_exporter::simulator::{Faults, SimClock, SimConfig, SimInstance};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -188,26 +186,6 @@ impl Exporter {
     }
 }
 
-/// Waits up to [`DEADLINE`] for `f` to give a value.
-async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    wait_for_within(what, DEADLINE, f).await
-}
-
-fn finished(t: &TaskRecord) -> f64 {
-    timestamp::parse(t.finished_at.as_deref().unwrap()).unwrap()
-}
-
-fn newest_success(sim: &Simulator, id: &str, a: Analysis) -> Option<TaskRecord> {
-    sim.tasks(id, a)
-        .into_iter()
-        .filter(|t| t.status == TaskStatus::Success)
-        .max_by(|x, y| finished(x).total_cmp(&finished(y)))
-}
-
 fn al<'a>(id: &'a str, a: &'a str) -> [(&'a str, &'a str); 2] {
     [("instance_id", id), ("analysis", a)]
 }
@@ -246,7 +224,7 @@ async fn sigkill_and_restart_adopts_the_running_task_and_publishes_at_once() {
     // The result is older than the interval: the first exporter creates a task, which stays
     // waiting while the simulated clock stands still.
     let mut first = spawn_exporter(&config).await;
-    wait_for("a task created and running", || async {
+    wait_for("a task created and running", DEADLINE, || async {
         let m = first.scrape().await;
         let running = m.get("dcs_analysis_running", &l) == Some(1.0);
         (running && sim.sim.created_count(id, Analysis::Bigkey) == 1).then_some(())
@@ -265,7 +243,7 @@ async fn sigkill_and_restart_adopts_the_running_task_and_publishes_at_once() {
 
     // The second exporter shows the last result at once and follows the same task.
     let second = spawn_exporter(&config).await;
-    let shown_after = wait_for("the last result", || async {
+    let shown_after = wait_for("the last result", DEADLINE, || async {
         let m = second.scrape().await;
         let shown = m.get("dcs_analysis_last_success_timestamp_seconds", &l)?;
         ((shown - finished(&seeded)).abs() < 1e-3).then(|| second.listening_at.elapsed())
@@ -276,7 +254,7 @@ async fn sigkill_and_restart_adopts_the_running_task_and_publishes_at_once() {
         shown_after < Duration::from_secs(3),
         "the last result took {shown_after:?} to appear"
     );
-    let m = wait_for("the running task adopted", || async {
+    let m = wait_for("the running task adopted", DEADLINE, || async {
         let m = second.scrape().await;
         let adopted = [l.as_slice(), &[("origin", "adopted")]].concat();
         (m.get("dcs_analysis_running", &l) == Some(1.0)
@@ -303,7 +281,7 @@ async fn sigkill_and_restart_adopts_the_running_task_and_publishes_at_once() {
         .find(|t| t.id == running.id)
         .unwrap();
     assert_eq!(done.status, TaskStatus::Success);
-    wait_for("the adopted task's result", || async {
+    wait_for("the adopted task's result", DEADLINE, || async {
         let m = second.scrape().await;
         let shown = m.get("dcs_analysis_last_success_timestamp_seconds", &l)?;
         ((shown - finished(&done)).abs() < 1e-3).then_some(())
@@ -343,7 +321,7 @@ async fn reload_by_sighup_and_http_rejects_broken_configs_and_rereads_secrets() 
     let mut exp = spawn_exporter(&config).await;
     let reloaded = |m: &Metrics| m.get("dcs_exporter_config_last_reload_successful", &[]);
     let hl = al(a, "hotkey");
-    let first = wait_for("instance a's keys", || async {
+    let first = wait_for("instance a's keys", DEADLINE, || async {
         let m = exp.scrape().await;
         (m.count("dcs_hotkey_frequency", a) == 3).then(|| {
             m.get("dcs_analysis_last_success_timestamp_seconds", &hl)
@@ -358,7 +336,7 @@ async fn reload_by_sighup_and_http_rejects_broken_configs_and_rereads_secrets() 
     let (status, body) = exp.reload().await;
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("top_n"), "the reason names the key: {body}");
-    wait_for("a newer result under the old config", || async {
+    wait_for("a newer result under the old config", DEADLINE, || async {
         let m = exp.scrape().await;
         assert_eq!(reloaded(&m), Some(0.0));
         let shown = m.get("dcs_analysis_last_success_timestamp_seconds", &hl)?;
@@ -369,7 +347,7 @@ async fn reload_by_sighup_and_http_rejects_broken_configs_and_rereads_secrets() 
     // SIGHUP with a good config: b starts, a stops and its series disappear.
     write_config(&dir, &only_b);
     exp.signal("HUP");
-    wait_for("b in, a out", || async {
+    wait_for("b in, a out", DEADLINE, || async {
         let m = exp.scrape().await;
         (reloaded(&m) == Some(1.0)
             && m.count("dcs_hotkey_frequency", b) == 3
@@ -384,7 +362,7 @@ async fn reload_by_sighup_and_http_rejects_broken_configs_and_rereads_secrets() 
     let (status, body) = exp.reload().await;
     assert_eq!(status, 200, "{body}");
     let auth = [al(b, "hotkey").as_slice(), &[("reason", "auth")]].concat();
-    wait_for("auth failures with the wrong secret", || async {
+    wait_for("auth failures with the wrong secret", DEADLINE, || async {
         let m = exp.scrape().await;
         (m.get("dcs_analysis_failures_total", &auth)? >= 1.0).then_some(())
     })
@@ -393,7 +371,7 @@ async fn reload_by_sighup_and_http_rejects_broken_configs_and_rereads_secrets() 
     write_secret(&dir, dcs_key_exporter::simulator::DEFAULT_SECRET_KEY);
     let before = newest_success(&sim.sim, b, Analysis::Hotkey).map_or(0.0, |t| finished(&t));
     exp.signal("HUP");
-    wait_for("results with the right secret again", || async {
+    wait_for("results with the right secret again", DEADLINE, || async {
         let m = exp.scrape().await;
         let shown = m.get(
             "dcs_analysis_last_success_timestamp_seconds",
@@ -447,7 +425,7 @@ async fn sigterm_during_requests_in_flight_exits_0_within_the_grace_period() {
         ),
     );
     let mut exp = spawn_exporter(&config).await;
-    wait_for("requests in flight", || async {
+    wait_for("requests in flight", DEADLINE, || async {
         (sim.sim.request_count() >= 2).then_some(())
     })
     .await;
