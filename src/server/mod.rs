@@ -241,8 +241,10 @@ impl Connection {
                 if let Some(w) = &web {
                     let auth = w.current().await.basic_auth.clone();
                     if let Some(auth) = auth {
-                        if !auth.authorize(req.headers()).await {
-                            return Ok::<_, Infallible>(unauthorized());
+                        match auth.authorize(req.headers()).await {
+                            auth::Verdict::Granted => {}
+                            auth::Verdict::Denied => return Ok::<_, Infallible>(unauthorized()),
+                            auth::Verdict::Busy => return Ok::<_, Infallible>(too_many_checks()),
                         }
                     }
                 }
@@ -313,6 +315,17 @@ fn unauthorized() -> Response<Body> {
     let mut resp = text(StatusCode::UNAUTHORIZED, "Unauthorized");
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    resp
+}
+
+/// 429 when too many credential checks are running or waiting already.
+fn too_many_checks() -> Response<Body> {
+    let mut resp = text(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many authentication attempts in progress; try again",
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     resp
 }
 
