@@ -366,7 +366,7 @@ fn secret_file_paths_expand_environment_variables() {
     dir.write("secret_key", &format!("{RIGHT_SK}\n"));
     let path = dir.write(
         "config.yml",
-        "clouds:\n  - region: cn-north-4\n    project_id: p1\n    auth:\n      access_key: AK\n      secret_key_file: ${CREDENTIALS_DIRECTORY}/secret_key\n    instances:\n      - id: i-1\n",
+        "clouds:\n  - region: cn-north-4\n    project_id: 0123456789abcdef0123456789abcdef\n    auth:\n      access_key: AK\n      secret_key_file: ${CREDENTIALS_DIRECTORY}/secret_key\n    instances:\n      - id: 5560df16-cebf-4473-95c4-d1b573c16e79\n",
     );
     let creds = dir.dir().display().to_string();
     let env = |name: &str| (name == "CREDENTIALS_DIRECTORY").then(|| creds.clone());

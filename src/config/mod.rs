@@ -13,6 +13,7 @@ pub mod file;
 mod locate;
 mod parse;
 pub mod raw;
+pub mod reload;
 mod validate;
 
 use std::collections::BTreeMap;

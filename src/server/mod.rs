@@ -62,6 +62,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::reload::ReloadRequest;
 use crate::metrics::body::Body;
 use crate::metrics::exposition::Exposition;
 use crate::metrics::store::Store;
@@ -98,9 +99,9 @@ pub struct ServerState {
     pub telemetry_path: String,
     /// `true` once the config is loaded and the scheduler runs.
     pub ready: watch::Receiver<bool>,
-    /// Sends a reload request; the reply says whether the new config was accepted (Err(message)
-    /// otherwise). `None` when reloading is not available (e.g. no config file).
-    pub reload: Option<mpsc::Sender<oneshot::Sender<Result<(), String>>>>,
+    /// Sends a reload request; the reply says whether the new config was accepted, or why
+    /// not. `None` when reloading is not available (e.g. no config file).
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -588,9 +589,9 @@ async fn reload(state: &ServerState) -> Response<Body> {
     .await;
     match outcome {
         Ok(Some(Ok(()))) => text(StatusCode::OK, "config reloaded"),
-        Ok(Some(Err(message))) => text(
+        Ok(Some(Err(e))) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("failed to reload config: {message}"),
+            format!("failed to reload config: {e}"),
         ),
         Ok(None) => text(
             StatusCode::SERVICE_UNAVAILABLE,

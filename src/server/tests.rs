@@ -14,7 +14,7 @@ use crate::metrics::store::{AnalysisSpec, InstanceSpec};
 /// Upper bound for things that should happen at once; only reached when a test fails.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-type ReloadRx = mpsc::Receiver<oneshot::Sender<Result<(), String>>>;
+type ReloadRx = mpsc::Receiver<ReloadRequest>;
 
 struct TestServer {
     base: String,
@@ -249,7 +249,16 @@ async fn reload_reports_success_and_rejection() {
         let first = reload_rx.recv().await.expect("first request");
         let _ = first.send(Ok(()));
         let second = reload_rx.recv().await.expect("second request");
-        let _ = second.send(Err("clouds[0].region: missing (line 3)".into()));
+        let _ = second.send(Err(crate::config::reload::ReloadError::Config(
+            crate::config::ConfigError::Invalid {
+                path: "c.yml".into(),
+                problems: vec![crate::config::Problem {
+                    key: "clouds[0].region".into(),
+                    line: Some(3),
+                    message: "missing".into(),
+                }],
+            },
+        )));
     });
 
     let resp = client()
