@@ -52,18 +52,18 @@ fn config_yaml(endpoint: &str, project: &str) -> String {
         cloud(
             "env-sk",
             "      access_key: SIMULATORACCESSKEY00\n      secret_key: ${DCS_TEST_SK}\n      security_token: ${DCS_TEST_TOKEN}\n",
-            "i-env"
+            "e0000000-0000-4000-8000-000000000001"
         ),
         cloud(
             "file-sk",
             "      access_key: SIMULATORACCESSKEY00\n      secret_key_file: sk.txt\n",
-            "i-file"
+            "e0000000-0000-4000-8000-000000000002"
         ),
-        cloud("iam", &iam("      password_file: pw.txt\n"), "i-iam"),
+        cloud("iam", &iam("      password_file: pw.txt\n"), "e0000000-0000-4000-8000-000000000003"),
         cloud(
             "bad-iam",
             &iam(&format!("      password: {WRONG_PW}\n")),
-            "i-bad-iam"
+            "e0000000-0000-4000-8000-000000000004"
         ),
     )
 }
@@ -234,10 +234,15 @@ async fn secrets_are_nowhere_in_the_output_and_secret_files_are_reread_on_reload
             password: Secret::new(RIGHT_PW),
             ..SimIam::example()
         }),
-        instances: ["i-env", "i-file", "i-iam", "i-bad-iam"]
-            .into_iter()
-            .map(|id| SimInstance::new(id, id))
-            .collect(),
+        instances: [
+            "e0000000-0000-4000-8000-000000000001",
+            "e0000000-0000-4000-8000-000000000002",
+            "e0000000-0000-4000-8000-000000000003",
+            "e0000000-0000-4000-8000-000000000004",
+        ]
+        .into_iter()
+        .map(|id| SimInstance::new(id, id))
+        .collect(),
         time_scale: 0.02,
         ..SimConfig::with_defaults()
     };
@@ -266,13 +271,16 @@ async fn secrets_are_nowhere_in_the_output_and_secret_files_are_reread_on_reload
 
     // Right credentials (env, env token, password file) succeed; wrong ones fail with `auth`.
     let first = scrape_until(&http, &base, "successes and auth failures", |t| {
-        succeeded(t, "i-env")
-            && succeeded(t, "i-iam")
-            && auth_failed(t, "i-file")
-            && auth_failed(t, "i-bad-iam")
+        succeeded(t, "e0000000-0000-4000-8000-000000000001")
+            && succeeded(t, "e0000000-0000-4000-8000-000000000003")
+            && auth_failed(t, "e0000000-0000-4000-8000-000000000002")
+            && auth_failed(t, "e0000000-0000-4000-8000-000000000004")
     })
     .await;
-    assert!(!succeeded(&first, "i-file"), "{first}");
+    assert!(
+        !succeeded(&first, "e0000000-0000-4000-8000-000000000002"),
+        "{first}"
+    );
 
     // Rotate the secret file, reload: the new content is read and works.
     dir.write("sk.txt", &format!("{RIGHT_SK}\n"));
@@ -284,7 +292,7 @@ async fn secrets_are_nowhere_in_the_output_and_secret_files_are_reread_on_reload
     assert_eq!(reload.status(), reqwest::StatusCode::OK);
     let reload_body = reload.text().await.unwrap_or_default();
     let after = scrape_until(&http, &base, "the rotated secret file to work", |t| {
-        succeeded(t, "i-file")
+        succeeded(t, "e0000000-0000-4000-8000-000000000002")
     })
     .await;
 

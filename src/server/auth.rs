@@ -6,7 +6,7 @@
 //! is constant-time.
 //!
 //! # Bounding the work of unauthenticated clients
-//! bcrypt is slow on purpose (about 50 ms at cost 10, doubling with each step), and anyone who
+//! bcrypt is slow on purpose (tens of milliseconds at cost 10, doubling with each step), and anyone who
 //! can reach the port can ask for a check. So:
 //! - A hash's cost must be between [`MIN_COST`] and [`MAX_COST`], checked at load: a cost-31
 //!   hash would make one request burn a core for about a day.
