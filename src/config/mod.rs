@@ -5,16 +5,16 @@
 //! ids in DCS's format, client settings). Both stages report every problem they find, as a
 //! [`Problem`] naming the key and its line: [`parse`] goes on past an unknown key or a value of
 //! the wrong type by leaving that key out and parsing again, and the validator collects as it
-//! goes. Files are read by [`file`]: regular files only, with a size bound ([`MAX_CONFIG_BYTES`],
+//! goes. Files are read by [`mod@file`]: regular files only, with a size bound ([`MAX_CONFIG_BYTES`],
 //! [`MAX_SECRET_BYTES`]).
 
 pub mod duration;
 pub mod file;
 mod locate;
-mod parse;
+pub mod parse;
 pub mod raw;
 pub mod reload;
-mod validate;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;

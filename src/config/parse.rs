@@ -2,7 +2,7 @@
 //! the wrong type, not only the first.
 //!
 //! serde stops at the first error. So after an error at a key, that key and its value are
-//! blanked out of the text ([`locate::without`], which keeps line numbers) and the text is
+//! blanked out of the text (`locate::without`, which keeps line numbers) and the text is
 //! parsed again, up to [`MAX_PARSE_PROBLEMS`] times. Each problem comes from the parser itself,
 //! on the text as written, with its line. Parsing stops early when an error cannot be
 //! located exactly (a syntax error, flow style): what follows is then not reported.

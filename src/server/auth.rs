@@ -21,7 +21,8 @@
 //!   cleared when full; both are dropped with the config when the web config changes.
 //! - An unknown user is checked against a dummy hash of the highest cost among the configured
 //!   hashes, so that it takes as long as a known user's check and response times do not reveal
-//!   which users exist.
+//!   which users exist. The dummy hash is made when the config is adopted
+//!   ([`BasicAuth::prepare`]), not by the first unknown user.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -205,6 +206,12 @@ impl BasicAuth {
         }
         cache.insert(c.id);
         verdict
+    }
+
+    /// Computes the dummy hash now (one bcrypt hash at the users' highest cost), so that the
+    /// first unknown user does not take longer than a known one. Blocking.
+    pub fn prepare(&self) {
+        let _ = self.dummy_hash();
     }
 
     /// A hash of a random password at the users' highest cost, for unknown users.

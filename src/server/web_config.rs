@@ -292,6 +292,9 @@ impl WebConfigWatcher {
     /// Loads `path`; an error here should stop the process (exit code 2).
     pub fn load(path: &Path) -> Result<WebConfigWatcher, WebConfigError> {
         let (config, fingerprint) = load(path)?;
+        if let Some(a) = &config.basic_auth {
+            a.prepare();
+        }
         Ok(WebConfigWatcher {
             path: path.to_owned(),
             state: Mutex::new(WatchState {
@@ -336,6 +339,9 @@ impl WebConfigWatcher {
         match load(&self.path) {
             Ok((config, fingerprint)) => {
                 if fingerprint != st.fingerprint {
+                    if let Some(a) = &config.basic_auth {
+                        a.prepare();
+                    }
                     tracing::info!(path = %self.path.display(), tls = config.tls.is_some(),
                         basic_auth = config.basic_auth.is_some(), "web config reloaded");
                     st.current = Arc::new(config);
