@@ -6,7 +6,7 @@
 //! is constant-time.
 //!
 //! # Bounding the work of unauthenticated clients
-//! bcrypt is slow on purpose (tens of milliseconds at cost 10, doubling with each step), and anyone who
+//! bcrypt is slow on purpose (about 0.1 s of a core at cost 10, doubling with each step), and anyone who
 //! can reach the port can ask for a check. So:
 //! - A hash's cost must be between [`MIN_COST`] and [`MAX_COST`], checked at load: a cost-31
 //!   hash would make one request burn a core for about a day.
@@ -37,7 +37,7 @@ use tokio::sync::Semaphore;
 pub const CACHE_ENTRIES: usize = 1024;
 /// The lowest bcrypt cost the format allows.
 pub const MIN_COST: u32 = 4;
-/// The highest bcrypt cost accepted: about a second per check on one core.
+/// The highest bcrypt cost accepted: one to two seconds per check on one core.
 pub const MAX_COST: u32 = 14;
 /// Most bcrypt checks running at once.
 pub const MAX_CONCURRENT_VERIFICATIONS: usize = 2;

@@ -529,3 +529,81 @@ fn gzip_negotiation_follows_q_values() {
     assert!(!accepts(&["gzip;q=abc"]));
     assert!(!accepts(&["gzipped"]));
 }
+
+#[tokio::test]
+async fn silent_tls_connections_are_closed_after_the_handshake() {
+    let dir = std::env::temp_dir().join(format!(
+        "dcs-server-tls-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("self-signed");
+    std::fs::write(dir.join("c.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.join("k.pem"), key.serialize_pem()).expect("write");
+    std::fs::write(
+        dir.join("web.yml"),
+        "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n",
+    )
+    .expect("write");
+    let web = Arc::new(WebConfigWatcher::load(&dir.join("web.yml")).expect("web config"));
+
+    let store = Arc::new(Store::new());
+    let exposition =
+        Arc::new(Exposition::new(store.clone(), RenderOptions::default()).expect("valid"));
+    let (_ready_tx, ready_rx) = watch::channel(true);
+    let state = Arc::new(ServerState {
+        exposition,
+        store,
+        telemetry_path: "/metrics".into(),
+        ready: ready_rx,
+        reload: None,
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(serve_with_limits(
+        listener,
+        state,
+        Some(web),
+        shutdown.clone(),
+        SHUTDOWN_GRACE,
+        SHORT,
+    ));
+
+    // A client that completes the handshake, then says nothing.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).expect("root");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let closed = tokio::time::timeout(PATIENCE, async {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = [0u8; 64];
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the TLS connection open");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(PATIENCE, task).await.expect("stops");
+    let _ = std::fs::remove_dir_all(dir);
+}
