@@ -370,6 +370,9 @@ pub fn load_str_checked(
             p.line = locate::line_of(text, &p.key);
         }
     }
+    // In the order of the file, as a reader goes through it.
+    problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+    warnings.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     match config {
         Some(config) if problems.is_empty() => Ok(Loaded { config, warnings }),
         _ => Err(ConfigError::Invalid {

@@ -378,7 +378,7 @@ impl<'a> Validator<'a> {
                 format!("{key}.project_id"),
                 format!(
                     "{project_id:?} is not a project id: expected 32 hexadecimal digits \
-                     (IAM console, My Credentials, Projects)"
+                     (console: My Credentials, API Credentials)"
                 ),
             );
         }
