@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{self, Config, ConfigError, KeyLabelKind};
-use crate::dcs::{self, ClientConfig, DcsClient};
+use crate::config::{self, Config, ConfigError, KeyLabelKind, Loaded};
+use crate::dcs::{ClientConfig, DcsClient};
 use crate::fleet::{self, CloudInput, Discoveries, FleetMetrics, FleetOptions};
 use crate::metrics::exposition::Exposition;
 use crate::metrics::keylabel::KeyLabelMode;
@@ -30,8 +30,7 @@ use crate::server::{self, ServerState};
 /// Longest wait for in-flight work after a shutdown request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// A reload request; the reply says whether the new config was taken.
-pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+pub use crate::config::reload::{ReloadError, ReloadRequest, ReloadResult};
 
 /// Where the config comes from.
 #[derive(Clone, Debug)]
@@ -43,11 +42,28 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
-    fn load(&self) -> Result<Config, ConfigError> {
+    /// Loads the config on a blocking thread: a slow file system never stalls the loop.
+    async fn load(&self) -> Result<Loaded, ReloadError> {
         match self {
-            ConfigSource::File(p) => config::load_file(p),
-            ConfigSource::Fixed(c) => Ok((**c).clone()),
+            ConfigSource::File(p) => {
+                let p = p.clone();
+                tokio::task::spawn_blocking(move || config::load_file_checked(&p))
+                    .await
+                    .map_err(|e| ReloadError::Loader(e.to_string()))?
+                    .map_err(ReloadError::Config)
+            }
+            ConfigSource::Fixed(c) => Ok(Loaded {
+                config: (**c).clone(),
+                warnings: Vec::new(),
+            }),
         }
+    }
+}
+
+/// Logs what looked wrong in a config without being an error.
+fn log_warnings(loaded: &Loaded) {
+    for w in &loaded.warnings {
+        warn!(key = %w.key, line = w.line, "config: {}", w.message);
     }
 }
 
@@ -80,8 +96,9 @@ impl Default for RunOptions {
 pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot create the DCS client for cloud {cloud}: {source}")]
-    Client { cloud: String, source: dcs::Error },
+    /// The config loads, but the exporter cannot start on it (a DCS client cannot be built).
+    #[error(transparent)]
+    Start(ReloadError),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("HTTP server failed: {0}")]
@@ -105,7 +122,7 @@ impl Clients {
         &mut self,
         config: &Config,
         exposition: &Exposition,
-    ) -> Result<Vec<Arc<DcsClient>>, Error> {
+    ) -> Result<Vec<Arc<DcsClient>>, ReloadError> {
         let mut next = Vec::new();
         let mut per_cloud = Vec::new();
         for cloud in &config.clouds {
@@ -118,7 +135,7 @@ impl Clients {
                 Some(c) => c,
                 None => Arc::new(
                     DcsClient::new(cloud.client.clone(), Some(exposition.api_metrics())).map_err(
-                        |source| Error::Client {
+                        |source| ReloadError::Client {
                             cloud: cloud.name.clone(),
                             source,
                         },
@@ -205,7 +222,7 @@ fn render_options(config: &Config, opts: &RunOptions) -> RenderOptions {
     }
 }
 
-/// Runs the exporter until `shutdown` is cancelled.
+/// Loads the config from `source`, then runs the exporter until `shutdown` is cancelled.
 pub async fn run(
     source: ConfigSource,
     listener: TcpListener,
@@ -213,7 +230,27 @@ pub async fn run(
     reload: (mpsc::Sender<ReloadRequest>, mpsc::Receiver<ReloadRequest>),
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let config = source.load()?;
+    let loaded = match source.load().await {
+        Ok(l) => l,
+        Err(ReloadError::Config(e)) => return Err(Error::Config(e)),
+        Err(e) => return Err(Error::Start(e)),
+    };
+    run_loaded(source, loaded, listener, opts, reload, shutdown).await
+}
+
+/// Runs the exporter on a config loaded already (the binary validates it before it binds the
+/// listener, and it is not read twice) until `shutdown` is cancelled; `source` is re-read on
+/// reload.
+pub async fn run_loaded(
+    source: ConfigSource,
+    loaded: Loaded,
+    listener: TcpListener,
+    opts: RunOptions,
+    reload: (mpsc::Sender<ReloadRequest>, mpsc::Receiver<ReloadRequest>),
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    log_warnings(&loaded);
+    let config = loaded.config;
     let store = Arc::new(Store::new());
     let exposition = Arc::new(Exposition::new(
         store.clone(),
@@ -236,7 +273,7 @@ pub async fn run(
     let fleet_metrics = FleetMetrics::register(registry, namespace, opts.fleet.shard)?;
     let (discoveries, mut listings) =
         Discoveries::new(loops_token.clone(), tracker.clone(), fleet_metrics.clone());
-    let first_clients = clients.build(&config, &exposition)?;
+    let first_clients = clients.build(&config, &exposition).map_err(Error::Start)?;
     let clouds = config.clouds.len();
     let discovering = config
         .clouds
@@ -285,9 +322,16 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             req = reload_rx.recv() => {
                 let Some(reply) = req else { continue };
-                let result = match source.load() {
-                    Ok(new) => match clients.build(&new, &exposition) {
+                // Read off this loop; a shutdown does not wait for a stuck read.
+                let loaded = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    l = source.load() => l,
+                };
+                let result = match loaded {
+                    Ok(loaded) => match clients.build(&loaded.config, &exposition) {
                         Ok(new_clients) => {
+                            log_warnings(&loaded);
+                            let new = loaded.config;
                             scheduler.set_max_concurrent_requests(new.api.max_concurrent_requests);
                             scheduler.set_start_jitter(new.scheduler.start_jitter);
                             exposition.set_render_options(render_options(&new, &opts));
@@ -296,9 +340,9 @@ pub async fn run(
                             info!(loops = scheduler.loop_count(), "config reloaded");
                             Ok(())
                         }
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(e),
                     },
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e),
                 };
                 exposition.set_config_reload_successful(result.is_ok());
                 if let Err(e) = &result {
@@ -330,4 +374,82 @@ pub async fn run(
         Err(_) => warn!("HTTP server did not stop within the grace period"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Upper bound for things that should happen at once; only reached when a test fails.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn a_fifo_as_the_config_fails_the_reload_and_shutdown_still_works() {
+        let dir = std::env::temp_dir().join(format!(
+            "dcs-app-fifo-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("config.yaml");
+        // Nothing listens on the discard port of loopback: the loops just fail.
+        std::fs::write(
+            &path,
+            "clouds:\n  - endpoint: http://127.0.0.1:9\n    project_id: 0123456789abcdef0123456789abcdef\n    auth: {access_key: a, secret_key: s}\n    instances: [{id: 5560df16-cebf-4473-95c4-d1b573c16e79}]\n",
+        )
+        .expect("write");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (reload_tx, reload_rx) = reload_channel();
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(run(
+            ConfigSource::File(path.clone()),
+            listener,
+            RunOptions::default(),
+            (reload_tx.clone(), reload_rx),
+            shutdown.clone(),
+        ));
+        // Running, and reloading a regular file works.
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        reload_tx.send(reply_tx).await.expect("app running");
+        let first = tokio::time::timeout(PATIENCE, reply_rx)
+            .await
+            .expect("answered");
+        assert!(matches!(first, Ok(Ok(()))), "{first:?}");
+        // The config becomes a FIFO: opening it for reading would wait for a writer.
+        std::fs::remove_file(&path).expect("rm");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        reload_tx.send(reply_tx).await.expect("app running");
+        let reply = tokio::time::timeout(PATIENCE, reply_rx)
+            .await
+            .expect("the reload is answered")
+            .expect("a reply");
+        let e = reply.expect_err("a FIFO is refused");
+        assert!(
+            matches!(
+                &e,
+                ReloadError::Config(ConfigError::Read {
+                    source: config::ReadError::NotRegular(config::file::FileKind::Fifo),
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("is not a regular file (it is a FIFO)"),
+            "{e}"
+        );
+        shutdown.cancel();
+        tokio::time::timeout(PATIENCE + SHUTDOWN_GRACE, run)
+            .await
+            .expect("the exporter stops")
+            .expect("no panic")
+            .expect("clean exit");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

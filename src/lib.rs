@@ -15,9 +15,12 @@
 //! - [`server`]: the hyper HTTP server: `/metrics`, the status page, health, readiness, reload.
 //! - [`demo`]: `--demo`: the embedded simulator and the config pointing at it.
 //! - [`app`]: wires the pieces together for the binary: `run(config, listener, shutdown)`.
+//! - [`cli`]: the command line, checked into the settings of each command, and the
+//!   `check-config` report; `main.rs` only wires it to [`app`].
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod dcs;
 pub mod demo;

@@ -7,11 +7,75 @@ use std::fmt;
 use std::time::Duration;
 
 /// Why a duration string was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {why} (expected e.g. 30s, 5m, 1h30m)")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DurationError {
     input: String,
     why: &'static str,
+}
+
+impl std::error::Error for DurationError {}
+
+impl fmt::Display for DurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match suggest(&self.input) {
+            // `15 minutes`, `1 hour`, `30 sec`: say what was meant.
+            Some(s) => write!(
+                f,
+                "invalid duration {:?}: write {s} (a number and a unit, no spaces; units ms, s, \
+                 m, h, d, w, y)",
+                self.input
+            ),
+            None => write!(
+                f,
+                "invalid duration {:?}: {} (expected e.g. 30s, 5m, 1h30m)",
+                self.input, self.why
+            ),
+        }
+    }
+}
+
+/// The duration a human-style spelling (`15 minutes`, `1 hour 30 min`, `2 Days`) means, in this
+/// syntax; `None` when it is not such a spelling.
+fn suggest(input: &str) -> Option<String> {
+    const WORDS: [(&str, &[&str]); 7] = [
+        (
+            "ms",
+            &["msec", "msecs", "millisecond", "milliseconds", "millis"],
+        ),
+        ("s", &["sec", "secs", "second", "seconds"]),
+        ("m", &["min", "mins", "minute", "minutes"]),
+        ("h", &["hr", "hrs", "hour", "hours"]),
+        ("d", &["day", "days"]),
+        ("w", &["wk", "wks", "week", "weeks"]),
+        ("y", &["yr", "yrs", "year", "years"]),
+    ];
+    let lower = input.trim().to_ascii_lowercase();
+    let mut out = String::new();
+    let mut rest = lower.as_str();
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        out.push_str(&rest[..digits]);
+        rest = rest[digits..].trim_start();
+        let len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let word = &rest[..len];
+        let unit = UNITS
+            .iter()
+            .map(|(u, _)| *u)
+            .find(|u| *u == word)
+            .or_else(|| {
+                WORDS
+                    .iter()
+                    .find(|(_, ws)| ws.contains(&word))
+                    .map(|(u, _)| *u)
+            })?;
+        out.push_str(unit);
+        rest = rest[len..].trim_start_matches([' ', ',']);
+        rest = rest.strip_prefix("and ").unwrap_or(rest);
+    }
+    (out != input && parse(&out).is_ok()).then_some(out)
 }
 
 const UNITS: [(&str, u64); 7] = [
@@ -104,6 +168,29 @@ mod tests {
         assert_eq!(parse("1w").unwrap(), Duration::from_secs(7 * 86400));
         assert_eq!(parse("1s500ms").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse("0").unwrap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn human_spellings_get_the_right_one_suggested() {
+        let cases = [
+            ("15 minutes", "15m"),
+            ("1 hour", "1h"),
+            ("1 hour 30 min", "1h30m"),
+            ("2 Days", "2d"),
+            ("30sec", "30s"),
+            ("15 m", "15m"),
+        ];
+        for (input, want) in cases {
+            let e = parse(input).expect_err(input).to_string();
+            assert!(e.contains(&format!("write {want} ")), "{input}: {e}");
+            assert!(!e.contains("missing unit"), "{input}: {e}");
+        }
+        // Nothing to suggest: the plain reason.
+        let e = parse("5 parsecs").unwrap_err().to_string();
+        assert!(e.contains("expected e.g. 30s"), "{e}");
+        // A suggestion must itself parse: units out of order are not "fixed".
+        let e = parse("5 minutes 1 hour").unwrap_err().to_string();
+        assert!(!e.contains("write"), "{e}");
     }
 
     #[test]

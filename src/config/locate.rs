@@ -81,17 +81,28 @@ fn is_key(content: &str, name: &str) -> bool {
     })
 }
 
-/// The 1-based line of `path` (or of its deepest ancestor found) in `text`.
-pub fn line_of(text: &str, path: &str) -> Option<usize> {
+/// Where a key path was found.
+struct Found {
+    /// Index (into `lines`) of the line holding the deepest segment found.
+    at: usize,
+    /// One past the index of the last line of that segment's value.
+    end: usize,
+    /// Whether every segment was found (else `at` is the deepest ancestor found).
+    exact: bool,
+}
+
+fn find(lines: &[Line<'_>], path: &str) -> Option<Found> {
     let segs = segments(path)?;
-    let lines = lines(text);
     // The block being searched: line indices [lo, hi), whose first line may carry the first
     // key after a `- ` marker.
     let (mut lo, mut hi) = (0, lines.len());
     let mut found = None;
-    for seg in segs {
+    let count = segs.len();
+    for (n, seg) in segs.into_iter().enumerate() {
+        let Some(first) = lines[lo..hi].first() else {
+            break;
+        };
         let block = &lines[lo..hi];
-        let first = block.first()?;
         match seg {
             Segment::Key(name) => {
                 let col = first.key_col;
@@ -100,7 +111,6 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
                     .position(|l| l.key_col == col && is_key(l.content, name));
                 let Some(at) = at else { break };
                 let line = &block[at];
-                found = Some(line.number);
                 // The value: following lines indented deeper, or a compact sequence at the same
                 // column.
                 let start = lo + at + 1;
@@ -111,6 +121,11 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
                         !(l.indent > line.key_col || (l.indent == line.key_col && item))
                     })
                     .map_or(hi, |p| start + p);
+                found = Some(Found {
+                    at: lo + at,
+                    end,
+                    exact: n + 1 == count,
+                });
                 (lo, hi) = (start, end);
             }
             Segment::Index(i) => {
@@ -122,8 +137,12 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
                     .map(|(p, _)| p)
                     .collect();
                 let Some(&at) = items.get(i) else { break };
-                found = Some(block[at].number);
                 let end = items.get(i + 1).map_or(hi, |&n| lo + n);
+                found = Some(Found {
+                    at: lo + at,
+                    end,
+                    exact: n + 1 == count,
+                });
                 (lo, hi) = (lo + at, end);
             }
         }
@@ -132,6 +151,43 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
         }
     }
     found
+}
+
+/// The 1-based line of `path` (or of its deepest ancestor found) in `text`.
+pub fn line_of(text: &str, path: &str) -> Option<usize> {
+    let lines = lines(text);
+    find(&lines, path).map(|f| lines[f.at].number)
+}
+
+/// `text` with the key at `path` and its value removed, line numbers kept: its lines are
+/// blanked (an item marker `- ` in front of the key stays, so the item stays in its list).
+/// `None` when the key is not found exactly (flow style, or not there).
+pub fn without(text: &str, path: &str) -> Option<String> {
+    let lines = lines(text);
+    let f = find(&lines, path).filter(|f| f.exact)?;
+    let first = &lines[f.at];
+    let last = lines[f.end.max(f.at + 1) - 1].number;
+    let mut out = String::with_capacity(text.len());
+    for (i, raw) in text.split_inclusive('\n').enumerate() {
+        let number = i + 1;
+        let newline = if raw.ends_with('\n') { "\n" } else { "" };
+        if number == first.number {
+            // Keep the item markers (if any) of a key that follows them; an item removed
+            // whole (a path ending in an index) keeps its marker as an empty item.
+            let keep = if path.ends_with(']') {
+                first.indent + 1
+            } else {
+                first.key_col
+            };
+            out.push_str(raw.get(..keep).unwrap_or(""));
+            out.push_str(newline);
+        } else if number > first.number && number <= last {
+            out.push_str(newline);
+        } else {
+            out.push_str(raw);
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -200,10 +256,29 @@ api:
         assert_eq!(segments("a[x]"), None);
     }
 
+    #[test]
+    fn without_blanks_a_key_and_its_value() {
+        let t = without(TEXT, "clouds[0].auth").expect("found");
+        assert_eq!(t.lines().count(), TEXT.lines().count());
+        assert_eq!(line_of(&t, "clouds[0].auth"), Some(3), "gone: parent found");
+        assert_eq!(line_of(&t, "clouds[0].instances[1].id"), Some(12));
+        // A key right after `- ` keeps the marker: the item stays.
+        let t = without(TEXT, "clouds[0].instances[1].id").expect("found");
+        assert_eq!(t.lines().nth(11), Some("      - "));
+        assert_eq!(line_of(&t, "clouds[0].instances[1].analysis"), Some(13));
+        // Not found exactly: nothing to remove.
+        assert_eq!(
+            without(TEXT, "clouds[0].instances[0].analysis.hotkey.top_n"),
+            None
+        );
+        assert_eq!(without(TEXT, "metrics"), None);
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics(text in "[ a-z:\\-\\[\\]{}#\n\t\"']{0,200}", path in "[a-z\\[\\]0-9.]{0,20}") {
             let _ = line_of(&text, &path);
+            let _ = without(&text, &path);
         }
     }
 }

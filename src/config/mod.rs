@@ -1,29 +1,37 @@
 //! The config file: loading, `${VAR}` expansion, secret files and validation.
 //!
 //! Two stages, as ripgrep does with its arguments: [`raw`] holds serde structs that refuse
-//! unknown keys, [`load_str`] (the validation below) turns them into a [`Config`] with real types (durations, URLs,
-//! non-empty ids, client settings) and collects every problem it finds, each naming the key.
-//! Syntax and type errors come from the YAML parser with their line and column.
+//! unknown keys, [`validate`] turns them into a [`Config`] with real types (durations, URLs,
+//! ids in DCS's format, client settings). Both stages report every problem they find, as a
+//! [`Problem`] naming the key and its line: [`parse`] goes on past an unknown key or a value of
+//! the wrong type by leaving that key out and parsing again, and the validator collects as it
+//! goes. Files are read by [`mod@file`]: regular files only, with a size bound ([`MAX_CONFIG_BYTES`],
+//! [`MAX_SECRET_BYTES`]).
 
 pub mod duration;
+pub mod file;
 mod locate;
+pub mod parse;
 pub mod raw;
+pub mod reload;
+pub mod validate;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use url::Url;
 
-use crate::dcs::{Analysis, Auth, ClientConfig};
-use crate::metrics::keyrewrite::{KeyRewrite, KeyRule};
-use crate::secret::Secret;
-use raw::{RawAnalysis, RawAuth, RawCloud, RawConfig, RawInstance};
+use crate::dcs::{Analysis, ClientConfig};
+use crate::metrics::keyrewrite::KeyRewrite;
+pub use file::ReadError;
 
 /// The largest config file accepted; anything bigger is refused before parsing.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// The largest secret file accepted (`secret_key_file`, `security_token_file`,
+/// `password_file`); credentials are far smaller.
+pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
 /// What the scheduler does for one analysis of one instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -198,30 +206,68 @@ pub struct Config {
     pub scheduler: SchedulerSettings,
 }
 
+/// One thing wrong with a config: the key it concerns, its line when known, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The key path (`clouds[0].instances[1].id`), or `(top level)`.
+    pub key: String,
+    /// 1-based line in the file, where the key (or its nearest ancestor) was found.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            key: key.into(),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// Whether this problem concerns `key`, one of its ancestors or one of its descendants.
+    fn overlaps(&self, key: &str) -> bool {
+        let within = |inner: &str, outer: &str| {
+            inner == outer
+                || inner
+                    .strip_prefix(outer)
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        };
+        within(&self.key, key) || within(key, &self.key)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)?;
+        if let Some(n) = self.line {
+            write!(f, " (line {n})")?;
+        }
+        Ok(())
+    }
+}
+
 /// A config that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read config file: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: config file is larger than {limit} bytes")]
-    TooLarge { path: String, limit: u64 },
+    Read { path: String, source: ReadError },
     #[error("{path}: config file is not valid UTF-8 (line {line})")]
     NotUtf8 { path: String, line: usize },
-    #[error("{path}: {key}: {message}")]
-    Parse {
+    #[error("{path}: {}", join(problems))]
+    Invalid {
         path: String,
-        key: String,
-        message: String,
+        problems: Vec<Problem>,
     },
-    #[error("{path}: {}", problems.join("; "))]
-    Invalid { path: String, problems: Vec<String> },
+}
+
+fn join(problems: &[Problem]) -> String {
+    let all: Vec<String> = problems.iter().map(Problem::to_string).collect();
+    all.join("; ")
 }
 
 impl ConfigError {
-    /// Every problem, one per line, for `check-config`.
+    /// Every problem, one per line, each with the file's path, for `check-config`.
     pub fn problems(&self) -> Vec<String> {
         match self {
             ConfigError::Invalid { path, problems } => {
@@ -232,9 +278,23 @@ impl ConfigError {
     }
 }
 
-/// Reads and validates a config file. Environment variables come from the process.
+/// A loaded config and what looked wrong in it without being an error.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Legal but probably unintended settings (a `timeout` longer than its `interval`).
+    pub warnings: Vec<Problem>,
+}
+
+/// Reads and validates a config file. Environment variables come from the process. Blocking:
+/// async code runs it on a blocking thread.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    load_file_with_env(path, &|name| std::env::var(name).ok())
+    load_file_checked(path).map(|l| l.config)
+}
+
+/// [`load_file`], with the warnings.
+pub fn load_file_checked(path: &Path) -> Result<Loaded, ConfigError> {
+    load_file_with_env_checked(path, &|name| std::env::var(name).ok())
 }
 
 /// Reads and validates a config file, looking environment variables up with `env`.
@@ -242,19 +302,19 @@ pub fn load_file_with_env(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
+    load_file_with_env_checked(path, env).map(|l| l.config)
+}
+
+/// [`load_file_with_env`], with the warnings.
+pub fn load_file_with_env_checked(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
     let shown = path.display().to_string();
-    let read_err = |source| ConfigError::Read {
+    let bytes = file::read_bounded(path, MAX_CONFIG_BYTES).map_err(|source| ConfigError::Read {
         path: shown.clone(),
         source,
-    };
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(ConfigError::TooLarge {
-            path: shown,
-            limit: MAX_CONFIG_BYTES,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(read_err)?;
+    })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..valid]
@@ -267,591 +327,58 @@ pub fn load_file_with_env(
             line,
         }
     })?;
-    load_str(&text, &shown, path.parent(), env)
+    load_str_checked(&text, &shown, path.parent(), env)
 }
 
 /// Parses and validates config text. `source` names it in errors; relative secret file paths
-/// are resolved against `base_dir`.
+/// are resolved against `base_dir`. Every problem is reported, not only the first.
 pub fn load_str(
     text: &str,
     source: &str,
     base_dir: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let raw: RawConfig = if text.trim().is_empty() {
-        RawConfig::default()
-    } else {
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            // `?` stands for a key the parser never got to read (a syntax error): leave it out.
-            let mut key = e.path().to_string();
-            while let Some(k) = key.strip_suffix(".?") {
-                key = k.to_owned();
-            }
-            let mut message = e.into_inner().to_string();
-            // The YAML error names the enclosing mapping itself (`clouds[0]: unknown field …`);
-            // the key path is more precise, so drop that prefix.
-            if let Some((prefix, rest)) = message.split_once(": ") {
-                if key.starts_with(prefix) && !prefix.contains(' ') {
-                    message = rest.to_owned();
-                }
-            }
-            ConfigError::Parse {
-                path: source.to_owned(),
-                key: if key == "." {
-                    "(top level)".into()
-                } else {
-                    key
-                },
-                message,
-            }
-        })?
-    };
-    let mut v = Validator {
-        problems: Vec::new(),
-        env,
-        base_dir,
-    };
-    let config = v.config(raw);
-    if v.problems.is_empty() {
-        Ok(config)
-    } else {
-        // Say where each problem is, as the parser's own errors do.
-        let problems = v
-            .problems
-            .into_iter()
-            .map(|p| {
-                let line = p
-                    .split_once(": ")
-                    .and_then(|(key, _)| locate::line_of(text, key));
-                match line {
-                    Some(n) => format!("{p} (line {n})"),
-                    None => p,
-                }
-            })
-            .collect();
-        Err(ConfigError::Invalid {
+    load_str_checked(text, source, base_dir, env).map(|l| l.config)
+}
+
+/// [`load_str`], with the warnings.
+pub fn load_str_checked(
+    text: &str,
+    source: &str,
+    base_dir: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let (raw, mut problems) = parse::parse(text);
+    let mut warnings = Vec::new();
+    let config = raw.map(|raw| {
+        let mut v = validate::Validator::new(env, base_dir);
+        let config = v.config(raw);
+        let (found, warned) = v.finish();
+        // A key the parser refused was left out; what the validator says about it (or about
+        // its parent, now missing a part) would only repeat the parser.
+        let parsed = problems.clone();
+        problems.extend(
+            found
+                .into_iter()
+                .filter(|p| !parsed.iter().any(|q| p.overlaps(&q.key))),
+        );
+        warnings = warned;
+        config
+    });
+    for p in problems.iter_mut().chain(&mut warnings) {
+        if p.line.is_none() {
+            p.line = locate::line_of(text, &p.key);
+        }
+    }
+    // In the order of the file, as a reader goes through it.
+    problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+    warnings.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+    match config {
+        Some(config) if problems.is_empty() => Ok(Loaded { config, warnings }),
+        _ => Err(ConfigError::Invalid {
             path: source.to_owned(),
             problems,
-        })
-    }
-}
-
-struct Validator<'a> {
-    problems: Vec<String>,
-    env: &'a dyn Fn(&str) -> Option<String>,
-    base_dir: Option<&'a Path>,
-}
-
-impl Validator<'_> {
-    fn problem(&mut self, key: impl fmt::Display, msg: impl fmt::Display) {
-        self.problems.push(format!("{key}: {msg}"));
-    }
-
-    /// Expands `${NAME}` references; an unset variable is a problem.
-    fn expand(&mut self, key: &str, value: &str) -> String {
-        let mut out = String::with_capacity(value.len());
-        let mut rest = value;
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let Some(end) = after.find('}') else {
-                self.problem(key, "unterminated ${...} reference");
-                return out;
-            };
-            let name = &after[..end];
-            let valid = !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !name.starts_with(|c: char| c.is_ascii_digit());
-            if !valid {
-                self.problem(key, format!("invalid environment variable name {name:?}"));
-            } else {
-                match (self.env)(name) {
-                    Some(v) => out.push_str(&v),
-                    None => self.problem(key, format!("environment variable {name} is not set")),
-                }
-            }
-            rest = &after[end + 1..];
-        }
-        out.push_str(rest);
-        out
-    }
-
-    fn string(&mut self, key: &str, value: &Option<String>) -> Option<String> {
-        value.as_deref().map(|v| self.expand(key, v))
-    }
-
-    fn required(&mut self, key: &str, value: &Option<String>) -> String {
-        let before = self.problems.len();
-        match self.string(key, value) {
-            Some(v) if !v.trim().is_empty() => v,
-            Some(_) => {
-                // An unset ${VAR} was reported already; "empty" would only repeat it.
-                if self.problems.len() == before {
-                    self.problem(key, "must not be empty");
-                }
-                String::new()
-            }
-            None => {
-                self.problem(key, "is required");
-                String::new()
-            }
-        }
-    }
-
-    fn duration(&mut self, key: &str, value: &Option<String>) -> Option<Duration> {
-        let v = self.string(key, value)?;
-        match duration::parse(&v) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.problem(key, e);
-                None
-            }
-        }
-    }
-
-    /// Reads a secret given inline or as a file; both or neither is a problem when required.
-    fn secret(
-        &mut self,
-        key: &str,
-        inline: &Option<String>,
-        file: &Option<String>,
-        required: bool,
-    ) -> Option<Secret> {
-        let file_key = format!("{key}_file");
-        match (inline, file) {
-            (Some(_), Some(_)) => {
-                self.problem(key, format!("give either {key} or {file_key}, not both"));
-                None
-            }
-            (Some(_), None) => {
-                let v = self.required(key, inline);
-                Some(Secret::new(v))
-            }
-            (None, Some(_)) => {
-                let p = self.required(&file_key, file);
-                let mut path = PathBuf::from(&p);
-                if path.is_relative() {
-                    if let Some(base) = self.base_dir {
-                        path = base.join(path);
-                    }
-                }
-                match std::fs::read_to_string(&path) {
-                    Ok(s) if s.trim().is_empty() => {
-                        self.problem(&file_key, format!("{} is empty", path.display()));
-                        None
-                    }
-                    // Kubernetes secrets and `echo` leave a trailing newline.
-                    Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']))),
-                    Err(e) => {
-                        self.problem(&file_key, format!("cannot read {}: {e}", path.display()));
-                        None
-                    }
-                }
-            }
-            (None, None) => {
-                if required {
-                    self.problem(key, format!("is required (or {file_key})"));
-                }
-                None
-            }
-        }
-    }
-
-    fn config(&mut self, raw: RawConfig) -> Config {
-        let metrics = MetricsSettings {
-            namespace: self.string("metrics.namespace", &raw.metrics.namespace),
-            key_label: raw.metrics.key_label.unwrap_or(KeyLabelKind::Name),
-            key_label_max_bytes: raw.metrics.key_label_max_bytes.unwrap_or(200) as usize,
-            key_rewrite: self.key_rewrite(&raw.metrics.key_rewrite),
-        };
-        if let Some(ns) = &metrics.namespace {
-            if !is_metric_namespace(ns) {
-                self.problem(
-                    "metrics.namespace",
-                    format!("{ns:?} is not a valid metric name prefix"),
-                );
-            }
-        }
-        if !(16..=65536).contains(&metrics.key_label_max_bytes) {
-            self.problem(
-                "metrics.key_label_max_bytes",
-                "must be between 16 and 65536",
-            );
-        }
-        let api = ApiSettings {
-            timeout: self
-                .duration("api.timeout", &raw.api.timeout)
-                .unwrap_or(Duration::from_secs(30)),
-            max_retries: raw.api.max_retries.unwrap_or(3),
-            max_concurrent_requests: raw.api.max_concurrent_requests.unwrap_or(8) as usize,
-            max_response_bytes: raw.api.max_response_bytes.unwrap_or(32 << 20) as usize,
-        };
-        if api.timeout.is_zero() {
-            self.problem("api.timeout", "must be greater than 0");
-        }
-        if api.max_retries > 10 {
-            self.problem("api.max_retries", "must be at most 10");
-        }
-        if api.max_concurrent_requests == 0 {
-            self.problem("api.max_concurrent_requests", "must be at least 1");
-        }
-        if api.max_response_bytes < 1024 {
-            self.problem("api.max_response_bytes", "must be at least 1024");
-        }
-
-        let lfu = raw.metrics.lfu_log_factor.unwrap_or(10);
-        let defaults = InstanceDefaults {
-            lfu_log_factor: lfu,
-            hotkey: self.analysis(
-                "analysis.hotkey",
-                raw.analysis.hotkey.as_ref(),
-                AnalysisSettings::default_for(Analysis::Hotkey),
-            ),
-            bigkey: self.analysis(
-                "analysis.bigkey",
-                raw.analysis.bigkey.as_ref(),
-                AnalysisSettings::default_for(Analysis::Bigkey),
-            ),
-        };
-
-        if raw.clouds.is_empty() {
-            self.problem("clouds", "at least one cloud is required");
-        }
-        let mut seen = HashSet::new();
-        let clouds = raw
-            .clouds
-            .iter()
-            .enumerate()
-            .map(|(i, c)| self.cloud(&format!("clouds[{i}]"), c, &defaults, &api, &mut seen))
-            .collect();
-        let scheduler = SchedulerSettings {
-            start_jitter: self
-                .duration("scheduler.start_jitter", &raw.scheduler.start_jitter)
-                .unwrap_or(SchedulerSettings::default().start_jitter),
-        };
-        Config {
-            clouds,
-            metrics,
-            api,
-            scheduler,
-        }
-    }
-
-    fn key_rewrite(&mut self, raw: &[raw::RawKeyRewrite]) -> KeyRewrite {
-        let mut rules = Vec::new();
-        for (i, r) in raw.iter().enumerate() {
-            let key = format!("metrics.key_rewrite[{i}]");
-            // No ${VAR} expansion here: `$` belongs to the regex and replacement syntax.
-            let (Some(pattern), Some(replace)) = (&r.pattern, &r.replace) else {
-                if r.pattern.is_none() {
-                    self.problem(format!("{key}.match"), "is required");
-                }
-                if r.replace.is_none() {
-                    self.problem(format!("{key}.replace"), "is required");
-                }
-                continue;
-            };
-            match KeyRule::new(pattern, replace) {
-                Ok(rule) => rules.push(rule),
-                Err(e) => {
-                    let field = if e.starts_with("invalid regex") {
-                        "match"
-                    } else {
-                        "replace"
-                    };
-                    self.problem(format!("{key}.{field}"), e);
-                }
-            }
-        }
-        KeyRewrite::new(rules)
-    }
-
-    fn analysis(
-        &mut self,
-        key: &str,
-        raw: Option<&RawAnalysis>,
-        base: AnalysisSettings,
-    ) -> AnalysisSettings {
-        let Some(raw) = raw else { return base };
-        let s = AnalysisSettings {
-            mode: raw.mode.unwrap_or(base.mode),
-            interval: self
-                .duration(&format!("{key}.interval"), &raw.interval)
-                .unwrap_or(base.interval),
-            timeout: self
-                .duration(&format!("{key}.timeout"), &raw.timeout)
-                .unwrap_or(base.timeout),
-            top_n: raw
-                .top_n
-                .map_or(base.top_n, |n| n.min(usize::MAX as u64) as usize),
-        };
-        if s.interval < Duration::from_secs(1) {
-            self.problem(format!("{key}.interval"), "must be at least 1s");
-        }
-        if s.timeout < Duration::from_secs(1) {
-            self.problem(format!("{key}.timeout"), "must be at least 1s");
-        }
-        if !(1..=1000).contains(&s.top_n) {
-            self.problem(format!("{key}.top_n"), "must be between 1 and 1000");
-        }
-        s
-    }
-
-    fn cloud(
-        &mut self,
-        key: &str,
-        raw: &RawCloud,
-        defaults: &InstanceDefaults,
-        api: &ApiSettings,
-        seen: &mut HashSet<String>,
-    ) -> CloudConfig {
-        let name = self
-            .string(&format!("{key}.name"), &raw.name)
-            .unwrap_or_else(|| key.to_owned());
-        let region = self.string(&format!("{key}.region"), &raw.region);
-        let endpoint = match (
-            self.string(&format!("{key}.endpoint"), &raw.endpoint),
-            &region,
-        ) {
-            (Some(e), _) => self.url(&format!("{key}.endpoint"), &e),
-            (None, Some(r)) if !r.is_empty() => self.url(
-                &format!("{key}.region"),
-                &format!("https://dcs.{r}.myhuaweicloud.com"),
-            ),
-            (None, _) => {
-                self.problem(
-                    format!("{key}.region"),
-                    "is required unless endpoint is given",
-                );
-                None
-            }
-        };
-        let project_id = self.required(&format!("{key}.project_id"), &raw.project_id);
-        if !project_id.is_empty() && !project_id.chars().all(|c| c.is_ascii_alphanumeric()) {
-            self.problem(
-                format!("{key}.project_id"),
-                "must be letters and digits only",
-            );
-        }
-        let auth = match &raw.auth {
-            Some(a) => self.auth(&format!("{key}.auth"), a, region.as_deref()),
-            None => {
-                self.problem(format!("{key}.auth"), "is required");
-                None
-            }
-        };
-
-        let mut instances = Vec::new();
-        for (i, inst) in raw.instances.iter().enumerate() {
-            let ikey = format!("{key}.instances[{i}]");
-            let Some(cfg) = self.instance(&ikey, inst, defaults) else {
-                continue;
-            };
-            if !seen.insert(cfg.id.clone()) {
-                self.problem(
-                    format!("{ikey}.id"),
-                    format!("duplicate instance {}", cfg.id),
-                );
-                continue;
-            }
-            instances.push(cfg);
-        }
-        let discovery = raw
-            .discovery
-            .as_ref()
-            .map(|d| self.discovery(&format!("{key}.discovery"), d));
-        if instances.is_empty() && discovery.is_none() {
-            self.problem(
-                format!("{key}.instances"),
-                "list at least one instance or enable discovery",
-            );
-        }
-
-        let placeholder = Url::parse("http://invalid.invalid").expect("static URL parses");
-        let mut client = ClientConfig::new(
-            endpoint.unwrap_or(placeholder),
-            project_id,
-            auth.unwrap_or(Auth::AkSk {
-                access_key: String::new(),
-                secret_key: Secret::default(),
-                security_token: None,
-            }),
-        );
-        client.request_timeout = api.timeout;
-        client.max_retries = api.max_retries;
-        client.max_body_bytes = api.max_response_bytes;
-        CloudConfig {
-            name,
-            client,
-            instances,
-            discovery,
-            defaults: *defaults,
-        }
-    }
-
-    fn url(&mut self, key: &str, value: &str) -> Option<Url> {
-        match Url::parse(value) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-            Ok(_) => {
-                self.problem(
-                    key,
-                    format!("{value:?} must be an http:// or https:// URL with a host"),
-                );
-                None
-            }
-            Err(e) => {
-                self.problem(key, format!("{value:?} is not a URL: {e}"));
-                None
-            }
-        }
-    }
-
-    fn auth(&mut self, key: &str, raw: &RawAuth, region: Option<&str>) -> Option<Auth> {
-        let aksk =
-            raw.access_key.is_some() || raw.secret_key.is_some() || raw.secret_key_file.is_some();
-        let iam = raw.user.is_some() || raw.password.is_some() || raw.password_file.is_some();
-        match (aksk, iam) {
-            (true, true) => {
-                self.problem(
-                    key,
-                    "use either access_key/secret_key or user/password, not both",
-                );
-                None
-            }
-            (false, false) => {
-                self.problem(
-                    key,
-                    "give access_key and secret_key (or user, password and domain)",
-                );
-                None
-            }
-            (true, false) => {
-                let access_key = self.required(&format!("{key}.access_key"), &raw.access_key);
-                let secret_key = self.secret(
-                    &format!("{key}.secret_key"),
-                    &raw.secret_key,
-                    &raw.secret_key_file,
-                    true,
-                );
-                let security_token = self.secret(
-                    &format!("{key}.security_token"),
-                    &raw.security_token,
-                    &raw.security_token_file,
-                    false,
-                );
-                Some(Auth::AkSk {
-                    access_key,
-                    secret_key: secret_key?,
-                    security_token,
-                })
-            }
-            (false, true) => {
-                let user = self.required(&format!("{key}.user"), &raw.user);
-                let domain = self.required(&format!("{key}.domain"), &raw.domain);
-                let password = self.secret(
-                    &format!("{key}.password"),
-                    &raw.password,
-                    &raw.password_file,
-                    true,
-                );
-                let ep_key = format!("{key}.iam_endpoint");
-                let endpoint = match (self.string(&ep_key, &raw.iam_endpoint), region) {
-                    (Some(e), _) => self.url(&ep_key, &e),
-                    (None, Some(r)) => {
-                        self.url(&ep_key, &format!("https://iam.{r}.myhuaweicloud.com"))
-                    }
-                    (None, None) => {
-                        self.problem(&ep_key, "is required when the cloud has no region");
-                        None
-                    }
-                };
-                let project_name = region.unwrap_or_default().to_owned();
-                Some(Auth::Iam {
-                    endpoint: endpoint?,
-                    user,
-                    password: password?,
-                    domain,
-                    project_name,
-                })
-            }
-        }
-    }
-
-    fn instance(
-        &mut self,
-        key: &str,
-        raw: &RawInstance,
-        defaults: &InstanceDefaults,
-    ) -> Option<InstanceConfig> {
-        let id = self.required(&format!("{key}.id"), &raw.id);
-        if !id.is_empty()
-            && !id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            self.problem(
-                format!("{key}.id"),
-                format!("{id:?} is not a DCS instance id"),
-            );
-        }
-        let name = self.string(&format!("{key}.name"), &raw.name);
-        let cfg = InstanceConfig {
-            id: id.clone(),
-            name,
-            lfu_log_factor: raw.lfu_log_factor.unwrap_or(defaults.lfu_log_factor),
-            hotkey: self.analysis(
-                &format!("{key}.analysis.hotkey"),
-                raw.analysis.hotkey.as_ref(),
-                defaults.hotkey,
-            ),
-            bigkey: self.analysis(
-                &format!("{key}.analysis.bigkey"),
-                raw.analysis.bigkey.as_ref(),
-                defaults.bigkey,
-            ),
-        };
-        (!id.is_empty()).then_some(cfg)
-    }
-
-    fn discovery(&mut self, key: &str, raw: &raw::RawDiscovery) -> DiscoveryConfig {
-        let mut regex = |field: &str, v: &Option<String>| {
-            let k = format!("{key}.{field}");
-            let v = self.string(&k, v)?;
-            match regex::Regex::new(&v) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    self.problem(&k, format!("invalid regex: {e}"));
-                    None
-                }
-            }
-        };
-        let name_include = regex("name_include", &raw.name_include);
-        let name_exclude = regex("name_exclude", &raw.name_exclude);
-        let refresh_key = format!("{key}.refresh_interval");
-        let refresh_interval = self
-            .duration(&refresh_key, &raw.refresh_interval)
-            .unwrap_or(Duration::from_secs(300));
-        if refresh_interval < Duration::from_secs(10) {
-            self.problem(refresh_key, "must be at least 10s");
-        }
-        let tags = raw
-            .tags
-            .iter()
-            .map(|(k, v)| (k.clone(), self.expand(&format!("{key}.tags.{k}"), v)))
-            .collect();
-        DiscoveryConfig {
-            refresh_interval,
-            name_include,
-            name_exclude,
-            tags,
-            engine: self
-                .string(&format!("{key}.engine"), &raw.engine)
-                .unwrap_or("Redis".into()),
-            status: self
-                .string(&format!("{key}.status"), &raw.status)
-                .unwrap_or("RUNNING".into()),
-        }
+        }),
     }
 }
 

@@ -1,6 +1,9 @@
 use super::*;
+use crate::dcs::Auth;
 
 const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+const I1: &str = "5560df16-cebf-4473-95c4-d1b573c16e79";
+const I2: &str = "c0ffee00-0000-4000-8000-000000000002";
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -23,7 +26,7 @@ fn problems(text: &str) -> String {
 
 fn minimal(extra_instance: &str) -> String {
     format!(
-        "clouds:\n  - name: c\n    region: cn-north-4\n    project_id: {PROJECT}\n    auth:\n      access_key: ${{AK}}\n      secret_key: ${{SK}}\n    instances:\n      - id: i-1\n{extra_instance}"
+        "clouds:\n  - name: c\n    region: cn-north-4\n    project_id: {PROJECT}\n    auth:\n      access_key: ${{AK}}\n      secret_key: ${{SK}}\n    instances:\n      - id: {I1}\n{extra_instance}"
     )
 }
 
@@ -49,7 +52,7 @@ fn minimal_config_gets_documented_defaults() {
         other => panic!("unexpected auth {other:?}"),
     }
     let i = &cloud.instances[0];
-    assert_eq!(i.id, "i-1");
+    assert_eq!(i.id, I1);
     assert_eq!(i.hotkey.mode, Mode::Trigger);
     assert_eq!(i.hotkey.interval, Duration::from_secs(900));
     assert_eq!(i.hotkey.timeout, Duration::from_secs(600));
@@ -65,7 +68,7 @@ fn minimal_config_gets_documented_defaults() {
 #[test]
 fn instance_overrides_merge_over_global_analysis_defaults() {
     let text = format!(
-        "analysis:\n  hotkey:\n    interval: 5m\n    top_n: 10\n{}        analysis:\n          hotkey:\n            mode: observe\n          bigkey:\n            mode: \"off\"\n      - id: i-2\n",
+        "analysis:\n  hotkey:\n    interval: 5m\n    top_n: 10\n{}        analysis:\n          hotkey:\n            mode: observe\n          bigkey:\n            mode: \"off\"\n      - id: {I2}\n",
         minimal("        lfu_log_factor: 20\n")
     );
     let c = load(&text).unwrap();
@@ -109,7 +112,8 @@ fn wrong_type_and_bad_duration_are_named() {
 
 #[test]
 fn unset_variable_and_missing_fields_are_all_reported() {
-    let text = "clouds:\n  - region: r\n    auth: {access_key: \"${NOPE}\", secret_key: x}\n    instances: [{id: a}, {id: a}]\n";
+    let text = format!("clouds:\n  - region: r\n    auth: {{access_key: \"${{NOPE}}\", secret_key: x}}\n    instances: [{{id: {I1}}}, {{id: {I1}}}]\n");
+    let text = text.as_str();
     let msg = problems(text);
     assert!(
         msg.contains("clouds[0].auth.access_key: environment variable NOPE is not set"),
@@ -117,7 +121,9 @@ fn unset_variable_and_missing_fields_are_all_reported() {
     );
     assert!(msg.contains("clouds[0].project_id: is required"), "{msg}");
     assert!(
-        msg.contains("clouds[0].instances[1].id: duplicate instance a"),
+        msg.contains(&format!(
+            "clouds[0].instances[1].id: duplicate instance {I1}"
+        )),
         "{msg}"
     );
 }
@@ -128,7 +134,7 @@ fn secrets_come_from_files_and_never_print() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("sk"), "file-secret\n").unwrap();
     let text = format!(
-        "clouds:\n  - region: r\n    project_id: {PROJECT}\n    auth: {{access_key: a, secret_key_file: sk}}\n    instances: [{{id: a}}]\n"
+        "clouds:\n  - region: r\n    project_id: {PROJECT}\n    auth: {{access_key: a, secret_key_file: sk}}\n    instances: [{{id: {I1}}}]\n"
     );
     let c = load_str(&text, "t.yml", Some(&dir), &env).unwrap();
     match &c.clouds[0].client.auth {
@@ -169,7 +175,7 @@ fn impossible_values_are_refused() {
 #[test]
 fn iam_auth_defaults_its_endpoint_from_the_region() {
     let text = format!(
-        "clouds:\n  - region: cn-north-4\n    project_id: {PROJECT}\n    auth: {{user: u, password: p, domain: d}}\n    instances: [{{id: a}}]\n"
+        "clouds:\n  - region: cn-north-4\n    project_id: {PROJECT}\n    auth: {{user: u, password: p, domain: d}}\n    instances: [{{id: {I1}}}]\n"
     );
     let c = load(&text).unwrap();
     match &c.clouds[0].client.auth {
@@ -189,4 +195,141 @@ fn iam_auth_defaults_its_endpoint_from_the_region() {
         }
         other => panic!("unexpected auth {other:?}"),
     }
+}
+
+#[test]
+fn every_parse_and_validation_problem_is_reported_once_with_its_line() {
+    let text = format!(
+        "clouds:\n  - name: c\n    regoin: cn-north-4\n    project_id: {PROJECT}\n    auth:\n      access_key: ${{AK}}\n      secret_key: ${{SK}}\n    instances:\n      - id: {I1}\n        nmae: typo\n        analysis:\n          hotkey:\n            top_n: many\n            interval: 15 minutes\napi:\n  max_retries: 11\n"
+    );
+    let Err(ConfigError::Invalid { problems, .. }) = load(&text) else {
+        panic!("must be refused");
+    };
+    let got: Vec<(&str, Option<usize>)> =
+        problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        got,
+        [
+            // In the file's order: from the parser, every unknown key and wrong type (not only
+            // the first); from the validator, what is wrong in the rest (the misspelt region
+            // is indeed missing). Nothing about a key the parser refused is said again.
+            ("clouds[0].region", Some(2)),
+            ("clouds[0].regoin", Some(3)),
+            ("clouds[0].instances[0].nmae", Some(10)),
+            ("clouds[0].instances[0].analysis.hotkey.top_n", Some(13)),
+            ("clouds[0].instances[0].analysis.hotkey.interval", Some(14)),
+            ("api.max_retries", Some(16)),
+        ]
+    );
+    let interval = &problems[4].message;
+    assert!(interval.contains("write 15m"), "{interval}");
+}
+
+#[test]
+fn malformed_project_and_instance_ids_are_reported() {
+    let text = minimal("")
+        .replace(PROJECT, "my-project")
+        .replace(I1, "orders-cache");
+    let msg = problems(&text);
+    assert!(
+        msg.contains("clouds[0].project_id: \"my-project\" is not a project id: expected 32 hexadecimal digits"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("clouds[0].instances[0].id: \"orders-cache\" is not a DCS instance id"),
+        "{msg}"
+    );
+    // 31 digits, or a UUID without its hyphens, are not ids either.
+    let msg = problems(&minimal("").replace(PROJECT, &PROJECT[1..]));
+    assert!(msg.contains("project_id"), "{msg}");
+    let msg = problems(&minimal("").replace(I1, &I1.replace('-', "")));
+    assert!(msg.contains("instances[0].id"), "{msg}");
+    assert!(validate::is_instance_id(I1) && validate::is_project_id(PROJECT));
+}
+
+#[test]
+fn a_timeout_longer_than_the_interval_is_a_warning_at_the_written_key() {
+    let checked = |text: &str| {
+        load_str_checked(text, "test.yml", None, &env)
+            .expect("loads")
+            .warnings
+    };
+    // Written at the instance: the timeout is named.
+    let w = checked(&minimal(
+        "        analysis:\n          hotkey:\n            interval: 1m\n            timeout: 5m\n",
+    ));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].key, "clouds[0].instances[0].analysis.hotkey.timeout");
+    assert_eq!(w[0].line, Some(13));
+    assert!(
+        w[0].message
+            .contains("the timeout 5m is longer than the interval 1m"),
+        "{w:?}"
+    );
+    // Only the interval written: the inherited default timeout (10m) is longer.
+    let w = checked(&format!(
+        "analysis:\n  hotkey:\n    interval: 5m\n{}",
+        minimal("")
+    ));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].key, "analysis.hotkey.interval");
+    assert!(w[0].message.contains("10m (inherited)"), "{w:?}");
+    // Observe mode creates no task: no warning. Nor for the defaults.
+    let w = checked(&minimal(
+        "        analysis:\n          hotkey: {mode: observe, interval: 1m}\n",
+    ));
+    assert!(w.is_empty(), "{w:?}");
+    assert!(checked(&minimal("")).is_empty());
+}
+
+#[test]
+fn secret_files_are_bounded_and_must_be_regular_files() {
+    let dir = std::env::temp_dir().join(format!(
+        "dcs-cfg-bound-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("big"), vec![b'x'; MAX_SECRET_BYTES as usize + 1]).unwrap();
+    let text = |file: &str| {
+        format!(
+            "clouds:\n  - region: r\n    project_id: {PROJECT}\n    auth: {{access_key: a, secret_key_file: {file}}}\n    instances: [{{id: {I1}}}]\n"
+        )
+    };
+    let msg = load_str(&text("big"), "t.yml", Some(&dir), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("clouds[0].auth.secret_key_file"), "{msg}");
+    assert!(
+        msg.contains(&format!("is larger than {MAX_SECRET_BYTES} bytes")),
+        "{msg}"
+    );
+    let msg = load_str(&text("/dev/zero"), "t.yml", Some(&dir), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("is not a regular file (it is a device)"),
+        "{msg}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn config_files_that_are_not_regular_files_are_refused() {
+    let e = load_file(Path::new("/dev/zero")).expect_err("a device");
+    assert!(
+        matches!(
+            e,
+            ConfigError::Read {
+                source: ReadError::NotRegular(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("/dev/zero: cannot read config file: is not a regular file"),
+        "{e}"
+    );
 }

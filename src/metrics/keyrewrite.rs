@@ -26,6 +26,27 @@ use regex::Regex;
 
 use super::keylabel::{key_label, KeyLabelMode};
 
+/// What is wrong with a rule.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRuleError {
+    /// The regex (`match`) does not compile.
+    #[error("{0}")]
+    Pattern(String),
+    /// `replace` is malformed or names a group the regex does not have.
+    #[error("{0}")]
+    Replace(String),
+}
+
+impl KeyRuleError {
+    /// The config key of the rule at fault: `match` or `replace`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            KeyRuleError::Pattern(_) => "match",
+            KeyRuleError::Replace(_) => "replace",
+        }
+    }
+}
+
 /// One rewrite rule.
 #[derive(Clone, Debug)]
 pub struct KeyRule {
@@ -42,10 +63,11 @@ impl PartialEq for KeyRule {
 impl Eq for KeyRule {}
 
 impl KeyRule {
-    /// Compiles a rule; the error says what is wrong with `pattern` or `replace`.
-    pub fn new(pattern: &str, replace: &str) -> Result<KeyRule, String> {
-        let regex = Regex::new(pattern).map_err(|e| format!("invalid regex: {e}"))?;
-        check_references(&regex, replace)?;
+    /// Compiles a rule; the error says which of `pattern` or `replace` is wrong, and why.
+    pub fn new(pattern: &str, replace: &str) -> Result<KeyRule, KeyRuleError> {
+        let regex = Regex::new(pattern)
+            .map_err(|e| KeyRuleError::Pattern(format!("invalid regex: {e}")))?;
+        check_references(&regex, replace).map_err(KeyRuleError::Replace)?;
         Ok(KeyRule {
             regex,
             replace: replace.to_owned(),
@@ -182,12 +204,15 @@ mod tests {
 
     #[test]
     fn bad_rules_are_refused() {
-        assert!(KeyRule::new("(", "x")
-            .unwrap_err()
-            .contains("invalid regex"));
-        assert!(KeyRule::new("^(a)$", "$2").unwrap_err().contains("\"2\""));
+        let e = KeyRule::new("(", "x").unwrap_err();
+        assert!(e.to_string().contains("invalid regex"));
+        assert_eq!(e.field(), "match");
+        let e = KeyRule::new("^(a)$", "$2").unwrap_err();
+        assert!(e.to_string().contains("\"2\""));
+        assert_eq!(e.field(), "replace");
         // `$1_x` is the group named `1_x`.
-        assert!(KeyRule::new("^(a)$", "$1_x").unwrap_err().contains("1_x"));
+        let e = KeyRule::new("^(a)$", "$1_x").unwrap_err();
+        assert!(e.to_string().contains("1_x"));
         assert!(KeyRule::new("^(a)$", "${1}_x").is_ok());
         assert!(KeyRule::new("^(a)$", "cost: $").is_err());
         assert!(KeyRule::new("^(a)$", "${1").is_err());

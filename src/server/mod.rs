@@ -24,6 +24,13 @@
 //! is closed at once, idle connections are closed, and requests in flight get
 //! [`SHUTDOWN_GRACE`] to finish before their connections are dropped.
 //!
+//! Every connection is watched from the moment it is accepted ([`Limits`]): its first request
+//! (TLS handshake included) must arrive within [`HEADER_READ_TIMEOUT`], and once no request is
+//! in flight it is closed after [`IDLE_TIMEOUT`]. A request is in flight from its headers until
+//! its response body is sent or dropped. So a client that connects and sends nothing, half an
+//! HTTP/2 preface, or nothing after the TLS handshake no longer holds a file descriptor for
+//! ever; hyper's own header timeout only starts when request bytes arrive.
+//!
 //! # TLS and authentication
 //! With a [`web_config::WebConfigWatcher`] ([`run_with_web_config`]) each connection uses the web
 //! config in force when it is accepted: TLS ([`tls`]) when `tls_server_config` is set, and HTTP
@@ -52,8 +59,10 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::reload::ReloadRequest;
 use crate::metrics::body::Body;
 use crate::metrics::exposition::Exposition;
 use crate::metrics::store::Store;
@@ -61,8 +70,12 @@ use web_config::WebConfigWatcher;
 
 /// How long requests in flight may take to finish after shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How long a client may take to send a request's headers (HTTP/1).
+/// How long a client may take to send a request's headers (HTTP/1), and how long a new
+/// connection may take to deliver its first request (TLS handshake included).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection without a request in flight stays open: longer than the usual
+/// scrape intervals (up to a minute), so Prometheus keeps reusing its connections.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Upper bound on a request's headers: HTTP/1 read buffer and HTTP/2 header list size.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// How long `/-/reload` waits for the reload to be applied.
@@ -86,9 +99,9 @@ pub struct ServerState {
     pub telemetry_path: String,
     /// `true` once the config is loaded and the scheduler runs.
     pub ready: watch::Receiver<bool>,
-    /// Sends a reload request; the reply says whether the new config was accepted (Err(message)
-    /// otherwise). `None` when reloading is not available (e.g. no config file).
-    pub reload: Option<mpsc::Sender<oneshot::Sender<Result<(), String>>>>,
+    /// Sends a reload request; the reply says whether the new config was accepted, or why
+    /// not. `None` when reloading is not available (e.g. no config file).
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -131,6 +144,24 @@ pub async fn run_with_web_config(
     serve(listener, state, Some(web), shutdown, SHUTDOWN_GRACE).await
 }
 
+/// How long a connection may stay open without serving a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// From accept to the first request's headers, TLS handshake included.
+    pub first_request: Duration,
+    /// Without a request in flight, after the first.
+    pub idle: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            first_request: HEADER_READ_TIMEOUT,
+            idle: IDLE_TIMEOUT,
+        }
+    }
+}
+
 /// Serves plain HTTP (`web: None`) or what the web config says, until `shutdown`, then drains
 /// for at most `grace`.
 pub async fn serve(
@@ -139,6 +170,18 @@ pub async fn serve(
     web: Option<Arc<WebConfigWatcher>>,
     shutdown: CancellationToken,
     grace: Duration,
+) -> std::io::Result<()> {
+    serve_with_limits(listener, state, web, shutdown, grace, Limits::default()).await
+}
+
+/// [`serve`] with chosen connection [`Limits`].
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    web: Option<Arc<WebConfigWatcher>>,
+    shutdown: CancellationToken,
+    grace: Duration,
+    limits: Limits,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -181,6 +224,7 @@ pub async fn serve(
                 let conn = Connection {
                     stream,
                     peer,
+                    activity: Arc::new(Activity::new(limits)),
                     state: state.clone(),
                     web: web.clone(),
                     builder: builder.clone(),
@@ -210,10 +254,103 @@ pub async fn serve(
     Ok(())
 }
 
+/// When a connection last served a request, and how many it is serving.
+struct Activity {
+    limits: Limits,
+    accepted: Instant,
+    state: std::sync::Mutex<ActivityState>,
+}
+
+#[derive(Clone, Copy)]
+struct ActivityState {
+    in_flight: usize,
+    /// When the last request in flight ended; `None` before the first request.
+    idle_since: Option<Instant>,
+}
+
+impl Activity {
+    fn new(limits: Limits) -> Activity {
+        Activity {
+            limits,
+            accepted: Instant::now(),
+            state: std::sync::Mutex::new(ActivityState {
+                in_flight: 0,
+                idle_since: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        // Two plain fields, each written whole: a poisoned lock still holds consistent values.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A request's headers arrived; it is in flight until the guard drops.
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.lock().in_flight += 1;
+        InFlight(self.clone())
+    }
+
+    /// Returns once the connection has been without a request for longer than allowed.
+    async fn idle_out(&self) {
+        loop {
+            let st = *self.lock();
+            let deadline = match (st.in_flight, st.idle_since) {
+                (0, None) => self.accepted + self.limits.first_request,
+                (0, Some(since)) => since + self.limits.idle,
+                // Busy: look again later.
+                _ => Instant::now() + self.limits.idle,
+            };
+            if st.in_flight == 0 && Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A request in flight: ends when dropped (with the response body).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.in_flight = st.in_flight.saturating_sub(1);
+        st.idle_since = Some(Instant::now());
+    }
+}
+
+/// A response body that keeps its request in flight until it is sent or dropped.
+struct Tracked<B> {
+    body: B,
+    _in_flight: InFlight,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// One accepted connection and what it needs to be served.
 struct Connection {
     stream: TcpStream,
     peer: std::net::SocketAddr,
+    activity: Arc<Activity>,
     state: Arc<ServerState>,
     web: Option<Arc<WebConfigWatcher>>,
     builder: auto::Builder<TokioExecutor>,
@@ -225,6 +362,7 @@ impl Connection {
         let Connection {
             stream,
             peer,
+            activity,
             state,
             web,
             builder,
@@ -234,32 +372,41 @@ impl Connection {
             Some(w) => w.current().await.tls.clone(),
             None => None,
         };
+        let watched = activity.clone();
         let service = service_fn(move |req: Request<hyper::body::Incoming>| {
             let state = state.clone();
             let web = web.clone();
+            let in_flight = watched.begin();
             async move {
-                if let Some(w) = &web {
-                    let auth = w.current().await.basic_auth.clone();
-                    if let Some(auth) = auth {
-                        if !auth.authorize(req.headers()).await {
-                            return Ok::<_, Infallible>(unauthorized());
-                        }
-                    }
-                }
-                Ok::<_, Infallible>(handle(&state, req).await)
+                let resp = authorized(web.as_ref(), &state, req).await;
+                Ok::<_, Infallible>(resp.map(|body| Tracked {
+                    body,
+                    _in_flight: in_flight,
+                }))
             }
         });
-        let result = match tls {
-            None => {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                watcher.watch(conn.into_owned()).await
+        let serving = async {
+            match tls {
+                None => {
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(tls) => {
+                    let Some(stream) = tls_handshake(stream, peer, tls).await else {
+                        return Ok(());
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
             }
-            Some(tls) => {
-                let Some(stream) = tls_handshake(stream, peer, tls).await else {
-                    return;
-                };
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                watcher.watch(conn.into_owned()).await
+        };
+        let result = tokio::select! {
+            r = serving => r,
+            () = activity.idle_out() => {
+                tracing::debug!(%peer, "closing a connection without requests");
+                Ok(())
             }
         };
         if let Err(e) = result {
@@ -308,11 +455,41 @@ async fn tls_handshake(
     }
 }
 
+/// Checks the credentials the web config asks for, then routes the request.
+async fn authorized<B>(
+    web: Option<&Arc<WebConfigWatcher>>,
+    state: &ServerState,
+    req: Request<B>,
+) -> Response<Body> {
+    if let Some(w) = web {
+        let auth = w.current().await.basic_auth.clone();
+        if let Some(auth) = auth {
+            match auth.authorize(req.headers()).await {
+                auth::Verdict::Granted => {}
+                auth::Verdict::Denied => return unauthorized(),
+                auth::Verdict::Busy => return too_many_checks(),
+            }
+        }
+    }
+    handle(state, req).await
+}
+
 /// 401 for a request without valid credentials (exporter-toolkit's answer).
 fn unauthorized() -> Response<Body> {
     let mut resp = text(StatusCode::UNAUTHORIZED, "Unauthorized");
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    resp
+}
+
+/// 429 when too many credential checks are running or waiting already.
+fn too_many_checks() -> Response<Body> {
+    let mut resp = text(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many authentication attempts in progress; try again",
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     resp
 }
 
@@ -412,9 +589,9 @@ async fn reload(state: &ServerState) -> Response<Body> {
     .await;
     match outcome {
         Ok(Some(Ok(()))) => text(StatusCode::OK, "config reloaded"),
-        Ok(Some(Err(message))) => text(
+        Ok(Some(Err(e))) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("failed to reload config: {message}"),
+            format!("failed to reload config: {e}"),
         ),
         Ok(None) => text(
             StatusCode::SERVICE_UNAVAILABLE,

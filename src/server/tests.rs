@@ -14,7 +14,7 @@ use crate::metrics::store::{AnalysisSpec, InstanceSpec};
 /// Upper bound for things that should happen at once; only reached when a test fails.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-type ReloadRx = mpsc::Receiver<oneshot::Sender<Result<(), String>>>;
+type ReloadRx = mpsc::Receiver<ReloadRequest>;
 
 struct TestServer {
     base: String,
@@ -26,6 +26,14 @@ struct TestServer {
 
 impl TestServer {
     async fn start(with_reload: bool, grace: Duration) -> (TestServer, Option<ReloadRx>) {
+        Self::start_with(with_reload, grace, Limits::default()).await
+    }
+
+    async fn start_with(
+        with_reload: bool,
+        grace: Duration,
+        limits: Limits,
+    ) -> (TestServer, Option<ReloadRx>) {
         let store = Arc::new(Store::new());
         store.configure(&[InstanceSpec {
             id: "i-1".into(),
@@ -83,7 +91,14 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run_with_grace(listener, state, shutdown.clone(), grace));
+        let task = tokio::spawn(serve_with_limits(
+            listener,
+            state,
+            None,
+            shutdown.clone(),
+            grace,
+            limits,
+        ));
         let server = TestServer {
             base: format!("http://{addr}"),
             addr,
@@ -234,7 +249,16 @@ async fn reload_reports_success_and_rejection() {
         let first = reload_rx.recv().await.expect("first request");
         let _ = first.send(Ok(()));
         let second = reload_rx.recv().await.expect("second request");
-        let _ = second.send(Err("clouds[0].region: missing (line 3)".into()));
+        let _ = second.send(Err(crate::config::reload::ReloadError::Config(
+            crate::config::ConfigError::Invalid {
+                path: "c.yml".into(),
+                problems: vec![crate::config::Problem {
+                    key: "clouds[0].region".into(),
+                    line: Some(3),
+                    message: "missing".into(),
+                }],
+            },
+        )));
     });
 
     let resp = client()
@@ -382,6 +406,100 @@ async fn half_sent_requests_do_not_hold_the_shutdown() {
     drop(slow);
 }
 
+/// Short limits, so that the tests below see connections closed.
+const SHORT: Limits = Limits {
+    first_request: Duration::from_millis(300),
+    idle: Duration::from_millis(300),
+};
+
+/// Reads until the server closes the connection (or resets it); fails after [`PATIENCE`].
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open");
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_from_accept() {
+    let (srv, _) = TestServer::start_with(false, SHUTDOWN_GRACE, SHORT).await;
+    // Nothing at all.
+    let mut silent = tokio::net::TcpStream::connect(srv.addr)
+        .await
+        .expect("connect");
+    // Half an HTTP/2 preface: hyper waits for the rest to pick the protocol.
+    let mut half = tokio::net::TcpStream::connect(srv.addr)
+        .await
+        .expect("connect");
+    half.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
+    // Half an HTTP/1 request line.
+    let mut line = tokio::net::TcpStream::connect(srv.addr)
+        .await
+        .expect("connect");
+    line.write_all(b"GET /metr").await.expect("write");
+    closed_by_server(&mut silent).await;
+    closed_by_server(&mut half).await;
+    closed_by_server(&mut line).await;
+    // The server itself still answers.
+    assert_eq!(get(&srv.url("/-/healthy")).await.status(), 200);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn kept_alive_connections_close_once_idle() {
+    use tokio::io::AsyncReadExt as _;
+    let (srv, _) = TestServer::start_with(false, SHUTDOWN_GRACE, SHORT).await;
+    let mut conn = tokio::net::TcpStream::connect(srv.addr)
+        .await
+        .expect("connect");
+    conn.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(PATIENCE, conn.read(&mut buf))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // Kept alive by HTTP/1.1, then idle: closed.
+    closed_by_server(&mut conn).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_in_flight_is_not_idle() {
+    let (srv, reload_rx) = TestServer::start_with(true, SHUTDOWN_GRACE, SHORT).await;
+    let mut reload_rx = reload_rx.expect("reload wired");
+    let url = srv.url("/-/reload");
+    let pending = tokio::spawn(async move { client().post(url).send().await });
+    let reply = tokio::time::timeout(PATIENCE, reload_rx.recv())
+        .await
+        .expect("the handler is running")
+        .expect("a reload request");
+    // Answer only after several idle periods have passed: the connection must still be open.
+    tokio::time::sleep(SHORT.idle * 3).await;
+    reply.send(Ok(())).expect("handler waits");
+    let resp = tokio::time::timeout(PATIENCE, pending)
+        .await
+        .expect("answered")
+        .expect("task")
+        .expect("the connection stayed open");
+    assert_eq!(resp.status(), 200);
+    srv.stop().await;
+}
+
 #[test]
 fn gzip_negotiation_follows_q_values() {
     let accepts = |values: &[&str]| {
@@ -410,4 +528,82 @@ fn gzip_negotiation_follows_q_values() {
     assert!(!accepts(&["gzip;q=2"]));
     assert!(!accepts(&["gzip;q=abc"]));
     assert!(!accepts(&["gzipped"]));
+}
+
+#[tokio::test]
+async fn silent_tls_connections_are_closed_after_the_handshake() {
+    let dir = std::env::temp_dir().join(format!(
+        "dcs-server-tls-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("self-signed");
+    std::fs::write(dir.join("c.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.join("k.pem"), key.serialize_pem()).expect("write");
+    std::fs::write(
+        dir.join("web.yml"),
+        "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n",
+    )
+    .expect("write");
+    let web = Arc::new(WebConfigWatcher::load(&dir.join("web.yml")).expect("web config"));
+
+    let store = Arc::new(Store::new());
+    let exposition =
+        Arc::new(Exposition::new(store.clone(), RenderOptions::default()).expect("valid"));
+    let (_ready_tx, ready_rx) = watch::channel(true);
+    let state = Arc::new(ServerState {
+        exposition,
+        store,
+        telemetry_path: "/metrics".into(),
+        ready: ready_rx,
+        reload: None,
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(serve_with_limits(
+        listener,
+        state,
+        Some(web),
+        shutdown.clone(),
+        SHUTDOWN_GRACE,
+        SHORT,
+    ));
+
+    // A client that completes the handshake, then says nothing.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).expect("root");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let closed = tokio::time::timeout(PATIENCE, async {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = [0u8; 64];
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the TLS connection open");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(PATIENCE, task).await.expect("stops");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -35,6 +35,7 @@ use tokio::time::Instant;
 
 use super::auth::BasicAuth;
 use super::tls;
+use crate::config::file::{read_bounded, ReadError};
 
 /// The largest web config, certificate, key or CA file read.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -46,12 +47,7 @@ pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
     #[error("{path}: cannot read web config file: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: web config file is larger than {limit} bytes")]
-    TooLarge { path: String, limit: u64 },
+    Read { path: String, source: ReadError },
     #[error("{path}: {key}: {message}")]
     Invalid {
         path: String,
@@ -145,15 +141,9 @@ impl std::fmt::Debug for WebConfig {
 pub fn load(path: &Path) -> Result<(WebConfig, [u8; 32]), WebConfigError> {
     let shown = path.display().to_string();
     let mut hasher = Sha256::new();
-    let text = read_capped(path).map_err(|e| match e {
-        ReadError::Io(source) => WebConfigError::Read {
-            path: shown.clone(),
-            source,
-        },
-        ReadError::TooLarge => WebConfigError::TooLarge {
-            path: shown.clone(),
-            limit: MAX_FILE_BYTES,
-        },
+    let text = read_bounded(path, MAX_FILE_BYTES).map_err(|source| WebConfigError::Read {
+        path: shown.clone(),
+        source,
     })?;
     hasher.update((text.len() as u64).to_le_bytes());
     hasher.update(&text);
@@ -213,16 +203,8 @@ fn tls_sources(
             return Err((key, "must not be empty".to_owned()));
         }
         let path = resolve(base, p);
-        let bytes = read_capped(&path).map_err(|e| {
-            let why = match e {
-                ReadError::Io(e) => e.to_string(),
-                ReadError::TooLarge => format!("larger than {MAX_FILE_BYTES} bytes"),
-            };
-            (
-                key.clone(),
-                format!("cannot read {}: {why}", path.display()),
-            )
-        })?;
+        let bytes = read_bounded(&path, MAX_FILE_BYTES)
+            .map_err(|e| (key.clone(), format!("cannot read {}: {e}", path.display())))?;
         hasher.update(field.as_bytes());
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(&bytes);
@@ -283,25 +265,6 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     }
 }
 
-enum ReadError {
-    Io(std::io::Error),
-    TooLarge,
-}
-
-/// Reads at most [`MAX_FILE_BYTES`] (a file that grows while being read is still refused).
-fn read_capped(path: &Path) -> Result<Vec<u8>, ReadError> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(ReadError::Io)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(ReadError::TooLarge);
-    }
-    Ok(bytes)
-}
-
 /// The active web config of a file, re-read when the file or the files it names change.
 pub struct WebConfigWatcher {
     path: PathBuf,
@@ -329,6 +292,9 @@ impl WebConfigWatcher {
     /// Loads `path`; an error here should stop the process (exit code 2).
     pub fn load(path: &Path) -> Result<WebConfigWatcher, WebConfigError> {
         let (config, fingerprint) = load(path)?;
+        if let Some(a) = &config.basic_auth {
+            a.prepare();
+        }
         Ok(WebConfigWatcher {
             path: path.to_owned(),
             state: Mutex::new(WatchState {
@@ -373,6 +339,9 @@ impl WebConfigWatcher {
         match load(&self.path) {
             Ok((config, fingerprint)) => {
                 if fingerprint != st.fingerprint {
+                    if let Some(a) = &config.basic_auth {
+                        a.prepare();
+                    }
                     tracing::info!(path = %self.path.display(), tls = config.tls.is_some(),
                         basic_auth = config.basic_auth.is_some(), "web config reloaded");
                     st.current = Arc::new(config);
@@ -385,7 +354,7 @@ impl WebConfigWatcher {
                 // that the same broken state is logged once, and a different one again.
                 let mut h = Sha256::new();
                 h.update(e.to_string().as_bytes());
-                if let Ok(bytes) = read_capped(&self.path) {
+                if let Ok(bytes) = read_bounded(&self.path, MAX_FILE_BYTES) {
                     h.update(&bytes);
                 }
                 let id: [u8; 32] = h.finalize().into();
@@ -474,6 +443,18 @@ mod tests {
         let e = err("basic_auth_users:\n  alice: not-a-hash-value\n");
         assert!(e.contains("basic_auth_users.alice"), "{e}");
         assert!(!e.contains("not-a-hash-value"), "{e}");
+    }
+
+    #[test]
+    fn devices_are_refused_without_reading() {
+        // /dev/zero reports a length of 0 and never ends.
+        let e = load(Path::new("/dev/zero"))
+            .expect_err("a device")
+            .to_string();
+        assert!(e.contains("is not a regular file (it is a device)"), "{e}");
+        let e = err("tls_server_config:\n  cert_file: /dev/zero\n  key_file: /dev/zero\n");
+        assert!(e.contains("tls_server_config.cert_file"), "{e}");
+        assert!(e.contains("is not a regular file"), "{e}");
     }
 
     #[test]

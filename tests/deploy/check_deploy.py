@@ -220,7 +220,8 @@ def check_systemd(exporter):
     unit = ROOT / "deploy" / "systemd" / "dcs-key-exporter.service"
     text = unit.read_text()
     for key in ("NoNewPrivileges=yes", "ProtectSystem=strict", "DynamicUser=yes",
-                "CapabilityBoundingSet=\n", "MemoryDenyWriteExecute=yes", "ProtectHome=yes"):
+                "CapabilityBoundingSet=\n", "MemoryDenyWriteExecute=yes", "ProtectHome=yes",
+                "LimitNOFILE="):
         check(f"systemd unit sets {key.strip()}", key in text)
     check("systemd unit grants no writable path",
           not re.search(r"^(ReadWritePaths|StateDirectory|LogsDirectory|CacheDirectory)=", text, re.M))

@@ -17,7 +17,7 @@ const PROJECT: &str = "0123456789abcdef0123456789abcdef";
 
 fn config_text(metrics: &str) -> String {
     format!(
-        "metrics:\n{metrics}clouds:\n  - name: c\n    region: cn-north-4\n    project_id: {PROJECT}\n    auth:\n      access_key: AK\n      secret_key: SK\n    instances:\n      - id: i-1\n"
+        "metrics:\n{metrics}clouds:\n  - name: c\n    region: cn-north-4\n    project_id: {PROJECT}\n    auth:\n      access_key: AK\n      secret_key: SK\n    instances:\n      - id: 5560df16-cebf-4473-95c4-d1b573c16e79\n"
     )
 }
 

@@ -50,18 +50,18 @@ fn config_yaml(endpoint: &str, project: &str) -> String {
         cloud(
             "env-sk",
             "      access_key: SIMULATORACCESSKEY00\n      secret_key: ${DCS_TEST_SK}\n      security_token: ${DCS_TEST_TOKEN}\n",
-            "i-env"
+            "e0000000-0000-4000-8000-000000000001"
         ),
         cloud(
             "file-sk",
             "      access_key: SIMULATORACCESSKEY00\n      secret_key_file: sk.txt\n",
-            "i-file"
+            "e0000000-0000-4000-8000-000000000002"
         ),
-        cloud("iam", &iam("      password_file: pw.txt\n"), "i-iam"),
+        cloud("iam", &iam("      password_file: pw.txt\n"), "e0000000-0000-4000-8000-000000000003"),
         cloud(
             "bad-iam",
             &iam(&format!("      password: {WRONG_PW}\n")),
-            "i-bad-iam"
+            "e0000000-0000-4000-8000-000000000004"
         ),
     )
 }
@@ -232,10 +232,15 @@ async fn secrets_are_nowhere_in_the_output_and_secret_files_are_reread_on_reload
             password: Secret::new(RIGHT_PW),
             ..SimIam::example()
         }),
-        instances: ["i-env", "i-file", "i-iam", "i-bad-iam"]
-            .into_iter()
-            .map(|id| SimInstance::new(id, id))
-            .collect(),
+        instances: [
+            "e0000000-0000-4000-8000-000000000001",
+            "e0000000-0000-4000-8000-000000000002",
+            "e0000000-0000-4000-8000-000000000003",
+            "e0000000-0000-4000-8000-000000000004",
+        ]
+        .into_iter()
+        .map(|id| SimInstance::new(id, id))
+        .collect(),
         time_scale: 0.02,
         ..SimConfig::with_defaults()
     };
@@ -264,13 +269,16 @@ async fn secrets_are_nowhere_in_the_output_and_secret_files_are_reread_on_reload
 
     // Right credentials (env, env token, password file) succeed; wrong ones fail with `auth`.
     let first = scrape_until(&http, &base, "successes and auth failures", |t| {
-        succeeded(t, "i-env")
-            && succeeded(t, "i-iam")
-            && auth_failed(t, "i-file")
-            && auth_failed(t, "i-bad-iam")
+        succeeded(t, "e0000000-0000-4000-8000-000000000001")
+            && succeeded(t, "e0000000-0000-4000-8000-000000000003")
+            && auth_failed(t, "e0000000-0000-4000-8000-000000000002")
+            && auth_failed(t, "e0000000-0000-4000-8000-000000000004")
     })
     .await;
-    assert!(!succeeded(&first, "i-file"), "{first}");
+    assert!(
+        !succeeded(&first, "e0000000-0000-4000-8000-000000000002"),
+        "{first}"
+    );
 
     // Rotate the secret file, reload: the new content is read and works.
     dir.write("sk.txt", &format!("{RIGHT_SK}\n"));
@@ -282,7 +290,7 @@ async fn secrets_are_nowhere_in_the_output_and_secret_files_are_reread_on_reload
     assert_eq!(reload.status(), reqwest::StatusCode::OK);
     let reload_body = reload.text().await.unwrap_or_default();
     let after = scrape_until(&http, &base, "the rotated secret file to work", |t| {
-        succeeded(t, "i-file")
+        succeeded(t, "e0000000-0000-4000-8000-000000000002")
     })
     .await;
 
@@ -364,7 +372,7 @@ fn secret_file_paths_expand_environment_variables() {
     dir.write("secret_key", &format!("{RIGHT_SK}\n"));
     let path = dir.write(
         "config.yml",
-        "clouds:\n  - region: cn-north-4\n    project_id: p1\n    auth:\n      access_key: AK\n      secret_key_file: ${CREDENTIALS_DIRECTORY}/secret_key\n    instances:\n      - id: i-1\n",
+        "clouds:\n  - region: cn-north-4\n    project_id: 0123456789abcdef0123456789abcdef\n    auth:\n      access_key: AK\n      secret_key_file: ${CREDENTIALS_DIRECTORY}/secret_key\n    instances:\n      - id: 5560df16-cebf-4473-95c4-d1b573c16e79\n",
     );
     let creds = dir.dir().display().to_string();
     let env = |name: &str| (name == "CREDENTIALS_DIRECTORY").then(|| creds.clone());

@@ -1,0 +1,177 @@
+//! Reading the files the exporter is configured with (the config file, secret files, the web
+//! config and the certificates it names): regular files only, and never more than a bound.
+//!
+//! A FIFO would block the reader until some other process writes to it, and a device such as
+//! `/dev/zero` reports a length of 0 and never ends: both are refused before a byte is read.
+//! The file is opened without blocking (`O_NONBLOCK`, which regular files ignore) and its type
+//! is checked on the opened descriptor, so a path swapped for a FIFO between a look and the
+//! read cannot block either. The read itself stops one byte past the bound, so a file that
+//! grows while it is read is still refused.
+//!
+//! These are blocking reads: async callers run them on a blocking thread
+//! (`tokio::task::spawn_blocking`).
+
+use std::fmt;
+use std::io::Read as _;
+use std::path::Path;
+
+/// Why a file was not read. The message names neither the path (callers add it) nor any of
+/// the file's contents.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("is not a regular file (it is {0}); give the path of a file")]
+    NotRegular(FileKind),
+    #[error("is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+}
+
+/// What a path that is not a regular file turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Directory,
+    Fifo,
+    Device,
+    Socket,
+    Other,
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Directory => "a directory",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Device => "a device",
+            FileKind::Socket => "a socket",
+            FileKind::Other => "not a file",
+        })
+    }
+}
+
+fn kind(t: std::fs::FileType) -> Option<FileKind> {
+    if t.is_file() {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if t.is_fifo() {
+            return Some(FileKind::Fifo);
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return Some(FileKind::Device);
+        }
+        if t.is_socket() {
+            return Some(FileKind::Socket);
+        }
+    }
+    Some(if t.is_dir() {
+        FileKind::Directory
+    } else {
+        FileKind::Other
+    })
+}
+
+/// Reads the regular file at `path` (symbolic links followed), refusing anything else and
+/// anything longer than `limit` bytes.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    // A cheap first look: a FIFO is refused without being opened at all.
+    if let Some(k) = kind(std::fs::metadata(path)?.file_type()) {
+        return Err(ReadError::NotRegular(k));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if let Some(k) = kind(file.metadata()?.file_type()) {
+        return Err(ReadError::NotRegular(k));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadError::TooLarge { limit });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "dcs-file-{tag}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    }
+
+    #[test]
+    fn reads_files_up_to_the_bound() {
+        let d = scratch("bound");
+        let p = d.join("f");
+        std::fs::write(&p, b"12345").expect("write");
+        assert_eq!(read_bounded(&p, 5).expect("fits"), b"12345");
+        let e = read_bounded(&p, 4).expect_err("too large");
+        assert!(matches!(e, ReadError::TooLarge { limit: 4 }), "{e:?}");
+        assert_eq!(e.to_string(), "is larger than 4 bytes");
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn refuses_devices_and_directories() {
+        // /dev/zero reports a length of 0 and never ends.
+        let e = read_bounded(Path::new("/dev/zero"), 1024).expect_err("a device");
+        assert!(
+            matches!(e, ReadError::NotRegular(FileKind::Device)),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("a device"), "{e}");
+        let d = scratch("dir");
+        let e = read_bounded(&d, 1024).expect_err("a directory");
+        assert!(matches!(e, ReadError::NotRegular(FileKind::Directory)));
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn refuses_a_fifo_without_blocking() {
+        let d = scratch("fifo");
+        let p = d.join("fifo");
+        // mkfifo(1) is the independent way to make one (no unsafe code in this crate).
+        let made = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        // Without the check this blocks until a writer opens the FIFO, which never happens:
+        // run it on a thread and give up on it rather than hang the test binary.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = p.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_bounded(&path, 1024).map(|_| ()));
+        });
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("read_bounded returned instead of blocking")
+            .expect_err("a FIFO");
+        assert!(matches!(e, ReadError::NotRegular(FileKind::Fifo)), "{e:?}");
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn symlinks_to_files_are_followed() {
+        // Kubernetes mounts Secrets and ConfigMaps as symbolic links to files.
+        let d = scratch("link");
+        std::fs::write(d.join("target"), b"x").expect("write");
+        std::os::unix::fs::symlink(d.join("target"), d.join("link")).expect("symlink");
+        assert_eq!(read_bounded(&d.join("link"), 10).expect("reads"), b"x");
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
