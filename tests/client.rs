@@ -909,3 +909,80 @@ async fn check_online_reports_a_verdict() {
         format!("ShowInstance OK for 1 instance(s) in project {PROJECT}: {INSTANCE} (Redis 5.0, RUNNING)")
     );
 }
+
+// ---- Creates are not idempotent ---------------------------------------------------------
+
+/// A create whose answer is lost in any way that leaves open whether DCS carried it out is sent
+/// once and reported as [`Error::OutcomeUnknown`]; the same failure of a GET is retried.
+#[tokio::test(start_paused = true)]
+async fn a_create_is_not_repeated_after_an_ambiguous_failure() {
+    type Lost = fn() -> Reply;
+    let cases: [(&str, Lost); 4] = [
+        ("502", || json(502, "<html>Bad Gateway</html>")),
+        ("500", || {
+            json(500, r#"{"error_code":"DCS.5000","error_msg":"x"}"#)
+        }),
+        ("reset", || Reply::Drop),
+        ("timeout", || {
+            Reply::Delay(Duration::from_secs(600), Box::new(json(200, TASK)))
+        }),
+    ];
+    for (what, lost) in cases {
+        let mock = Mock::start(move |_, r| {
+            if r.method == "POST" {
+                lost()
+            } else {
+                plausible(r)
+            }
+        })
+        .await;
+        let c = client(&mock);
+        let e = c.create_task(INSTANCE, Analysis::Hotkey).await.unwrap_err();
+        assert!(e.is_outcome_unknown(), "{what}: {e:?}");
+        assert!(!e.is_retryable(), "{what}");
+        assert_eq!(mock.count(), 1, "{what}: the create was sent once");
+    }
+    // A 2xx answer that cannot be read: the task exists.
+    let mock = Mock::start(|_, _| json(200, "{not json")).await;
+    let e = client(&mock)
+        .create_task(INSTANCE, Analysis::Bigkey)
+        .await
+        .unwrap_err();
+    assert!(e.is_outcome_unknown(), "{e:?}");
+    // The same failure of a GET is retried (1 + 3 retries).
+    let mock = Mock::start(|_, _| json(502, "<html>Bad Gateway</html>")).await;
+    let e = client(&mock).show_instance(INSTANCE).await.unwrap_err();
+    assert!(!e.is_outcome_unknown(), "{e:?}");
+    assert_eq!(mock.count(), 4);
+}
+
+/// A create refused before DCS could act on it (429 at the gateway, a connection never made) is
+/// retried like any other request.
+#[tokio::test(start_paused = true)]
+async fn a_create_refused_before_it_reached_dcs_is_retried() {
+    let mock = Mock::start(|n, r| match n {
+        0 => json(429, r#"{"error_code":"APIG.0308","error_msg":"throttled"}"#),
+        _ => plausible(r),
+    })
+    .await;
+    client(&mock)
+        .create_task(INSTANCE, Analysis::Hotkey)
+        .await
+        .unwrap();
+    assert_eq!(mock.count(), 2);
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let registry = prometheus::Registry::new();
+    let metrics = ApiMetrics::register(&registry, "dcs").unwrap();
+    let mut cfg = config(&base, aksk(None));
+    cfg.max_retries = 2;
+    let e = DcsClient::new(cfg, Some(metrics))
+        .unwrap()
+        .create_task(INSTANCE, Analysis::Hotkey)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e:?}");
+    assert_eq!(counter(&registry, "CreateHotkeyScanTask", "error"), 3);
+}

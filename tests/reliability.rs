@@ -460,3 +460,40 @@ async fn iam_token_that_expires_mid_run_is_renewed_without_a_failure() {
     ticker.cancel();
     exp.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_create_answer_makes_no_second_task() {
+    let id = "fa000000-0000-4000-8000-00000000000c";
+    let sc = sim_config(id);
+    let sim = start_sim(sc.clone()).await;
+    // Every create is carried out, and its answer replaced by a 502 on the way back.
+    sim.sim.set_faults(
+        Some(id),
+        Faults {
+            lose_create_answers: true,
+            ..Faults::default()
+        },
+    );
+    let mut config = exporter_config(&sim, &sc, Duration::from_secs(20));
+    // One task is due in this test's lifetime.
+    config.clouds[0].instances[0].hotkey.interval = Duration::from_secs(3600);
+    let exp = start_exporter(config).await;
+    let shown = published_after(&exp, &sim.sim, id, 0.0).await;
+
+    let tasks = sim.sim.tasks(id, Analysis::Hotkey);
+    // The simulator refuses a second task while one runs; DCS documents no such refusal for
+    // hot keys, so the create itself must not be sent again.
+    assert_eq!(
+        sim.sim.operation_count("CreateHotkeyScanTask"),
+        1,
+        "the create was not repeated"
+    );
+    assert_eq!(sim.sim.created_count(id, Analysis::Hotkey), 1);
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert!((finished(&tasks[0]) - shown).abs() < 1e-3);
+    let m = exp.scrape().await;
+    assert_eq!(m.sum("dcs_api_requests_total", "code", "502"), 1.0);
+    let adopted = [al(id).as_slice(), &[("origin", "adopted")]].concat();
+    assert_eq!(m.get("dcs_analysis_tasks_total", &adopted), Some(1.0));
+    exp.stop().await;
+}

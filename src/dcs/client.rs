@@ -8,7 +8,10 @@
 //! Every attempt is limited to `request_timeout` (connect to last body byte) and its body to
 //! `max_body_bytes`. Transport errors, timeouts, 429 and 5xx are retried up to `max_retries`
 //! times with exponential backoff and full jitter (or the server's `Retry-After`); other 4xx
-//! never are. With IAM auth, a 401 renews the token and repeats the request once. Every attempt
+//! never are. A POST (a create) is not idempotent: it is retried only when the service cannot
+//! have carried it out (the connection was never made, or 429). After a failure that leaves
+//! this open (timeout, connection lost after sending, 5xx, a 2xx answer that cannot be read) it
+//! fails with [`Error::OutcomeUnknown`], and the caller lists before creating again. With IAM auth, a 401 renews the token and repeats the request once. Every attempt
 //! is recorded in the API metrics and logged at debug level, without headers or secrets.
 
 use std::fmt;
@@ -197,7 +200,11 @@ enum Attempt {
     TooLarge {
         status: u16,
     },
-    Transport(String),
+    Transport {
+        message: String,
+        /// Whether the connection was made (so the request may have been sent).
+        connected: bool,
+    },
     Timeout,
 }
 
@@ -427,7 +434,7 @@ impl DcsClient {
             let elapsed = started.elapsed();
             let status = match &attempt {
                 Attempt::Response { status, .. } | Attempt::TooLarge { status } => Some(*status),
-                Attempt::Transport(_) | Attempt::Timeout => None,
+                Attempt::Transport { .. } | Attempt::Timeout => None,
             };
             if let Some(m) = &self.inner.metrics {
                 m.observe(operation, status, elapsed.as_secs_f64());
@@ -439,6 +446,14 @@ impl DcsClient {
                 attempt = retry + 1,
                 "DCS API request"
             );
+            // Whether the service may have carried the request out although it failed.
+            let maybe_done = match &attempt {
+                Attempt::Response { status, .. } | Attempt::TooLarge { status } => {
+                    *status >= 500 || (200..300).contains(status)
+                }
+                Attempt::Transport { connected, .. } => *connected,
+                Attempt::Timeout => true,
+            };
             let (error, wait_hint) = match attempt {
                 Attempt::Response { status, body, .. } if (200..300).contains(&status) => {
                     return Ok(Answer { status, body });
@@ -476,7 +491,9 @@ impl DcsClient {
                     },
                     None,
                 ),
-                Attempt::Transport(message) => (Error::Transport { operation, message }, None),
+                Attempt::Transport { message, .. } => {
+                    (Error::Transport { operation, message }, None)
+                }
                 Attempt::Timeout => (
                     Error::Timeout {
                         operation,
@@ -485,6 +502,13 @@ impl DcsClient {
                     None,
                 ),
             };
+            if method == Method::POST && maybe_done {
+                // Repeating a create that may have been carried out could make a second task.
+                return Err(Error::OutcomeUnknown {
+                    operation,
+                    cause: Box::new(error),
+                });
+            }
             if !error.is_retryable() || retry >= cfg.max_retries {
                 return Err(error);
             }
@@ -584,7 +608,12 @@ impl DcsClient {
         let exchange = async move {
             let resp = match request.send().await {
                 Ok(r) => r,
-                Err(e) => return Attempt::Transport(transport_summary(&e)),
+                Err(e) => {
+                    return Attempt::Transport {
+                        message: transport_summary(&e),
+                        connected: !e.is_connect(),
+                    }
+                }
             };
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
@@ -595,7 +624,10 @@ impl DcsClient {
                     body,
                 },
                 Err(BodyReadError::TooLarge) => Attempt::TooLarge { status },
-                Err(BodyReadError::Transport(m)) => Attempt::Transport(m),
+                Err(BodyReadError::Transport(m)) => Attempt::Transport {
+                    message: m,
+                    connected: true,
+                },
             }
         };
         Ok(
@@ -724,7 +756,16 @@ impl DcsApi for DcsClient {
     async fn create_task(&self, instance_id: &str, analysis: Analysis) -> Result<TaskRecord> {
         let op = analysis.operation(Operation::CreateTask);
         let url = self.url(op, &[instance_id, analysis.task_segment()], &[])?;
-        self.call(op, Method::POST, url, Vec::new()).await
+        self.call(op, Method::POST, url, Vec::new())
+            .await
+            .map_err(|e| match e {
+                // A 2xx answer: the task exists, whatever its unreadable answer says.
+                Error::Decode { .. } => Error::OutcomeUnknown {
+                    operation: op,
+                    cause: Box::new(e),
+                },
+                e => e,
+            })
     }
 
     async fn show_task(

@@ -15,7 +15,10 @@
 //! duplicated by this: DCS documents that a big key task started elsewhere makes the create fail
 //! with DCS.4918, and the loop then lists and adopts it. Hot key analyses always list first:
 //! no "already running" refusal is documented for them, so only the list guarantees that a
-//! console or auto-scan task is adopted rather than doubled. A
+//! console or auto-scan task is adopted rather than doubled. A create whose outcome is unknown
+//! (its answer was lost: [`dcs::Error::OutcomeUnknown`]) is never repeated blindly: the loop lists
+//! at once and follows the task if DCS has it (counted as adopted), else counts a failure and
+//! lists again before its next create. A
 //! record that DCS auto-scan or a console run added meanwhile is picked up by the next list, at
 //! most `MAX_UNLISTED_CYCLES` cycles later (a fresh result of the loop's own is published in
 //! between anyway). The cadence of a result the loop followed counts from the task's creation,
@@ -257,6 +260,26 @@ impl<C: DcsApi> AnalysisLoop<C> {
                         &format!("{op}: DCS says a task is running but lists none"),
                     ),
                     Err(e) => self.fail(FailureReason::from_error(&e), &e.to_string()),
+                }
+            }
+            Err(e) if e.is_outcome_unknown() => {
+                // The create may have been carried out (its answer was lost): look before
+                // creating again, and follow the task if it exists.
+                warn!(error = %e, "the create's outcome is unknown; listing to find the task");
+                let published = self.published.as_ref().map(|(id, _)| id.clone());
+                match self.survey().await {
+                    Ok(Survey {
+                        active: Some((id, status, created)),
+                    }) => {
+                        self.follow_and_publish(id, status, created, TaskOrigin::Adopted, cancel)
+                            .await
+                    }
+                    // It already ended, and the list published it.
+                    Ok(_) if self.published.as_ref().map(|(id, _)| id) != published.as_ref() => {
+                        self.until_due().max(backoff::MIN_POLL_INTERVAL)
+                    }
+                    Ok(_) => self.fail(FailureReason::from_error(&e), &e.to_string()),
+                    Err(list) => self.fail(FailureReason::from_error(&list), &list.to_string()),
                 }
             }
             Err(e) if e.is_unsupported() => {
