@@ -51,6 +51,9 @@ pub const FIRST_EXPECTED: Duration = Duration::from_secs(5);
 pub const MAX_UNLISTED_CYCLES: u32 = 3;
 /// How many created task ids are remembered to tell created from adopted records.
 const REMEMBERED_IDS: usize = 64;
+/// Seconds a DCS timestamp may lie ahead of the exporter's clock before the record is
+/// distrusted: logged when published, and ranked below every dated record when listed.
+const FUTURE_TOLERANCE: f64 = 60.0;
 
 /// What the loop shares with every other loop.
 #[derive(Clone)]
@@ -242,7 +245,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                         .set_supported(&self.instance_id, self.analysis, true);
                 }
                 info!(task_id = %task.id, "created analysis task");
-                let created = task.created_at.as_deref().and_then(timestamp::parse);
+                let created = self.time_of(task.created_at.as_deref());
                 self.follow_and_publish(task.id, task.status, created, TaskOrigin::Created, cancel)
                     .await
             }
@@ -342,9 +345,10 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 async move { c.list_tasks(id, a, &query).await }
             })
             .await?;
+        // A record dated in the future ranks below every other: it must not hide newer ones.
         let when = |r: &dcs::TaskSummary| {
-            let f = r.finished_at.as_deref().and_then(timestamp::parse);
-            f.or_else(|| r.created_at.as_deref().and_then(timestamp::parse))
+            let f = self.rank_time(r.finished_at.as_deref());
+            f.or_else(|| self.rank_time(r.created_at.as_deref()))
         };
         let newest_success = list
             .records
@@ -360,11 +364,11 @@ impl<C: DcsApi> AnalysisLoop<C> {
             .iter()
             .filter(|r| r.status.is_active())
             .max_by(|a, b| {
-                let c = |r: &dcs::TaskSummary| r.created_at.as_deref().and_then(timestamp::parse);
+                let c = |r: &dcs::TaskSummary| self.rank_time(r.created_at.as_deref());
                 c(a).partial_cmp(&c(b)).unwrap_or(std::cmp::Ordering::Equal)
             })
             .map(|r| {
-                let created = r.created_at.as_deref().and_then(timestamp::parse);
+                let created = self.time_of(r.created_at.as_deref());
                 (r.id.clone(), r.status.clone(), created)
             });
         if let Some(rec) = newest_success {
@@ -399,7 +403,56 @@ impl<C: DcsApi> AnalysisLoop<C> {
         }
     }
 
+    /// A DCS timestamp in Unix seconds, never later than now: DCS' clock may run ahead of
+    /// ours, and a time in the future would be exported as such and hold back every newer
+    /// result and the next task until it passed.
+    fn time_of(&self, s: Option<&str>) -> Option<f64> {
+        let t = s.and_then(timestamp::parse)?;
+        Some(t.min(self.shared.clock.now_unix()))
+    }
+
+    /// The time a record ranks by: [`time_of`](Self::time_of), but unknown (ranking below every
+    /// dated record) when it lies more than [`FUTURE_TOLERANCE`] ahead.
+    fn rank_time(&self, s: Option<&str>) -> Option<f64> {
+        let t = s.and_then(timestamp::parse)?;
+        let now = self.shared.clock.now_unix();
+        (t <= now + FUTURE_TOLERANCE).then_some(t.min(now))
+    }
+
+    /// The record with every timestamp later than now replaced by now (the time it was seen),
+    /// logged when one was further ahead than [`FUTURE_TOLERANCE`].
+    fn without_future_times<'t>(&self, task: &'t TaskRecord) -> std::borrow::Cow<'t, TaskRecord> {
+        let now = self.shared.clock.now_unix();
+        let ahead = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(timestamp::parse)
+                .map_or(0.0, |t| t - now)
+        };
+        let fields = [&task.created_at, &task.started_at, &task.finished_at];
+        if fields.iter().all(|f| ahead(f) <= 0.0) {
+            return std::borrow::Cow::Borrowed(task);
+        }
+        let most = fields.iter().map(|f| ahead(f)).fold(0.0, f64::max);
+        if most > FUTURE_TOLERANCE {
+            warn!(task_id = %task.id, ahead_seconds = most.round(),
+                "DCS dated a task in the future (clock skew); using the time it was seen instead");
+        }
+        let mut fixed = task.clone();
+        let seen = timestamp::format_unix(now);
+        for f in [
+            &mut fixed.created_at,
+            &mut fixed.started_at,
+            &mut fixed.finished_at,
+        ] {
+            if ahead(f) > 0.0 {
+                *f = Some(seen.clone());
+            }
+        }
+        std::borrow::Cow::Owned(fixed)
+    }
+
     fn publish(&mut self, task: &TaskRecord, origin: Option<TaskOrigin>) {
+        let task = &*self.without_future_times(task);
         let store = &self.shared.store;
         let finished = task.finished_at.as_deref().and_then(timestamp::parse);
         let created = task.created_at.as_deref().and_then(timestamp::parse);

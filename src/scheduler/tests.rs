@@ -24,6 +24,8 @@ struct FakeTask {
     duration: f64,
     fail: bool,
     scan_type: ScanType,
+    /// Seconds the task's reported timestamps lie ahead of the shared clock (DCS clock skew).
+    skew: f64,
 }
 
 #[derive(Default)]
@@ -35,6 +37,10 @@ struct FakeState {
     errors: VecDeque<dcs::Error>,
     duration: f64,
     fail_next: bool,
+    /// The skew of the next task added.
+    skew_next: f64,
+    /// The skew of every task added (on top of `skew_next`).
+    skew_all: f64,
     /// Someone else starts a task just as the next create arrives (DCS.4918).
     race_on_create: bool,
     next_id: u64,
@@ -82,6 +88,7 @@ impl FakeDcs {
                 duration,
                 fail: std::mem::take(&mut s.fail_next),
                 scan_type: scan,
+                skew: std::mem::take(&mut s.skew_next) + s.skew_all,
             });
             id
         })
@@ -116,9 +123,9 @@ impl FakeDcs {
             instance_id: None,
             status: status.clone(),
             scan_type: Some(t.scan_type.clone()),
-            created_at: Some(timestamp::format_unix(t.created)),
-            started_at: Some(timestamp::format_unix(t.created)),
-            finished_at: done.then(|| timestamp::format_unix(t.created + t.duration)),
+            created_at: Some(timestamp::format_unix(t.created + t.skew)),
+            started_at: Some(timestamp::format_unix(t.created + t.skew)),
+            finished_at: done.then(|| timestamp::format_unix(t.created + t.duration + t.skew)),
             num: None,
             keys: (with_keys && status == TaskStatus::Success).then(|| Self::keys_of(&t.id)),
         }
@@ -626,4 +633,64 @@ fn sleeping_loops_stay_small() {
         info_loop(client, store, limiter, "id".into(), true, cancel)
     });
     assert!(info <= 1024, "instance details loop future: {info} bytes");
+}
+
+/// Every exported time of a result, which must not lie after `now`.
+fn assert_not_after(r: &crate::metrics::store::AnalysisResult, now: f64) {
+    for t in [r.created_at, r.started_at, r.finished_at] {
+        let t = t.expect("dated");
+        assert!(
+            t <= now + 1e-3,
+            "{} is {} s in the future",
+            r.task_id,
+            t - now
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_dated_in_the_future_neither_leaks_nor_freezes_the_analysis() {
+    let mut h = Harness::new(30.0);
+    // An auto-scan result that finished before start, dated an hour ahead by DCS.
+    h.fake.with(|s| s.skew_next = 3600.0);
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 100.0, 20.0, ScanType::Auto);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    advance(1).await;
+    let r = h.state("i1").result.expect("published");
+    assert_eq!(r.task_id, "task-1");
+    assert_not_after(&r, T0 + 1.0);
+
+    // The interval counts from when the result was seen: the loop creates its own task after
+    // ~600 s and publishes it, although the old record still claims to be newer.
+    advance(700).await;
+    let st = h.state("i1");
+    assert_eq!(h.fake.count("create"), 1);
+    let r = st.result.expect("published");
+    assert_eq!(r.task_id, "task-2");
+    assert_not_after(&r, T0 + 701.0);
+    assert_eq!(st.consecutive_failures, 0);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dcs_clock_ahead_of_ours_does_not_stop_task_creation() {
+    let mut h = Harness::new(30.0);
+    // Every task, the exporter's own included, is dated two hours ahead.
+    h.fake.with(|s| s.skew_all = 7200.0);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    let mut published = Vec::new();
+    for cycle in 1..=4u64 {
+        advance(600).await;
+        let r = h.state("i1").result.expect("published");
+        assert_not_after(&r, T0 + (600 * cycle) as f64);
+        published.push(r.task_id.clone());
+    }
+    published.dedup();
+    assert!(
+        published.len() >= 3 && h.fake.count("create") >= 4,
+        "one task per interval: {published:?}, {} creates",
+        h.fake.count("create")
+    );
+    h.stop().await;
 }
