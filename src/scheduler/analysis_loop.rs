@@ -380,7 +380,8 @@ impl<C: DcsApi> AnalysisLoop<C> {
                         let task_id = task_id.clone();
                         async move { c.show_task(id, a, &task_id).await }
                     })
-                    .await?;
+                    .await
+                    .and_then(|t| self.complete(t))?;
                 if task.status == TaskStatus::Success {
                     let origin = if self.created.contains(&task.id) {
                         None
@@ -586,7 +587,8 @@ impl<C: DcsApi> AnalysisLoop<C> {
             }
             let task = self
                 .call(|c, id, a| async move { c.show_task(id, a, task_id).await })
-                .await?;
+                .await
+                .and_then(|t| self.complete(t))?;
             match &task.status {
                 TaskStatus::Success => return Ok(Outcome::Success(task)),
                 TaskStatus::Failed => return Ok(Outcome::Failed(task.status.to_string())),
@@ -594,6 +596,22 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 // until the timeout decides.
                 other => status = other.clone(),
             }
+        }
+    }
+
+    /// Refuses a successful record that counts keys (`num` > 0) but lists none: publishing it
+    /// would replace the last good keys with nothing. It counts as a malformed answer.
+    fn complete(&self, task: TaskRecord) -> dcs::Result<TaskRecord> {
+        let listed = task.keys.as_ref().map_or(0, Vec::len);
+        match task.num {
+            Some(n) if n > 0 && listed == 0 && task.status == TaskStatus::Success => {
+                Err(dcs::Error::Decode {
+                    operation: self.analysis.operation(dcs::Operation::ShowTask),
+                    status: 200,
+                    message: format!("task {} succeeded with num {n} but lists no keys", task.id),
+                })
+            }
+            _ => Ok(task),
         }
     }
 

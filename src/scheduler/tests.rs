@@ -41,6 +41,8 @@ struct FakeState {
     skew_next: f64,
     /// The skew of every task added (on top of `skew_next`).
     skew_all: f64,
+    /// Successful shows still to answer with `keys: null` and `num: 5`.
+    hollow_shows: usize,
     /// Someone else starts a task just as the next create arrives (DCS.4918).
     race_on_create: bool,
     next_id: u64,
@@ -228,8 +230,18 @@ impl DcsApi for FakeDcs {
                 .get(&(inst.to_owned(), a))
                 .and_then(|ts| ts.iter().find(|t| t.id == id).cloned())
         });
-        t.map(|t| self.record(&t, true))
-            .ok_or_else(|| api_err(400, "DCS.4941"))
+        let mut r = t
+            .map(|t| self.record(&t, true))
+            .ok_or_else(|| api_err(400, "DCS.4941"))?;
+        if r.status == TaskStatus::Success
+            && self
+                .with(|s| s.hollow_shows.checked_sub(1).map(|n| s.hollow_shows = n))
+                .is_some()
+        {
+            r.keys = None;
+            r.num = Some(5);
+        }
+        Ok(r)
     }
 
     async fn delete_task(&self, _: &str, _: Analysis, _: &str) -> dcs::Result<Option<TaskRecord>> {
@@ -692,5 +704,38 @@ async fn a_dcs_clock_ahead_of_ours_does_not_stop_task_creation() {
         "one task per interval: {published:?}, {} creates",
         h.fake.count("create")
     );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_that_counts_keys_but_lists_none_keeps_the_last_keys() {
+    let mut h = Harness::new(30.0);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    advance(300).await;
+    let good = h.state("i1").result.expect("published");
+    assert_eq!(good.keys.len(), 2);
+
+    // The next task (created at ~750 s, done at ~780 s) is answered hollow at its poll; the
+    // retry comes 2.5–5 s later.
+    h.fake.with(|s| s.hollow_shows = 1);
+    advance(482).await;
+    let st = h.state("i1");
+    assert_eq!(st.failures.get(&FailureReason::ApiError), Some(&1));
+    assert_eq!(
+        st.result.as_deref(),
+        Some(&*good),
+        "the last good keys stay"
+    );
+    assert!(st
+        .last_error
+        .unwrap()
+        .message
+        .contains("succeeded with num 5 but lists no keys"));
+
+    // The task itself did succeed: the retry lists it and publishes its keys.
+    advance(10).await;
+    let r = h.state("i1").result.unwrap();
+    assert_ne!(r.task_id, good.task_id);
+    assert_eq!(r.keys.len(), 2);
     h.stop().await;
 }
