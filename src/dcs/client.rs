@@ -35,6 +35,42 @@ use crate::secret::Secret;
 
 /// Longest excerpt of an unparseable error body kept in an error message.
 const EXCERPT_CHARS: usize = 200;
+/// Bytes of an answer looked at for an excerpt (credentials are redacted in these before the
+/// excerpt is cut).
+const EXCERPT_SCAN_BYTES: usize = 8 * 1024;
+/// What replaces a redacted credential.
+const REDACTED: &str = "***";
+
+/// The value of a credential-bearing field in quoted text: `X-Auth-Token: v`, `"password":"v"`,
+/// `Signature=v`, `security_token=v`, ...
+static CREDENTIAL_FIELD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r#"(?i)(\b(?:x-auth-token|x-subject-token|x-security-token|authorization|signature|password|passwd|secret[_-]?key|secret|security[_-]?token|access[_-]?token|auth[_-]?token|token|sk)["']?\s*[:=]\s*["']?)[^"'\s,;&}\]]+"#,
+    )
+    .expect("a valid pattern")
+});
+/// An opaque run of token characters long enough to be a credential (IAM and security tokens
+/// are hundreds of characters; an SDK-HMAC-SHA256 signature is 64 hex digits).
+static OPAQUE_RUN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"[A-Za-z0-9+/_\-.=%]{64,}").expect("a valid pattern")
+});
+
+/// `text` with what looks like a credential replaced by `***`: values of credential-bearing
+/// fields and long opaque runs (see [`CREDENTIAL_FIELD`], [`OPAQUE_RUN`]).
+pub(crate) fn redact_credentials(text: &str) -> String {
+    let named = CREDENTIAL_FIELD.replace_all(text, format!("${{1}}{REDACTED}").as_str());
+    OPAQUE_RUN.replace_all(&named, REDACTED).into_owned()
+}
+
+/// `text` with every occurrence of one of `secrets` replaced by `***`.
+fn redact_secrets(mut text: String, secrets: &[&str]) -> String {
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        if text.contains(s) {
+            text = text.replace(s, REDACTED);
+        }
+    }
+    text
+}
 
 /// Sent (and signed) like the SDK's own `User-Agent`.
 const USER_AGENT: &str = concat!("dcs-key-exporter/", env!("CARGO_PKG_VERSION"));
@@ -76,8 +112,9 @@ pub(crate) async fn read_body_capped(
     }
 }
 
-/// A short, printable excerpt of untrusted text: control characters replaced, whitespace
-/// collapsed, at most 200 characters; `(empty body)` when nothing printable is left.
+/// A short, printable excerpt of untrusted text: credentials redacted, control characters
+/// replaced, whitespace collapsed, at most 200 characters; `(empty body)` when nothing printable
+/// is left.
 pub(crate) fn sanitised_excerpt(bytes: &[u8]) -> String {
     let s = sanitise(bytes);
     if s.is_empty() {
@@ -89,7 +126,8 @@ pub(crate) fn sanitised_excerpt(bytes: &[u8]) -> String {
 
 /// Like [`sanitised_excerpt`] but may return an empty string.
 fn sanitise(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_SCAN_BYTES)]);
+    let text = redact_credentials(&text);
     let mut out = String::new();
     let mut count = 0;
     let mut last_space = true;
@@ -424,7 +462,9 @@ impl DcsClient {
         let mut reauthenticated = false;
         loop {
             let token = match &self.inner.auth {
-                ClientAuth::Iam(cache) => Some(cache.token().await?),
+                ClientAuth::Iam(cache) => {
+                    Some(cache.token().await.map_err(|e| self.redact(e, None))?)
+                }
                 ClientAuth::AkSk { .. } => None,
             };
             let started = Instant::now();
@@ -504,13 +544,16 @@ impl DcsClient {
             };
             if method == Method::POST && maybe_done {
                 // Repeating a create that may have been carried out could make a second task.
-                return Err(Error::OutcomeUnknown {
-                    operation,
-                    cause: Box::new(error),
-                });
+                return Err(self.redact(
+                    Error::OutcomeUnknown {
+                        operation,
+                        cause: Box::new(error),
+                    },
+                    token.as_ref(),
+                ));
             }
             if !error.is_retryable() || retry >= cfg.max_retries {
-                return Err(error);
+                return Err(self.redact(error, token.as_ref()));
             }
             let delay = backoff_delay(
                 retry,
@@ -528,6 +571,24 @@ impl DcsClient {
             tokio::time::sleep(delay).await;
             retry += 1;
         }
+    }
+
+    /// `e` with this client's secrets (and the IAM token of the attempt) removed from every
+    /// text it quotes: an endpoint may echo the request, headers included.
+    fn redact(&self, e: Error, token: Option<&Secret>) -> Error {
+        let mut secrets: Vec<&str> = token.map(Secret::expose).into_iter().collect();
+        match &self.inner.auth {
+            ClientAuth::AkSk {
+                secret_key,
+                security_token,
+                ..
+            } => {
+                secrets.push(secret_key.expose());
+                secrets.extend(security_token.as_ref().map(Secret::expose));
+            }
+            ClientAuth::Iam(cache) => secrets.push(cache.password().expose()),
+        }
+        e.map_text(&|t| redact_secrets(t, &secrets))
     }
 
     /// One attempt: sign, send, read the capped body, all within `request_timeout`.
@@ -646,7 +707,7 @@ impl DcsClient {
         body: Vec<u8>,
     ) -> Result<T> {
         let answer = self.send(operation, method, url, body).await?;
-        decode(operation, &answer)
+        decode(operation, &answer).map_err(|e| self.redact(e, None))
     }
 }
 
@@ -925,11 +986,37 @@ mod tests {
             "<html> <b>Bad? Gateway</b> </html>"
         );
         assert_eq!(sanitised_excerpt(b""), "(empty body)");
-        let long = "x".repeat(1000);
+        let long = "word ".repeat(300);
         let e = sanitised_excerpt(long.as_bytes());
         assert_eq!(e.chars().count(), 201);
         assert!(e.ends_with('…'));
         assert_eq!(sanitised_excerpt(&[0xff, b'a']), "\u{fffd}a");
+    }
+
+    #[test]
+    fn quoted_credentials_are_redacted() {
+        let sig = "a".repeat(64);
+        let cases = [
+            ("X-Auth-Token: abc.def ok", "X-Auth-Token: *** ok"),
+            (r#"{"X-Security-Token":"st-1","id":"r1"}"#, r#"{"X-Security-Token":"***","id":"r1"}"#),
+            ("password=hunter2&user=bob", "password=***&user=bob"),
+            (
+                &format!("Authorization: SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host, Signature={sig}"),
+                "Authorization: *** Access=AK1, SignedHeaders=host, Signature=***",
+            ),
+            (&format!("echo {sig}{sig} end"), "echo *** end"),
+            ("task_id=t-1 desk: 3", "task_id=t-1 desk: 3"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact_credentials(text), want, "{text}");
+        }
+        // Redaction happens before the excerpt is cut, so no prefix of a token survives.
+        let body = format!("{}X-Auth-Token: {}", "p ".repeat(95), "t".repeat(50));
+        assert!(!sanitised_excerpt(body.as_bytes()).contains("ttt"));
+        assert_eq!(
+            redact_secrets("the sk is s3cr3t-value!".into(), &["s3cr3t-value", ""]),
+            "the sk is ***!"
+        );
     }
 
     #[test]

@@ -192,6 +192,52 @@ impl Error {
         }
     }
 
+    /// The error with `f` applied to every text it quotes from an answer or a transport
+    /// error (messages, codes, request ids), for redaction.
+    pub(crate) fn map_text(self, f: &impl Fn(String) -> String) -> Error {
+        match self {
+            Error::Api {
+                operation,
+                status,
+                code,
+                message,
+                request_id,
+            } => Error::Api {
+                operation,
+                status,
+                code: code.map(f),
+                message: f(message),
+                request_id: request_id.map(f),
+            },
+            Error::Transport { operation, message } => Error::Transport {
+                operation,
+                message: f(message),
+            },
+            Error::Decode {
+                operation,
+                status,
+                message,
+            } => Error::Decode {
+                operation,
+                status,
+                message: f(message),
+            },
+            Error::Token { status, message } => Error::Token {
+                status,
+                message: f(message),
+            },
+            Error::InvalidRequest { operation, message } => Error::InvalidRequest {
+                operation,
+                message: f(message),
+            },
+            Error::OutcomeUnknown { operation, cause } => Error::OutcomeUnknown {
+                operation,
+                cause: Box::new(cause.map_text(f)),
+            },
+            e @ (Error::Timeout { .. } | Error::BodyTooLarge { .. }) => e,
+        }
+    }
+
     /// The `reason` label of `dcs_analysis_failures_total` for an attempt that failed with this
     /// error: `auth`, `unsupported` or `api_error`.
     pub fn failure_reason(&self) -> &'static str {

@@ -79,6 +79,13 @@ pub struct TokenCache {
     state: Mutex<Option<Cached>>,
 }
 
+impl TokenCache {
+    /// The password tokens are obtained with (to redact it from quoted answers).
+    pub(crate) fn password(&self) -> &Secret {
+        &self.credentials.password
+    }
+}
+
 impl fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCache")
