@@ -221,6 +221,9 @@ pub struct KeyRecord {
 /// Keys kept per ranking when a task is read: the hottest, and the biggest of each size unit.
 /// The largest `top_n` the config accepts, so cutting here never changes what is exported.
 pub const KEPT_KEYS: usize = 1000;
+/// Records of a task list kept when it is read: ten times the 100 records DCS keeps per
+/// instance and analysis (and the exporter asks for); a longer page ignored its limit.
+pub const KEPT_RECORDS: usize = 1000;
 /// Size units whose biggest keys are kept (the first ones met; DCS documents two). Keys of
 /// further units are kept only when they are among the hottest.
 pub const KEPT_UNITS: usize = 16;
@@ -437,8 +440,9 @@ pub struct TaskList {
     /// Total number of matching records (not the page length).
     #[serde(default, deserialize_with = "lenient::integer")]
     pub count: Option<i64>,
-    /// The records; one that lacks an id or a status is dropped, not fatal.
-    #[serde(default, deserialize_with = "lenient::list_or_empty")]
+    /// The records; one that lacks an id or a status is dropped, not fatal. At most
+    /// [`KEPT_RECORDS`] are kept.
+    #[serde(default, deserialize_with = "lenient::records")]
     pub records: Vec<TaskSummary>,
 }
 
@@ -567,7 +571,7 @@ mod lenient {
     use serde_json::value::RawValue;
     use serde_json::Value;
 
-    use super::{KeyRecord, KeySelection, KEPT_KEYS};
+    use super::{KeyRecord, KeySelection, TaskSummary, KEPT_KEYS, KEPT_RECORDS};
 
     /// Parses JSON text on its own; on failure, once more with lone surrogate escapes
     /// repaired (see [`crate::dcs::client`]); `None` if it still cannot be read.
@@ -686,24 +690,16 @@ mod lenient {
         d.deserialize_any(Each(sink, std::marker::PhantomData))
     }
 
-    /// A list whose entries are objects of the expected shape; other entries are dropped, a
-    /// non-list is absent.
-    pub fn list<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
-    where
-        D: Deserializer<'de>,
-        T: DeserializeOwned,
-    {
+    /// A task list's records: the entries that are objects of the expected shape (others are
+    /// dropped), at most [`KEPT_RECORDS`] of them; none when the value is not a list.
+    pub fn records<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TaskSummary>, D::Error> {
         let mut out = Vec::new();
-        Ok(each(d, |item| out.push(item))?.map(|()| out))
-    }
-
-    /// Like [`list`], with an empty list for absent.
-    pub fn list_or_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-    where
-        D: Deserializer<'de>,
-        T: DeserializeOwned,
-    {
-        Ok(list(d)?.unwrap_or_default())
+        each(d, |r: TaskSummary| {
+            if out.len() < KEPT_RECORDS {
+                out.push(r);
+            }
+        })?;
+        Ok(out)
     }
 
     /// A task's keys, cut while they are read to what can be exported (see [`KEPT_KEYS`]).
@@ -866,6 +862,22 @@ mod tests {
         let body = body.replacen(r#""keys""#, r#""num":7,"keys""#, 1);
         let t: TaskRecord = serde_json::from_str(&body).unwrap();
         assert_eq!(t.num, Some(7));
+    }
+
+    #[test]
+    fn a_task_list_keeps_at_most_kept_records() {
+        let records: Vec<String> = (0..KEPT_RECORDS + 50)
+            .map(|i| format!(r#"{{"id":"r{i}","status":"success"}}"#))
+            .collect();
+        let body = format!(r#"{{"count":5000,"records":[{}]}}"#, records.join(","));
+        let l: TaskList = serde_json::from_str(&body).unwrap();
+        assert_eq!(l.records.len(), KEPT_RECORDS);
+        assert_eq!(
+            l.records[KEPT_RECORDS - 1].id,
+            format!("r{}", KEPT_RECORDS - 1)
+        );
+        let l: TaskList = serde_json::from_str(r#"{"records":{"a":[1,2]}}"#).unwrap();
+        assert!(l.records.is_empty());
     }
 
     mod properties {
