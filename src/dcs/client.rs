@@ -12,7 +12,8 @@
 //! have carried it out (the connection was never made, or 429). After a failure that leaves
 //! this open (timeout, connection lost after sending, 5xx, a 2xx answer that cannot be read) it
 //! fails with [`Error::OutcomeUnknown`], and the caller lists before creating again. With IAM auth, a 401 renews the token and repeats the request once. Every attempt
-//! is recorded in the API metrics and logged at debug level, without headers or secrets.
+//! is recorded in the API metrics and logged at debug level, without headers or secrets. Each
+//! attempt holds one permit of the caller's [`limit`] scope, if any.
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::dcs::iam::{transport_summary, IamCredentials, TokenCache};
+use crate::dcs::limit;
 use crate::dcs::{
     signer, Analysis, Auth, AutoscanConfig, AutoscanConfigRequest, ClientConfig, DcsApi, Error,
     ErrorBody, InstanceInfo, InstanceList, InstanceListQuery, Operation, Result, TaskList,
@@ -467,11 +469,14 @@ impl DcsClient {
                 }
                 ClientAuth::AkSk { .. } => None,
             };
+            // One permit of the caller's limit per attempt, none while backing off.
+            let permit = limit::acquire().await;
             let started = Instant::now();
             let attempt = self
                 .attempt(operation, &method, &url, &body, token.as_ref())
                 .await?;
             let elapsed = started.elapsed();
+            drop(permit);
             let status = match &attempt {
                 Attempt::Response { status, .. } | Attempt::TooLarge { status } => Some(*status),
                 Attempt::Transport { .. } | Attempt::Timeout => None,

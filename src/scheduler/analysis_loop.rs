@@ -60,7 +60,7 @@ const FUTURE_TOLERANCE: f64 = 60.0;
 pub struct Shared<C> {
     pub client: Arc<C>,
     pub store: Arc<Store>,
-    /// Global limit on API calls in flight.
+    /// Global limit on API requests in flight, taken per attempt (see [`dcs::limit`]).
     pub limiter: Arc<Semaphore>,
     pub clock: Clock,
     /// Upper bound of the start-up jitter.
@@ -638,16 +638,17 @@ impl<C: DcsApi> AnalysisLoop<C> {
         wait
     }
 
-    /// Runs one API call under the global concurrency limit.
+    /// Runs one API call under the global concurrency limit, which its attempts take one
+    /// permit of at a time.
     async fn call<'a, T, F, Fut>(&'a self, f: F) -> dcs::Result<T>
     where
         F: FnOnce(&'a C, &'a str, Analysis) -> Fut,
         Fut: Future<Output = dcs::Result<T>> + 'a,
     {
-        // The semaphore is never closed, so acquiring cannot fail; fall through if it ever is.
-        let _permit = self.shared.limiter.acquire().await.ok();
         // Boxed: a request future is large, and is only alive during the call. Inline, it
         // would size every loop's task for it even while the loop sleeps (thousands of loops).
-        Box::pin(f(&self.shared.client, &self.instance_id, self.analysis)).await
+        // The client takes a permit of the limiter per attempt (see `dcs::limit`).
+        let call = f(&self.shared.client, &self.instance_id, self.analysis);
+        Box::pin(dcs::limit::scope(self.shared.limiter.clone(), call)).await
     }
 }
