@@ -218,8 +218,9 @@ fn al<'a>(id: &'a str, a: &'a str) -> [(&'a str, &'a str); 2] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_restart_adopts_the_running_task_and_publishes_at_once() {
     let id = "b0000000-0000-4000-8000-000000000001";
-    // A manual clock: tasks move only when the test advances it.
-    let start = time::OffsetDateTime::now_utc() - Duration::from_secs(3600);
+    // A manual clock: tasks move only when the test advances it. It starts far enough in the
+    // past that DCS times never run ahead of the exporter's clock.
+    let start = time::OffsetDateTime::now_utc() - Duration::from_secs(3 * 3600);
     let clock = SimClock::manual(start);
     let sim = start_sim(SimConfig {
         seed: 5,

@@ -65,7 +65,7 @@ pub(crate) fn redact_credentials(text: &str) -> String {
 }
 
 /// `text` with every occurrence of one of `secrets` replaced by `***`.
-fn redact_secrets(mut text: String, secrets: &[&str]) -> String {
+pub(crate) fn redact_secrets(mut text: String, secrets: &[&str]) -> String {
     for s in secrets.iter().filter(|s| s.len() >= 4) {
         if text.contains(s) {
             text = text.replace(s, REDACTED);
@@ -547,18 +547,17 @@ impl DcsClient {
                     None,
                 ),
             };
+            // Before it is logged or returned.
+            let error = self.redact(error, token.as_ref());
             if method == Method::POST && maybe_done {
                 // Repeating a create that may have been carried out could make a second task.
-                return Err(self.redact(
-                    Error::OutcomeUnknown {
-                        operation,
-                        cause: Box::new(error),
-                    },
-                    token.as_ref(),
-                ));
+                return Err(Error::OutcomeUnknown {
+                    operation,
+                    cause: Box::new(error),
+                });
             }
             if !error.is_retryable() || retry >= cfg.max_retries {
-                return Err(self.redact(error, token.as_ref()));
+                return Err(error);
             }
             let delay = backoff_delay(
                 retry,

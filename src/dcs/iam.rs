@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::dcs::client::{read_body_capped, sanitised_excerpt, BodyReadError};
+use crate::dcs::client::{read_body_capped, redact_secrets, sanitised_excerpt, BodyReadError};
 use crate::dcs::{Error, Result};
 use crate::metrics::api::ApiMetrics;
 use crate::secret::Secret;
@@ -151,7 +151,12 @@ impl TokenCache {
                 return Ok(c.token.clone());
             }
         }
-        match self.fetch().await {
+        // The password out of whatever IAM echoed, before the error is logged or returned.
+        let fetched = self
+            .fetch()
+            .await
+            .map_err(|e| e.map_text(&|t| redact_secrets(t, &[self.credentials.password.expose()])));
+        match fetched {
             Ok(fresh) => {
                 let token = fresh.token.clone();
                 *state = Some(fresh);

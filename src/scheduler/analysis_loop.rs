@@ -24,7 +24,7 @@
 //! between anyway). The cadence of a result the loop followed counts from the task's creation,
 //! so a long task does not push the next one back by its own duration.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,8 +76,10 @@ pub struct AnalysisLoop<C> {
     rng: ChaCha8Rng,
     /// Creation-to-finish time of the last task seen to succeed.
     expected: Option<Duration>,
-    /// Id and finish time (Unix seconds) of the newest published result.
-    published: Option<(String, Option<f64>)>,
+    /// The newest published result.
+    published: Option<Published>,
+    /// Ids of the successful records of the last list call (`None` before the first).
+    listed_successes: Option<HashSet<String>>,
     /// Where the interval of the published result counts from (Unix seconds): the creation of
     /// a task this loop followed, else the result's finish.
     published_since: Option<f64>,
@@ -97,6 +99,15 @@ enum Outcome {
     Failed(String),
     TimedOut,
     Cancelled,
+}
+
+/// The newest published result, as DCS dated it.
+struct Published {
+    id: String,
+    /// Finish (else creation) time as DCS reported it, Unix seconds.
+    time: Option<f64>,
+    /// Whether that time was known and not ahead of the exporter's clock when published.
+    trusted: bool,
 }
 
 /// What the list call found.
@@ -126,6 +137,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
             rng,
             expected: None,
             published: None,
+            listed_successes: None,
             published_since: None,
             clean: false,
             unlisted: 0,
@@ -269,7 +281,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 // The create may have been carried out (its answer was lost): look before
                 // creating again, and follow the task if it exists.
                 warn!(error = %e, "the create's outcome is unknown; listing to find the task");
-                let published = self.published.as_ref().map(|(id, _)| id.clone());
+                let published = self.published.as_ref().map(|p| p.id.clone());
                 match self.survey().await {
                     Ok(Survey {
                         active: Some((id, status, created)),
@@ -278,7 +290,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                             .await
                     }
                     // It already ended, and the list published it.
-                    Ok(_) if self.published.as_ref().map(|(id, _)| id) != published.as_ref() => {
+                    Ok(_) if self.published.as_ref().map(|p| &p.id) != published.as_ref() => {
                         self.until_due().max(backoff::MIN_POLL_INTERVAL)
                     }
                     Ok(_) => self.fail(FailureReason::from_error(&e), &e.to_string()),
@@ -345,20 +357,38 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 async move { c.list_tasks(id, a, &query).await }
             })
             .await?;
-        // A record dated in the future ranks below every other: it must not hide newer ones.
         let when = |r: &dcs::TaskSummary| {
-            let f = self.rank_time(r.finished_at.as_deref());
-            f.or_else(|| self.rank_time(r.created_at.as_deref()))
+            let f = r.finished_at.as_deref().and_then(timestamp::parse);
+            f.or_else(|| r.created_at.as_deref().and_then(timestamp::parse))
+        };
+        // A record dated in the future ranks below every other: it must not hide newer ones.
+        let rank = |r: &dcs::TaskSummary| {
+            let t = when(r);
+            (self.trusted(t), t)
         };
         let newest_success = list
             .records
             .iter()
             .filter(|r| r.status == TaskStatus::Success)
+            .filter(|r| {
+                let t = when(r);
+                let newly = self
+                    .listed_successes
+                    .as_ref()
+                    .is_some_and(|s| !s.contains(&r.id));
+                self.is_newer(&r.id, t, self.trusted(t), newly)
+            })
             .max_by(|a, b| {
-                when(a)
-                    .partial_cmp(&when(b))
+                rank(a)
+                    .partial_cmp(&rank(b))
                     .unwrap_or(std::cmp::Ordering::Equal)
             });
+        let successes: HashSet<String> = list
+            .records
+            .iter()
+            .filter(|r| r.status == TaskStatus::Success)
+            .map(|r| r.id.clone())
+            .collect();
         let active = list
             .records
             .iter()
@@ -372,36 +402,47 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 (r.id.clone(), r.status.clone(), created)
             });
         if let Some(rec) = newest_success {
-            let finished = when(rec);
-            if self.is_newer(&rec.id, finished) {
-                let task_id = rec.id.clone();
-                let task = self
-                    .call(|c, id, a| {
-                        let task_id = task_id.clone();
-                        async move { c.show_task(id, a, &task_id).await }
-                    })
-                    .await
-                    .and_then(|t| self.complete(t))?;
-                if task.status == TaskStatus::Success {
-                    let origin = if self.created.contains(&task.id) {
-                        None
-                    } else {
-                        Some(TaskOrigin::Adopted)
-                    };
-                    self.publish(&task, origin);
-                }
+            let task_id = rec.id.clone();
+            let task = self
+                .call(|c, id, a| {
+                    let task_id = task_id.clone();
+                    async move { c.show_task(id, a, &task_id).await }
+                })
+                .await
+                .and_then(|t| self.complete(t))?;
+            if task.status == TaskStatus::Success {
+                let origin = if self.created.contains(&task.id) {
+                    None
+                } else {
+                    Some(TaskOrigin::Adopted)
+                };
+                self.publish(&task, origin);
             }
         }
+        self.listed_successes = Some(successes);
         Ok(Survey { active })
     }
 
-    fn is_newer(&self, id: &str, finished: Option<f64>) -> bool {
+    /// Whether a successful record (dated `time` by DCS, `trusted` if that is not ahead of
+    /// our clock; `newly` if it was not successful at the previous list call) is newer than
+    /// the published result. Between two trusted times, the later one is newer. When either
+    /// time is in the future or unknown, DCS' dates cannot be compared with ours: a record
+    /// that succeeded since the previous list call finished after the published result was
+    /// listed, so it is newer; any other is not.
+    fn is_newer(&self, id: &str, time: Option<f64>, trusted: bool, newly: bool) -> bool {
         match &self.published {
             None => true,
-            Some((pid, _)) if pid == id => false,
-            Some((_, Some(pf))) => finished.is_some_and(|f| f > *pf),
-            Some((_, None)) => true,
+            Some(p) if p.id == id => false,
+            Some(p) => match (time, p.time) {
+                (Some(t), Some(pt)) if trusted && p.trusted => t > pt,
+                _ => newly,
+            },
         }
+    }
+
+    /// Whether a DCS time is known and not more than [`FUTURE_TOLERANCE`] ahead of now.
+    fn trusted(&self, t: Option<f64>) -> bool {
+        t.is_some_and(|t| t <= self.shared.clock.now_unix() + FUTURE_TOLERANCE)
     }
 
     /// A DCS timestamp in Unix seconds, never later than now: DCS' clock may run ahead of
@@ -412,8 +453,8 @@ impl<C: DcsApi> AnalysisLoop<C> {
         Some(t.min(self.shared.clock.now_unix()))
     }
 
-    /// The time a record ranks by: [`time_of`](Self::time_of), but unknown (ranking below every
-    /// dated record) when it lies more than [`FUTURE_TOLERANCE`] ahead.
+    /// The time an active record ranks by: [`time_of`](Self::time_of), but unknown (ranking
+    /// below every dated record) when it lies more than [`FUTURE_TOLERANCE`] ahead.
     fn rank_time(&self, s: Option<&str>) -> Option<f64> {
         let t = s.and_then(timestamp::parse)?;
         let now = self.shared.clock.now_unix();
@@ -453,22 +494,31 @@ impl<C: DcsApi> AnalysisLoop<C> {
     }
 
     fn publish(&mut self, task: &TaskRecord, origin: Option<TaskOrigin>) {
-        let task = &*self.without_future_times(task);
-        let store = &self.shared.store;
-        let finished = task.finished_at.as_deref().and_then(timestamp::parse);
-        let created = task.created_at.as_deref().and_then(timestamp::parse);
-        if let (Some(c), Some(f)) = (created, finished) {
+        // As DCS dated it: durations and comparisons between DCS times hold whatever its clock.
+        let raw = |s: &Option<String>| s.as_deref().and_then(timestamp::parse);
+        let (raw_created, raw_finished) = (raw(&task.created_at), raw(&task.finished_at));
+        if let (Some(c), Some(f)) = (raw_created, raw_finished) {
             if f >= c {
                 self.expected = Some(Duration::from_secs_f64(f - c));
             }
         }
+        let dcs_time = raw_finished.or(raw_created);
+        let published = Published {
+            id: task.id.clone(),
+            time: dcs_time,
+            trusted: self.trusted(dcs_time),
+        };
+        let task = &*self.without_future_times(task);
+        let store = &self.shared.store;
+        let finished = task.finished_at.as_deref().and_then(timestamp::parse);
+        let created = task.created_at.as_deref().and_then(timestamp::parse);
         if let Some(o) = origin {
             store.count_task(&self.instance_id, self.analysis, o);
         }
         if store.publish(&self.instance_id, self.analysis, task) {
             info!(task_id = %task.id, keys = task.key_count(), "published analysis result");
         }
-        self.published = Some((task.id.clone(), finished));
+        self.published = Some(published);
         self.published_since = if self.created.contains(&task.id) {
             created.or(finished)
         } else {

@@ -739,3 +739,33 @@ async fn a_success_that_counts_keys_but_lists_none_keeps_the_last_keys() {
     assert_eq!(r.keys.len(), 2);
     h.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn observe_mode_follows_a_dcs_clock_far_ahead_without_going_back() {
+    let mut h = Harness::new(30.0);
+    // DCS' clock runs six hours ahead: every record is dated in the future.
+    h.fake.with(|s| s.skew_all = 6.0 * 3600.0);
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 900.0, 20.0, ScanType::Auto);
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 500.0, 20.0, ScanType::Auto);
+    h.start(vec![instance("i1", settings(Mode::Observe, 60, 30))]);
+    advance(1).await;
+    let r = h.state("i1").result.expect("published");
+    assert_eq!(r.task_id, "task-2", "the newest by DCS' own dates");
+    assert_not_after(&r, T0 + 1.0);
+
+    // A new auto-scan result appears: it succeeded since the last listing, so it is newer,
+    // whatever DCS' dates say; the older records are not published again.
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 + 10.0, 20.0, ScanType::Auto);
+    advance(120).await;
+    let st = h.state("i1");
+    let r = st.result.expect("published");
+    assert_eq!(r.task_id, "task-3");
+    assert_not_after(&r, T0 + 121.0);
+    advance(600).await;
+    assert_eq!(h.state("i1").result.unwrap().task_id, "task-3");
+    assert_eq!(h.state("i1").tasks_adopted, 2);
+    h.stop().await;
+}
