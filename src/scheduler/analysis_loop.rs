@@ -23,6 +23,13 @@
 //! most `MAX_UNLISTED_CYCLES` cycles later (a fresh result of the loop's own is published in
 //! between anyway). The cadence of a result the loop followed counts from the task's creation,
 //! so a long task does not push the next one back by its own duration.
+//!
+//! # DCS dates
+//! DCS' clock may run ahead of the exporter's. A task time later than now is never exported
+//! nor counted from: it becomes the time the exporter saw it (logged when more than
+//! [`FUTURE_TOLERANCE`] ahead). Two DCS dates are compared with each other only while neither
+//! was that far ahead; otherwise a successful record that was not successful at the previous
+//! list call is the newer one, since it finished after the published result was listed.
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -53,7 +60,7 @@ pub const MAX_UNLISTED_CYCLES: u32 = 3;
 const REMEMBERED_IDS: usize = 64;
 /// Seconds a DCS timestamp may lie ahead of the exporter's clock before the record is
 /// distrusted: logged when published, and ranked below every dated record when listed.
-const FUTURE_TOLERANCE: f64 = 60.0;
+pub const FUTURE_TOLERANCE: f64 = 60.0;
 
 /// What the loop shares with every other loop.
 #[derive(Clone)]
