@@ -3,8 +3,8 @@
 //! The scheduler owns the limit and runs each API call inside [`scope`]; the client takes one
 //! permit of that scope for each attempt and gives it back before it backs off or retries. A
 //! permit held through a whole call (every timeout, backoff and retry) let a few hung instances
-//! hold every permit for minutes while healthy ones waited; per attempt, a healthy call waits at
-//! most about one `request_timeout` behind them. A call outside any scope (discovery, the
+//! hold every permit for minutes while healthy ones waited; per attempt (and permits go to
+//! waiters in turn), a healthy call waits behind one attempt of each call queued before it. A call outside any scope (discovery, the
 //! `check-config --online` probe, tests) is not limited.
 
 use std::future::Future;
