@@ -8,8 +8,12 @@
 //! Every attempt is limited to `request_timeout` (connect to last body byte) and its body to
 //! `max_body_bytes`. Transport errors, timeouts, 429 and 5xx are retried up to `max_retries`
 //! times with exponential backoff and full jitter (or the server's `Retry-After`); other 4xx
-//! never are. With IAM auth, a 401 renews the token and repeats the request once. Every attempt
-//! is recorded in the API metrics and logged at debug level, without headers or secrets.
+//! never are. A POST (a create) is not idempotent: it is retried only when the service cannot
+//! have carried it out (the connection was never made, or 429). After a failure that leaves
+//! this open (timeout, connection lost after sending, 5xx, a 2xx answer that cannot be read) it
+//! fails with [`Error::OutcomeUnknown`], and the caller lists before creating again. With IAM auth, a 401 renews the token and repeats the request once. Every attempt
+//! is recorded in the API metrics and logged at debug level, without headers or secrets. Each
+//! attempt holds one permit of the caller's [`limit`] scope, if any.
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::dcs::iam::{transport_summary, IamCredentials, TokenCache};
+use crate::dcs::limit;
 use crate::dcs::{
     signer, Analysis, Auth, AutoscanConfig, AutoscanConfigRequest, ClientConfig, DcsApi, Error,
     ErrorBody, InstanceInfo, InstanceList, InstanceListQuery, Operation, Result, TaskList,
@@ -32,6 +37,42 @@ use crate::secret::Secret;
 
 /// Longest excerpt of an unparseable error body kept in an error message.
 const EXCERPT_CHARS: usize = 200;
+/// Bytes of an answer looked at for an excerpt (credentials are redacted in these before the
+/// excerpt is cut).
+const EXCERPT_SCAN_BYTES: usize = 8 * 1024;
+/// What replaces a redacted credential.
+const REDACTED: &str = "***";
+
+/// The value of a credential-bearing field in quoted text: `X-Auth-Token: v`, `"password":"v"`,
+/// `Signature=v`, `security_token=v`, ...
+static CREDENTIAL_FIELD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r#"(?i)(\b(?:x-auth-token|x-subject-token|x-security-token|authorization|signature|password|passwd|secret[_-]?key|secret|security[_-]?token|access[_-]?token|auth[_-]?token|token|sk)["']?\s*[:=]\s*["']?)[^"'\s,;&}\]]+"#,
+    )
+    .expect("a valid pattern")
+});
+/// An opaque run of token characters long enough to be a credential (IAM and security tokens
+/// are hundreds of characters; an SDK-HMAC-SHA256 signature is 64 hex digits).
+static OPAQUE_RUN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"[A-Za-z0-9+/_\-.=%]{64,}").expect("a valid pattern")
+});
+
+/// `text` with what looks like a credential replaced by `***`: values of credential-bearing
+/// fields and long opaque runs (see [`CREDENTIAL_FIELD`], [`OPAQUE_RUN`]).
+pub(crate) fn redact_credentials(text: &str) -> String {
+    let named = CREDENTIAL_FIELD.replace_all(text, format!("${{1}}{REDACTED}").as_str());
+    OPAQUE_RUN.replace_all(&named, REDACTED).into_owned()
+}
+
+/// `text` with every occurrence of one of `secrets` replaced by `***`.
+pub(crate) fn redact_secrets(mut text: String, secrets: &[&str]) -> String {
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        if text.contains(s) {
+            text = text.replace(s, REDACTED);
+        }
+    }
+    text
+}
 
 /// Sent (and signed) like the SDK's own `User-Agent`.
 const USER_AGENT: &str = concat!("dcs-key-exporter/", env!("CARGO_PKG_VERSION"));
@@ -73,8 +114,9 @@ pub(crate) async fn read_body_capped(
     }
 }
 
-/// A short, printable excerpt of untrusted text: control characters replaced, whitespace
-/// collapsed, at most 200 characters; `(empty body)` when nothing printable is left.
+/// A short, printable excerpt of untrusted text: credentials redacted, control characters
+/// replaced, whitespace collapsed, at most 200 characters; `(empty body)` when nothing printable
+/// is left.
 pub(crate) fn sanitised_excerpt(bytes: &[u8]) -> String {
     let s = sanitise(bytes);
     if s.is_empty() {
@@ -86,7 +128,8 @@ pub(crate) fn sanitised_excerpt(bytes: &[u8]) -> String {
 
 /// Like [`sanitised_excerpt`] but may return an empty string.
 fn sanitise(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_SCAN_BYTES)]);
+    let text = redact_credentials(&text);
     let mut out = String::new();
     let mut count = 0;
     let mut last_space = true;
@@ -197,7 +240,11 @@ enum Attempt {
     TooLarge {
         status: u16,
     },
-    Transport(String),
+    Transport {
+        message: String,
+        /// Whether the connection was made (so the request may have been sent).
+        connected: bool,
+    },
     Timeout,
 }
 
@@ -417,17 +464,22 @@ impl DcsClient {
         let mut reauthenticated = false;
         loop {
             let token = match &self.inner.auth {
-                ClientAuth::Iam(cache) => Some(cache.token().await?),
+                ClientAuth::Iam(cache) => {
+                    Some(cache.token().await.map_err(|e| self.redact(e, None))?)
+                }
                 ClientAuth::AkSk { .. } => None,
             };
+            // One permit of the caller's limit per attempt, none while backing off.
+            let permit = limit::acquire().await;
             let started = Instant::now();
             let attempt = self
                 .attempt(operation, &method, &url, &body, token.as_ref())
                 .await?;
             let elapsed = started.elapsed();
+            drop(permit);
             let status = match &attempt {
                 Attempt::Response { status, .. } | Attempt::TooLarge { status } => Some(*status),
-                Attempt::Transport(_) | Attempt::Timeout => None,
+                Attempt::Transport { .. } | Attempt::Timeout => None,
             };
             if let Some(m) = &self.inner.metrics {
                 m.observe(operation, status, elapsed.as_secs_f64());
@@ -439,6 +491,14 @@ impl DcsClient {
                 attempt = retry + 1,
                 "DCS API request"
             );
+            // Whether the service may have carried the request out although it failed.
+            let maybe_done = match &attempt {
+                Attempt::Response { status, .. } | Attempt::TooLarge { status } => {
+                    *status >= 500 || (200..300).contains(status)
+                }
+                Attempt::Transport { connected, .. } => *connected,
+                Attempt::Timeout => true,
+            };
             let (error, wait_hint) = match attempt {
                 Attempt::Response { status, body, .. } if (200..300).contains(&status) => {
                     return Ok(Answer { status, body });
@@ -476,7 +536,9 @@ impl DcsClient {
                     },
                     None,
                 ),
-                Attempt::Transport(message) => (Error::Transport { operation, message }, None),
+                Attempt::Transport { message, .. } => {
+                    (Error::Transport { operation, message }, None)
+                }
                 Attempt::Timeout => (
                     Error::Timeout {
                         operation,
@@ -485,6 +547,15 @@ impl DcsClient {
                     None,
                 ),
             };
+            // Before it is logged or returned.
+            let error = self.redact(error, token.as_ref());
+            if method == Method::POST && maybe_done {
+                // Repeating a create that may have been carried out could make a second task.
+                return Err(Error::OutcomeUnknown {
+                    operation,
+                    cause: Box::new(error),
+                });
+            }
             if !error.is_retryable() || retry >= cfg.max_retries {
                 return Err(error);
             }
@@ -504,6 +575,24 @@ impl DcsClient {
             tokio::time::sleep(delay).await;
             retry += 1;
         }
+    }
+
+    /// `e` with this client's secrets (and the IAM token of the attempt) removed from every
+    /// text it quotes: an endpoint may echo the request, headers included.
+    fn redact(&self, e: Error, token: Option<&Secret>) -> Error {
+        let mut secrets: Vec<&str> = token.map(Secret::expose).into_iter().collect();
+        match &self.inner.auth {
+            ClientAuth::AkSk {
+                secret_key,
+                security_token,
+                ..
+            } => {
+                secrets.push(secret_key.expose());
+                secrets.extend(security_token.as_ref().map(Secret::expose));
+            }
+            ClientAuth::Iam(cache) => secrets.push(cache.password().expose()),
+        }
+        e.map_text(&|t| redact_secrets(t, &secrets))
     }
 
     /// One attempt: sign, send, read the capped body, all within `request_timeout`.
@@ -584,7 +673,12 @@ impl DcsClient {
         let exchange = async move {
             let resp = match request.send().await {
                 Ok(r) => r,
-                Err(e) => return Attempt::Transport(transport_summary(&e)),
+                Err(e) => {
+                    return Attempt::Transport {
+                        message: transport_summary(&e),
+                        connected: !e.is_connect(),
+                    }
+                }
             };
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
@@ -595,7 +689,10 @@ impl DcsClient {
                     body,
                 },
                 Err(BodyReadError::TooLarge) => Attempt::TooLarge { status },
-                Err(BodyReadError::Transport(m)) => Attempt::Transport(m),
+                Err(BodyReadError::Transport(m)) => Attempt::Transport {
+                    message: m,
+                    connected: true,
+                },
             }
         };
         Ok(
@@ -614,7 +711,7 @@ impl DcsClient {
         body: Vec<u8>,
     ) -> Result<T> {
         let answer = self.send(operation, method, url, body).await?;
-        decode(operation, &answer)
+        decode(operation, &answer).map_err(|e| self.redact(e, None))
     }
 }
 
@@ -642,7 +739,7 @@ fn decode_body<T: DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
 
 /// `body` as UTF-8 with lone surrogate escapes inside strings replaced by `\ufffd`; `None` when
 /// nothing needed repair.
-fn repair_json(body: &[u8]) -> Option<String> {
+pub(crate) fn repair_json(body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(body);
     let mut changed = matches!(text, std::borrow::Cow::Owned(_));
     let b = text.as_bytes();
@@ -724,7 +821,16 @@ impl DcsApi for DcsClient {
     async fn create_task(&self, instance_id: &str, analysis: Analysis) -> Result<TaskRecord> {
         let op = analysis.operation(Operation::CreateTask);
         let url = self.url(op, &[instance_id, analysis.task_segment()], &[])?;
-        self.call(op, Method::POST, url, Vec::new()).await
+        self.call(op, Method::POST, url, Vec::new())
+            .await
+            .map_err(|e| match e {
+                // A 2xx answer: the task exists, whatever its unreadable answer says.
+                Error::Decode { .. } => Error::OutcomeUnknown {
+                    operation: op,
+                    cause: Box::new(e),
+                },
+                e => e,
+            })
     }
 
     async fn show_task(
@@ -834,7 +940,7 @@ mod tests {
         let body = br#"{"id":"t","status":"success","keys":[{"name":"a\udc80b","freq":5},
             {"name":"pair \ud83d\ude00 ok"},{"name":"high \ud800"},{"name":"end \ud800\u0041"},
             {"name":"not one \\udc80"}]}"#;
-        assert!(serde_json::from_slice::<TaskRecord>(body).is_err());
+        assert!(serde_json::from_slice::<serde_json::Value>(body).is_err());
         let t: TaskRecord = decode_body(body).unwrap();
         let names: Vec<_> = t.keys.unwrap().into_iter().map(|k| k.name).collect();
         assert_eq!(
@@ -884,11 +990,37 @@ mod tests {
             "<html> <b>Bad? Gateway</b> </html>"
         );
         assert_eq!(sanitised_excerpt(b""), "(empty body)");
-        let long = "x".repeat(1000);
+        let long = "word ".repeat(300);
         let e = sanitised_excerpt(long.as_bytes());
         assert_eq!(e.chars().count(), 201);
         assert!(e.ends_with('…'));
         assert_eq!(sanitised_excerpt(&[0xff, b'a']), "\u{fffd}a");
+    }
+
+    #[test]
+    fn quoted_credentials_are_redacted() {
+        let sig = "a".repeat(64);
+        let cases = [
+            ("X-Auth-Token: abc.def ok", "X-Auth-Token: *** ok"),
+            (r#"{"X-Security-Token":"st-1","id":"r1"}"#, r#"{"X-Security-Token":"***","id":"r1"}"#),
+            ("password=hunter2&user=bob", "password=***&user=bob"),
+            (
+                &format!("Authorization: SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host, Signature={sig}"),
+                "Authorization: *** Access=AK1, SignedHeaders=host, Signature=***",
+            ),
+            (&format!("echo {sig}{sig} end"), "echo *** end"),
+            ("task_id=t-1 desk: 3", "task_id=t-1 desk: 3"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact_credentials(text), want, "{text}");
+        }
+        // Redaction happens before the excerpt is cut, so no prefix of a token survives.
+        let body = format!("{}X-Auth-Token: {}", "p ".repeat(95), "t".repeat(50));
+        assert!(!sanitised_excerpt(body.as_bytes()).contains("ttt"));
+        assert_eq!(
+            redact_secrets("the sk is s3cr3t-value!".into(), &["s3cr3t-value", ""]),
+            "the sk is ***!"
+        );
     }
 
     #[test]

@@ -95,6 +95,17 @@ pub enum Error {
         operation: &'static str,
         limit: usize,
     },
+    /// A request that is not safe to repeat (a create) failed in a way that leaves open whether
+    /// the service carried it out: no complete answer in time, a connection lost after the
+    /// request was sent, a 5xx, or a 2xx answer that could not be read. It is not retried; the
+    /// caller must look (list) before asking again.
+    #[error(
+        "{operation}: outcome unknown, not retried (the service may have carried it out): {cause}"
+    )]
+    OutcomeUnknown {
+        operation: &'static str,
+        cause: Box<Error>,
+    },
     /// Obtaining an IAM token failed.
     #[error("IAM token request failed: {message}")]
     Token {
@@ -123,8 +134,15 @@ impl Error {
         match self {
             Error::Api { status, .. } | Error::Decode { status, .. } => Some(*status),
             Error::Token { status, .. } => *status,
+            Error::OutcomeUnknown { cause, .. } => cause.status(),
             _ => None,
         }
+    }
+
+    /// Whether the request may have been carried out although it failed (see
+    /// [`Error::OutcomeUnknown`]).
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Error::OutcomeUnknown { .. })
     }
 
     /// DCS.4919 or DCS.4922: the instance does not support this analysis.
@@ -167,9 +185,56 @@ impl Error {
             Error::Api { status, .. } | Error::Decode { status, .. } => {
                 *status == 429 || *status >= 500
             }
-            Error::BodyTooLarge { .. } | Error::Token { .. } | Error::InvalidRequest { .. } => {
-                false
-            }
+            Error::BodyTooLarge { .. }
+            | Error::Token { .. }
+            | Error::InvalidRequest { .. }
+            | Error::OutcomeUnknown { .. } => false,
+        }
+    }
+
+    /// The error with `f` applied to every text it quotes from an answer or a transport
+    /// error (messages, codes, request ids), for redaction.
+    pub(crate) fn map_text(self, f: &impl Fn(String) -> String) -> Error {
+        match self {
+            Error::Api {
+                operation,
+                status,
+                code,
+                message,
+                request_id,
+            } => Error::Api {
+                operation,
+                status,
+                code: code.map(f),
+                message: f(message),
+                request_id: request_id.map(f),
+            },
+            Error::Transport { operation, message } => Error::Transport {
+                operation,
+                message: f(message),
+            },
+            Error::Decode {
+                operation,
+                status,
+                message,
+            } => Error::Decode {
+                operation,
+                status,
+                message: f(message),
+            },
+            Error::Token { status, message } => Error::Token {
+                status,
+                message: f(message),
+            },
+            Error::InvalidRequest { operation, message } => Error::InvalidRequest {
+                operation,
+                message: f(message),
+            },
+            Error::OutcomeUnknown { operation, cause } => Error::OutcomeUnknown {
+                operation,
+                cause: Box::new(cause.map_text(f)),
+            },
+            e @ (Error::Timeout { .. } | Error::BodyTooLarge { .. }) => e,
         }
     }
 

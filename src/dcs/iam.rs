@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::dcs::client::{read_body_capped, sanitised_excerpt, BodyReadError};
+use crate::dcs::client::{read_body_capped, redact_secrets, sanitised_excerpt, BodyReadError};
 use crate::dcs::{Error, Result};
 use crate::metrics::api::ApiMetrics;
 use crate::secret::Secret;
@@ -77,6 +77,13 @@ pub struct TokenCache {
     max_body_bytes: usize,
     metrics: Option<ApiMetrics>,
     state: Mutex<Option<Cached>>,
+}
+
+impl TokenCache {
+    /// The password tokens are obtained with (to redact it from quoted answers).
+    pub(crate) fn password(&self) -> &Secret {
+        &self.credentials.password
+    }
 }
 
 impl fmt::Debug for TokenCache {
@@ -144,7 +151,12 @@ impl TokenCache {
                 return Ok(c.token.clone());
             }
         }
-        match self.fetch().await {
+        // The password out of whatever IAM echoed, before the error is logged or returned.
+        let fetched = self
+            .fetch()
+            .await
+            .map_err(|e| e.map_text(&|t| redact_secrets(t, &[self.credentials.password.expose()])));
+        match fetched {
             Ok(fresh) => {
                 let token = fresh.token.clone();
                 *state = Some(fresh);

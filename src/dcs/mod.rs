@@ -7,12 +7,14 @@
 //! - [`signer`]: SDK-HMAC-SHA256 request signing, a pure function of request, credentials and time.
 //! - [`iam`]: IAM password → token exchange with caching and renewal.
 //! - [`client`]: the reqwest client implementing [`DcsApi`], with timeouts, retries and a body cap.
+//! - [`limit`]: the limit on requests in flight, which the client takes per attempt.
 //!
 //! The scheduler talks to DCS only through the [`DcsApi`] trait, so its tests can use a fake.
 
 pub mod client;
 pub mod error;
 pub mod iam;
+pub mod limit;
 pub mod model;
 pub mod signer;
 pub mod timestamp;

@@ -6,6 +6,13 @@
 //! instead of failing the whole response. Fields of a key or record take what they can from a
 //! value of the wrong shape (a number as a string, a float for an integer, a number for a
 //! timestamp), and a key or list record that is not an object of the expected shape is dropped.
+//! A value that cannot be read at all (a number beyond `f64` such as `1e400`, nesting deeper
+//! than serde_json's limit) costs its field, or its key or record, never the response.
+//!
+//! Lists are read one entry at a time, never as a whole JSON tree, and a task's keys are cut
+//! while they are read to what can be exported: the [`KEPT_KEYS`] hottest keys and the
+//! [`KEPT_KEYS`] biggest keys of each size unit (the largest `top_n` the config accepts). A
+//! 20 MB answer then costs about its own size, not thirty times that.
 
 use std::fmt;
 
@@ -211,46 +218,181 @@ pub struct KeyRecord {
     pub freq: Option<i64>,
 }
 
+/// Keys kept per ranking when a task is read: the hottest, and the biggest of each size unit.
+/// The largest `top_n` the config accepts, so cutting here never changes what is exported.
+pub const KEPT_KEYS: usize = 1000;
+/// Records of a task list kept when it is read: ten times the 100 records DCS keeps per
+/// instance and analysis (and the exporter asks for); a longer page ignored its limit.
+pub const KEPT_RECORDS: usize = 1000;
+/// Size units whose biggest keys are kept (the first ones met; DCS documents two). Keys of
+/// further units are kept only when they are among the hottest.
+pub const KEPT_UNITS: usize = 16;
+
 /// A task record: the body of create, show and delete responses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "WireTaskRecord")]
 pub struct TaskRecord {
     pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     pub status: TaskStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scan_type: Option<ScanType>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::string",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::string",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::string",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::integer",
-        skip_serializing_if = "Option::is_none"
-    )]
+    /// Keys the analysis reported. When DCS leaves it out and more keys were listed than
+    /// [`KEPT_KEYS`] allows keeping, the number listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub num: Option<i64>,
-    /// The reported keys; an entry that is not a key object is dropped, not fatal.
-    #[serde(
-        default,
-        deserialize_with = "lenient::list",
-        skip_serializing_if = "Option::is_none"
-    )]
+    /// The reported keys, cut to what can be exported (see [`KEPT_KEYS`]) in the order DCS
+    /// listed them; an entry that is not a key object is dropped, not fatal.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub keys: Option<Vec<KeyRecord>>,
+}
+
+/// [`TaskRecord`] as read from the wire.
+#[derive(Deserialize)]
+struct WireTaskRecord {
+    id: String,
+    #[serde(default, deserialize_with = "lenient::string")]
+    instance_id: Option<String>,
+    status: TaskStatus,
+    #[serde(default, deserialize_with = "lenient::open_enum")]
+    scan_type: Option<ScanType>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    created_at: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    started_at: Option<String>,
+    #[serde(default, deserialize_with = "lenient::string")]
+    finished_at: Option<String>,
+    #[serde(default, deserialize_with = "lenient::integer")]
+    num: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::keys")]
+    keys: Option<KeySelection>,
+}
+
+impl From<WireTaskRecord> for TaskRecord {
+    fn from(w: WireTaskRecord) -> Self {
+        let (keys, listed, cut) = match w.keys {
+            Some(sel) => {
+                let (keys, listed, cut) = sel.finish();
+                (Some(keys), listed, cut)
+            }
+            None => (None, 0, false),
+        };
+        TaskRecord {
+            id: w.id,
+            instance_id: w.instance_id,
+            status: w.status,
+            scan_type: w.scan_type,
+            created_at: w.created_at,
+            started_at: w.started_at,
+            finished_at: w.finished_at,
+            num: w
+                .num
+                .or_else(|| cut.then(|| i64::try_from(listed).unwrap_or(i64::MAX))),
+            keys,
+        }
+    }
+}
+
+/// Keeps, out of a stream of keys, those that can be exported: the `budget` hottest (by
+/// `freq`) and the `budget` biggest (by `size`) of each of the first [`KEPT_UNITS`] units, in
+/// the order they came. Ties go to the earlier key, as the store's stable ranking does.
+#[derive(Debug)]
+pub struct KeySelection {
+    budget: usize,
+    /// (arrival number, key)
+    keys: Vec<(u64, KeyRecord)>,
+    units: Vec<Option<SizeUnit>>,
+    /// Compact when `keys` reaches this length.
+    threshold: usize,
+    /// Keys offered.
+    listed: u64,
+    /// Whether a key was dropped.
+    cut: bool,
+}
+
+impl KeySelection {
+    pub fn new(budget: usize) -> Self {
+        let budget = budget.max(1);
+        KeySelection {
+            budget,
+            keys: Vec::new(),
+            units: Vec::new(),
+            threshold: 4 * budget,
+            listed: 0,
+            cut: false,
+        }
+    }
+
+    pub fn push(&mut self, key: KeyRecord) {
+        if self.units.len() < KEPT_UNITS && !self.units.contains(&key.unit) {
+            self.units.push(key.unit.clone());
+        }
+        self.keys.push((self.listed, key));
+        self.listed += 1;
+        if self.keys.len() >= self.threshold {
+            self.compact();
+            self.threshold = (2 * self.keys.len()).max(4 * self.budget);
+        }
+    }
+
+    fn compact(&mut self) {
+        let n = self.keys.len();
+        let mut keep = vec![false; n];
+        let mut order: Vec<usize> = (0..n).collect();
+        // `keys` is in arrival order, so a stable sort breaks ties by arrival.
+        order.sort_by_key(|&i| std::cmp::Reverse(self.keys[i].1.freq.unwrap_or(i64::MIN)));
+        for &i in order.iter().take(self.budget) {
+            keep[i] = true;
+        }
+        order.sort_by_key(|&i| {
+            let k = &self.keys[i].1;
+            let unit = self.units.iter().position(|u| *u == k.unit);
+            (unit, std::cmp::Reverse(k.size.unwrap_or(i64::MIN)), i)
+        });
+        let mut current: Option<Option<usize>> = None;
+        let mut taken = 0;
+        for &i in &order {
+            let unit = self.units.iter().position(|u| *u == self.keys[i].1.unit);
+            if current != Some(unit) {
+                current = Some(unit);
+                taken = 0;
+            }
+            if unit.is_some() && taken < self.budget {
+                keep[i] = true;
+                taken += 1;
+            }
+        }
+        let mut i = 0;
+        self.keys.retain(|_| {
+            let k = keep[i];
+            i += 1;
+            k
+        });
+        self.cut |= self.keys.len() < n;
+        self.keys.shrink_to_fit();
+    }
+
+    /// The kept keys in the order they came, how many were offered, and whether any was
+    /// dropped.
+    pub fn finish(mut self) -> (Vec<KeyRecord>, u64, bool) {
+        if self.keys.len() > self.budget {
+            self.compact();
+        }
+        let keys = self.keys.into_iter().map(|(_, k)| k).collect();
+        (keys, self.listed, self.cut)
+    }
+
+    /// Keys offered so far.
+    pub fn listed(&self) -> u64 {
+        self.listed
+    }
 }
 
 impl TaskRecord {
@@ -298,8 +440,9 @@ pub struct TaskList {
     /// Total number of matching records (not the page length).
     #[serde(default, deserialize_with = "lenient::integer")]
     pub count: Option<i64>,
-    /// The records; one that lacks an id or a status is dropped, not fatal.
-    #[serde(default, deserialize_with = "lenient::list_or_empty")]
+    /// The records; one that lacks an id or a status is dropped, not fatal. At most
+    /// [`KEPT_RECORDS`] are kept.
+    #[serde(default, deserialize_with = "lenient::records")]
     pub records: Vec<TaskSummary>,
 }
 
@@ -416,17 +559,41 @@ where
 
 /// Field deserialisers that take what they can from a value of the wrong shape instead of
 /// failing the whole response: one odd key or record must not cost a result.
+///
+/// Each reads its value as raw JSON text first (serde_json skips it without parsing numbers or
+/// recursing), then parses that text alone: a number beyond `f64` or nesting deeper than
+/// serde_json's limit costs the field, not the response. Lists are read entry by entry.
 mod lenient {
-    use serde::de::DeserializeOwned;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeOwned, IgnoredAny, SeqAccess, Visitor};
     use serde::{Deserialize, Deserializer};
+    use serde_json::value::RawValue;
     use serde_json::Value;
+
+    use super::{KeyRecord, KeySelection, TaskSummary, KEPT_KEYS, KEPT_RECORDS};
+
+    /// Parses JSON text on its own; on failure, once more with lone surrogate escapes
+    /// repaired (see [`crate::dcs::client`]); `None` if it still cannot be read.
+    pub(crate) fn parse<T: DeserializeOwned>(text: &str) -> Option<T> {
+        match serde_json::from_str(text) {
+            Ok(v) => Some(v),
+            Err(_) => serde_json::from_str(&crate::dcs::client::repair_json(text.as_bytes())?).ok(),
+        }
+    }
+
+    /// The field's value, or `None` when it cannot be read.
+    fn value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        Ok(parse(raw.get()))
+    }
 
     /// A string; a number or boolean in its JSON spelling; anything else is absent.
     pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-        Ok(match Value::deserialize(d)? {
-            Value::String(s) => Some(s),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
+        Ok(match value(d)? {
+            Some(Value::String(s)) => Some(s),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Value::Bool(b)) => Some(b.to_string()),
             _ => None,
         })
     }
@@ -437,15 +604,15 @@ mod lenient {
     }
 
     /// An integer: JSON integers (saturated to `i64`), floats (truncated, saturated), numeric
-    /// strings; anything else is absent.
+    /// strings; anything else (including a number beyond `f64`) is absent.
     pub fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         let from_f64 = |f: f64| f.is_finite().then_some(f as i64);
-        Ok(match Value::deserialize(d)? {
-            Value::Number(n) => n
+        Ok(match value(d)? {
+            Some(Value::Number(n)) => n
                 .as_i64()
                 .or_else(|| n.as_u64().map(|_| i64::MAX))
                 .or_else(|| n.as_f64().and_then(from_f64)),
-            Value::String(s) => {
+            Some(Value::String(s)) => {
                 let s = s.trim();
                 s.parse::<i64>()
                     .ok()
@@ -461,39 +628,84 @@ mod lenient {
         D: Deserializer<'de>,
         T: for<'a> From<&'a str>,
     {
-        Ok(match Value::deserialize(d)? {
-            Value::String(s) => Some(T::from(s.as_str())),
+        Ok(match value(d)? {
+            Some(Value::String(s)) => Some(T::from(s.as_str())),
             _ => None,
         })
     }
 
-    /// A list whose entries are objects of the expected shape; other entries are dropped, a
-    /// non-list is absent.
-    pub fn list<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+    /// Reads a JSON array entry by entry, handing each entry that is an object of the expected
+    /// shape to `sink`; other entries are dropped. `None` when the value is not an array.
+    fn each<'de, D, T>(d: D, sink: impl FnMut(T)) -> Result<Option<()>, D::Error>
     where
         D: Deserializer<'de>,
         T: DeserializeOwned,
     {
-        Ok(match Value::deserialize(d)? {
-            Value::Array(items) => Some(
-                items
-                    .into_iter()
+        struct Each<F, T>(F, std::marker::PhantomData<T>);
+        impl<'de, F: FnMut(T), T: DeserializeOwned> Visitor<'de> for Each<F, T> {
+            type Value = Option<()>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
                     // serde would also read a struct from an array: only objects count.
-                    .filter(Value::is_object)
-                    .filter_map(|v| serde_json::from_value(v).ok())
-                    .collect(),
-            ),
-            _ => None,
-        })
+                    if raw.get().trim_start().starts_with('{') {
+                        if let Some(item) = parse::<T>(raw.get()) {
+                            (self.0)(item);
+                        }
+                    }
+                }
+                Ok(Some(()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        d.deserialize_any(Each(sink, std::marker::PhantomData))
     }
 
-    /// Like [`list`], with an empty list for absent.
-    pub fn list_or_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-    where
-        D: Deserializer<'de>,
-        T: DeserializeOwned,
-    {
-        Ok(list(d)?.unwrap_or_default())
+    /// A task list's records: the entries that are objects of the expected shape (others are
+    /// dropped), at most [`KEPT_RECORDS`] of them; none when the value is not a list.
+    pub fn records<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TaskSummary>, D::Error> {
+        let mut out = Vec::new();
+        each(d, |r: TaskSummary| {
+            if out.len() < KEPT_RECORDS {
+                out.push(r);
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// A task's keys, cut while they are read to what can be exported (see [`KEPT_KEYS`]).
+    pub fn keys<'de, D: Deserializer<'de>>(d: D) -> Result<Option<KeySelection>, D::Error> {
+        let mut sel = KeySelection::new(KEPT_KEYS);
+        Ok(each(d, |k: KeyRecord| sel.push(k))?.map(|()| sel))
     }
 }
 
@@ -593,6 +805,79 @@ mod tests {
         assert_eq!(ids, ["a", "b"], "records without an id are dropped");
         assert_eq!(l.count, Some(2));
         assert_eq!(l.records[1].finished_at.as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn unreadable_values_cost_their_field_not_the_key() {
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let body = format!(
+            r#"{{"id":"t","status":"success","num":1e400,"extra":{deep_extra},
+            "keys":[
+              {{"name":"huge","type":"hash","size":1e400,"unit":"count","freq":3}},
+              {{"name":"deep","type":{deep},"size":7,"freq":-1e999,"other":{deep_extra}}},
+              {deep},
+              {{"name":"fine","size":5,"unit":"byte","freq":2}}
+            ]}}"#,
+            deep = deep(300),
+            deep_extra = deep(100_000),
+        );
+        let t: TaskRecord = serde_json::from_str(&body).unwrap();
+        assert_eq!(t.num, None, "1e400 is no count");
+        let keys = t.keys.unwrap();
+        let names: Vec<_> = keys.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["huge", "deep", "fine"]);
+        assert_eq!(
+            (keys[0].size, keys[0].key_type.as_ref(), keys[0].freq),
+            (None, Some(&KeyType::Hash), Some(3))
+        );
+        assert_eq!(
+            (keys[1].key_type.as_ref(), keys[1].size, keys[1].freq),
+            (None, Some(7), None)
+        );
+        assert_eq!(keys[2].size, Some(5));
+    }
+
+    #[test]
+    fn a_long_key_list_is_cut_to_what_can_be_exported() {
+        let keys: Vec<String> = (0..100_000)
+            .map(|i| {
+                let unit = if i % 2 == 0 { "byte" } else { "count" };
+                format!(
+                    r#"{{"name":"k{i}","type":"string","size":{},"unit":"{unit}","freq":{}}}"#,
+                    i % 997,
+                    i % 251
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"id":"t","status":"success","keys":[{}]}}"#,
+            keys.join(",")
+        );
+        let t: TaskRecord = serde_json::from_str(&body).unwrap();
+        assert_eq!(t.num, Some(100_000), "the count survives the cut");
+        assert_eq!(t.key_count(), 100_000);
+        let kept = t.keys.unwrap();
+        assert!(kept.len() <= 3 * KEPT_KEYS, "{} kept", kept.len());
+        // With `num` given, it is kept as is.
+        let body = body.replacen(r#""keys""#, r#""num":7,"keys""#, 1);
+        let t: TaskRecord = serde_json::from_str(&body).unwrap();
+        assert_eq!(t.num, Some(7));
+    }
+
+    #[test]
+    fn a_task_list_keeps_at_most_kept_records() {
+        let records: Vec<String> = (0..KEPT_RECORDS + 50)
+            .map(|i| format!(r#"{{"id":"r{i}","status":"success"}}"#))
+            .collect();
+        let body = format!(r#"{{"count":5000,"records":[{}]}}"#, records.join(","));
+        let l: TaskList = serde_json::from_str(&body).unwrap();
+        assert_eq!(l.records.len(), KEPT_RECORDS);
+        assert_eq!(
+            l.records[KEPT_RECORDS - 1].id,
+            format!("r{}", KEPT_RECORDS - 1)
+        );
+        let l: TaskList = serde_json::from_str(r#"{"records":{"a":[1,2]}}"#).unwrap();
+        assert!(l.records.is_empty());
     }
 
     mod properties {
@@ -695,7 +980,51 @@ mod tests {
                 })
         }
 
+        fn unit() -> impl Strategy<Value = Option<SizeUnit>> {
+            proptest::option::of(prop::sample::select(&["byte", "count", "bit"][..]))
+                .prop_map(|u| u.map(SizeUnit::from))
+        }
+
+        fn small_key() -> impl Strategy<Value = KeyRecord> {
+            (
+                proptest::option::of(0i64..6),
+                proptest::option::of(0i64..6),
+                unit(),
+            )
+                .prop_map(|(size, freq, unit)| KeyRecord {
+                    size,
+                    freq,
+                    unit,
+                    ..KeyRecord::default()
+                })
+        }
+
         proptest! {
+            /// Cutting while reading never changes the top N the store exports, for any N up
+            /// to the budget, ties included.
+            #[test]
+            fn the_cut_keeps_every_exported_key(
+                mut keys in prop::collection::vec(small_key(), 0..120),
+                budget in 1usize..8,
+            ) {
+                use crate::metrics::store::rank_keys;
+                for (i, k) in keys.iter_mut().enumerate() {
+                    k.name = format!("k{i}");
+                }
+                let mut sel = KeySelection::new(budget);
+                for k in &keys {
+                    sel.push(k.clone());
+                }
+                let (kept, listed, cut) = sel.finish();
+                prop_assert_eq!(listed, keys.len() as u64);
+                prop_assert_eq!(cut, kept.len() < keys.len());
+                for a in Analysis::ALL {
+                    for n in 1..=budget {
+                        prop_assert_eq!(rank_keys(a, &kept, n), rank_keys(a, &keys, n));
+                    }
+                }
+            }
+
             #[test]
             fn any_json_value_parses_or_errs_without_panicking(v in json()) {
                 let text = v.to_string();

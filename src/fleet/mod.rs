@@ -193,7 +193,10 @@ impl<C: DcsApi> Discoveries<C> {
 
     /// Makes the loops match the clouds (config and client per cloud, in config order). A loop
     /// whose cloud name, client and interval did not change keeps running with its listing, so
-    /// a reload neither re-lists nor forgets discovered instances.
+    /// a reload neither re-lists nor forgets discovered instances. A cloud whose client or
+    /// interval changed gets a new loop that starts from the previous loop's listing: until the
+    /// new loop lists successfully (new credentials that fail, an endpoint that is down), the
+    /// previous instance set stays, as it does after any failed refresh.
     pub fn sync(&mut self, clouds: &[(&CloudConfig, Arc<C>)]) {
         let mut old = std::mem::take(&mut self.handles);
         let mut assigned = Vec::with_capacity(clouds.len());
@@ -211,7 +214,14 @@ impl<C: DcsApi> Discoveries<C> {
             });
             let handle = match reuse {
                 Some(i) => old.swap_remove(i),
-                None => self.start(cfg, client.clone(), d.refresh_interval),
+                None => {
+                    let mut h = self.start(cfg, client.clone(), d.refresh_interval);
+                    h.listing = old
+                        .iter()
+                        .find(|o| o.cloud == cfg.name)
+                        .and_then(|o| o.listing.clone());
+                    h
+                }
             };
             assigned.push(Some(handle.source));
             self.handles.push(handle);

@@ -488,12 +488,89 @@ async fn discoveries_follow_the_config() {
     let mut a2 = a.clone();
     a2.discovery.as_mut().unwrap().refresh_interval = Duration::from_secs(120);
     d.sync(&[(&a2, fake.clone())]);
-    assert!(d.listing(0).is_none());
+    assert_eq!(
+        d.listing(0).map(<[_]>::len),
+        Some(5),
+        "the new loop starts from the previous listing"
+    );
     assert!(!d.accept(stale));
     let l = rx.recv().await.unwrap();
     assert_eq!(l.source, 2);
     assert!(d.accept(l));
     assert_eq!(d.listing(0).map(<[_]>::len), Some(5));
+
+    root.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+fn auth_error() -> dcs::Error {
+    dcs::Error::Api {
+        operation: "ListInstances",
+        status: 401,
+        code: Some("APIG.0301".into()),
+        message: "Incorrect IAM authentication information".into(),
+        request_id: None,
+    }
+}
+
+/// A reload with rotated credentials that do not work builds a new client, so a new discovery
+/// loop: its failures must keep the instances the previous client listed, with their series and
+/// `dcs_discovery_instances`, exactly as a failed refresh of the old loop would.
+#[tokio::test(start_paused = true)]
+async fn a_reload_whose_new_client_fails_keeps_the_previous_instance_set() {
+    let registry = Registry::new();
+    let metrics = FleetMetrics::register(&registry, "dcs", Shard::SINGLE).unwrap();
+    let tracker = TaskTracker::new();
+    let root = CancellationToken::new();
+    let (mut d, mut rx) = Discoveries::new(root.clone(), tracker.clone(), metrics.clone());
+    let good = FakeList::with(fleet(4));
+    let a = cloud("a", vec![explicit("x", None)], Some(filter()));
+    d.sync(&[(&a, good.clone())]);
+    let l = rx.recv().await.unwrap();
+    assert!(d.accept(l));
+    let planned = |d: &Discoveries<FakeList>, client: &Arc<FakeList>| {
+        let p = plan(
+            vec![CloudInput {
+                config: &a,
+                client: client.clone(),
+                listing: d.listing(0),
+            }],
+            &FleetOptions::default(),
+        );
+        d.record(std::slice::from_ref(&a), &p.discovered);
+        p.clouds[0]
+            .instances
+            .iter()
+            .map(|i| i.id.clone())
+            .collect::<Vec<_>>()
+    };
+    let before = planned(&d, &good);
+    assert_eq!(before.len(), 5, "one explicit and four discovered");
+    assert!(text(&registry).contains("dcs_discovery_instances{cloud=\"a\"} 4"));
+
+    // The reload: same cloud, a new client whose every listing fails authentication.
+    let rotated = FakeList::with(Vec::new());
+    rotated
+        .errors
+        .lock()
+        .unwrap()
+        .extend(std::iter::repeat_with(auth_error).take(10));
+    d.sync(&[(&a, rotated.clone())]);
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert!(rotated.calls() >= 2, "the new loop listed and failed");
+    assert!(rx.try_recv().is_err(), "a failed listing sends nothing");
+    assert_eq!(planned(&d, &rotated), before);
+    assert!(text(&registry).contains("dcs_discovery_instances{cloud=\"a\"} 4"));
+    assert!(text(&registry).contains("dcs_discovery_errors_total{cloud=\"a\"} 3"));
+
+    // Once the new credentials work, the new listing replaces the old one.
+    rotated.errors.lock().unwrap().clear();
+    rotated.instances.lock().unwrap().extend(fleet(2));
+    let l = rx.recv().await.unwrap();
+    assert!(d.accept(l));
+    assert_eq!(planned(&d, &rotated).len(), 3);
+    assert!(text(&registry).contains("dcs_discovery_instances{cloud=\"a\"} 2"));
 
     root.cancel();
     tracker.close();

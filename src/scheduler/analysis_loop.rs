@@ -15,13 +15,23 @@
 //! duplicated by this: DCS documents that a big key task started elsewhere makes the create fail
 //! with DCS.4918, and the loop then lists and adopts it. Hot key analyses always list first:
 //! no "already running" refusal is documented for them, so only the list guarantees that a
-//! console or auto-scan task is adopted rather than doubled. A
+//! console or auto-scan task is adopted rather than doubled. A create whose outcome is unknown
+//! (its answer was lost: [`dcs::Error::OutcomeUnknown`]) is never repeated blindly: the loop lists
+//! at once and follows the task if DCS has it (counted as adopted), else counts a failure and
+//! lists again before its next create. A
 //! record that DCS auto-scan or a console run added meanwhile is picked up by the next list, at
 //! most `MAX_UNLISTED_CYCLES` cycles later (a fresh result of the loop's own is published in
 //! between anyway). The cadence of a result the loop followed counts from the task's creation,
 //! so a long task does not push the next one back by its own duration.
+//!
+//! # DCS dates
+//! DCS' clock may run ahead of the exporter's. A task time later than now is never exported
+//! nor counted from: it becomes the time the exporter saw it (logged when more than
+//! [`FUTURE_TOLERANCE`] ahead). Two DCS dates are compared with each other only while neither
+//! was that far ahead; otherwise a successful record that was not successful at the previous
+//! list call is the newer one, since it finished after the published result was listed.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,13 +58,16 @@ pub const FIRST_EXPECTED: Duration = Duration::from_secs(5);
 pub const MAX_UNLISTED_CYCLES: u32 = 3;
 /// How many created task ids are remembered to tell created from adopted records.
 const REMEMBERED_IDS: usize = 64;
+/// Seconds a DCS timestamp may lie ahead of the exporter's clock before the record is
+/// distrusted: logged when published, and ranked below every dated record when listed.
+pub const FUTURE_TOLERANCE: f64 = 60.0;
 
 /// What the loop shares with every other loop.
 #[derive(Clone)]
 pub struct Shared<C> {
     pub client: Arc<C>,
     pub store: Arc<Store>,
-    /// Global limit on API calls in flight.
+    /// Global limit on API requests in flight, taken per attempt (see [`dcs::limit`]).
     pub limiter: Arc<Semaphore>,
     pub clock: Clock,
     /// Upper bound of the start-up jitter.
@@ -70,8 +83,10 @@ pub struct AnalysisLoop<C> {
     rng: ChaCha8Rng,
     /// Creation-to-finish time of the last task seen to succeed.
     expected: Option<Duration>,
-    /// Id and finish time (Unix seconds) of the newest published result.
-    published: Option<(String, Option<f64>)>,
+    /// The newest published result.
+    published: Option<Published>,
+    /// Ids of the successful records of the last list call (`None` before the first).
+    listed_successes: Option<HashSet<String>>,
     /// Where the interval of the published result counts from (Unix seconds): the creation of
     /// a task this loop followed, else the result's finish.
     published_since: Option<f64>,
@@ -91,6 +106,15 @@ enum Outcome {
     Failed(String),
     TimedOut,
     Cancelled,
+}
+
+/// The newest published result, as DCS dated it.
+struct Published {
+    id: String,
+    /// Finish (else creation) time as DCS reported it, Unix seconds.
+    time: Option<f64>,
+    /// Whether that time was known and not ahead of the exporter's clock when published.
+    trusted: bool,
 }
 
 /// What the list call found.
@@ -120,6 +144,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
             rng,
             expected: None,
             published: None,
+            listed_successes: None,
             published_since: None,
             clean: false,
             unlisted: 0,
@@ -239,7 +264,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                         .set_supported(&self.instance_id, self.analysis, true);
                 }
                 info!(task_id = %task.id, "created analysis task");
-                let created = task.created_at.as_deref().and_then(timestamp::parse);
+                let created = self.time_of(task.created_at.as_deref());
                 self.follow_and_publish(task.id, task.status, created, TaskOrigin::Created, cancel)
                     .await
             }
@@ -257,6 +282,26 @@ impl<C: DcsApi> AnalysisLoop<C> {
                         &format!("{op}: DCS says a task is running but lists none"),
                     ),
                     Err(e) => self.fail(FailureReason::from_error(&e), &e.to_string()),
+                }
+            }
+            Err(e) if e.is_outcome_unknown() => {
+                // The create may have been carried out (its answer was lost): look before
+                // creating again, and follow the task if it exists.
+                warn!(error = %e, "the create's outcome is unknown; listing to find the task");
+                let published = self.published.as_ref().map(|p| p.id.clone());
+                match self.survey().await {
+                    Ok(Survey {
+                        active: Some((id, status, created)),
+                    }) => {
+                        self.follow_and_publish(id, status, created, TaskOrigin::Adopted, cancel)
+                            .await
+                    }
+                    // It already ended, and the list published it.
+                    Ok(_) if self.published.as_ref().map(|p| &p.id) != published.as_ref() => {
+                        self.until_due().max(backoff::MIN_POLL_INTERVAL)
+                    }
+                    Ok(_) => self.fail(FailureReason::from_error(&e), &e.to_string()),
+                    Err(list) => self.fail(FailureReason::from_error(&list), &list.to_string()),
                 }
             }
             Err(e) if e.is_unsupported() => {
@@ -329,75 +374,164 @@ impl<C: DcsApi> AnalysisLoop<C> {
             let f = r.finished_at.as_deref().and_then(timestamp::parse);
             f.or_else(|| r.created_at.as_deref().and_then(timestamp::parse))
         };
+        // A record dated in the future ranks below every other: it must not hide newer ones.
+        let rank = |r: &dcs::TaskSummary| {
+            let t = when(r);
+            (self.trusted(t), t)
+        };
         let newest_success = list
             .records
             .iter()
             .filter(|r| r.status == TaskStatus::Success)
+            .filter(|r| {
+                let t = when(r);
+                let newly = self
+                    .listed_successes
+                    .as_ref()
+                    .is_some_and(|s| !s.contains(&r.id));
+                self.is_newer(&r.id, t, self.trusted(t), newly)
+            })
             .max_by(|a, b| {
-                when(a)
-                    .partial_cmp(&when(b))
+                rank(a)
+                    .partial_cmp(&rank(b))
                     .unwrap_or(std::cmp::Ordering::Equal)
             });
+        let successes: HashSet<String> = list
+            .records
+            .iter()
+            .filter(|r| r.status == TaskStatus::Success)
+            .map(|r| r.id.clone())
+            .collect();
         let active = list
             .records
             .iter()
             .filter(|r| r.status.is_active())
             .max_by(|a, b| {
-                let c = |r: &dcs::TaskSummary| r.created_at.as_deref().and_then(timestamp::parse);
+                let c = |r: &dcs::TaskSummary| self.rank_time(r.created_at.as_deref());
                 c(a).partial_cmp(&c(b)).unwrap_or(std::cmp::Ordering::Equal)
             })
             .map(|r| {
-                let created = r.created_at.as_deref().and_then(timestamp::parse);
+                let created = self.time_of(r.created_at.as_deref());
                 (r.id.clone(), r.status.clone(), created)
             });
         if let Some(rec) = newest_success {
-            let finished = when(rec);
-            if self.is_newer(&rec.id, finished) {
-                let task_id = rec.id.clone();
-                let task = self
-                    .call(|c, id, a| {
-                        let task_id = task_id.clone();
-                        async move { c.show_task(id, a, &task_id).await }
-                    })
-                    .await?;
-                if task.status == TaskStatus::Success {
-                    let origin = if self.created.contains(&task.id) {
-                        None
-                    } else {
-                        Some(TaskOrigin::Adopted)
-                    };
-                    self.publish(&task, origin);
-                }
+            let task_id = rec.id.clone();
+            let task = self
+                .call(|c, id, a| {
+                    let task_id = task_id.clone();
+                    async move { c.show_task(id, a, &task_id).await }
+                })
+                .await
+                .and_then(|t| self.complete(t))?;
+            if task.status == TaskStatus::Success {
+                let origin = if self.created.contains(&task.id) {
+                    None
+                } else {
+                    Some(TaskOrigin::Adopted)
+                };
+                self.publish(&task, origin);
             }
         }
+        self.listed_successes = Some(successes);
         Ok(Survey { active })
     }
 
-    fn is_newer(&self, id: &str, finished: Option<f64>) -> bool {
+    /// Whether a successful record (dated `time` by DCS, `trusted` if that is not ahead of
+    /// our clock; `newly` if it was not successful at the previous list call) is newer than
+    /// the published result. Between two trusted times, the later one is newer. When either
+    /// time is in the future or unknown, DCS' dates cannot be compared with ours: a record
+    /// that succeeded since the previous list call finished after the published result was
+    /// listed, so it is newer; any other is not.
+    fn is_newer(&self, id: &str, time: Option<f64>, trusted: bool, newly: bool) -> bool {
         match &self.published {
             None => true,
-            Some((pid, _)) if pid == id => false,
-            Some((_, Some(pf))) => finished.is_some_and(|f| f > *pf),
-            Some((_, None)) => true,
+            Some(p) if p.id == id => false,
+            Some(p) => match (time, p.time) {
+                (Some(t), Some(pt)) if trusted && p.trusted => t > pt,
+                _ => newly,
+            },
         }
     }
 
+    /// Whether a DCS time is known and not more than [`FUTURE_TOLERANCE`] ahead of now.
+    fn trusted(&self, t: Option<f64>) -> bool {
+        t.is_some_and(|t| t <= self.shared.clock.now_unix() + FUTURE_TOLERANCE)
+    }
+
+    /// A DCS timestamp in Unix seconds, never later than now: DCS' clock may run ahead of
+    /// ours, and a time in the future would be exported as such and hold back every newer
+    /// result and the next task until it passed.
+    fn time_of(&self, s: Option<&str>) -> Option<f64> {
+        let t = s.and_then(timestamp::parse)?;
+        Some(t.min(self.shared.clock.now_unix()))
+    }
+
+    /// The time an active record ranks by: [`time_of`](Self::time_of), but unknown (ranking
+    /// below every dated record) when it lies more than [`FUTURE_TOLERANCE`] ahead.
+    fn rank_time(&self, s: Option<&str>) -> Option<f64> {
+        let t = s.and_then(timestamp::parse)?;
+        let now = self.shared.clock.now_unix();
+        (t <= now + FUTURE_TOLERANCE).then_some(t.min(now))
+    }
+
+    /// The record with every timestamp later than now replaced by now (the time it was seen),
+    /// logged when one was further ahead than [`FUTURE_TOLERANCE`].
+    fn without_future_times<'t>(&self, task: &'t TaskRecord) -> std::borrow::Cow<'t, TaskRecord> {
+        let now = self.shared.clock.now_unix();
+        let ahead = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(timestamp::parse)
+                .map_or(0.0, |t| t - now)
+        };
+        let fields = [&task.created_at, &task.started_at, &task.finished_at];
+        if fields.iter().all(|f| ahead(f) <= 0.0) {
+            return std::borrow::Cow::Borrowed(task);
+        }
+        let most = fields.iter().map(|f| ahead(f)).fold(0.0, f64::max);
+        if most > FUTURE_TOLERANCE {
+            warn!(task_id = %task.id, ahead_seconds = most.round(),
+                "DCS dated a task in the future (clock skew); using the time it was seen instead");
+        }
+        let mut fixed = task.clone();
+        let seen = timestamp::format_unix(now);
+        for f in [
+            &mut fixed.created_at,
+            &mut fixed.started_at,
+            &mut fixed.finished_at,
+        ] {
+            if ahead(f) > 0.0 {
+                *f = Some(seen.clone());
+            }
+        }
+        std::borrow::Cow::Owned(fixed)
+    }
+
     fn publish(&mut self, task: &TaskRecord, origin: Option<TaskOrigin>) {
-        let store = &self.shared.store;
-        let finished = task.finished_at.as_deref().and_then(timestamp::parse);
-        let created = task.created_at.as_deref().and_then(timestamp::parse);
-        if let (Some(c), Some(f)) = (created, finished) {
+        // As DCS dated it: durations and comparisons between DCS times hold whatever its clock.
+        let raw = |s: &Option<String>| s.as_deref().and_then(timestamp::parse);
+        let (raw_created, raw_finished) = (raw(&task.created_at), raw(&task.finished_at));
+        if let (Some(c), Some(f)) = (raw_created, raw_finished) {
             if f >= c {
                 self.expected = Some(Duration::from_secs_f64(f - c));
             }
         }
+        let dcs_time = raw_finished.or(raw_created);
+        let published = Published {
+            id: task.id.clone(),
+            time: dcs_time,
+            trusted: self.trusted(dcs_time),
+        };
+        let task = &*self.without_future_times(task);
+        let store = &self.shared.store;
+        let finished = task.finished_at.as_deref().and_then(timestamp::parse);
+        let created = task.created_at.as_deref().and_then(timestamp::parse);
         if let Some(o) = origin {
             store.count_task(&self.instance_id, self.analysis, o);
         }
         if store.publish(&self.instance_id, self.analysis, task) {
             info!(task_id = %task.id, keys = task.key_count(), "published analysis result");
         }
-        self.published = Some((task.id.clone(), finished));
+        self.published = Some(published);
         self.published_since = if self.created.contains(&task.id) {
             created.or(finished)
         } else {
@@ -516,7 +650,8 @@ impl<C: DcsApi> AnalysisLoop<C> {
             }
             let task = self
                 .call(|c, id, a| async move { c.show_task(id, a, task_id).await })
-                .await?;
+                .await
+                .and_then(|t| self.complete(t))?;
             match &task.status {
                 TaskStatus::Success => return Ok(Outcome::Success(task)),
                 TaskStatus::Failed => return Ok(Outcome::Failed(task.status.to_string())),
@@ -524,6 +659,22 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 // until the timeout decides.
                 other => status = other.clone(),
             }
+        }
+    }
+
+    /// Refuses a successful record that counts keys (`num` > 0) but lists none: publishing it
+    /// would replace the last good keys with nothing. It counts as a malformed answer.
+    fn complete(&self, task: TaskRecord) -> dcs::Result<TaskRecord> {
+        let listed = task.keys.as_ref().map_or(0, Vec::len);
+        match task.num {
+            Some(n) if n > 0 && listed == 0 && task.status == TaskStatus::Success => {
+                Err(dcs::Error::Decode {
+                    operation: self.analysis.operation(dcs::Operation::ShowTask),
+                    status: 200,
+                    message: format!("task {} succeeded with num {n} but lists no keys", task.id),
+                })
+            }
+            _ => Ok(task),
         }
     }
 
@@ -550,16 +701,17 @@ impl<C: DcsApi> AnalysisLoop<C> {
         wait
     }
 
-    /// Runs one API call under the global concurrency limit.
+    /// Runs one API call under the global concurrency limit, which its attempts take one
+    /// permit of at a time.
     async fn call<'a, T, F, Fut>(&'a self, f: F) -> dcs::Result<T>
     where
         F: FnOnce(&'a C, &'a str, Analysis) -> Fut,
         Fut: Future<Output = dcs::Result<T>> + 'a,
     {
-        // The semaphore is never closed, so acquiring cannot fail; fall through if it ever is.
-        let _permit = self.shared.limiter.acquire().await.ok();
         // Boxed: a request future is large, and is only alive during the call. Inline, it
         // would size every loop's task for it even while the loop sleeps (thousands of loops).
-        Box::pin(f(&self.shared.client, &self.instance_id, self.analysis)).await
+        // The client takes a permit of the limiter per attempt (see `dcs::limit`).
+        let call = f(&self.shared.client, &self.instance_id, self.analysis);
+        Box::pin(dcs::limit::scope(self.shared.limiter.clone(), call)).await
     }
 }

@@ -242,12 +242,13 @@ async fn info_loop<C: DcsApi>(
     let mut failures = 0u32;
     let mut loaded = false;
     loop {
-        let result = {
-            let _permit = limiter.acquire().await.ok();
-            // Boxed: the request future is large and only alive during the call (one of these
-            // loops sleeps for each instance).
-            Box::pin(client.show_instance(&id)).await
-        };
+        // Boxed: the request future is large and only alive during the call (one of these
+        // loops sleeps for each instance). Its attempts take the limiter's permits.
+        let result = Box::pin(crate::dcs::limit::scope(
+            limiter.clone(),
+            client.show_instance(&id),
+        ))
+        .await;
         let wait = match result {
             Ok(info) => {
                 failures = 0;

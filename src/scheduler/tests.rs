@@ -24,6 +24,8 @@ struct FakeTask {
     duration: f64,
     fail: bool,
     scan_type: ScanType,
+    /// Seconds the task's reported timestamps lie ahead of the shared clock (DCS clock skew).
+    skew: f64,
 }
 
 #[derive(Default)]
@@ -35,6 +37,12 @@ struct FakeState {
     errors: VecDeque<dcs::Error>,
     duration: f64,
     fail_next: bool,
+    /// The skew of the next task added.
+    skew_next: f64,
+    /// The skew of every task added (on top of `skew_next`).
+    skew_all: f64,
+    /// Successful shows still to answer with `keys: null` and `num: 5`.
+    hollow_shows: usize,
     /// Someone else starts a task just as the next create arrives (DCS.4918).
     race_on_create: bool,
     next_id: u64,
@@ -82,6 +90,7 @@ impl FakeDcs {
                 duration,
                 fail: std::mem::take(&mut s.fail_next),
                 scan_type: scan,
+                skew: std::mem::take(&mut s.skew_next) + s.skew_all,
             });
             id
         })
@@ -116,9 +125,9 @@ impl FakeDcs {
             instance_id: None,
             status: status.clone(),
             scan_type: Some(t.scan_type.clone()),
-            created_at: Some(timestamp::format_unix(t.created)),
-            started_at: Some(timestamp::format_unix(t.created)),
-            finished_at: done.then(|| timestamp::format_unix(t.created + t.duration)),
+            created_at: Some(timestamp::format_unix(t.created + t.skew)),
+            started_at: Some(timestamp::format_unix(t.created + t.skew)),
+            finished_at: done.then(|| timestamp::format_unix(t.created + t.duration + t.skew)),
             num: None,
             keys: (with_keys && status == TaskStatus::Success).then(|| Self::keys_of(&t.id)),
         }
@@ -221,8 +230,18 @@ impl DcsApi for FakeDcs {
                 .get(&(inst.to_owned(), a))
                 .and_then(|ts| ts.iter().find(|t| t.id == id).cloned())
         });
-        t.map(|t| self.record(&t, true))
-            .ok_or_else(|| api_err(400, "DCS.4941"))
+        let mut r = t
+            .map(|t| self.record(&t, true))
+            .ok_or_else(|| api_err(400, "DCS.4941"))?;
+        if r.status == TaskStatus::Success
+            && self
+                .with(|s| s.hollow_shows.checked_sub(1).map(|n| s.hollow_shows = n))
+                .is_some()
+        {
+            r.keys = None;
+            r.num = Some(5);
+        }
+        Ok(r)
     }
 
     async fn delete_task(&self, _: &str, _: Analysis, _: &str) -> dcs::Result<Option<TaskRecord>> {
@@ -633,4 +652,127 @@ fn sleeping_loops_stay_small() {
         info_loop(client, store, limiter, "id".into(), true, cancel)
     });
     assert!(info <= 1024, "instance details loop future: {info} bytes");
+}
+
+/// Every exported time of a result, which must not lie after `now`.
+fn assert_not_after(r: &crate::metrics::store::AnalysisResult, now: f64) {
+    for t in [r.created_at, r.started_at, r.finished_at] {
+        let t = t.expect("dated");
+        assert!(
+            t <= now + 1e-3,
+            "{} is {} s in the future",
+            r.task_id,
+            t - now
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_dated_in_the_future_neither_leaks_nor_freezes_the_analysis() {
+    let mut h = Harness::new(30.0);
+    // An auto-scan result that finished before start, dated an hour ahead by DCS.
+    h.fake.with(|s| s.skew_next = 3600.0);
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 100.0, 20.0, ScanType::Auto);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    advance(1).await;
+    let r = h.state("i1").result.expect("published");
+    assert_eq!(r.task_id, "task-1");
+    assert_not_after(&r, T0 + 1.0);
+
+    // The interval counts from when the result was seen: the loop creates its own task after
+    // ~600 s and publishes it, although the old record still claims to be newer.
+    advance(700).await;
+    let st = h.state("i1");
+    assert_eq!(h.fake.count("create"), 1);
+    let r = st.result.expect("published");
+    assert_eq!(r.task_id, "task-2");
+    assert_not_after(&r, T0 + 701.0);
+    assert_eq!(st.consecutive_failures, 0);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dcs_clock_ahead_of_ours_does_not_stop_task_creation() {
+    let mut h = Harness::new(30.0);
+    // Every task, the exporter's own included, is dated two hours ahead.
+    h.fake.with(|s| s.skew_all = 7200.0);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    let mut published = Vec::new();
+    for cycle in 1..=4u64 {
+        advance(600).await;
+        let r = h.state("i1").result.expect("published");
+        assert_not_after(&r, T0 + (600 * cycle) as f64);
+        published.push(r.task_id.clone());
+    }
+    published.dedup();
+    assert!(
+        published.len() >= 3 && h.fake.count("create") >= 4,
+        "one task per interval: {published:?}, {} creates",
+        h.fake.count("create")
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_that_counts_keys_but_lists_none_keeps_the_last_keys() {
+    let mut h = Harness::new(30.0);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    advance(300).await;
+    let good = h.state("i1").result.expect("published");
+    assert_eq!(good.keys.len(), 2);
+
+    // The next task (created at ~750 s, done at ~780 s) is answered hollow at its poll; the
+    // retry comes 2.5–5 s later.
+    h.fake.with(|s| s.hollow_shows = 1);
+    advance(482).await;
+    let st = h.state("i1");
+    assert_eq!(st.failures.get(&FailureReason::ApiError), Some(&1));
+    assert_eq!(
+        st.result.as_deref(),
+        Some(&*good),
+        "the last good keys stay"
+    );
+    assert!(st
+        .last_error
+        .unwrap()
+        .message
+        .contains("succeeded with num 5 but lists no keys"));
+
+    // The task itself did succeed: the retry lists it and publishes its keys.
+    advance(10).await;
+    let r = h.state("i1").result.unwrap();
+    assert_ne!(r.task_id, good.task_id);
+    assert_eq!(r.keys.len(), 2);
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn observe_mode_follows_a_dcs_clock_far_ahead_without_going_back() {
+    let mut h = Harness::new(30.0);
+    // DCS' clock runs six hours ahead: every record is dated in the future.
+    h.fake.with(|s| s.skew_all = 6.0 * 3600.0);
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 900.0, 20.0, ScanType::Auto);
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 500.0, 20.0, ScanType::Auto);
+    h.start(vec![instance("i1", settings(Mode::Observe, 60, 30))]);
+    advance(1).await;
+    let r = h.state("i1").result.expect("published");
+    assert_eq!(r.task_id, "task-2", "the newest by DCS' own dates");
+    assert_not_after(&r, T0 + 1.0);
+
+    // A new auto-scan result appears: it succeeded since the last listing, so it is newer,
+    // whatever DCS' dates say; the older records are not published again.
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 + 10.0, 20.0, ScanType::Auto);
+    advance(120).await;
+    let st = h.state("i1");
+    let r = st.result.expect("published");
+    assert_eq!(r.task_id, "task-3");
+    assert_not_after(&r, T0 + 121.0);
+    advance(600).await;
+    assert_eq!(h.state("i1").result.unwrap().task_id, "task-3");
+    assert_eq!(h.state("i1").tasks_adopted, 2);
+    h.stop().await;
 }

@@ -536,7 +536,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<SimBody
             );
         }
     }
+    let creates = matches!(route, Route::CreateTask(..));
     let reply = execute(&shared, route, &query, &body);
+    if creates && faults.lose_create_answers && (200..300).contains(&reply.status) {
+        // The task exists now; only its answer is lost.
+        let lost = Reply {
+            status: 502,
+            body: Bytes::from_static(b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+            content_type: "text/html",
+            headers: Vec::new(),
+        };
+        return finish(lost, &request_id, None);
+    }
     finish(reply, &request_id, Some(&faults))
 }
 

@@ -177,6 +177,9 @@ pub struct Faults {
     /// Pad successful answers to at least this many bytes (a valid JSON object with a `padding`
     /// field), streamed.
     pub huge_body_bytes: Option<usize>,
+    /// A create is carried out (the task exists and runs), but its answer is lost on the way
+    /// back: the client sees 502 Bad Gateway from the gateway instead.
+    pub lose_create_answers: bool,
 }
 
 impl Faults {
@@ -192,6 +195,7 @@ impl Faults {
             throttle_rate: self.throttle_rate.max(other.throttle_rate),
             clock_skew: self.clock_skew.max(other.clock_skew),
             huge_body_bytes: self.huge_body_bytes.max(other.huge_body_bytes),
+            lose_create_answers: self.lose_create_answers || other.lose_create_answers,
         }
     }
 }

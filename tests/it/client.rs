@@ -463,7 +463,11 @@ async fn retries_stop_after_max_retries() {
     let mut cfg = config(&mock.base, aksk(None));
     cfg.max_retries = 2;
     let c = DcsClient::new(cfg, None).unwrap();
-    let e = c.create_task(INSTANCE, Analysis::Bigkey).await.unwrap_err();
+    let q = TaskListQuery::default();
+    let e = c
+        .list_tasks(INSTANCE, Analysis::Bigkey, &q)
+        .await
+        .unwrap_err();
     assert_eq!(mock.count(), 3);
     match e {
         Error::Api {
@@ -473,7 +477,7 @@ async fn retries_stop_after_max_retries() {
             message,
             ..
         } => {
-            assert_eq!(operation, "CreateBigkeyScanTask");
+            assert_eq!(operation, "ListBigkeyScanTasks");
             assert_eq!(status, 502);
             assert_eq!(code, None);
             assert_eq!(message, "<html>Bad Gateway</html>");
@@ -908,4 +912,171 @@ async fn check_online_reports_a_verdict() {
         v,
         format!("ShowInstance OK for 1 instance(s) in project {PROJECT}: {INSTANCE} (Redis 5.0, RUNNING)")
     );
+}
+
+// ---- Creates are not idempotent ---------------------------------------------------------
+
+/// A create whose answer is lost in any way that leaves open whether DCS carried it out is sent
+/// once and reported as [`Error::OutcomeUnknown`]; the same failure of a GET is retried.
+#[tokio::test(start_paused = true)]
+async fn a_create_is_not_repeated_after_an_ambiguous_failure() {
+    type Lost = fn() -> Reply;
+    let cases: [(&str, Lost); 4] = [
+        ("502", || json(502, "<html>Bad Gateway</html>")),
+        ("500", || {
+            json(500, r#"{"error_code":"DCS.5000","error_msg":"x"}"#)
+        }),
+        ("reset", || Reply::Drop),
+        ("timeout", || {
+            Reply::Delay(Duration::from_secs(600), Box::new(json(200, TASK)))
+        }),
+    ];
+    for (what, lost) in cases {
+        let mock = Mock::start(move |_, r| {
+            if r.method == "POST" {
+                lost()
+            } else {
+                plausible(r)
+            }
+        })
+        .await;
+        let c = client(&mock);
+        let e = c.create_task(INSTANCE, Analysis::Hotkey).await.unwrap_err();
+        assert!(e.is_outcome_unknown(), "{what}: {e:?}");
+        assert!(!e.is_retryable(), "{what}");
+        assert_eq!(mock.count(), 1, "{what}: the create was sent once");
+    }
+    // A 2xx answer that cannot be read: the task exists.
+    let mock = Mock::start(|_, _| json(200, "{not json")).await;
+    let e = client(&mock)
+        .create_task(INSTANCE, Analysis::Bigkey)
+        .await
+        .unwrap_err();
+    assert!(e.is_outcome_unknown(), "{e:?}");
+    // The same failure of a GET is retried (1 + 3 retries).
+    let mock = Mock::start(|_, _| json(502, "<html>Bad Gateway</html>")).await;
+    let e = client(&mock).show_instance(INSTANCE).await.unwrap_err();
+    assert!(!e.is_outcome_unknown(), "{e:?}");
+    assert_eq!(mock.count(), 4);
+}
+
+/// A create refused before DCS could act on it (429 at the gateway, a connection never made) is
+/// retried like any other request.
+#[tokio::test(start_paused = true)]
+async fn a_create_refused_before_it_reached_dcs_is_retried() {
+    let mock = Mock::start(|n, r| match n {
+        0 => json(429, r#"{"error_code":"APIG.0308","error_msg":"throttled"}"#),
+        _ => plausible(r),
+    })
+    .await;
+    client(&mock)
+        .create_task(INSTANCE, Analysis::Hotkey)
+        .await
+        .unwrap();
+    assert_eq!(mock.count(), 2);
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let registry = prometheus::Registry::new();
+    let metrics = ApiMetrics::register(&registry, "dcs").unwrap();
+    let mut cfg = config(&base, aksk(None));
+    cfg.max_retries = 2;
+    let e = DcsClient::new(cfg, Some(metrics))
+        .unwrap()
+        .create_task(INSTANCE, Analysis::Hotkey)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Transport { .. }), "{e:?}");
+    assert_eq!(counter(&registry, "CreateHotkeyScanTask", "error"), 3);
+}
+
+// ---- Redaction of echoed credentials ----------------------------------------------------
+
+/// What a test must never find in an error: its `Display` and `Debug` forms.
+fn error_text(e: &Error) -> String {
+    format!("{e} | {e:?}")
+}
+
+/// An endpoint that echoes the request (every header in the body, the security token as the
+/// request id) must not get the credentials into errors, hence logs and the status page.
+#[tokio::test]
+async fn echoed_aksk_credentials_are_redacted() {
+    let signature = Arc::new(Mutex::new(String::new()));
+    let seen = signature.clone();
+    let mock = Mock::start(move |n, r| {
+        let auth = r.header("authorization").unwrap_or_default().to_owned();
+        *seen.lock().unwrap() = auth.rsplit("Signature=").next().unwrap().to_owned();
+        let echo: Vec<String> = r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let id = vec![(
+            "x-request-id",
+            r.header("x-security-token").unwrap_or_default().to_owned(),
+        )];
+        let echo = echo.join("; ");
+        if n == 0 {
+            let body = serde_json::json!({"error_code": "DCS.4000", "error_msg": echo});
+            Reply::Status(400, id, body.to_string())
+        } else {
+            Reply::Status(404, id, format!("<html><pre>{auth}\n{echo}</pre></html>"))
+        }
+    })
+    .await;
+    let c = DcsClient::new(config(&mock.base, aksk(Some(SECURITY_TOKEN))), None).unwrap();
+    for _ in 0..2 {
+        let e = c.show_instance(INSTANCE).await.unwrap_err();
+        let text = error_text(&e);
+        let signature = signature.lock().unwrap().clone();
+        assert_eq!(signature.len(), 64, "the request was signed");
+        for secret in [SK, SECURITY_TOKEN, signature.as_str()] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        // What is not a credential stays, for diagnosis.
+        assert!(text.contains("content-type: application/json"), "{text}");
+        assert!(text.contains("***"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn echoed_iam_tokens_and_passwords_are_redacted() {
+    // An IAM token is a long opaque string.
+    let token: String =
+        "MIIEhQYJKoZIhvcNAQcCoIIEdjCCBHICAQExDTALBglghkgBZQMEAgEwggLXBgkqhkiG9w0BBwGg".repeat(8);
+    let t = token.clone();
+    let mock = Mock::start(move |_, r| {
+        if r.path == "/iam/v3/auth/tokens" {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            let password = body["auth"]["identity"]["password"]["user"]["password"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            if password != PASSWORD {
+                let msg = format!("The password {password} is wrong for alice");
+                let body = serde_json::json!({"error": {"code": 401, "message": msg}});
+                return json(401, &body.to_string());
+            }
+            let body = r#"{"token":{"expires_at":"2099-01-01T00:00:00Z","issued_at":"2024-01-01T00:00:00Z"}}"#;
+            return Reply::Status(201, vec![("x-subject-token", t.clone())], body.into());
+        }
+        let echoed = r.header("x-auth-token").unwrap_or_default().to_owned();
+        let body = serde_json::json!({"error_code": "DCS.5000", "error_msg": format!("headers: {{\"X-Auth-Token\": \"{echoed}\"}}")});
+        Reply::Status(400, vec![("x-request-id", echoed)], body.to_string())
+    })
+    .await;
+    let e = iam_client(&mock, PASSWORD)
+        .show_instance(INSTANCE)
+        .await
+        .unwrap_err();
+    let text = error_text(&e);
+    assert!(!text.contains(&token[..40]), "the token leaked: {text}");
+    assert!(text.contains("DCS.5000"), "{text}");
+
+    let wrong = "wrong-horse-battery-staple";
+    let e = iam_client(&mock, wrong)
+        .show_instance(INSTANCE)
+        .await
+        .unwrap_err();
+    let text = error_text(&e);
+    assert!(matches!(e, Error::Token { .. }), "{text}");
+    assert!(!text.contains(wrong), "the password leaked: {text}");
+    assert!(text.contains("is wrong for alice"), "{text}");
 }

@@ -309,9 +309,9 @@ async fn every_metric_family_matches_the_simulator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_that_leaves_the_top_n_disappears_and_observe_mode_creates_nothing() {
     let id = "c0ffee00-0000-4000-8000-000000000010";
-    // A start at which the drifted top 5 holds the simulator's over-long key name, so the test
-    // always checks its cut `key` label too.
-    let start = time::macros::datetime!(2026-11-29 14:34:33 UTC);
+    // In the past: the exporter never exports a DCS time ahead of its own clock, and the test
+    // moves DCS time 6 h 20 min on.
+    let start = time::OffsetDateTime::now_utc() - Duration::from_secs(8 * 3600);
     let config = SimConfig {
         clock: SimClock::manual(start),
         ..sim_config(vec![instance(id, "drifty")])
@@ -405,8 +405,21 @@ async fn running_task_is_adopted_and_restart_creates_no_duplicate() {
         "adopted, not duplicated"
     );
 
+    let wall = || time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
+    let advanced_at = wall();
     sim.sim.clock().advance(Duration::from_secs(3600));
-    let (task, m) = published(&exp, &sim.sim, id, Analysis::Bigkey).await;
+    // DCS may date the task's end ahead of the exporter's clock (the simulated clock stood
+    // still, then jumped): then it is exported as the time the exporter saw it, never in the
+    // future.
+    let (task, m) = wait_for("the adopted task published", DEADLINE, || async {
+        let task = newest_success(&sim.sim, id, Analysis::Bigkey)?;
+        let m = exp.scrape().await;
+        let shown = m.get("dcs_analysis_last_success_timestamp_seconds", &al)?;
+        let want = timestamp::parse(task.finished_at.as_deref()?)?;
+        let seen_when = want > advanced_at && shown >= advanced_at && shown <= wall();
+        ((shown - want).abs() < 1e-3 || seen_when).then_some((task, m))
+    })
+    .await;
     assert_eq!(task.id, running.id);
     assert_eq!(m.get("dcs_analysis_running", &al), Some(0.0));
     assert_eq!(sim.sim.created_count(id, Analysis::Bigkey), 0);

@@ -33,6 +33,8 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// value the test looks for.
 fn hostile_task() -> String {
     let long = "x".repeat(64 * 1024);
+    // Deeper than serde_json's recursion limit (128).
+    let deep = format!("{}0{}", "[".repeat(300), "]".repeat(300));
     format!(
         r#"{{"id":"t-1","instance_id":"{ID}","status":"success","scan_type":"manual",
         "created_at":"2024-06-10 06:13:20","started_at":1717999999,
@@ -51,6 +53,8 @@ fn hostile_task() -> String {
           {{"name":"weird type","type":"stream","size":3,"unit":"bit","freq":109.9,"db":0}},
           {{"name":"dup","type":"string","size":1,"unit":"byte","freq":110,"db":0}},
           {{"name":"dup","type":"string","size":2,"unit":"byte","freq":1,"db":0}},
+          {{"name":"size beyond f64","type":"string","size":1e400,"unit":"byte","freq":111,"db":0}},
+          {{"name":"deeply nested type","type":{deep},"size":1,"unit":"byte","freq":112,"db":0}},
           "not a key", 42, null
         ]}}"#
     )
@@ -72,6 +76,9 @@ fn expected_names() -> Vec<(String, f64)> {
         ("emoji 🔥 ключ".into(), 108.0),
         ("weird type".into(), 109.0),
         ("dup".into(), 110.0),
+        // A value that cannot be read costs its field, not the key or the result.
+        ("size beyond f64".into(), 111.0),
+        ("deeply nested type".into(), 112.0),
     ]
 }
 

@@ -446,3 +446,190 @@ async fn iam_token_that_expires_mid_run_is_renewed_without_a_failure() {
     ticker.cancel();
     exp.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_create_answer_makes_no_second_task() {
+    let id = "fa000000-0000-4000-8000-00000000000c";
+    let sc = sim_config(id);
+    let sim = start_sim(sc.clone()).await;
+    // Every create is carried out, and its answer replaced by a 502 on the way back.
+    sim.sim.set_faults(
+        Some(id),
+        Faults {
+            lose_create_answers: true,
+            ..Faults::default()
+        },
+    );
+    let mut config = exporter_config(&sim, &sc, Duration::from_secs(20));
+    // One task is due in this test's lifetime.
+    config.clouds[0].instances[0].hotkey.interval = Duration::from_secs(3600);
+    let exp = start_exporter(config).await;
+    let shown = published_after(&exp, &sim.sim, id, 0.0).await;
+
+    let tasks = sim.sim.tasks(id, Analysis::Hotkey);
+    // The simulator refuses a second task while one runs; DCS documents no such refusal for
+    // hot keys, so the create itself must not be sent again.
+    assert_eq!(
+        sim.sim.operation_count("CreateHotkeyScanTask"),
+        1,
+        "the create was not repeated"
+    );
+    assert_eq!(sim.sim.created_count(id, Analysis::Hotkey), 1);
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert!((finished(&tasks[0]) - shown).abs() < 1e-3);
+    let m = exp.scrape().await;
+    assert_eq!(m.sum("dcs_api_requests_total", "code", "502"), 1.0);
+    let adopted = [al(id).as_slice(), &[("origin", "adopted")]].concat();
+    assert_eq!(m.get("dcs_analysis_tasks_total", &adopted), Some(1.0));
+    exp.stop().await;
+}
+
+/// Ten instances whose every answer hangs past the request timeout, one healthy instance, and
+/// fewer request permits than hung instances: the healthy one still gets a result every
+/// interval, because a permit covers one attempt, not a call's timeouts, backoffs and retries.
+/// On tokio's paused clock, with the simulator's clock following it.
+#[tokio::test(start_paused = true)]
+async fn hung_instances_do_not_starve_a_healthy_one() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use dcs_key_exporter::config::InstanceConfig;
+    use dcs_key_exporter::dcs::{ClientConfig, DcsClient, InstanceInfo};
+    use dcs_key_exporter::metrics::store::Store;
+    use dcs_key_exporter::scheduler::{Clock, CloudPlan, Scheduler};
+    use dcs_key_exporter::secret::Secret;
+    use dcs_key_exporter::simulator::{DEFAULT_ACCESS_KEY, DEFAULT_PROJECT_ID, DEFAULT_SECRET_KEY};
+
+    const INTERVAL: Duration = Duration::from_secs(120);
+    let healthy = "fa000000-0000-4000-8000-00000000000d".to_owned();
+    let hung: Vec<String> = (0..10)
+        .map(|i| format!("fa000000-0000-4000-8000-0000000001{i:02}"))
+        .collect();
+    let ids: Vec<String> = std::iter::once(healthy.clone())
+        .chain(hung.clone())
+        .collect();
+    let sc = SimConfig {
+        seed: 11,
+        instances: ids.iter().map(|id| SimInstance::new(id, "i")).collect(),
+        time_scale: 0.05,
+        clock: SimClock::tokio(),
+        ..SimConfig::with_defaults()
+    };
+    let sim = start_sim(sc).await;
+    for id in &hung {
+        let faults = Faults {
+            latency: Duration::from_secs(24 * 3600),
+            ..Faults::default()
+        };
+        sim.sim.set_faults(Some(id), faults);
+    }
+    let mut client = ClientConfig::new(
+        sim.url.clone(),
+        DEFAULT_PROJECT_ID,
+        Auth::AkSk {
+            access_key: DEFAULT_ACCESS_KEY.into(),
+            secret_key: Secret::new(DEFAULT_SECRET_KEY),
+            security_token: None,
+        },
+    );
+    client.request_timeout = Duration::from_secs(10);
+    client.max_retries = 3;
+    client.retry_base_delay = Duration::from_secs(1);
+    client.retry_max_delay = Duration::from_secs(4);
+    let client = Arc::new(DcsClient::new(client, None).unwrap());
+
+    let store = Arc::new(Store::new());
+    let (root, tracker) = (
+        CancellationToken::new(),
+        tokio_util::task::TaskTracker::new(),
+    );
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // Four permits for ten hung instances.
+    let mut scheduler = Scheduler::new(
+        store.clone(),
+        Clock::anchored(wall),
+        4,
+        root.clone(),
+        tracker.clone(),
+    )
+    .with_seed(3);
+    scheduler.set_start_jitter(Duration::from_secs(5));
+    let instances = ids
+        .iter()
+        .map(|id| InstanceConfig {
+            id: id.clone(),
+            name: None,
+            lfu_log_factor: 10,
+            hotkey: AnalysisSettings {
+                mode: Mode::Trigger,
+                interval: INTERVAL,
+                timeout: Duration::from_secs(600),
+                top_n: TOP_N,
+            },
+            bigkey: OFF,
+        })
+        .collect();
+    // Details known, as from discovery: no ShowInstance loops.
+    let known_details: HashMap<String, InstanceInfo> = ids
+        .iter()
+        .map(|id| {
+            let info = InstanceInfo {
+                instance_id: id.clone(),
+                name: "i".into(),
+                ..InstanceInfo::default()
+            };
+            (id.clone(), info)
+        })
+        .collect();
+    scheduler.apply(vec![CloudPlan {
+        name: "sim".into(),
+        client,
+        instances,
+        known_details,
+    }]);
+
+    // Watch the healthy instance's results for 20 intervals.
+    let mut published: Vec<(String, Instant)> = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < INTERVAL * 20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(r) = store.result(&healthy, Analysis::Hotkey) else {
+            continue;
+        };
+        if published.last().is_none_or(|(id, _)| *id != r.task_id) {
+            published.push((r.task_id.clone(), Instant::now()));
+        }
+    }
+    let gaps: Vec<u64> = published
+        .windows(2)
+        .map(|w| (w[1].1 - w[0].1).as_secs())
+        .collect();
+    eprintln!(
+        "healthy instance: first result after {:?}, then gaps of {gaps:?} s",
+        published.first().map(|(_, at)| *at - start)
+    );
+    assert!(
+        published.len() >= 18,
+        "{} results in 20 intervals",
+        published.len()
+    );
+    let first = published[0].1 - start;
+    assert!(first <= INTERVAL, "the first result took {first:?}");
+    let slowest = gaps.iter().copied().max().unwrap_or(u64::MAX);
+    assert!(
+        slowest <= INTERVAL.as_secs() + 30,
+        "the healthy instance went {slowest} s without a result (interval {INTERVAL:?})"
+    );
+    let hung_results = hung
+        .iter()
+        .filter(|id| store.result(id, Analysis::Hotkey).is_some())
+        .count();
+    assert_eq!(hung_results, 0, "the hung instances never answered");
+    root.cancel();
+    tracker.close();
+    drop(sim);
+    let _ = tokio::time::timeout(Duration::from_secs(120), tracker.wait()).await;
+}
