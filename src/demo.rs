@@ -1,8 +1,9 @@
 //! `--demo`: the exporter against an embedded DCS simulator, with no cloud account.
 //!
 //! Starts the simulator's demo preset on a loopback port and builds the config that points the
-//! exporter at it, with intervals short enough that hot keys, big keys and failures show on
-//! `/metrics` within about 15 seconds and keep changing.
+//! exporter at it, with intervals short enough that hot keys, big keys, key families and failures
+//! show on `/metrics` within about 15 seconds and keep changing. The offline key analysis (key
+//! families), off by default, is on here.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{
     AnalysisSettings, ApiSettings, CloudConfig, Config, InstanceConfig, InstanceDefaults,
-    KeyLabelKind, MetricsSettings, Mode, SchedulerSettings,
+    KeyLabelKind, KeyfamilySettings, MetricsSettings, Mode, SchedulerSettings,
 };
 use crate::dcs::{Analysis, Auth, ClientConfig};
 use crate::simulator::{SimConfig, Simulator};
@@ -32,6 +33,14 @@ pub fn demo_settings(analysis: Analysis) -> AnalysisSettings {
             timeout: Duration::from_secs(60),
             top_n: 20,
         },
+        // On in the demo (off by default), with a short interval so that families appear
+        // within seconds and grow over time.
+        Analysis::Keyfamily => AnalysisSettings {
+            mode: Mode::Trigger,
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(60),
+            top_n: 15,
+        },
     }
 }
 
@@ -41,6 +50,10 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
         lfu_log_factor: 10,
         hotkey: demo_settings(Analysis::Hotkey),
         bigkey: demo_settings(Analysis::Bigkey),
+        keyfamily: KeyfamilySettings {
+            analysis: demo_settings(Analysis::Keyfamily),
+            fresh_backup: false,
+        },
     };
     let instances = sim
         .instances()
@@ -51,6 +64,7 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
             lfu_log_factor: 10,
             hotkey: defaults.hotkey,
             bigkey: defaults.bigkey,
+            keyfamily: defaults.keyfamily,
         })
         .collect();
     let mut client = ClientConfig::new(

@@ -85,6 +85,33 @@ impl AnalysisSettings {
                 timeout: Duration::from_secs(30 * 60),
                 top_n: 100,
             },
+            // Off unless configured: each run analyses a backup per shard. `top_n` is the number
+            // of key families exported per instance.
+            Analysis::Keyfamily => AnalysisSettings {
+                mode: Mode::Off,
+                interval: Duration::from_secs(24 * 3600),
+                timeout: Duration::from_secs(2 * 3600),
+                top_n: 20,
+            },
+        }
+    }
+}
+
+/// Settings of the offline key analysis (key families) of one instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyfamilySettings {
+    /// Mode, interval, timeout (per shard's task), and `top_n`: families exported per instance.
+    pub analysis: AnalysisSettings,
+    /// Let DCS take a new backup for every analysis (omit `backup_id`) instead of analysing the
+    /// newest existing successful backup.
+    pub fresh_backup: bool,
+}
+
+impl Default for KeyfamilySettings {
+    fn default() -> Self {
+        KeyfamilySettings {
+            analysis: AnalysisSettings::default_for(Analysis::Keyfamily),
+            fresh_backup: false,
         }
     }
 }
@@ -98,6 +125,7 @@ pub struct InstanceConfig {
     pub lfu_log_factor: u32,
     pub hotkey: AnalysisSettings,
     pub bigkey: AnalysisSettings,
+    pub keyfamily: KeyfamilySettings,
 }
 
 impl InstanceConfig {
@@ -105,6 +133,7 @@ impl InstanceConfig {
         match analysis {
             Analysis::Hotkey => &self.hotkey,
             Analysis::Bigkey => &self.bigkey,
+            Analysis::Keyfamily => &self.keyfamily.analysis,
         }
     }
 }
@@ -150,6 +179,7 @@ pub struct InstanceDefaults {
     pub lfu_log_factor: u32,
     pub hotkey: AnalysisSettings,
     pub bigkey: AnalysisSettings,
+    pub keyfamily: KeyfamilySettings,
 }
 
 /// Metric output settings.
@@ -513,7 +543,18 @@ impl Validator<'_> {
                 raw.analysis.bigkey.as_ref(),
                 AnalysisSettings::default_for(Analysis::Bigkey),
             ),
+            keyfamily: self.keyfamily(
+                "analysis.keyfamily",
+                raw.analysis.keyfamily.as_ref(),
+                KeyfamilySettings::default(),
+            ),
         };
+        for (key, raw) in [
+            ("analysis.hotkey", &raw.analysis.hotkey),
+            ("analysis.bigkey", &raw.analysis.bigkey),
+        ] {
+            self.no_fresh_backup(key, raw.as_ref());
+        }
 
         if raw.clouds.is_empty() {
             self.problem("clouds", "at least one cloud is required");
@@ -565,6 +606,30 @@ impl Validator<'_> {
             }
         }
         KeyRewrite::new(rules)
+    }
+
+    fn keyfamily(
+        &mut self,
+        key: &str,
+        raw: Option<&RawAnalysis>,
+        base: KeyfamilySettings,
+    ) -> KeyfamilySettings {
+        KeyfamilySettings {
+            analysis: self.analysis(key, raw, base.analysis),
+            fresh_backup: raw
+                .and_then(|r| r.fresh_backup)
+                .unwrap_or(base.fresh_backup),
+        }
+    }
+
+    /// `fresh_backup` belongs to the offline key analysis only.
+    fn no_fresh_backup(&mut self, key: &str, raw: Option<&RawAnalysis>) {
+        if raw.is_some_and(|r| r.fresh_backup.is_some()) {
+            self.problem(
+                format!("{key}.fresh_backup"),
+                "only analysis.keyfamily takes fresh_backup",
+            );
+        }
     }
 
     fn analysis(
@@ -810,7 +875,18 @@ impl Validator<'_> {
                 raw.analysis.bigkey.as_ref(),
                 defaults.bigkey,
             ),
+            keyfamily: self.keyfamily(
+                &format!("{key}.analysis.keyfamily"),
+                raw.analysis.keyfamily.as_ref(),
+                defaults.keyfamily,
+            ),
         };
+        for (sub, r) in [
+            ("hotkey", &raw.analysis.hotkey),
+            ("bigkey", &raw.analysis.bigkey),
+        ] {
+            self.no_fresh_backup(&format!("{key}.analysis.{sub}"), r.as_ref());
+        }
         (!id.is_empty()).then_some(cfg)
     }
 

@@ -11,21 +11,29 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The two key analyses DCS offers.
+/// The key analyses DCS offers: the hot key and big key scans of the live instance, and the
+/// offline key analysis of a backup, which reports key families (largest prefixes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Analysis {
     Hotkey,
     Bigkey,
+    /// The offline (full) key analysis of a backup (`CreateOfflineKeyAnalysis`, see
+    /// [`offline`](super::offline)); its `analysis` label value is `keyfamily`.
+    Keyfamily,
 }
 
 impl Analysis {
+    /// The two scan-task analyses, which share one API shape (task records with keys).
     pub const ALL: [Analysis; 2] = [Analysis::Hotkey, Analysis::Bigkey];
+    /// Every analysis kind, in output order.
+    pub const EVERY: [Analysis; 3] = [Analysis::Hotkey, Analysis::Bigkey, Analysis::Keyfamily];
 
     /// The value of the `analysis` metric label and the config key.
     pub fn as_str(self) -> &'static str {
         match self {
             Analysis::Hotkey => "hotkey",
             Analysis::Bigkey => "bigkey",
+            Analysis::Keyfamily => "keyfamily",
         }
     }
 
@@ -34,6 +42,7 @@ impl Analysis {
         match self {
             Analysis::Hotkey => "hotkey-task",
             Analysis::Bigkey => "bigkey-task",
+            Analysis::Keyfamily => super::offline::KEY_ANALYSIS_SEGMENT,
         }
     }
 
@@ -42,6 +51,7 @@ impl Analysis {
         match self {
             Analysis::Hotkey => "hotkey-tasks",
             Analysis::Bigkey => "bigkey-tasks",
+            Analysis::Keyfamily => super::offline::KEY_ANALYSIS_SEGMENT,
         }
     }
 
@@ -50,23 +60,31 @@ impl Analysis {
         self.as_str()
     }
 
-    /// The official SDK's operation name, used as the `operation` metric label.
+    /// The official SDK's operation name, used as the `operation` metric label. The offline key
+    /// analysis has no autoscan: those two names are the big key ones' counterparts that do not
+    /// exist, and no call uses them.
     pub fn operation(self, op: Operation) -> &'static str {
         use Analysis::*;
         use Operation::*;
         match (op, self) {
             (ListTasks, Hotkey) => "ListHotKeyScanTasks",
             (ListTasks, Bigkey) => "ListBigkeyScanTasks",
+            (ListTasks, Keyfamily) => "ListOfflineKeyAnalysisTask",
             (CreateTask, Hotkey) => "CreateHotkeyScanTask",
             (CreateTask, Bigkey) => "CreateBigkeyScanTask",
+            (CreateTask, Keyfamily) => "CreateOfflineKeyAnalysis",
             (ShowTask, Hotkey) => "ShowHotkeyTaskDetails",
             (ShowTask, Bigkey) => "ShowBigkeyScanTaskDetails",
+            (ShowTask, Keyfamily) => "ShowOfflineKeyAnalysisTask",
             (DeleteTask, Hotkey) => "DeleteHotkeyScanTask",
             (DeleteTask, Bigkey) => "DeleteBigkeyScanTask",
+            (DeleteTask, Keyfamily) => "DeleteOfflineKeyAnalysisTask",
             (ShowAutoscan, Hotkey) => "ShowHotkeyAutoscanConfig",
             (ShowAutoscan, Bigkey) => "ShowBigkeyAutoscanConfig",
+            (ShowAutoscan, Keyfamily) => "ShowOfflineKeyAnalysisAutoscanConfig",
             (UpdateAutoscan, Hotkey) => "UpdateHotkeyAutoScanConfig",
             (UpdateAutoscan, Bigkey) => "UpdateBigkeyAutoscanConfig",
+            (UpdateAutoscan, Keyfamily) => "UpdateOfflineKeyAnalysisAutoscanConfig",
         }
     }
 }
@@ -416,7 +434,7 @@ where
 
 /// Field deserialisers that take what they can from a value of the wrong shape instead of
 /// failing the whole response: one odd key or record must not cost a result.
-mod lenient {
+pub(crate) mod lenient {
     use serde::de::DeserializeOwned;
     use serde::{Deserialize, Deserializer};
     use serde_json::Value;

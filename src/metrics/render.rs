@@ -143,6 +143,43 @@ const BIGKEY_ELEMENTS: Family = Family {
     help: "Number of elements of a big key whose size unit is count (list, set, zset, hash), \
            from the newest completed big key analysis of the instance; cached between analyses.",
 };
+const KEYFAMILY_KEYS: Family = Family {
+    name: "keyfamily_keys",
+    kind: Kind::Gauge,
+    help: "Keys of a key family (key pattern) of one type on one shard, from the newest completed \
+           key family analysis of the instance (DCS: offline key analysis of a backup, largest \
+           prefixes); the top N families by memory, the rest summed as family=other; cached \
+           between analyses.",
+};
+const KEYFAMILY_MEMORY_BYTES: Family = Family {
+    name: "keyfamily_memory_bytes",
+    kind: Kind::Gauge,
+    help: "Bytes of a key family (key pattern) of one type on one shard, from the newest \
+           completed key family analysis of the instance (DCS: the prefix' bytes reported by the \
+           offline key analysis of a backup); the top N families by memory, the rest summed as \
+           family=other; cached between analyses.",
+};
+const KEYFAMILY_KEYS_WITHOUT_TTL: Family = Family {
+    name: "keyfamily_keys_without_ttl",
+    kind: Kind::Gauge,
+    help: "Keys of a key family that never expire, from the newest completed key family \
+           analysis of the instance; only for sources that report it (not DCS); cached between \
+           analyses.",
+};
+const KEYSPACE_KEYS: Family = Family {
+    name: "keyspace_keys",
+    kind: Kind::Gauge,
+    help: "Keys of one type over all analysed shards of the instance, from the newest completed \
+           key family analysis of each shard (DCS: type_num of the offline key analysis of a \
+           backup); cached between analyses.",
+};
+const KEYSPACE_MEMORY_BYTES: Family = Family {
+    name: "keyspace_memory_bytes",
+    kind: Kind::Gauge,
+    help: "Bytes of the keys of one type over all analysed shards of the instance, from the \
+           newest completed key family analysis of each shard (DCS: type_bytes of the offline \
+           key analysis of a backup); cached between analyses.",
+};
 const ANALYSIS_KEYS: Family = Family {
     name: "analysis_keys",
     kind: Kind::Gauge,
@@ -220,10 +257,11 @@ enum Value {
     Float(f64),
 }
 
-/// Number of per-key families (see [`KEY_FAMILIES`]).
-pub const KEY_FAMILY_COUNT: usize = 6;
+/// Number of per-result families (see [`KEY_FAMILIES`]).
+pub const KEY_FAMILY_COUNT: usize = 11;
 
-/// The per-key families in output order: four fed by hot key results, two by big key results.
+/// The per-result metric families in output order: four fed by hot key results, two by big key
+/// results, five by key family results.
 const KEY_FAMILIES: [&Family; KEY_FAMILY_COUNT] = [
     &HOTKEY_FREQUENCY,
     &HOTKEY_ESTIMATED_ACCESSES,
@@ -231,7 +269,14 @@ const KEY_FAMILIES: [&Family; KEY_FAMILY_COUNT] = [
     &HOTKEY_ELEMENTS,
     &BIGKEY_SIZE_BYTES,
     &BIGKEY_ELEMENTS,
+    &KEYFAMILY_KEYS,
+    &KEYFAMILY_MEMORY_BYTES,
+    &KEYFAMILY_KEYS_WITHOUT_TTL,
+    &KEYSPACE_KEYS,
+    &KEYSPACE_MEMORY_BYTES,
 ];
+/// Index of the first key family metric in [`KEY_FAMILIES`].
+const FIRST_FAMILY_METRIC: usize = 6;
 
 /// The samples (no HELP/TYPE lines) of each per-key family for one analysis result of one
 /// instance, indexed like the families' output order; families the result has no value for are
@@ -309,6 +354,11 @@ pub fn render_key_families(
                 size_in(rec, &SizeUnit::Count),
                 None,
                 None,
+                None,
+                None,
+                None,
+                None,
+                None,
             ],
             Analysis::Bigkey => [
                 None,
@@ -317,7 +367,13 @@ pub fn render_key_families(
                 None,
                 size_in(rec, &SizeUnit::Byte),
                 size_in(rec, &SizeUnit::Count),
+                None,
+                None,
+                None,
+                None,
+                None,
             ],
+            Analysis::Keyfamily => [None; KEY_FAMILY_COUNT],
         };
         for ((buf, family), value) in out.iter_mut().zip(KEY_FAMILIES).zip(values) {
             if let Some(v) = value {
@@ -325,7 +381,92 @@ pub fn render_key_families(
             }
         }
     }
+    render_families(inst, result, opts, &mut out);
     out
+}
+
+/// The key family and keyspace samples of one result. Family names go through the key
+/// privacy rules like key names (`other` stays as is); families whose labels coincide after
+/// that are summed into one series.
+fn render_families(
+    inst: &InstanceState,
+    result: &AnalysisResult,
+    opts: &RenderOptions,
+    out: &mut KeyFamilies,
+) {
+    let ns = opts.namespace.as_str();
+    let mut rows: Vec<(Vec<u8>, u64, u64, Option<u64>)> = Vec::new();
+    let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+    let mut labels = Vec::with_capacity(256);
+    for f in &result.families {
+        let family = if f.family == super::families::OTHER {
+            std::borrow::Cow::Borrowed(f.family.as_str())
+        } else {
+            export_key(&f.family, &opts.key_rewrite, &opts.key_label)
+        };
+        labels.clear();
+        label(&mut labels, "instance_id", &inst.id, true);
+        label(&mut labels, "instance_name", &inst.name, false);
+        label(&mut labels, "family", &family, false);
+        label(&mut labels, "key_type", &f.key_type, false);
+        label(&mut labels, "shard", &f.shard, false);
+        match index.get(&labels) {
+            Some(&i) => {
+                let r = &mut rows[i];
+                r.1 = r.1.saturating_add(f.keys);
+                r.2 = r.2.saturating_add(f.memory_bytes);
+                r.3 = match (r.3, f.keys_without_ttl) {
+                    (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                    _ => None,
+                };
+            }
+            None => {
+                index.insert(labels.clone(), rows.len());
+                rows.push((labels.clone(), f.keys, f.memory_bytes, f.keys_without_ttl));
+            }
+        }
+    }
+    let [keys, bytes, no_ttl] = [0, 1, 2].map(|i| KEY_FAMILIES[FIRST_FAMILY_METRIC + i]);
+    for (l, k, b, t) in &rows {
+        sample(&mut out[FIRST_FAMILY_METRIC], ns, keys, l, Value::Int(*k));
+        sample(
+            &mut out[FIRST_FAMILY_METRIC + 1],
+            ns,
+            bytes,
+            l,
+            Value::Int(*b),
+        );
+        if let Some(t) = t {
+            sample(
+                &mut out[FIRST_FAMILY_METRIC + 2],
+                ns,
+                no_ttl,
+                l,
+                Value::Int(*t),
+            );
+        }
+    }
+    for t in result.keyspace_totals() {
+        labels.clear();
+        label(&mut labels, "instance_id", &inst.id, true);
+        label(&mut labels, "instance_name", &inst.name, false);
+        label(&mut labels, "key_type", &t.key_type, false);
+        let (i_keys, i_bytes) = (FIRST_FAMILY_METRIC + 3, FIRST_FAMILY_METRIC + 4);
+        sample(
+            &mut out[i_keys],
+            ns,
+            KEY_FAMILIES[i_keys],
+            &labels,
+            Value::Int(t.keys),
+        );
+        sample(
+            &mut out[i_bytes],
+            ns,
+            KEY_FAMILIES[i_bytes],
+            &labels,
+            Value::Int(t.memory_bytes),
+        );
+    }
 }
 
 /// Writes the per-analysis and per-instance families (everything but the per-key families).
@@ -642,6 +783,8 @@ mod tests {
             finished_at: Some(1010.5),
             key_count: 120,
             keys,
+            shards: Default::default(),
+            families: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::families::{top_families, KeyFamily, KeyspaceTotal, ShardFamilies};
 use crate::dcs::{self, Analysis, InstanceInfo, KeyRecord, ScanType, SizeUnit, TaskRecord};
 
 /// Why an attempt produced no result: the `reason` label of `dcs_analysis_failures_total`.
@@ -99,6 +100,37 @@ pub struct AnalysisResult {
     /// The exported keys, ranked: hot keys by `freq` descending, big keys by `size` descending
     /// within each unit (at most N per unit).
     pub keys: Vec<KeyRecord>,
+    /// Key family analyses: the newest result of each shard, by shard.
+    pub shards: BTreeMap<String, Arc<ShardFamilies>>,
+    /// Key family analyses: the exported families over all shards, the top N by memory and
+    /// the rest as `other` (see [`top_families`]).
+    pub families: Vec<KeyFamily>,
+}
+
+impl AnalysisResult {
+    /// Per key type totals over all shards (`dcs_keyspace_*`), in key type order.
+    pub fn keyspace_totals(&self) -> Vec<KeyspaceTotal> {
+        let mut by_type: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for t in self.shards.values().flat_map(|s| &s.totals) {
+            let e = by_type.entry(t.key_type.as_str()).or_default();
+            e.0 = e.0.saturating_add(t.keys);
+            e.1 = e.1.saturating_add(t.memory_bytes);
+        }
+        by_type
+            .into_iter()
+            .map(|(key_type, (keys, memory_bytes))| KeyspaceTotal {
+                key_type: key_type.to_owned(),
+                shard: String::new(),
+                keys,
+                memory_bytes,
+            })
+            .collect()
+    }
+
+    /// Oldest finish time over the shards (Unix seconds), for the next shard to analyse.
+    pub fn shard_finished(&self, shard: &str) -> Option<f64> {
+        self.shards.get(shard).and_then(|s| s.finished_at)
+    }
 }
 
 impl AnalysisResult {
@@ -114,6 +146,8 @@ impl AnalysisResult {
             finished_at: ts(&task.finished_at),
             key_count: task.key_count(),
             keys,
+            shards: BTreeMap::new(),
+            families: Vec::new(),
         }
     }
 
@@ -144,6 +178,8 @@ pub fn rank_keys(analysis: Analysis, keys: &[KeyRecord], top_n: usize) -> Vec<Ke
             ranked.truncate(top_n);
             ranked
         }
+        // Key family analyses report no keys of their own.
+        Analysis::Keyfamily => Vec::new(),
         Analysis::Bigkey => {
             ranked.sort_by_key(|k| std::cmp::Reverse(k.size.unwrap_or(i64::MIN)));
             let mut per_unit: BTreeMap<String, usize> = BTreeMap::new();
@@ -382,6 +418,61 @@ impl Store {
                 a.result = Some(Arc::new(new));
                 taken = true;
             }
+        });
+        taken
+    }
+
+    /// Publishes one shard's key families as part of the analysis' result: the shard's
+    /// previous families are replaced as a whole, other shards keep theirs, and the exported
+    /// top N is recomputed over all shards. `task` gives the times and id of the newest result.
+    /// Returns whether the result was taken (not when the shard already has this task's or a
+    /// later result).
+    pub fn publish_families(
+        &self,
+        id: &str,
+        analysis: Analysis,
+        task: &TaskRecord,
+        shard: String,
+        families: ShardFamilies,
+    ) -> bool {
+        let mut taken = false;
+        self.update_analysis(id, analysis, |a| {
+            let mut shards = a
+                .result
+                .as_ref()
+                .map(|r| r.shards.clone())
+                .unwrap_or_default();
+            let newer = match shards.get(&shard) {
+                None => true,
+                Some(old) if old.task_id == families.task_id => false,
+                Some(old) => match (old.finished_at, families.finished_at) {
+                    (Some(o), Some(n)) => n >= o,
+                    _ => true,
+                },
+            };
+            a.supported = true;
+            a.consecutive_failures = 0;
+            if !newer {
+                return;
+            }
+            shards.insert(shard, Arc::new(families));
+            let mut new = AnalysisResult::from_task(analysis, task, a.spec.top_n);
+            let all: Vec<KeyFamily> = shards
+                .values()
+                .flat_map(|s| s.families.iter().cloned())
+                .collect();
+            new.families = top_families(&all, a.spec.top_n);
+            new.key_count = shards.values().map(|s| s.key_count).sum();
+            // The newest shard result gives the analysis' finish time.
+            new.finished_at = shards
+                .values()
+                .filter_map(|s| s.finished_at)
+                .fold(new.finished_at, |acc, f| {
+                    Some(acc.map_or(f, |a: f64| a.max(f)))
+                });
+            new.shards = shards;
+            a.result = Some(Arc::new(new));
+            taken = true;
         });
         taken
     }

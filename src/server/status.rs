@@ -1,7 +1,8 @@
 //! The status page served at `/`: a self-contained HTML summary of the snapshot.
 //!
 //! One section per configured instance and one table per analysis: mode, support, last success,
-//! last error, running task, consecutive failures and the top keys of the newest result. The page
+//! last error, running task, consecutive failures and the top keys of the newest result (the top
+//! key families, for the key family analysis, beside the instance's top keys). The page
 //! has inline CSS, no scripts and no external assets. Everything that comes from DCS or the config
 //! (names, ids, messages, key names) is hostile text: it is HTML-escaped, and control characters in
 //! key names are shown as escapes.
@@ -12,9 +13,10 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 use crate::dcs::Analysis;
+use crate::metrics::families::OTHER;
 use crate::metrics::keyrewrite::export_key;
 use crate::metrics::render::RenderOptions;
-use crate::metrics::store::{AnalysisState, InstanceState, Snapshot};
+use crate::metrics::store::{AnalysisResult, AnalysisState, InstanceState, Snapshot};
 
 /// Keys shown per analysis.
 pub const TOP_KEYS: usize = 5;
@@ -172,13 +174,17 @@ fn analysis(
     let Some(result) = &st.result else {
         return;
     };
+    if analysis == Analysis::Keyfamily {
+        family_table(h, result, keys);
+        return;
+    }
     if result.keys.is_empty() {
         h.push_str("<p>The newest result reported no keys.</p>\n");
         return;
     }
     let value_header = match analysis {
         Analysis::Hotkey => "freq",
-        Analysis::Bigkey => "size",
+        Analysis::Bigkey | Analysis::Keyfamily => "size",
     };
     let _ = write!(
         h,
@@ -196,7 +202,7 @@ fn analysis(
     for (label, k) in shown.take(TOP_KEYS) {
         let value = match analysis {
             Analysis::Hotkey => k.freq.map_or_else(|| "?".to_owned(), |f| f.to_string()),
-            Analysis::Bigkey => match (k.size, &k.unit) {
+            Analysis::Bigkey | Analysis::Keyfamily => match (k.size, &k.unit) {
                 (Some(s), Some(u)) => format!("{s} {}", esc(u.as_str())),
                 (Some(s), None) => s.to_string(),
                 _ => "?".to_owned(),
@@ -210,6 +216,37 @@ fn analysis(
             k.db.map(|d| d.to_string()).unwrap_or_default(),
             esc(k.shard.as_deref().unwrap_or("")),
             value,
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// The largest key families of a key family result, as exported (privacy rules applied).
+fn family_table(h: &mut String, result: &AnalysisResult, keys: &RenderOptions) {
+    let shown: Vec<_> = result
+        .families
+        .iter()
+        .filter(|f| f.family != OTHER)
+        .take(TOP_KEYS)
+        .collect();
+    if shown.is_empty() {
+        h.push_str("<p>The newest result reported no key families.</p>\n");
+        return;
+    }
+    h.push_str(
+        "<table class=\"keys families\">\n<tr><th>top family</th><th>type</th><th>shard</th>\
+         <th>keys</th><th>memory</th></tr>\n",
+    );
+    for f in shown {
+        let label = export_key(&f.family, &keys.key_rewrite, &keys.key_label);
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"key\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} bytes</td></tr>",
+            esc(&display_key(&label)),
+            esc(&f.key_type),
+            esc(&f.shard),
+            f.keys,
+            f.memory_bytes,
         );
     }
     h.push_str("</table>\n");
@@ -345,6 +382,8 @@ mod tests {
                 finished_at: Some(JAN1 + 60.0),
                 key_count: 8,
                 keys,
+                shards: Default::default(),
+                families: Vec::new(),
             })),
             last_error: Some(LastError {
                 at: JAN1 + 1800.0,
@@ -374,6 +413,8 @@ mod tests {
                 unit: Some(SizeUnit::Count),
                 freq: None,
             }],
+            shards: Default::default(),
+            families: Vec::new(),
         }));
         let inst = InstanceState {
             id: "5560df16-id".into(),
