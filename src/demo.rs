@@ -50,10 +50,8 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
         lfu_log_factor: 10,
         hotkey: demo_settings(Analysis::Hotkey),
         bigkey: demo_settings(Analysis::Bigkey),
-        keyfamily: KeyfamilySettings {
-            analysis: demo_settings(Analysis::Keyfamily),
-            fresh_backup: false,
-        },
+        // Off here (tests build on this config); `start` turns it on.
+        keyfamily: KeyfamilySettings::default(),
     };
     let instances = sim
         .instances()
@@ -106,6 +104,22 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
     }
 }
 
+/// Turns the key family analysis on for every instance of `config`, with the demo's short
+/// interval and a fresh backup per run (so that families change between runs, as the keyspace
+/// drifts).
+pub fn enable_key_families(config: &mut Config) {
+    let demo = KeyfamilySettings {
+        analysis: demo_settings(Analysis::Keyfamily),
+        fresh_backup: true,
+    };
+    for cloud in &mut config.clouds {
+        cloud.defaults.keyfamily = demo;
+        for inst in &mut cloud.instances {
+            inst.keyfamily = demo;
+        }
+    }
+}
+
 /// Starts the demo simulator on a loopback port; it stops when `shutdown` is cancelled.
 /// Returns the exporter config that points at it, and the simulator for inspection.
 pub async fn start(
@@ -118,7 +132,8 @@ pub async fn start(
     let sim = Simulator::new(sim_config.clone());
     let endpoint = url::Url::parse(&format!("http://{addr}"))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let config = config_for(&sim, &sim_config, endpoint);
+    let mut config = config_for(&sim, &sim_config, endpoint);
+    enable_key_families(&mut config);
     let serving = sim.clone();
     tracker.spawn(async move {
         if let Err(e) = serving.serve(listener, shutdown).await {

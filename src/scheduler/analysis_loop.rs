@@ -35,8 +35,12 @@ use tracing::{debug, info, warn};
 
 use super::backoff;
 use super::clock::Clock;
+use super::offline::{self, Created, ShardSeen};
 use crate::config::{AnalysisSettings, Mode};
-use crate::dcs::{self, timestamp, Analysis, DcsApi, TaskListQuery, TaskRecord, TaskStatus};
+use crate::dcs::{
+    self, timestamp, Analysis, DcsApi, OfflineTaskDetails, TaskList, TaskListQuery, TaskRecord,
+    TaskStatus,
+};
 use crate::metrics::store::{FailureReason, RunningTask, Store, TaskOrigin};
 
 /// Records asked for per list call: DCS keeps at most 100 per instance and kind, so one page
@@ -83,6 +87,12 @@ pub struct AnalysisLoop<C> {
     unsupported: bool,
     consecutive_failures: u64,
     created: VecDeque<String>,
+    /// Key families: let DCS take a new backup for every task (see [`offline`]).
+    fresh_backup: bool,
+    /// Key families: the shards of the instance, from the last node listing.
+    shards: Vec<String>,
+    /// Key families: the result of the task last shown successful, until it is published.
+    details: Option<OfflineTaskDetails>,
 }
 
 /// What came of following a task.
@@ -126,7 +136,16 @@ impl<C: DcsApi> AnalysisLoop<C> {
             unsupported: false,
             consecutive_failures: 0,
             created: VecDeque::new(),
+            fresh_backup: false,
+            shards: Vec::new(),
+            details: None,
         }
+    }
+
+    /// Key families: omit `backup_id`, so that DCS takes a new backup for every task.
+    pub fn with_fresh_backup(mut self, fresh_backup: bool) -> Self {
+        self.fresh_backup = fresh_backup;
+        self
     }
 
     /// Runs until `cancel` fires. Requests in flight at that moment are allowed to finish; no
@@ -170,6 +189,16 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 .follow_and_publish(id, status, created, TaskOrigin::Adopted, cancel)
                 .await;
         }
+        if self.analysis == Analysis::Keyfamily {
+            // The cadence counts per shard: learn the shards before the first wait. A failure
+            // here only leaves the cadence to the published result until the first creation.
+            if let Ok(nodes) = self
+                .call(|c, id, _| async move { offline::shard_nodes(c, id).await })
+                .await
+            {
+                self.shards = nodes.into_iter().map(|n| n.shard).collect();
+            }
+        }
         let jitter = backoff::start_jitter(
             self.settings.interval,
             self.shared.start_jitter,
@@ -178,8 +207,31 @@ impl<C: DcsApi> AnalysisLoop<C> {
         self.until_due().max(jitter)
     }
 
-    /// Time left until the newest result is one interval old (zero when there is none).
+    /// Time left until the newest result is one interval old (zero when there is none). Key
+    /// families: until the oldest shard's result is (zero while a known shard has none).
     fn until_due(&self) -> Duration {
+        if self.analysis == Analysis::Keyfamily && !self.shards.is_empty() {
+            let seen = self.shard_seen();
+            let oldest = self
+                .shards
+                .iter()
+                .map(|s| seen.get(s).and_then(|x| x.finished_at))
+                .min_by(|a, b| match (a, b) {
+                    (None, _) => std::cmp::Ordering::Less,
+                    (_, None) => std::cmp::Ordering::Greater,
+                    (Some(a), Some(b)) => a.total_cmp(b),
+                })
+                .flatten();
+            return match oldest {
+                Some(f) => {
+                    let age = (self.shared.clock.now_unix() - f).max(0.0);
+                    self.settings
+                        .interval
+                        .saturating_sub(Duration::from_secs_f64(age))
+                }
+                None => Duration::ZERO,
+            };
+        }
         match self.published_since {
             Some(f) => {
                 let age = (self.shared.clock.now_unix() - f).max(0.0);
@@ -223,11 +275,12 @@ impl<C: DcsApi> AnalysisLoop<C> {
             return due;
         }
         let op = self.analysis.operation(dcs::Operation::CreateTask);
-        match self
-            .call(|c, id, a| async move { c.create_task(id, a).await })
-            .await
-        {
-            Ok(task) => {
+        match self.create_any().await {
+            Ok(None) => {
+                debug!("every shard has a result of the newest backup, not creating a task");
+                self.settings.interval
+            }
+            Ok(Some(task)) => {
                 self.remember_created(&task.id);
                 self.shared
                     .store
@@ -313,12 +366,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
             limit: Some(LIST_LIMIT),
             status: None,
         };
-        let list = self
-            .call(|c, id, a| {
-                let query = query.clone();
-                async move { c.list_tasks(id, a, &query).await }
-            })
-            .await?;
+        let list = self.list_any(query).await?;
         let when = |r: &dcs::TaskSummary| {
             let f = r.finished_at.as_deref().and_then(timestamp::parse);
             f.or_else(|| r.created_at.as_deref().and_then(timestamp::parse))
@@ -348,12 +396,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
             let finished = when(rec);
             if self.is_newer(&rec.id, finished) {
                 let task_id = rec.id.clone();
-                let task = self
-                    .call(|c, id, a| {
-                        let task_id = task_id.clone();
-                        async move { c.show_task(id, a, &task_id).await }
-                    })
-                    .await?;
+                let task = self.show_any(&task_id).await?;
                 if task.status == TaskStatus::Success {
                     let origin = if self.created.contains(&task.id) {
                         None
@@ -388,7 +431,20 @@ impl<C: DcsApi> AnalysisLoop<C> {
         if let Some(o) = origin {
             store.count_task(&self.instance_id, self.analysis, o);
         }
-        if store.publish(&self.instance_id, self.analysis, task) {
+        if self.analysis == Analysis::Keyfamily {
+            match self.details.take().filter(|d| d.id == task.id) {
+                Some(d) => {
+                    let fams = crate::metrics::families::from_offline(&d, finished);
+                    let n = fams.families.len();
+                    if store.publish_families(&self.instance_id, self.analysis, task, d.shard(), fams)
+                    {
+                        info!(task_id = %task.id, shard = %d.shard(), families = n,
+                            "published key family result");
+                    }
+                }
+                None => warn!(task_id = %task.id, "no result fetched for the task"),
+            }
+        } else if store.publish(&self.instance_id, self.analysis, task) {
             info!(task_id = %task.id, keys = task.key_count(), "published analysis result");
         }
         self.published = Some((task.id.clone(), finished));
@@ -437,6 +493,10 @@ impl<C: DcsApi> AnalysisLoop<C> {
             Ok(Outcome::Success(task)) => {
                 self.publish(&task, None);
                 self.clean = origin == TaskOrigin::Created;
+                if self.analysis == Analysis::Keyfamily {
+                    // The next shard may be due at once.
+                    return self.until_due().max(backoff::MIN_POLL_INTERVAL);
+                }
                 // Keep the cadence: the next task is due one interval after this one started.
                 let since = created_unix.map_or(Duration::ZERO, |c| {
                     Duration::from_secs_f64((self.shared.clock.now_unix() - c).max(0.0))
@@ -508,9 +568,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
             if started.elapsed() >= self.settings.timeout {
                 return Ok(Outcome::TimedOut);
             }
-            let task = self
-                .call(|c, id, a| async move { c.show_task(id, a, task_id).await })
-                .await?;
+            let task = self.show_any(task_id).await?;
             match &task.status {
                 TaskStatus::Success => return Ok(Outcome::Success(task)),
                 TaskStatus::Failed => return Ok(Outcome::Failed(task.status.to_string())),
@@ -518,6 +576,85 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 // until the timeout decides.
                 other => status = other.clone(),
             }
+        }
+    }
+
+    /// What the published key family result holds per shard.
+    fn shard_seen(&self) -> std::collections::BTreeMap<String, ShardSeen> {
+        self.shared
+            .store
+            .result(&self.instance_id, self.analysis)
+            .map(|r| {
+                r.shards
+                    .iter()
+                    .map(|(k, v)| {
+                        let seen = ShardSeen {
+                            finished_at: v.finished_at,
+                            backup_id: v.backup_id.clone(),
+                        };
+                        (k.clone(), seen)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The list call of this analysis.
+    async fn list_any(&self, query: TaskListQuery) -> dcs::Result<TaskList> {
+        if self.analysis == Analysis::Keyfamily {
+            self.call(|c, id, _| async move { offline::list(c, id, &query).await })
+                .await
+        } else {
+            self.call(|c, id, a| async move { c.list_tasks(id, a, &query).await })
+                .await
+        }
+    }
+
+    /// The task's record. Key families: status from the list, and the result, kept for
+    /// [`publish`](Self::publish), once it succeeded.
+    async fn show_any(&mut self, task_id: &str) -> dcs::Result<TaskRecord> {
+        if self.analysis == Analysis::Keyfamily {
+            let (record, details) = self
+                .call(|c, id, _| async move { offline::show(c, id, task_id).await })
+                .await?;
+            if details.is_some() {
+                self.details = details;
+            }
+            Ok(record)
+        } else {
+            self.call(|c, id, a| async move { c.show_task(id, a, task_id).await })
+                .await
+        }
+    }
+
+    /// Creates a task; `None` when there is nothing new to analyse (key families only).
+    async fn create_any(&mut self) -> dcs::Result<Option<TaskRecord>> {
+        if self.analysis != Analysis::Keyfamily {
+            return self
+                .call(|c, id, a| async move { c.create_task(id, a).await })
+                .await
+                .map(Some);
+        }
+        let seen = self.shard_seen();
+        let now = self.shared.clock.now_unix();
+        // A shard is due a little before its interval ends, so that the whole round of shards
+        // fits in one interval.
+        let due_before = now - self.settings.interval.as_secs_f64() * 0.9;
+        let fresh = self.fresh_backup;
+        let mut shards = std::mem::take(&mut self.shards);
+        let created = self
+            .call(|c, id, _| {
+                let (seen, shards) = (&seen, &mut shards);
+                async move { offline::create(c, id, fresh, seen, due_before, now, shards).await }
+            })
+            .await;
+        self.shards = shards;
+        match created? {
+            Created::Task { record, shard } => {
+                debug!(task_id = %record.id, shard = %shard, "analysing the backup of a shard");
+                Ok(Some(record))
+            }
+            Created::UpToDate => Ok(None),
         }
     }
 

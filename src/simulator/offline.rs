@@ -40,6 +40,8 @@ pub const FAILED_EVERY: i64 = 5;
 pub const PREFIXES_PER_TYPE: usize = 50;
 /// Largest keys reported.
 pub const LARGEST_KEYS: usize = 100;
+/// Backups taken for analyses kept per instance; the oldest is dropped beyond this.
+pub const MAX_MANUAL_BACKUPS: usize = 20;
 /// Analyses kept per instance; the oldest is dropped beyond this.
 pub const MAX_TASKS: usize = 100;
 
@@ -351,6 +353,9 @@ impl OfflineState {
                     id: id.clone(),
                     at: now,
                 });
+                if self.manual_backups.len() > MAX_MANUAL_BACKUPS {
+                    self.manual_backups.remove(0);
+                }
                 (id, now, true)
             }
         };
