@@ -238,7 +238,10 @@ async fn hashed_key_labels_hide_family_names() {
     .await;
     let names = m.label_values("dcs_keyfamily_memory_bytes", "family");
     let (want, _) = expected(&sim.sim, HA);
-    assert!(names.contains("other"), "`other` is not a key name: never hashed");
+    assert!(
+        names.contains("other"),
+        "`other` is not a key name: never hashed"
+    );
     assert_eq!(m.count("dcs_keyfamily_memory_bytes", HA), want.len());
     let text = exp
         .http

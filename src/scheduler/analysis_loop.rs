@@ -436,8 +436,13 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 Some(d) => {
                     let fams = crate::metrics::families::from_offline(&d, finished);
                     let n = fams.families.len();
-                    if store.publish_families(&self.instance_id, self.analysis, task, d.shard(), fams)
-                    {
+                    if store.publish_families(
+                        &self.instance_id,
+                        self.analysis,
+                        task,
+                        d.shard(),
+                        fams,
+                    ) {
                         info!(task_id = %task.id, shard = %d.shard(), families = n,
                             "published key family result");
                     }

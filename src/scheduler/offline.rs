@@ -138,9 +138,7 @@ pub async fn newest_backup<C: DcsApi>(
     let begin = time::OffsetDateTime::from_unix_timestamp(now_unix as i64 - BACKUP_WINDOW_SECS)
         .ok()
         .and_then(|t| {
-            let fmt = time::macros::format_description!(
-                "[year][month][day][hour][minute][second]"
-            );
+            let fmt = time::macros::format_description!("[year][month][day][hour][minute][second]");
             t.format(fmt).ok()
         });
     let mut query = BackupListQuery {
