@@ -1244,7 +1244,7 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\
             eprintln!("note: promtool not on PATH; skipping the promtool check");
             return;
         };
-        for snap in [example(), hostile()] {
+        for snap in [example(), hostile(), families_example()] {
             let text = render(&snap);
             let mut child = std::process::Command::new(&promtool)
                 .args(["check", "metrics"])
@@ -1269,6 +1269,117 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\
             // Lint findings (naming, help) are printed but do not fail the exit code everywhere.
             assert!(report.trim().is_empty(), "promtool: {report}\n---\n{text}");
         }
+    }
+
+    fn family(
+        name: &str,
+        ty: &str,
+        shard: &str,
+        keys: u64,
+        bytes: u64,
+    ) -> crate::metrics::families::KeyFamily {
+        crate::metrics::families::KeyFamily {
+            family: name.into(),
+            key_type: ty.into(),
+            shard: shard.into(),
+            keys,
+            memory_bytes: bytes,
+            keys_without_ttl: None,
+        }
+    }
+
+    /// One instance with a key family result over two shards.
+    fn families_example() -> Snapshot {
+        use crate::metrics::families::{KeyspaceTotal, ShardFamilies};
+        let total = |ty: &str, shard: &str, keys, bytes| KeyspaceTotal {
+            key_type: ty.into(),
+            shard: shard.into(),
+            keys,
+            memory_bytes: bytes,
+        };
+        let shard = |id: &str, totals| {
+            Arc::new(ShardFamilies {
+                task_id: id.into(),
+                backup_id: None,
+                finished_at: Some(1010.0),
+                families: Vec::new(),
+                totals,
+                key_count: 0,
+            })
+        };
+        let mut r = result(Vec::new());
+        r.families = vec![
+            family("test", "hash", "g0", 3, 300),
+            family("user:1:cart", "string", "g0", 1, 10),
+            family("user:2:cart", "string", "g0", 2, 20),
+            family("other", "string", "g1", 5, 50),
+        ];
+        r.shards.insert(
+            "g0".into(),
+            shard(
+                "t0",
+                vec![total("hash", "g0", 3, 300), total("string", "g0", 3, 30)],
+            ),
+        );
+        r.shards
+            .insert("g1".into(), shard("t1", vec![total("string", "g1", 5, 50)]));
+        snapshot(vec![instance(
+            "i",
+            "n",
+            vec![state(Analysis::Keyfamily, Some(r))],
+        )])
+    }
+
+    #[test]
+    fn families_render_with_privacy_rules_and_summed_collisions() {
+        let snap = families_example();
+        let text = render(&snap);
+        let s = samples(&text);
+        let l = r#"instance_id="i",instance_name="n""#;
+        for want in [
+            format!(r#"dcs_keyfamily_keys{{{l},family="test",key_type="hash",shard="g0"}} 3"#),
+            format!(
+                r#"dcs_keyfamily_memory_bytes{{{l},family="other",key_type="string",shard="g1"}} 50"#
+            ),
+            format!(r#"dcs_keyspace_keys{{{l},key_type="string"}} 8"#),
+            format!(r#"dcs_keyspace_memory_bytes{{{l},key_type="hash"}} 300"#),
+        ] {
+            assert!(s.contains(&want.as_str()), "missing {want} in\n{text}");
+        }
+        assert!(
+            !text.contains("keys_without_ttl{"),
+            "DCS families carry no TTL count"
+        );
+
+        // Rewritten names that coincide are one series, summed; `key_label: hash` hides names
+        // (sha256("test") starts 9f86d081884c7d65) but not `other`.
+        let rule =
+            crate::metrics::keyrewrite::KeyRule::new(r"^user:\d+:(.*)$", "user:*:$1").unwrap();
+        let opts = RenderOptions {
+            key_rewrite: KeyRewrite::new(vec![rule]),
+            ..RenderOptions::default()
+        };
+        let mut out = Vec::new();
+        render_snapshot(&snap, &opts, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let want = format!(
+            r#"dcs_keyfamily_memory_bytes{{{l},family="user:*:cart",key_type="string",shard="g0"}} 30"#
+        );
+        assert!(samples(&text).contains(&want.as_str()), "{text}");
+        assert_eq!(text.matches("family=\"user:*:cart\"").count(), 2);
+        let opts = RenderOptions {
+            key_label: KeyLabelMode::Hash,
+            ..RenderOptions::default()
+        };
+        let mut out = Vec::new();
+        render_snapshot(&snap, &opts, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#"family="sha256:9f86d081884c7d65""#),
+            "{text}"
+        );
+        assert!(text.contains(r#"family="other""#));
+        assert!(!text.contains("user:"), "{text}");
     }
 
     fn find_on_path(bin: &str) -> Option<std::path::PathBuf> {

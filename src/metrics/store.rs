@@ -646,6 +646,57 @@ mod tests {
     }
 
     #[test]
+    fn family_results_merge_per_shard() {
+        use crate::metrics::families::{KeyFamily, ShardFamilies};
+        let store = Store::new();
+        let mut s = spec();
+        s.analyses = vec![AnalysisSpec {
+            analysis: Analysis::Keyfamily,
+            top_n: 1,
+            mode: "trigger",
+            interval: std::time::Duration::from_secs(86_400),
+        }];
+        store.configure(&[s]);
+        let shard = |task: &str, shard: &str, finished: f64, bytes: u64| ShardFamilies {
+            task_id: task.into(),
+            backup_id: None,
+            finished_at: Some(finished),
+            families: vec![KeyFamily {
+                family: format!("{shard}:"),
+                key_type: "hash".into(),
+                shard: shard.into(),
+                keys: 1,
+                memory_bytes: bytes,
+                keys_without_ttl: None,
+            }],
+            totals: Vec::new(),
+            key_count: 10,
+        };
+        let t = task("t", "2024-01-01T00:01:00.000Z", vec![]);
+        let kf = Analysis::Keyfamily;
+        assert!(store.publish_families("i1", kf, &t, "g0".into(), shard("a", "g0", 100.0, 5)));
+        assert!(store.publish_families("i1", kf, &t, "g1".into(), shard("b", "g1", 90.0, 9)));
+        // The same task again, or an older one of a shard: not taken.
+        assert!(!store.publish_families("i1", kf, &t, "g1".into(), shard("b", "g1", 90.0, 9)));
+        assert!(!store.publish_families("i1", kf, &t, "g0".into(), shard("z", "g0", 50.0, 1)));
+        let r = store.result("i1", kf).unwrap();
+        assert_eq!(r.key_count, 20, "both shards");
+        // top_n = 1: the larger family, the other one as `other`.
+        let got: Vec<_> = r
+            .families
+            .iter()
+            .map(|f| (f.family.as_str(), f.shard.as_str(), f.memory_bytes))
+            .collect();
+        assert_eq!(got, [("g1:", "g1", 9), ("other", "g0", 5)]);
+        // A newer result of g1 replaces g1's families only.
+        assert!(store.publish_families("i1", kf, &t, "g1".into(), shard("c", "g1", 200.0, 1)));
+        let r = store.result("i1", kf).unwrap();
+        let got: Vec<_> = r.families.iter().map(|f| f.family.as_str()).collect();
+        assert_eq!(got, ["g0:", "other"]);
+        assert_eq!(r.shards["g1"].task_id, "c");
+    }
+
+    #[test]
     fn configure_drops_removed_instances_and_keeps_retained_state() {
         let store = Store::new();
         store.configure(&[spec()]);

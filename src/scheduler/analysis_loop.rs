@@ -657,7 +657,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
         match created? {
             Created::Task { record, shard } => {
                 debug!(task_id = %record.id, shard = %shard, "analysing the backup of a shard");
-                Ok(Some(record))
+                Ok(Some(*record))
             }
             Created::UpToDate => Ok(None),
         }
