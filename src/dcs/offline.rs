@@ -574,6 +574,42 @@ pub fn nodes_from_groups(groups: &GroupList) -> Vec<ShardNode> {
     out
 }
 
+/// The shard of every replica listed by `ListGroupReplicationInfo`, by node id.
+pub fn node_shards_from_groups(groups: &GroupList) -> Vec<(String, String)> {
+    groups
+        .group_list
+        .iter()
+        .flat_map(|g| {
+            let shard = if g.group_name.is_empty() {
+                g.group_id.clone()
+            } else {
+                g.group_name.clone()
+            };
+            g.replication_list
+                .iter()
+                .filter(|r| !r.node_id.is_empty())
+                .map(move |r| (r.node_id.clone(), shard.clone()))
+        })
+        .collect()
+}
+
+/// The shard of every node listed by `ShowNodesInformation`, by node id.
+pub fn node_shards_from_node_list(list: &NodeList) -> Vec<(String, String)> {
+    list.nodes
+        .iter()
+        .filter(|n| !n.node_id.is_empty())
+        .map(|n| {
+            let shard = [&n.group_name, &n.group_id]
+                .into_iter()
+                .flatten()
+                .find(|s| !s.is_empty())
+                .cloned()
+                .unwrap_or_default();
+            (n.node_id.clone(), shard)
+        })
+        .collect()
+}
+
 /// One data node per group from `ShowNodesInformation` (proxies left out), groups sorted by
 /// name; nodes without a group form one group.
 pub fn nodes_from_node_list(list: &NodeList) -> Vec<ShardNode> {

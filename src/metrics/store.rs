@@ -194,6 +194,29 @@ pub fn rank_keys(analysis: Analysis, keys: &[KeyRecord], top_n: usize) -> Vec<Ke
     }
 }
 
+/// `base` with the families of `shards`: the top `top_n` over all shards, the key count summed,
+/// and the newest shard's finish time.
+fn family_result(
+    mut new: AnalysisResult,
+    shards: BTreeMap<String, Arc<ShardFamilies>>,
+    top_n: usize,
+) -> AnalysisResult {
+    let all: Vec<KeyFamily> = shards
+        .values()
+        .flat_map(|s| s.families.iter().cloned())
+        .collect();
+    new.families = top_families(&all, top_n);
+    new.key_count = shards.values().map(|s| s.key_count).sum();
+    new.finished_at = shards
+        .values()
+        .filter_map(|s| s.finished_at)
+        .fold(new.finished_at, |acc, f| {
+            Some(acc.map_or(f, |a: f64| a.max(f)))
+        });
+    new.shards = shards;
+    new
+}
+
 /// A task the exporter is following right now.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunningTask {
@@ -456,25 +479,43 @@ impl Store {
                 return;
             }
             shards.insert(shard, Arc::new(families));
-            let mut new = AnalysisResult::from_task(analysis, task, a.spec.top_n);
-            let all: Vec<KeyFamily> = shards
-                .values()
-                .flat_map(|s| s.families.iter().cloned())
-                .collect();
-            new.families = top_families(&all, a.spec.top_n);
-            new.key_count = shards.values().map(|s| s.key_count).sum();
-            // The newest shard result gives the analysis' finish time.
-            new.finished_at = shards
-                .values()
-                .filter_map(|s| s.finished_at)
-                .fold(new.finished_at, |acc, f| {
-                    Some(acc.map_or(f, |a: f64| a.max(f)))
-                });
-            new.shards = shards;
+            let new = family_result(
+                AnalysisResult::from_task(analysis, task, a.spec.top_n),
+                shards,
+                a.spec.top_n,
+            );
             a.result = Some(Arc::new(new));
             taken = true;
         });
         taken
+    }
+
+    /// Drops the key family results of shards the instance no longer has (`shards`: the shards
+    /// listed now; an empty list changes nothing).
+    pub fn retain_shards(&self, id: &str, analysis: Analysis, shards: &[String]) {
+        let stale = self.read(|s| {
+            let r = s
+                .instances
+                .get(id)?
+                .analyses
+                .get(&analysis)?
+                .result
+                .clone()?;
+            r.shards.keys().any(|k| !shards.contains(k)).then_some(r)
+        });
+        let Some(old) = stale.filter(|_| !shards.is_empty()) else {
+            return;
+        };
+        self.update_analysis(id, analysis, |a| {
+            let mut kept = old.shards.clone();
+            kept.retain(|k, _| shards.contains(k));
+            let base = AnalysisResult {
+                shards: BTreeMap::new(),
+                families: Vec::new(),
+                ..(*old).clone()
+            };
+            a.result = Some(Arc::new(family_result(base, kept, a.spec.top_n)));
+        })
     }
 
     /// Counts an attempt that produced no result. The last result stays.
@@ -694,6 +735,12 @@ mod tests {
         let got: Vec<_> = r.families.iter().map(|f| f.family.as_str()).collect();
         assert_eq!(got, ["g0:", "other"]);
         assert_eq!(r.shards["g1"].task_id, "c");
+        // g0 left the instance: its families go, g1's stay.
+        store.retain_shards("i1", kf, &["g1".into()]);
+        let r = store.result("i1", kf).unwrap();
+        let got: Vec<_> = r.families.iter().map(|f| f.family.as_str()).collect();
+        assert_eq!(got, ["g1:"]);
+        assert_eq!(r.key_count, 10);
     }
 
     #[test]

@@ -89,8 +89,10 @@ pub struct AnalysisLoop<C> {
     created: VecDeque<String>,
     /// Key families: let DCS take a new backup for every task (see [`offline`]).
     fresh_backup: bool,
-    /// Key families: the shards of the instance, from the last node listing.
-    shards: Vec<String>,
+    /// Key families: the shards of the instance and their nodes, from the last node listing.
+    topology: offline::Topology,
+    /// Key families: the shard of the task this loop created last.
+    task_shard: Option<(String, String)>,
     /// Key families: the result of the task last shown successful, until it is published.
     details: Option<OfflineTaskDetails>,
 }
@@ -137,7 +139,8 @@ impl<C: DcsApi> AnalysisLoop<C> {
             consecutive_failures: 0,
             created: VecDeque::new(),
             fresh_backup: false,
-            shards: Vec::new(),
+            topology: offline::Topology::default(),
+            task_shard: None,
             details: None,
         }
     }
@@ -196,7 +199,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 .call(|c, id, _| async move { offline::shard_nodes(c, id).await })
                 .await
             {
-                self.shards = nodes.into_iter().map(|n| n.shard).collect();
+                self.topology = nodes;
             }
         }
         let jitter = backoff::start_jitter(
@@ -210,10 +213,11 @@ impl<C: DcsApi> AnalysisLoop<C> {
     /// Time left until the newest result is one interval old (zero when there is none). Key
     /// families: until the oldest shard's result is (zero while a known shard has none).
     fn until_due(&self) -> Duration {
-        if self.analysis == Analysis::Keyfamily && !self.shards.is_empty() {
+        if self.analysis == Analysis::Keyfamily && !self.topology.nodes.is_empty() {
             let seen = self.shard_seen();
             let oldest = self
-                .shards
+                .topology
+                .shards()
                 .iter()
                 .map(|s| seen.get(s).and_then(|x| x.finished_at))
                 .min_by(|a, b| match (a, b) {
@@ -434,16 +438,23 @@ impl<C: DcsApi> AnalysisLoop<C> {
         if self.analysis == Analysis::Keyfamily {
             match self.details.take().filter(|d| d.id == task.id) {
                 Some(d) => {
-                    let fams = crate::metrics::families::from_offline(&d, finished);
+                    // File the result under the shard its node belongs to (or the one the task
+                    // was created for), so that the cadence and the listing agree with it.
+                    let shard = match &self.task_shard {
+                        Some((id, s)) if *id == task.id && d.node_id.is_none() => s.clone(),
+                        _ => self.topology.shard_of(&d),
+                    };
+                    let mut fams = crate::metrics::families::from_offline(&d, finished);
+                    for f in &mut fams.families {
+                        f.shard.clone_from(&shard);
+                    }
+                    for t in &mut fams.totals {
+                        t.shard.clone_from(&shard);
+                    }
                     let n = fams.families.len();
-                    if store.publish_families(
-                        &self.instance_id,
-                        self.analysis,
-                        task,
-                        d.shard(),
-                        fams,
-                    ) {
-                        info!(task_id = %task.id, shard = %d.shard(), families = n,
+                    let (id, a) = (&self.instance_id, self.analysis);
+                    if store.publish_families(id, a, task, shard.clone(), fams) {
+                        info!(task_id = %task.id, shard = %shard, families = n,
                             "published key family result");
                     }
                 }
@@ -646,17 +657,21 @@ impl<C: DcsApi> AnalysisLoop<C> {
         // fits in one interval.
         let due_before = now - self.settings.interval.as_secs_f64() * 0.9;
         let fresh = self.fresh_backup;
-        let mut shards = std::mem::take(&mut self.shards);
+        let mut topology = std::mem::take(&mut self.topology);
         let created = self
             .call(|c, id, _| {
-                let (seen, shards) = (&seen, &mut shards);
-                async move { offline::create(c, id, fresh, seen, due_before, now, shards).await }
+                let (seen, topology) = (&seen, &mut topology);
+                async move { offline::create(c, id, fresh, seen, due_before, now, topology).await }
             })
             .await;
-        self.shards = shards;
+        self.topology = topology;
+        self.shared
+            .store
+            .retain_shards(&self.instance_id, self.analysis, &self.topology.shards());
         match created? {
             Created::Task { record, shard } => {
                 debug!(task_id = %record.id, shard = %shard, "analysing the backup of a shard");
+                self.task_shard = Some((record.id.clone(), shard));
                 Ok(Some(*record))
             }
             Created::UpToDate => Ok(None),

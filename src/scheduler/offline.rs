@@ -11,7 +11,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::dcs::offline::{nodes_from_groups, nodes_from_node_list, ShardNode};
+use crate::dcs::offline::{
+    node_shards_from_groups, node_shards_from_node_list, nodes_from_groups, nodes_from_node_list,
+    ShardNode,
+};
 use crate::dcs::{
     self, BackupListQuery, DcsApi, OfflineAnalysisRequest, OfflineTaskDetails, TaskList,
     TaskListQuery, TaskRecord, TaskStatus,
@@ -106,28 +109,55 @@ pub async fn show<C: DcsApi>(
     Ok((record, Some(details)))
 }
 
+/// The shards of an instance: the node chosen to analyse each, and the shard of every node (so
+/// that a result is filed under the shard it was asked for, whatever the show answer names).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Topology {
+    pub nodes: Vec<ShardNode>,
+    pub node_shard: BTreeMap<String, String>,
+}
+
+impl Topology {
+    pub fn shards(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.shard.clone()).collect()
+    }
+
+    /// The shard a result belongs to: that of its node when known, else what it names.
+    pub fn shard_of(&self, details: &OfflineTaskDetails) -> String {
+        details
+            .node_id
+            .as_ref()
+            .and_then(|n| self.node_shard.get(n))
+            .cloned()
+            .unwrap_or_else(|| details.shard())
+    }
+}
+
 /// The node of each shard: from the groups (`ListGroupReplicationInfo`), else from the logical
 /// nodes (`ShowNodesInformation`, documented for some engine versions only).
-pub async fn shard_nodes<C: DcsApi>(client: &C, instance_id: &str) -> dcs::Result<Vec<ShardNode>> {
-    let from_groups = client
-        .list_groups(instance_id)
-        .await
-        .map(|g| nodes_from_groups(&g));
+pub async fn shard_nodes<C: DcsApi>(client: &C, instance_id: &str) -> dcs::Result<Topology> {
+    let from_groups = client.list_groups(instance_id).await.map(|g| Topology {
+        nodes: nodes_from_groups(&g),
+        node_shard: node_shards_from_groups(&g).into_iter().collect(),
+    });
     match from_groups {
-        Ok(nodes) if !nodes.is_empty() => Ok(nodes),
+        Ok(t) if !t.nodes.is_empty() => Ok(t),
         other => {
-            let nodes = match client.list_nodes(instance_id).await {
-                Ok(n) => nodes_from_node_list(&n),
+            let t = match client.list_nodes(instance_id).await {
+                Ok(n) => Topology {
+                    nodes: nodes_from_node_list(&n),
+                    node_shard: node_shards_from_node_list(&n).into_iter().collect(),
+                },
                 // Report the groups' error when both fail.
                 Err(e) => return Err(other.err().unwrap_or(e)),
             };
-            if nodes.is_empty() {
+            if t.nodes.is_empty() {
                 return Err(dcs::Error::InvalidRequest {
                     operation: dcs::offline::OP_SHOW_NODES,
                     message: "the instance lists no data node to analyse".into(),
                 });
             }
-            Ok(nodes)
+            Ok(t)
         }
     }
 }
@@ -164,7 +194,7 @@ pub async fn newest_backup<C: DcsApi>(
 
 /// Creates the task of the next shard due (see the module docs). `seen` is what the published
 /// result holds per shard; `due_before` is the Unix time before which a shard's result counts
-/// as due (its interval has passed). Shards are returned through `shards` for the cadence.
+/// as due (its interval has passed). The shards listed are returned through `topology`.
 pub async fn create<C: DcsApi>(
     client: &C,
     instance_id: &str,
@@ -172,10 +202,10 @@ pub async fn create<C: DcsApi>(
     seen: &BTreeMap<String, ShardSeen>,
     due_before: f64,
     now_unix: f64,
-    shards: &mut Vec<String>,
+    topology: &mut Topology,
 ) -> dcs::Result<Created> {
-    let nodes = shard_nodes(client, instance_id).await?;
-    *shards = nodes.iter().map(|n| n.shard.clone()).collect();
+    *topology = shard_nodes(client, instance_id).await?;
+    let nodes = topology.nodes.clone();
     let backup_id = if fresh_backup {
         None
     } else {
@@ -425,10 +455,12 @@ mod tests {
                 })
                 .ok_or_else(|| api_err("DCS.4232"))?;
             let group = format!("g{}", &node[1..]);
+            // No group name: the loop files the result by its node (the answer's fields are
+            // not all verified to be present).
             Ok(OfflineTaskDetails {
                 id: id.into(),
                 node_id: Some(node),
-                group_name: Some(group.clone()),
+                group_name: None,
                 finished_at: Some(timestamp::format_unix(created + TASK_SECS)),
                 largest_key_prefixes: vec![LargestKeyPrefix {
                     key_prefix: format!("{group}:"),
@@ -578,8 +610,12 @@ mod tests {
         let r = st.result.expect("published");
         let shards: Vec<_> = r.shards.keys().cloned().collect();
         assert_eq!(shards, ["g0", "g1"]);
-        let fams: Vec<_> = r.families.iter().map(|f| f.family.as_str()).collect();
-        assert_eq!(fams, ["g0:", "g1:"]);
+        let fams: Vec<_> = r
+            .families
+            .iter()
+            .map(|f| (f.family.as_str(), f.shard.as_str()))
+            .collect();
+        assert_eq!(fams, [("g0:", "g0"), ("g1:", "g1")]);
         assert_eq!(r.key_count, 4);
         assert_eq!(st.consecutive_failures, 0);
         // Both shards are fresh: nothing more until the interval passes.

@@ -552,6 +552,51 @@ mod tests {
     }
 
     #[test]
+    fn top_families_are_shown_beside_the_top_keys_as_exported() {
+        use crate::metrics::families::KeyFamily;
+        use crate::metrics::keylabel::KeyLabelMode;
+        let fam = |name: &str, bytes: u64| KeyFamily {
+            family: name.into(),
+            key_type: "hash".into(),
+            shard: "group-<0>".into(),
+            keys: 3,
+            memory_bytes: bytes,
+            keys_without_ttl: None,
+        };
+        let mut snap = snapshot();
+        let inst = snap.instances.values_mut().next().expect("one instance");
+        let mut kf = inst.analyses[&Analysis::Hotkey].clone();
+        kf.spec.analysis = Analysis::Keyfamily;
+        let mut result = (**kf.result.as_ref().expect("result")).clone();
+        result.keys.clear();
+        result.families = (0..7)
+            .map(|i| fam(&format!("fam{i}:"), 1000 - i))
+            .chain([fam("<b>x</b>:", 10), fam("other", 5000)])
+            .collect();
+        kf.result = Some(Arc::new(result));
+        inst.analyses.insert(Analysis::Keyfamily, kf);
+
+        let page = render_page(&snap, "/metrics", JAN1, &RenderOptions::default());
+        assert!(page.contains("<th>top family</th>"), "{page}");
+        // The top 5 by memory; `other` is not a family of its own.
+        assert!(
+            page.contains(">fam4:<") && !page.contains(">fam5:<"),
+            "{page}"
+        );
+        assert!(!page.contains(">other<"), "{page}");
+        assert!(page.contains("<td>group-&lt;0&gt;</td><td>3</td><td>1000 bytes</td>"));
+        // The hot key table is still there.
+        assert!(page.contains("<th>top key</th>"));
+
+        let hashed = RenderOptions {
+            key_label: KeyLabelMode::Hash,
+            ..RenderOptions::default()
+        };
+        let page = render_page(&snap, "/metrics", JAN1, &hashed);
+        assert!(!page.contains("fam0:"), "{page}");
+    }
+
+    #[test]
     fn ages_and_times_format() {
         assert_eq!(age(45.9), "45s");
         assert_eq!(age(200.0), "3m 20s");
