@@ -20,6 +20,12 @@
 //! most `MAX_UNLISTED_CYCLES` cycles later (a fresh result of the loop's own is published in
 //! between anyway). The cadence of a result the loop followed counts from the task's creation,
 //! so a long task does not push the next one back by its own duration.
+//!
+//! # Key families
+//! The key family analysis (the DCS offline key analysis of a backup, see [`offline`]) runs
+//! through the same loop with its own list, show and create steps: one task covers one shard,
+//! so the cadence counts per shard (the shard whose result is oldest is due next), the status
+//! comes from the list only, and DCS.4231 on create leads to adoption like DCS.4918.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -281,8 +287,9 @@ impl<C: DcsApi> AnalysisLoop<C> {
         let op = self.analysis.operation(dcs::Operation::CreateTask);
         match self.create_any().await {
             Ok(None) => {
+                // Look again for a newer backup well before a whole interval has passed.
                 debug!("every shard has a result of the newest backup, not creating a task");
-                self.settings.interval
+                (self.settings.interval / 8).max(backoff::MIN_POLL_INTERVAL)
             }
             Ok(Some(task)) => {
                 self.remember_created(&task.id);

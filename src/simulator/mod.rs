@@ -447,6 +447,9 @@ impl Simulator {
     /// Ends the tasks of an instance stuck by the `stuck_tasks` fault as `failed` now (as an
     /// operator or DCS itself eventually would); returns how many there were.
     pub fn fail_stuck_tasks(&self, instance_id: &str, analysis: Analysis) -> usize {
+        if analysis == Analysis::Keyfamily {
+            return 0;
+        }
         let now = self.shared.clock.now();
         let mut w = self.shared.world();
         match w.index.get(instance_id).copied() {
@@ -456,8 +459,12 @@ impl Simulator {
     }
 
     /// All stored records of an instance and analysis, newest first, with keys for successful
-    /// ones, as seen now (after catching up the autoscan schedule).
+    /// ones, as seen now (after catching up the autoscan schedule). Scan tasks only: the offline
+    /// key analyses are in [`offline_tasks`](Self::offline_tasks).
     pub fn tasks(&self, instance_id: &str, analysis: Analysis) -> Vec<TaskRecord> {
+        if analysis == Analysis::Keyfamily {
+            return Vec::new();
+        }
         let now = self.shared.clock.now();
         let mut w = self.shared.world();
         let Some(&i) = w.index.get(instance_id) else {
@@ -469,6 +476,9 @@ impl Simulator {
 
     /// Number of tasks created through the API (`manual`) on an instance.
     pub fn created_count(&self, instance_id: &str, analysis: Analysis) -> usize {
+        if analysis == Analysis::Keyfamily {
+            return self.offline_created_count(instance_id);
+        }
         let w = self.shared.world();
         w.index
             .get(instance_id)
@@ -533,12 +543,17 @@ impl Simulator {
 
     /// Creates an `auto` task now, as the autoscan schedule would, bypassing the "already running"
     /// check. A hot key task on an instance that does not support it ends `failed`. For an unknown
-    /// instance nothing is stored and a `failed` record with an empty id is returned.
+    /// instance, or the offline key analysis (it has no autoscan), nothing is stored and a
+    /// `failed` record with an empty id is returned.
     pub fn run_autoscan_now(&self, instance_id: &str, analysis: Analysis) -> TaskRecord {
         let now = self.shared.clock.now();
         let scale = self.shared.time_scale;
         let mut w = self.shared.world();
-        let Some(&i) = w.index.get(instance_id) else {
+        let found = w
+            .index
+            .get(instance_id)
+            .filter(|_| analysis != Analysis::Keyfamily);
+        let Some(&i) = found else {
             return TaskRecord {
                 id: String::new(),
                 instance_id: Some(instance_id.to_owned()),
