@@ -258,3 +258,129 @@ async fn hashed_key_labels_hide_family_names() {
     }
     exp.stop().await;
 }
+
+#[tokio::test]
+async fn the_client_and_the_simulator_agree_on_the_offline_calls() {
+    use dcs_key_exporter::dcs::{BackupListQuery, TaskListQuery, TaskStatus};
+    let sim = start_sim(sim_config()).await;
+    let cfg = config(&sim, KeyLabelKind::Name);
+    let client = DcsClient::new(cfg.clouds[0].client.clone(), None).unwrap();
+
+    // Groups (under the singular `instance` path) and logical nodes name the same nodes.
+    let groups = client.list_groups(CLUSTER).await.unwrap();
+    let nodes = client.list_nodes(CLUSTER).await.unwrap();
+    let truth: BTreeSet<String> = sim
+        .sim
+        .nodes(CLUSTER)
+        .into_iter()
+        .map(|n| n.node_id)
+        .collect();
+    let from_groups: BTreeSet<String> = groups
+        .group_list
+        .iter()
+        .flat_map(|g| g.replication_list.iter().map(|r| r.node_id.clone()))
+        .collect();
+    let from_nodes: BTreeSet<String> = nodes.nodes.iter().map(|n| n.node_id.clone()).collect();
+    assert_eq!(groups.group_count, Some(3));
+    assert_eq!((&from_groups, &from_nodes), (&truth, &truth));
+
+    // Backups: a window that ends before the newest one leaves it out.
+    let all = client
+        .list_backups(CLUSTER, &BackupListQuery::default())
+        .await
+        .unwrap();
+    let newest = all.newest_succeeded().expect("a successful backup").clone();
+    assert!(all.backup_record_response.len() >= 2);
+    let newest_at = newest.finished_unix().unwrap() as i64 - 3600;
+    let end = time::OffsetDateTime::from_unix_timestamp(newest_at)
+        .unwrap()
+        .format(time::macros::format_description!(
+            "[year][month][day][hour][minute][second]"
+        ))
+        .unwrap();
+    let older = client
+        .list_backups(
+            CLUSTER,
+            &BackupListQuery {
+                end_time: Some(end),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(older
+        .backup_record_response
+        .iter()
+        .all(|b| b.backup_id != newest.backup_id));
+
+    // Create, a refused second create and delete while it runs (DCS.4231), a bad backup id.
+    let node = sim
+        .sim
+        .nodes(CLUSTER)
+        .into_iter()
+        .find(|n| !n.master)
+        .unwrap();
+    let req = OfflineAnalysisRequest {
+        node_id: node.node_id.clone(),
+        backup_id: Some(newest.backup_id.clone()),
+    };
+    let task = client
+        .create_offline_task(CLUSTER, &req)
+        .await
+        .unwrap()
+        .task_id;
+    let e = client.create_offline_task(CLUSTER, &req).await.unwrap_err();
+    assert!(e.is_already_running(), "{e}");
+    let e = client
+        .delete_offline_task(CLUSTER, &task)
+        .await
+        .unwrap_err();
+    assert!(e.is_already_running(), "{e}");
+    let bad = OfflineAnalysisRequest {
+        node_id: node.node_id.clone(),
+        backup_id: Some("no-such-backup".into()),
+    };
+    let e = client.create_offline_task(HA, &bad).await.unwrap_err();
+    assert_eq!(e.api_code(), None);
+    assert!(e.to_string().contains("DCS.4800"), "{e}");
+
+    // The status is only in the list; the show answer echoes the inputs and, at the end, the
+    // result of the backup.
+    let query = TaskListQuery {
+        offset: None,
+        limit: Some(100),
+        status: None,
+    };
+    common::wait_for_within("task succeeds", DEADLINE, || async {
+        let list = client.list_offline_tasks(CLUSTER, &query).await.unwrap();
+        let rec = list.record(&task)?;
+        (rec.status == TaskStatus::Success).then_some(())
+    })
+    .await;
+    let d = client.show_offline_task(CLUSTER, &task).await.unwrap();
+    assert_eq!(d.backup_id.as_deref(), Some(newest.backup_id.as_str()));
+    assert_eq!(d.node_id.as_deref(), Some(node.node_id.as_str()));
+    assert_eq!(d.analysis_type.as_deref(), Some("old_backup"));
+    let group = sim.sim.offline_tasks(CLUSTER)[0].group;
+    let at = sim.sim.offline_tasks(CLUSTER)[0].backup_at;
+    let keys = sim.sim.offline_keys(CLUSTER, group, at);
+    assert_eq!(d.total_num, Some(keys.len() as i64));
+    assert_eq!(
+        d.total_bytes,
+        Some(keys.iter().map(|k| k.bytes as i64).sum::<i64>())
+    );
+
+    // Deleted: gone from the list, and unknown to show (DCS.4232).
+    assert_eq!(
+        client
+            .delete_offline_task(CLUSTER, &task)
+            .await
+            .unwrap()
+            .task_id,
+        task
+    );
+    let list = client.list_offline_tasks(CLUSTER, &query).await.unwrap();
+    assert!(list.record(&task).is_none());
+    let e = client.show_offline_task(CLUSTER, &task).await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+}
