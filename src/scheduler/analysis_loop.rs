@@ -186,10 +186,28 @@ impl<C: DcsApi> AnalysisLoop<C> {
     /// Publishes what DCS already has before anything else, adopts a running task, and says
     /// how long to wait before the first regular cycle.
     async fn startup(&mut self, cancel: &CancellationToken) -> Duration {
+        if self.analysis == Analysis::Keyfamily {
+            // Results are filed by shard, and the cadence counts per shard: learn the shards
+            // first. A failure here only files results under the shard their answer names, and
+            // leaves the cadence to the published result until the first creation.
+            if let Ok(nodes) = self
+                .call(|c, id, _| async move { offline::shard_nodes(c, id).await })
+                .await
+            {
+                self.topology = nodes;
+            }
+        }
         let survey = match self.survey().await {
             Ok(s) => s,
             Err(e) => return self.fail(FailureReason::from_error(&e), &e.to_string()),
         };
+        if self.analysis == Analysis::Keyfamily && !self.topology.nodes.is_empty() {
+            // Take the existing result of each shard, so that a restart analyses no shard
+            // again for nothing.
+            if let Err(e) = self.ingest_shards().await {
+                debug!(error = %e, "cannot take the existing results of every shard");
+            }
+        }
         if self.settings.mode == Mode::Observe {
             return self.settings.interval;
         }
@@ -197,16 +215,6 @@ impl<C: DcsApi> AnalysisLoop<C> {
             return self
                 .follow_and_publish(id, status, created, TaskOrigin::Adopted, cancel)
                 .await;
-        }
-        if self.analysis == Analysis::Keyfamily {
-            // The cadence counts per shard: learn the shards before the first wait. A failure
-            // here only leaves the cadence to the published result until the first creation.
-            if let Ok(nodes) = self
-                .call(|c, id, _| async move { offline::shard_nodes(c, id).await })
-                .await
-            {
-                self.topology = nodes;
-            }
         }
         let jitter = backoff::start_jitter(
             self.settings.interval,
@@ -600,6 +608,63 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 other => status = other.clone(),
             }
         }
+    }
+
+    /// Key families: publishes the newest successful existing result of each shard that has
+    /// none yet, newest first, with at most a couple of show calls beyond one per shard (list
+    /// records do not tell their shard).
+    async fn ingest_shards(&mut self) -> dcs::Result<()> {
+        let query = TaskListQuery {
+            offset: None,
+            limit: Some(LIST_LIMIT),
+            status: Some(TaskStatus::Success),
+        };
+        let list = self.list_any(query).await?;
+        let finished = |r: &dcs::TaskSummary| {
+            r.finished_at
+                .as_deref()
+                .and_then(timestamp::parse)
+                .unwrap_or(f64::MIN)
+        };
+        let mut successes: Vec<_> = list
+            .records
+            .into_iter()
+            .filter(|r| r.status == TaskStatus::Success)
+            .collect();
+        successes.sort_by(|a, b| finished(b).total_cmp(&finished(a)));
+        let newest = self.published.clone();
+        let mut budget = self.topology.nodes.len() + 2;
+        for rec in successes {
+            let seen = self.shard_seen();
+            let shards = self.topology.shards();
+            if budget == 0 || shards.iter().all(|s| seen.contains_key(s)) {
+                break;
+            }
+            let already = self
+                .shared
+                .store
+                .result(&self.instance_id, self.analysis)
+                .is_some_and(|r| r.shards.values().any(|s| s.task_id == rec.id));
+            if already {
+                continue;
+            }
+            budget -= 1;
+            let task = self.show_any(&rec.id).await?;
+            let covered = self
+                .details
+                .as_ref()
+                .is_some_and(|d| seen.contains_key(&self.topology.shard_of(d)));
+            if task.status != TaskStatus::Success || covered {
+                self.details = None;
+                continue;
+            }
+            self.publish(&task, Some(TaskOrigin::Adopted));
+        }
+        // The newest result stays the reference for "newer" records.
+        if newest.is_some() {
+            self.published = newest;
+        }
+        Ok(())
     }
 
     /// What the published key family result holds per shard.

@@ -294,6 +294,7 @@ mod tests {
         id: String,
         node: String,
         created: f64,
+        backup: Option<String>,
     }
 
     #[derive(Default)]
@@ -319,15 +320,7 @@ mod tests {
 
         fn add(&self, node: &str) -> String {
             let now = self.clock.now_unix();
-            self.with(|s| {
-                let id = format!("t{}", s.tasks.len() + 1);
-                s.tasks.push(FakeTask {
-                    id: id.clone(),
-                    node: node.into(),
-                    created: now,
-                });
-                id
-            })
+            self.with(|s| add_task(s, node, now, None))
         }
 
         fn status(&self, t: &FakeTask) -> TaskStatus {
@@ -337,6 +330,17 @@ mod tests {
                 TaskStatus::Running
             }
         }
+    }
+
+    fn add_task(s: &mut State, node: &str, created: f64, backup: Option<&str>) -> String {
+        let id = format!("t{}", s.tasks.len() + 1);
+        s.tasks.push(FakeTask {
+            id: id.clone(),
+            node: node.into(),
+            created,
+            backup: backup.map(Into::into),
+        });
+        id
     }
 
     fn api_err(code: &str) -> dcs::Error {
@@ -439,19 +443,21 @@ mod tests {
                 return Err(api_err("DCS.4231"));
             }
             self.with(|s| s.requests.push(request.clone()));
+            let now = self.clock.now_unix();
+            let backup = request.backup_id.as_deref();
             Ok(OfflineTaskId {
-                task_id: self.add(&request.node_id),
+                task_id: self.with(|s| add_task(s, &request.node_id, now, backup)),
             })
         }
 
         async fn show_offline_task(&self, _: &str, id: &str) -> dcs::Result<OfflineTaskDetails> {
             self.with(|s| s.calls.push("show"));
-            let (node, created) = self
+            let (node, created, backup) = self
                 .with(|s| {
                     s.tasks
                         .iter()
                         .find(|t| t.id == id)
-                        .map(|t| (t.node.clone(), t.created))
+                        .map(|t| (t.node.clone(), t.created, t.backup.clone()))
                 })
                 .ok_or_else(|| api_err("DCS.4232"))?;
             let group = format!("g{}", &node[1..]);
@@ -460,6 +466,7 @@ mod tests {
             Ok(OfflineTaskDetails {
                 id: id.into(),
                 node_id: Some(node),
+                backup_id: backup,
                 group_name: None,
                 finished_at: Some(timestamp::format_unix(created + TASK_SECS)),
                 largest_key_prefixes: vec![LargestKeyPrefix {
@@ -627,6 +634,36 @@ mod tests {
             .fake
             .with(|s| s.calls.iter().filter(|c| **c == "create").count());
         assert_eq!(creates, later);
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_restart_existing_results_of_every_shard_are_taken_not_redone() {
+        // Both shards were analysed from the newest backup an hour ago, the older one first.
+        let run = start(false, |s| {
+            add_task(s, "s0", T0 - 3.0 * 3600.0, Some("b-new"));
+            add_task(s, "m1", T0 - 2.0 * 3600.0, Some("b-new"));
+        });
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let st = run.state();
+        assert_eq!((st.tasks_adopted, st.tasks_created), (2, 0));
+        assert!(
+            run.fake.with(|s| s.requests.is_empty()),
+            "nothing analysed again"
+        );
+        let r = st.result.expect("published");
+        let shards: Vec<_> = r
+            .shards
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.task_id.as_str()))
+            .collect();
+        assert_eq!(shards, [("g0", "t1"), ("g1", "t2")]);
+        // One show per shard: no record is fetched twice.
+        assert_eq!(
+            run.fake
+                .with(|s| s.calls.iter().filter(|c| **c == "show").count()),
+            2
+        );
         run.stop().await;
     }
 
