@@ -1,4 +1,4 @@
-//! Calls every DCS API operation the client knows once, for both analyses, and prints one line
+//! Calls every DCS API operation the client knows once, for every analysis, and prints one line
 //! per call: `<operation> ok`, `<operation> HTTP <status> <code>` or `<operation> error: ...`.
 //!
 //! ```text
@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use dcs_key_exporter::dcs::{
-    Analysis, Auth, AutoscanConfigRequest, ClientConfig, DcsApi, DcsClient, Error,
-    InstanceListQuery, TaskListQuery, TaskStatus,
+    offline, Analysis, Auth, AutoscanConfigRequest, BackupListQuery, ClientConfig, DcsApi,
+    DcsClient, Error, InstanceListQuery, OfflineAnalysisRequest, TaskListQuery, TaskStatus,
 };
 use dcs_key_exporter::secret::Secret;
 
@@ -114,6 +114,44 @@ async fn main() -> ExitCode {
     };
     let r = client.list_instances(&query).await;
     unauthorised |= report("ListInstances", &r);
+
+    // The offline key analysis (key families) and the listings that choose its inputs.
+    let backups = BackupListQuery {
+        offset: Some(0),
+        limit: Some(100),
+        begin_time: Some("20240101000000".into()),
+        end_time: None,
+    };
+    let r = client.list_backups(instance, &backups).await;
+    unauthorised |= report(offline::OP_LIST_BACKUPS, &r);
+    let r = client.list_nodes(instance).await;
+    unauthorised |= report(offline::OP_SHOW_NODES, &r);
+    let r = client.list_groups(instance).await;
+    unauthorised |= report(offline::OP_LIST_GROUPS, &r);
+    {
+        use dcs_key_exporter::dcs::Operation as Op;
+        let kf = Analysis::Keyfamily;
+        let request = OfflineAnalysisRequest {
+            node_id: "node-1".into(),
+            backup_id: Some("backup-1".into()),
+        };
+        let created = client.create_offline_task(instance, &request).await;
+        unauthorised |= report(kf.operation(Op::CreateTask), &created);
+        let task_id = created
+            .map(|t| t.task_id)
+            .unwrap_or_else(|_| "no-such-task".to_owned());
+        let query = TaskListQuery {
+            offset: Some(0),
+            limit: Some(10),
+            status: None,
+        };
+        let r = client.list_offline_tasks(instance, &query).await;
+        unauthorised |= report(kf.operation(Op::ListTasks), &r);
+        let r = client.show_offline_task(instance, &task_id).await;
+        unauthorised |= report(kf.operation(Op::ShowTask), &r);
+        let r = client.delete_offline_task(instance, &task_id).await;
+        unauthorised |= report(kf.operation(Op::DeleteTask), &r);
+    }
 
     if unauthorised {
         ExitCode::from(1)

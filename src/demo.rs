@@ -1,8 +1,9 @@
 //! `--demo`: the exporter against an embedded DCS simulator, with no cloud account.
 //!
 //! Starts the simulator's demo preset on a loopback port and builds the config that points the
-//! exporter at it, with intervals short enough that hot keys, big keys and failures show on
-//! `/metrics` within about 15 seconds and keep changing.
+//! exporter at it, with intervals short enough that hot keys, big keys, key families and failures
+//! show on `/metrics` within about 15 seconds and keep changing. The offline key analysis (key
+//! families), off by default, is on here.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{
     AnalysisSettings, ApiSettings, CloudConfig, Config, InstanceConfig, InstanceDefaults,
-    KeyLabelKind, MetricsSettings, Mode, SchedulerSettings,
+    KeyLabelKind, KeyfamilySettings, MetricsSettings, Mode, SchedulerSettings,
 };
 use crate::dcs::{Analysis, Auth, ClientConfig};
 use crate::simulator::{SimConfig, Simulator};
@@ -32,6 +33,14 @@ pub fn demo_settings(analysis: Analysis) -> AnalysisSettings {
             timeout: Duration::from_secs(60),
             top_n: 20,
         },
+        // On in the demo (off by default), with a short interval so that families appear
+        // within seconds and grow over time.
+        Analysis::Keyfamily => AnalysisSettings {
+            mode: Mode::Trigger,
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(60),
+            top_n: 15,
+        },
     }
 }
 
@@ -41,6 +50,8 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
         lfu_log_factor: 10,
         hotkey: demo_settings(Analysis::Hotkey),
         bigkey: demo_settings(Analysis::Bigkey),
+        // Off here (tests build on this config); `start` turns it on.
+        keyfamily: KeyfamilySettings::default(),
     };
     let instances = sim
         .instances()
@@ -51,6 +62,7 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
             lfu_log_factor: 10,
             hotkey: defaults.hotkey,
             bigkey: defaults.bigkey,
+            keyfamily: defaults.keyfamily,
         })
         .collect();
     let mut client = ClientConfig::new(
@@ -92,6 +104,22 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
     }
 }
 
+/// Turns the key family analysis on for every instance of `config`, with the demo's short
+/// interval and a fresh backup per run (so that families change between runs, as the keyspace
+/// drifts).
+pub fn enable_key_families(config: &mut Config) {
+    let demo = KeyfamilySettings {
+        analysis: demo_settings(Analysis::Keyfamily),
+        fresh_backup: true,
+    };
+    for cloud in &mut config.clouds {
+        cloud.defaults.keyfamily = demo;
+        for inst in &mut cloud.instances {
+            inst.keyfamily = demo;
+        }
+    }
+}
+
 /// Starts the demo simulator on a loopback port; it stops when `shutdown` is cancelled.
 /// Returns the exporter config that points at it, and the simulator for inspection.
 pub async fn start(
@@ -104,7 +132,8 @@ pub async fn start(
     let sim = Simulator::new(sim_config.clone());
     let endpoint = url::Url::parse(&format!("http://{addr}"))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let config = config_for(&sim, &sim_config, endpoint);
+    let mut config = config_for(&sim, &sim_config, endpoint);
+    enable_key_families(&mut config);
     let serving = sim.clone();
     tracker.spawn(async move {
         if let Err(e) = serving.serve(listener, shutdown).await {

@@ -1,5 +1,5 @@
-//! dcs-key-exporter: a Prometheus exporter for the hot key and big key analyses of Huawei Cloud
-//! DCS (managed Redis).
+//! dcs-key-exporter: a Prometheus exporter for the hot key, big key and offline key (key family)
+//! analyses of Huawei Cloud DCS (managed Redis).
 //!
 //! # Layout
 //! Data flows from top to bottom:

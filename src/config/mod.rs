@@ -93,6 +93,33 @@ impl AnalysisSettings {
                 timeout: Duration::from_secs(30 * 60),
                 top_n: 100,
             },
+            // Off unless configured: each run analyses a backup per shard. `top_n` is the number
+            // of key families exported per instance.
+            Analysis::Keyfamily => AnalysisSettings {
+                mode: Mode::Off,
+                interval: Duration::from_secs(24 * 3600),
+                timeout: Duration::from_secs(2 * 3600),
+                top_n: 20,
+            },
+        }
+    }
+}
+
+/// Settings of the offline key analysis (key families) of one instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyfamilySettings {
+    /// Mode, interval, timeout (per shard's task), and `top_n`: families exported per instance.
+    pub analysis: AnalysisSettings,
+    /// Let DCS take a new backup for every analysis (omit `backup_id`) instead of analysing the
+    /// newest existing successful backup.
+    pub fresh_backup: bool,
+}
+
+impl Default for KeyfamilySettings {
+    fn default() -> Self {
+        KeyfamilySettings {
+            analysis: AnalysisSettings::default_for(Analysis::Keyfamily),
+            fresh_backup: false,
         }
     }
 }
@@ -106,6 +133,7 @@ pub struct InstanceConfig {
     pub lfu_log_factor: u32,
     pub hotkey: AnalysisSettings,
     pub bigkey: AnalysisSettings,
+    pub keyfamily: KeyfamilySettings,
 }
 
 impl InstanceConfig {
@@ -113,6 +141,7 @@ impl InstanceConfig {
         match analysis {
             Analysis::Hotkey => &self.hotkey,
             Analysis::Bigkey => &self.bigkey,
+            Analysis::Keyfamily => &self.keyfamily.analysis,
         }
     }
 }
@@ -158,6 +187,7 @@ pub struct InstanceDefaults {
     pub lfu_log_factor: u32,
     pub hotkey: AnalysisSettings,
     pub bigkey: AnalysisSettings,
+    pub keyfamily: KeyfamilySettings,
 }
 
 /// Metric output settings.

@@ -71,6 +71,7 @@ pub struct RawInstance {
 pub struct RawAnalysisSet {
     pub hotkey: Option<RawAnalysis>,
     pub bigkey: Option<RawAnalysis>,
+    pub keyfamily: Option<RawAnalysis>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -80,6 +81,8 @@ pub struct RawAnalysis {
     pub interval: Option<String>,
     pub timeout: Option<String>,
     pub top_n: Option<u64>,
+    /// Offline key analysis only: omit `backup_id`, so DCS takes a new backup each time.
+    pub fresh_backup: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -333,3 +333,31 @@ fn config_files_that_are_not_regular_files_are_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn key_family_analysis_is_off_by_default_and_fresh_backup_is_its_own() {
+    let c = load(&minimal("")).unwrap();
+    let kf = c.clouds[0].instances[0].keyfamily;
+    assert_eq!(kf.analysis.mode, Mode::Off);
+    assert_eq!(kf.analysis.interval, Duration::from_secs(86_400));
+    assert!(!kf.fresh_backup);
+
+    let text = format!(
+        "{}analysis:\n  keyfamily:\n    mode: trigger\n    top_n: 7\n",
+        minimal("        analysis:\n          keyfamily: {fresh_backup: true}\n")
+    );
+    let c = load(&text).unwrap();
+    let kf = c.clouds[0].instances[0].keyfamily;
+    assert_eq!((kf.analysis.mode, kf.analysis.top_n), (Mode::Trigger, 7));
+    assert!(kf.fresh_backup);
+    assert!(!c.clouds[0].defaults.keyfamily.fresh_backup);
+
+    let p = problems(&format!(
+        "{}analysis:\n  bigkey: {{fresh_backup: true}}\n",
+        minimal("")
+    ));
+    assert!(
+        p.contains("analysis.bigkey.fresh_backup: only analysis.keyfamily takes fresh_backup"),
+        "{p}"
+    );
+}

@@ -14,8 +14,8 @@ use url::Url;
 use super::raw::{self, RawAnalysis, RawAuth, RawCloud, RawConfig, RawInstance};
 use super::{
     duration, file, is_metric_namespace, AnalysisSettings, ApiSettings, CloudConfig, Config,
-    DiscoveryConfig, InstanceConfig, InstanceDefaults, KeyLabelKind, MetricsSettings, Mode,
-    Problem, SchedulerSettings, MAX_SECRET_BYTES,
+    DiscoveryConfig, InstanceConfig, InstanceDefaults, KeyLabelKind, KeyfamilySettings,
+    MetricsSettings, Mode, Problem, SchedulerSettings, MAX_SECRET_BYTES,
 };
 use crate::dcs::{Analysis, Auth, ClientConfig};
 use crate::metrics::keyrewrite::{KeyRewrite, KeyRule};
@@ -245,7 +245,18 @@ impl<'a> Validator<'a> {
                 raw.analysis.bigkey.as_ref(),
                 AnalysisSettings::default_for(Analysis::Bigkey),
             ),
+            keyfamily: self.keyfamily(
+                "analysis.keyfamily",
+                raw.analysis.keyfamily.as_ref(),
+                KeyfamilySettings::default(),
+            ),
         };
+        for (key, raw) in [
+            ("analysis.hotkey", &raw.analysis.hotkey),
+            ("analysis.bigkey", &raw.analysis.bigkey),
+        ] {
+            self.no_fresh_backup(key, raw.as_ref());
+        }
 
         if raw.clouds.is_empty() {
             self.problem("clouds", "at least one cloud is required");
@@ -290,6 +301,30 @@ impl<'a> Validator<'a> {
             }
         }
         KeyRewrite::new(rules)
+    }
+
+    fn keyfamily(
+        &mut self,
+        key: &str,
+        raw: Option<&RawAnalysis>,
+        base: KeyfamilySettings,
+    ) -> KeyfamilySettings {
+        KeyfamilySettings {
+            analysis: self.analysis(key, raw, base.analysis),
+            fresh_backup: raw
+                .and_then(|r| r.fresh_backup)
+                .unwrap_or(base.fresh_backup),
+        }
+    }
+
+    /// `fresh_backup` belongs to the offline key analysis only.
+    fn no_fresh_backup(&mut self, key: &str, raw: Option<&RawAnalysis>) {
+        if raw.is_some_and(|r| r.fresh_backup.is_some()) {
+            self.problem(
+                format!("{key}.fresh_backup"),
+                "only analysis.keyfamily takes fresh_backup",
+            );
+        }
     }
 
     fn analysis(
@@ -557,7 +592,18 @@ impl<'a> Validator<'a> {
                 raw.analysis.bigkey.as_ref(),
                 defaults.bigkey,
             ),
+            keyfamily: self.keyfamily(
+                &format!("{key}.analysis.keyfamily"),
+                raw.analysis.keyfamily.as_ref(),
+                defaults.keyfamily,
+            ),
         };
+        for (sub, r) in [
+            ("hotkey", &raw.analysis.hotkey),
+            ("bigkey", &raw.analysis.bigkey),
+        ] {
+            self.no_fresh_backup(&format!("{key}.analysis.{sub}"), r.as_ref());
+        }
         (!id.is_empty()).then_some(cfg)
     }
 

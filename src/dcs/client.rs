@@ -28,6 +28,10 @@ use tokio::time::Instant;
 use crate::dcs::iam::{transport_summary, IamCredentials, TokenCache};
 use crate::dcs::limit;
 use crate::dcs::{
+    offline, BackupList, BackupListQuery, GroupList, NodeList, OfflineAnalysisRequest,
+    OfflineTaskDetails, OfflineTaskId, OfflineTaskList,
+};
+use crate::dcs::{
     signer, Analysis, Auth, AutoscanConfig, AutoscanConfigRequest, ClientConfig, DcsApi, Error,
     ErrorBody, InstanceInfo, InstanceList, InstanceListQuery, Operation, Result, TaskList,
     TaskListQuery, TaskRecord,
@@ -430,9 +434,21 @@ impl DcsClient {
         segments: &[&str],
         query: &[(&str, String)],
     ) -> Result<url::Url> {
+        self.url_in("instances", operation, segments, query)
+    }
+
+    /// Like [`url`](Self::url) under `/v2/{project}/{collection}` (`ListGroupReplicationInfo`
+    /// lives under the singular `instance`).
+    fn url_in(
+        &self,
+        collection: &str,
+        operation: &'static str,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<url::Url> {
         let c = &self.inner.config;
         let mut path = format!(
-            "{}/v2/{}/instances",
+            "{}/v2/{}/{collection}",
             c.endpoint.path().trim_end_matches('/'),
             signer::encode(&c.project_id)
         );
@@ -914,7 +930,90 @@ impl DcsApi for DcsClient {
         self.call(OP_LIST_INSTANCES, Method::GET, url, Vec::new())
             .await
     }
+
+    async fn list_offline_tasks(
+        &self,
+        instance_id: &str,
+        query: &TaskListQuery,
+    ) -> Result<OfflineTaskList> {
+        let op = Analysis::Keyfamily.operation(Operation::ListTasks);
+        let url = self.url(
+            op,
+            &[instance_id, OFFLINE, KEY_ANALYSIS],
+            &task_query(query),
+        )?;
+        self.call(op, Method::GET, url, Vec::new()).await
+    }
+
+    async fn create_offline_task(
+        &self,
+        instance_id: &str,
+        request: &OfflineAnalysisRequest,
+    ) -> Result<OfflineTaskId> {
+        let op = Analysis::Keyfamily.operation(Operation::CreateTask);
+        let url = self.url(op, &[instance_id, OFFLINE, KEY_ANALYSIS], &[])?;
+        let body = serde_json::to_vec(request)
+            .map_err(|e| invalid(op, format!("cannot encode the body: {e}")))?;
+        self.call(op, Method::POST, url, body).await
+    }
+
+    async fn show_offline_task(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+    ) -> Result<OfflineTaskDetails> {
+        let op = Analysis::Keyfamily.operation(Operation::ShowTask);
+        let url = self.url(op, &[instance_id, OFFLINE, KEY_ANALYSIS, task_id], &[])?;
+        self.call(op, Method::GET, url, Vec::new()).await
+    }
+
+    async fn delete_offline_task(&self, instance_id: &str, task_id: &str) -> Result<OfflineTaskId> {
+        let op = Analysis::Keyfamily.operation(Operation::DeleteTask);
+        let url = self.url(op, &[instance_id, OFFLINE, KEY_ANALYSIS, task_id], &[])?;
+        let answer = self.send(op, Method::DELETE, url, Vec::new()).await?;
+        if answer.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OfflineTaskId {
+                task_id: task_id.to_owned(),
+            });
+        }
+        decode(op, &answer)
+    }
+
+    async fn list_backups(&self, instance_id: &str, query: &BackupListQuery) -> Result<BackupList> {
+        let op = offline::OP_LIST_BACKUPS;
+        let mut q = Vec::new();
+        if let Some(b) = &query.begin_time {
+            q.push(("begin_time", b.clone()));
+        }
+        if let Some(e) = &query.end_time {
+            q.push(("end_time", e.clone()));
+        }
+        if let Some(l) = query.limit {
+            q.push(("limit", l.to_string()));
+        }
+        if let Some(o) = query.offset {
+            q.push(("offset", o.to_string()));
+        }
+        let url = self.url(op, &[instance_id, "backups"], &q)?;
+        self.call(op, Method::GET, url, Vec::new()).await
+    }
+
+    async fn list_nodes(&self, instance_id: &str) -> Result<NodeList> {
+        let op = offline::OP_SHOW_NODES;
+        let url = self.url(op, &[instance_id, "logical-nodes"], &[])?;
+        self.call(op, Method::GET, url, Vec::new()).await
+    }
+
+    async fn list_groups(&self, instance_id: &str) -> Result<GroupList> {
+        let op = offline::OP_LIST_GROUPS;
+        let url = self.url_in("instance", op, &[instance_id, "groups"], &[])?;
+        self.call(op, Method::GET, url, Vec::new()).await
+    }
 }
+
+/// Path segments of the offline key analysis endpoints (`.../{instance}/offline/key-analysis`).
+const OFFLINE: &str = "offline";
+const KEY_ANALYSIS: &str = "key-analysis";
 
 #[cfg(test)]
 mod tests {

@@ -25,6 +25,10 @@ pub enum ApiCode {
     BigkeyTaskNotFound,
     /// DCS.3022 (also 111404022): no such instance.
     InstanceNotFound,
+    /// DCS.4231: an offline key analysis is already running on the instance.
+    OfflineAnalysisRunning,
+    /// DCS.4232: no such offline key analysis task.
+    OfflineTaskNotFound,
     /// APIG.0301 / APIGW.0301: authentication failed (signature, token, clock skew).
     BadSignature,
 }
@@ -39,6 +43,8 @@ impl ApiCode {
             "DCS.4941" => ApiCode::HotkeyTaskNotFound,
             "DCS.4942" => ApiCode::BigkeyTaskNotFound,
             "DCS.3022" | "111404022" => ApiCode::InstanceNotFound,
+            "DCS.4231" => ApiCode::OfflineAnalysisRunning,
+            "DCS.4232" => ApiCode::OfflineTaskNotFound,
             "APIG.0301" | "APIGW.0301" => ApiCode::BadSignature,
             _ => return None,
         })
@@ -53,6 +59,8 @@ impl ApiCode {
             ApiCode::HotkeyTaskNotFound => "DCS.4941",
             ApiCode::BigkeyTaskNotFound => "DCS.4942",
             ApiCode::InstanceNotFound => "DCS.3022",
+            ApiCode::OfflineAnalysisRunning => "DCS.4231",
+            ApiCode::OfflineTaskNotFound => "DCS.4232",
             ApiCode::BadSignature => "APIG.0301",
         }
     }
@@ -153,18 +161,22 @@ impl Error {
         )
     }
 
-    /// DCS.4918: an analysis is already running.
+    /// DCS.4918 (big key) or DCS.4231 (offline key analysis): an analysis is already running.
     pub fn is_already_running(&self) -> bool {
-        self.api_code() == Some(ApiCode::AnalysisRunning)
+        matches!(
+            self.api_code(),
+            Some(ApiCode::AnalysisRunning | ApiCode::OfflineAnalysisRunning)
+        )
     }
 
-    /// The task or instance does not exist (DCS.4941, DCS.4942, DCS.3022, or a 404).
+    /// The task or instance does not exist (DCS.4941, DCS.4942, DCS.4232, DCS.3022, or a 404).
     pub fn is_not_found(&self) -> bool {
         matches!(
             self.api_code(),
             Some(
                 ApiCode::HotkeyTaskNotFound
                     | ApiCode::BigkeyTaskNotFound
+                    | ApiCode::OfflineTaskNotFound
                     | ApiCode::InstanceNotFound
             )
         ) || self.status() == Some(404)
@@ -272,6 +284,8 @@ mod tests {
         assert!(api(400, "DCS.4922").is_unsupported());
         assert!(api(400, "DCS.4941").is_not_found());
         assert!(api(400, "DCS.4942").is_not_found());
+        assert!(api(400, "DCS.4231").is_already_running());
+        assert!(api(400, "DCS.4232").is_not_found());
         assert!(api(404, "DCS.3022").is_not_found());
         assert!(api(404, "111404022").is_not_found());
         assert!(api(401, "APIG.0301").is_auth());

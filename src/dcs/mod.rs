@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`model`]: request and response types shared with the simulator.
+//! - [`offline`]: the offline key analysis of a backup (key families), the backup and node
+//!   listings, and the choice of backup and nodes.
 //! - [`error`]: the client's error enum and the documented error codes.
 //! - [`timestamp`]: parsing and formatting DCS timestamps.
 //! - [`signer`]: SDK-HMAC-SHA256 request signing, a pure function of request, credentials and time.
@@ -16,6 +18,7 @@ pub mod error;
 pub mod iam;
 pub mod limit;
 pub mod model;
+pub mod offline;
 pub mod signer;
 pub mod timestamp;
 
@@ -25,6 +28,10 @@ use std::time::Duration;
 pub use client::DcsClient;
 pub use error::{ApiCode, Error, Result};
 pub use model::*;
+pub use offline::{
+    BackupList, BackupListQuery, GroupList, NodeList, OfflineAnalysisRequest, OfflineTaskDetails,
+    OfflineTaskId, OfflineTaskList,
+};
 
 use crate::secret::Secret;
 
@@ -87,6 +94,78 @@ pub trait DcsApi: Send + Sync + 'static {
         &self,
         query: &InstanceListQuery,
     ) -> impl Future<Output = Result<InstanceList>> + Send;
+
+    /// `ListOfflineKeyAnalysisTask`: the offline key analyses and their status (the only place
+    /// their status is told).
+    fn list_offline_tasks(
+        &self,
+        instance_id: &str,
+        query: &TaskListQuery,
+    ) -> impl Future<Output = Result<OfflineTaskList>> + Send {
+        let _ = (instance_id, query);
+        not_offered("ListOfflineKeyAnalysisTask")
+    }
+
+    /// `CreateOfflineKeyAnalysis`.
+    fn create_offline_task(
+        &self,
+        instance_id: &str,
+        request: &OfflineAnalysisRequest,
+    ) -> impl Future<Output = Result<OfflineTaskId>> + Send {
+        let _ = (instance_id, request);
+        not_offered("CreateOfflineKeyAnalysis")
+    }
+
+    /// `ShowOfflineKeyAnalysisTask`: inputs and result, no status.
+    fn show_offline_task(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+    ) -> impl Future<Output = Result<OfflineTaskDetails>> + Send {
+        let _ = (instance_id, task_id);
+        not_offered("ShowOfflineKeyAnalysisTask")
+    }
+
+    /// `DeleteOfflineKeyAnalysisTask`.
+    fn delete_offline_task(
+        &self,
+        instance_id: &str,
+        task_id: &str,
+    ) -> impl Future<Output = Result<OfflineTaskId>> + Send {
+        let _ = (instance_id, task_id);
+        not_offered("DeleteOfflineKeyAnalysisTask")
+    }
+
+    /// `ListBackupRecords` (one page).
+    fn list_backups(
+        &self,
+        instance_id: &str,
+        query: &BackupListQuery,
+    ) -> impl Future<Output = Result<BackupList>> + Send {
+        let _ = (instance_id, query);
+        not_offered(offline::OP_LIST_BACKUPS)
+    }
+
+    /// `ShowNodesInformation`: the instance's logical nodes.
+    fn list_nodes(&self, instance_id: &str) -> impl Future<Output = Result<NodeList>> + Send {
+        let _ = instance_id;
+        not_offered(offline::OP_SHOW_NODES)
+    }
+
+    /// `ListGroupReplicationInfo`: the instance's groups (shards) and their replicas.
+    fn list_groups(&self, instance_id: &str) -> impl Future<Output = Result<GroupList>> + Send {
+        let _ = instance_id;
+        not_offered(offline::OP_LIST_GROUPS)
+    }
+}
+
+/// The answer of an operation a [`DcsApi`] implementation does not offer (test fakes that only
+/// model the scan-task calls); the real client offers every operation.
+fn not_offered<T>(operation: &'static str) -> std::future::Ready<Result<T>> {
+    std::future::ready(Err(Error::InvalidRequest {
+        operation,
+        message: "operation not offered by this client".into(),
+    }))
 }
 
 /// How requests to one cloud are authenticated.

@@ -18,21 +18,29 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The two key analyses DCS offers.
+/// The key analyses DCS offers: the hot key and big key scans of the live instance, and the
+/// offline key analysis of a backup, which reports key families (largest prefixes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Analysis {
     Hotkey,
     Bigkey,
+    /// The offline (full) key analysis of a backup (`CreateOfflineKeyAnalysis`, see
+    /// [`offline`](super::offline)); its `analysis` label value is `keyfamily`.
+    Keyfamily,
 }
 
 impl Analysis {
+    /// The two scan-task analyses, which share one API shape (task records with keys).
     pub const ALL: [Analysis; 2] = [Analysis::Hotkey, Analysis::Bigkey];
+    /// Every analysis kind, in output order.
+    pub const EVERY: [Analysis; 3] = [Analysis::Hotkey, Analysis::Bigkey, Analysis::Keyfamily];
 
     /// The value of the `analysis` metric label and the config key.
     pub fn as_str(self) -> &'static str {
         match self {
             Analysis::Hotkey => "hotkey",
             Analysis::Bigkey => "bigkey",
+            Analysis::Keyfamily => "keyfamily",
         }
     }
 
@@ -41,6 +49,7 @@ impl Analysis {
         match self {
             Analysis::Hotkey => "hotkey-task",
             Analysis::Bigkey => "bigkey-task",
+            Analysis::Keyfamily => super::offline::KEY_ANALYSIS_SEGMENT,
         }
     }
 
@@ -49,6 +58,7 @@ impl Analysis {
         match self {
             Analysis::Hotkey => "hotkey-tasks",
             Analysis::Bigkey => "bigkey-tasks",
+            Analysis::Keyfamily => super::offline::KEY_ANALYSIS_SEGMENT,
         }
     }
 
@@ -57,23 +67,31 @@ impl Analysis {
         self.as_str()
     }
 
-    /// The official SDK's operation name, used as the `operation` metric label.
+    /// The official SDK's operation name, used as the `operation` metric label. The offline key
+    /// analysis has no autoscan: those two names are the big key ones' counterparts that do not
+    /// exist, and no call uses them.
     pub fn operation(self, op: Operation) -> &'static str {
         use Analysis::*;
         use Operation::*;
         match (op, self) {
             (ListTasks, Hotkey) => "ListHotKeyScanTasks",
             (ListTasks, Bigkey) => "ListBigkeyScanTasks",
+            (ListTasks, Keyfamily) => "ListOfflineKeyAnalysisTask",
             (CreateTask, Hotkey) => "CreateHotkeyScanTask",
             (CreateTask, Bigkey) => "CreateBigkeyScanTask",
+            (CreateTask, Keyfamily) => "CreateOfflineKeyAnalysis",
             (ShowTask, Hotkey) => "ShowHotkeyTaskDetails",
             (ShowTask, Bigkey) => "ShowBigkeyScanTaskDetails",
+            (ShowTask, Keyfamily) => "ShowOfflineKeyAnalysisTask",
             (DeleteTask, Hotkey) => "DeleteHotkeyScanTask",
             (DeleteTask, Bigkey) => "DeleteBigkeyScanTask",
+            (DeleteTask, Keyfamily) => "DeleteOfflineKeyAnalysisTask",
             (ShowAutoscan, Hotkey) => "ShowHotkeyAutoscanConfig",
             (ShowAutoscan, Bigkey) => "ShowBigkeyAutoscanConfig",
+            (ShowAutoscan, Keyfamily) => "ShowOfflineKeyAnalysisAutoscanConfig",
             (UpdateAutoscan, Hotkey) => "UpdateHotkeyAutoScanConfig",
             (UpdateAutoscan, Bigkey) => "UpdateBigkeyAutoscanConfig",
+            (UpdateAutoscan, Keyfamily) => "UpdateOfflineKeyAnalysisAutoscanConfig",
         }
     }
 }
@@ -563,7 +581,7 @@ where
 /// Each reads its value as raw JSON text first (serde_json skips it without parsing numbers or
 /// recursing), then parses that text alone: a number beyond `f64` or nesting deeper than
 /// serde_json's limit costs the field, not the response. Lists are read entry by entry.
-mod lenient {
+pub(crate) mod lenient {
     use std::fmt;
 
     use serde::de::{self, DeserializeOwned, IgnoredAny, SeqAccess, Visitor};
@@ -688,6 +706,18 @@ mod lenient {
             }
         }
         d.deserialize_any(Each(sink, std::marker::PhantomData))
+    }
+
+    /// A list of objects: the entries of the expected shape (others are dropped); empty when
+    /// the value is not a list.
+    pub fn list_or_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: DeserializeOwned,
+    {
+        let mut out = Vec::new();
+        each(d, |item: T| out.push(item))?;
+        Ok(out)
     }
 
     /// A task list's records: the entries that are objects of the expected shape (others are

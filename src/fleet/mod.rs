@@ -112,6 +112,7 @@ pub fn plan<C>(clouds: Vec<CloudInput<'_, C>>, opts: &FleetOptions) -> FleetPlan
                         lfu_log_factor: cfg.defaults.lfu_log_factor,
                         hotkey: cfg.defaults.hotkey,
                         bigkey: cfg.defaults.bigkey,
+                        keyfamily: cfg.defaults.keyfamily,
                     });
                 }
                 Some(n)
@@ -122,7 +123,11 @@ pub fn plan<C>(clouds: Vec<CloudInput<'_, C>>, opts: &FleetOptions) -> FleetPlan
         instances.retain(|i| opts.shard.owns(&i.id));
         if opts.observe_only {
             for inst in &mut instances {
-                for s in [&mut inst.hotkey, &mut inst.bigkey] {
+                for s in [
+                    &mut inst.hotkey,
+                    &mut inst.bigkey,
+                    &mut inst.keyfamily.analysis,
+                ] {
                     if s.mode == Mode::Trigger {
                         s.mode = Mode::Observe;
                     }

@@ -287,6 +287,7 @@ fn cloud(
             lfu_log_factor: 7,
             hotkey: settings(Mode::Trigger, 900),
             bigkey: settings(Mode::Observe, 3600),
+            keyfamily: Default::default(),
         },
     }
 }
@@ -298,6 +299,7 @@ fn explicit(id: &str, name: Option<&str>) -> InstanceConfig {
         lfu_log_factor: 10,
         hotkey: settings(Mode::Trigger, 60),
         bigkey: settings(Mode::Off, 60),
+        keyfamily: Default::default(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`store`]: the snapshot of results, failures and running tasks per instance and analysis.
 //! - [`api`]: the exporter's own API request metrics (explicit registry).
+//! - [`families`]: key families (keys and memory by key pattern) and their top-K bound.
 //! - [`keylabel`]: how a key name becomes the `key` label (cut with a hash suffix, or a digest).
 //! - [`render`]: the snapshot in the Prometheus text format (per key, per analysis, per instance).
 //! - [`body`]: response bodies made of shared pieces; deflate fragments joined into one gzip member.
@@ -12,6 +13,7 @@
 pub mod api;
 pub mod body;
 pub mod exposition;
+pub mod families;
 pub mod keylabel;
 pub mod keyrewrite;
 pub mod render;

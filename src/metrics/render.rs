@@ -144,6 +144,43 @@ const BIGKEY_ELEMENTS: Family = Family {
     help: "Number of elements of a big key whose size unit is count (list, set, zset, hash), \
            from the newest completed big key analysis of the instance; cached between analyses.",
 };
+const KEYFAMILY_KEYS: Family = Family {
+    name: "keyfamily_keys",
+    kind: Kind::Gauge,
+    help: "Keys of a key family (key pattern) of one type on one shard, from the newest completed \
+           key family analysis of the instance (DCS: offline key analysis of a backup, largest \
+           prefixes); the top N families by memory, the rest summed as family=other; cached \
+           between analyses.",
+};
+const KEYFAMILY_MEMORY_BYTES: Family = Family {
+    name: "keyfamily_memory_bytes",
+    kind: Kind::Gauge,
+    help: "Bytes of a key family (key pattern) of one type on one shard, from the newest \
+           completed key family analysis of the instance (DCS: the prefix' bytes reported by the \
+           offline key analysis of a backup); the top N families by memory, the rest summed as \
+           family=other; cached between analyses.",
+};
+const KEYFAMILY_KEYS_WITHOUT_TTL: Family = Family {
+    name: "keyfamily_keys_without_ttl",
+    kind: Kind::Gauge,
+    help: "Keys of a key family that never expire, from the newest completed key family \
+           analysis of the instance; only for sources that report it (not DCS); cached between \
+           analyses.",
+};
+const KEYSPACE_KEYS: Family = Family {
+    name: "keyspace_keys",
+    kind: Kind::Gauge,
+    help: "Keys of one type over all analysed shards of the instance, from the newest completed \
+           key family analysis of each shard (DCS: type_num of the offline key analysis of a \
+           backup); cached between analyses.",
+};
+const KEYSPACE_MEMORY_BYTES: Family = Family {
+    name: "keyspace_memory_bytes",
+    kind: Kind::Gauge,
+    help: "Bytes of the keys of one type over all analysed shards of the instance, from the \
+           newest completed key family analysis of each shard (DCS: type_bytes of the offline \
+           key analysis of a backup); cached between analyses.",
+};
 const ANALYSIS_KEYS: Family = Family {
     name: "analysis_keys",
     kind: Kind::Gauge,
@@ -221,10 +258,11 @@ enum Value {
     Float(f64),
 }
 
-/// Number of per-key families (the length of the private `KEY_FAMILIES` table).
-pub const KEY_FAMILY_COUNT: usize = 6;
+/// Number of per-result families (the length of the private `KEY_FAMILIES` table).
+pub const KEY_FAMILY_COUNT: usize = 11;
 
-/// The per-key families in output order: four fed by hot key results, two by big key results.
+/// The per-result metric families in output order: four fed by hot key results, two by big key
+/// results, five by key family results.
 const KEY_FAMILIES: [&Family; KEY_FAMILY_COUNT] = [
     &HOTKEY_FREQUENCY,
     &HOTKEY_ESTIMATED_ACCESSES,
@@ -232,7 +270,14 @@ const KEY_FAMILIES: [&Family; KEY_FAMILY_COUNT] = [
     &HOTKEY_ELEMENTS,
     &BIGKEY_SIZE_BYTES,
     &BIGKEY_ELEMENTS,
+    &KEYFAMILY_KEYS,
+    &KEYFAMILY_MEMORY_BYTES,
+    &KEYFAMILY_KEYS_WITHOUT_TTL,
+    &KEYSPACE_KEYS,
+    &KEYSPACE_MEMORY_BYTES,
 ];
+/// Index of the first key family metric in [`KEY_FAMILIES`].
+const FIRST_FAMILY_METRIC: usize = 6;
 
 /// The samples (no HELP/TYPE lines) of each per-key family for one analysis result of one
 /// instance, indexed like the families' output order; families the result has no value for are
@@ -310,6 +355,11 @@ pub fn render_key_families(
                 size_in(rec, &SizeUnit::Count),
                 None,
                 None,
+                None,
+                None,
+                None,
+                None,
+                None,
             ],
             Analysis::Bigkey => [
                 None,
@@ -318,7 +368,13 @@ pub fn render_key_families(
                 None,
                 size_in(rec, &SizeUnit::Byte),
                 size_in(rec, &SizeUnit::Count),
+                None,
+                None,
+                None,
+                None,
+                None,
             ],
+            Analysis::Keyfamily => [None; KEY_FAMILY_COUNT],
         };
         for ((buf, family), value) in out.iter_mut().zip(KEY_FAMILIES).zip(values) {
             if let Some(v) = value {
@@ -326,7 +382,92 @@ pub fn render_key_families(
             }
         }
     }
+    render_families(inst, result, opts, &mut out);
     out
+}
+
+/// The key family and keyspace samples of one result. Family names go through the key
+/// privacy rules like key names (`other` stays as is); families whose labels coincide after
+/// that are summed into one series.
+fn render_families(
+    inst: &InstanceState,
+    result: &AnalysisResult,
+    opts: &RenderOptions,
+    out: &mut KeyFamilies,
+) {
+    let ns = opts.namespace.as_str();
+    let mut rows: Vec<(Vec<u8>, u64, u64, Option<u64>)> = Vec::new();
+    let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+    let mut labels = Vec::with_capacity(256);
+    for f in &result.families {
+        let family = if f.family == super::families::OTHER {
+            std::borrow::Cow::Borrowed(f.family.as_str())
+        } else {
+            export_key(&f.family, &opts.key_rewrite, &opts.key_label)
+        };
+        labels.clear();
+        label(&mut labels, "instance_id", &inst.id, true);
+        label(&mut labels, "instance_name", &inst.name, false);
+        label(&mut labels, "family", &family, false);
+        label(&mut labels, "key_type", &f.key_type, false);
+        label(&mut labels, "shard", &f.shard, false);
+        match index.get(&labels) {
+            Some(&i) => {
+                let r = &mut rows[i];
+                r.1 = r.1.saturating_add(f.keys);
+                r.2 = r.2.saturating_add(f.memory_bytes);
+                r.3 = match (r.3, f.keys_without_ttl) {
+                    (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                    _ => None,
+                };
+            }
+            None => {
+                index.insert(labels.clone(), rows.len());
+                rows.push((labels.clone(), f.keys, f.memory_bytes, f.keys_without_ttl));
+            }
+        }
+    }
+    let [keys, bytes, no_ttl] = [0, 1, 2].map(|i| KEY_FAMILIES[FIRST_FAMILY_METRIC + i]);
+    for (l, k, b, t) in &rows {
+        sample(&mut out[FIRST_FAMILY_METRIC], ns, keys, l, Value::Int(*k));
+        sample(
+            &mut out[FIRST_FAMILY_METRIC + 1],
+            ns,
+            bytes,
+            l,
+            Value::Int(*b),
+        );
+        if let Some(t) = t {
+            sample(
+                &mut out[FIRST_FAMILY_METRIC + 2],
+                ns,
+                no_ttl,
+                l,
+                Value::Int(*t),
+            );
+        }
+    }
+    for t in result.keyspace_totals() {
+        labels.clear();
+        label(&mut labels, "instance_id", &inst.id, true);
+        label(&mut labels, "instance_name", &inst.name, false);
+        label(&mut labels, "key_type", &t.key_type, false);
+        let (i_keys, i_bytes) = (FIRST_FAMILY_METRIC + 3, FIRST_FAMILY_METRIC + 4);
+        sample(
+            &mut out[i_keys],
+            ns,
+            KEY_FAMILIES[i_keys],
+            &labels,
+            Value::Int(t.keys),
+        );
+        sample(
+            &mut out[i_bytes],
+            ns,
+            KEY_FAMILIES[i_bytes],
+            &labels,
+            Value::Int(t.memory_bytes),
+        );
+    }
 }
 
 /// Writes the per-analysis and per-instance families (everything but the per-key families).
@@ -643,6 +784,8 @@ mod tests {
             finished_at: Some(1010.5),
             key_count: 120,
             keys,
+            shards: Default::default(),
+            families: Vec::new(),
         }
     }
 
@@ -1102,7 +1245,7 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\
             eprintln!("note: promtool not on PATH; skipping the promtool check");
             return;
         };
-        for snap in [example(), hostile()] {
+        for snap in [example(), hostile(), families_example()] {
             let text = render(&snap);
             let mut child = std::process::Command::new(&promtool)
                 .args(["check", "metrics"])
@@ -1127,6 +1270,117 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\
             // Lint findings (naming, help) are printed but do not fail the exit code everywhere.
             assert!(report.trim().is_empty(), "promtool: {report}\n---\n{text}");
         }
+    }
+
+    fn family(
+        name: &str,
+        ty: &str,
+        shard: &str,
+        keys: u64,
+        bytes: u64,
+    ) -> crate::metrics::families::KeyFamily {
+        crate::metrics::families::KeyFamily {
+            family: name.into(),
+            key_type: ty.into(),
+            shard: shard.into(),
+            keys,
+            memory_bytes: bytes,
+            keys_without_ttl: None,
+        }
+    }
+
+    /// One instance with a key family result over two shards.
+    fn families_example() -> Snapshot {
+        use crate::metrics::families::{KeyspaceTotal, ShardFamilies};
+        let total = |ty: &str, shard: &str, keys, bytes| KeyspaceTotal {
+            key_type: ty.into(),
+            shard: shard.into(),
+            keys,
+            memory_bytes: bytes,
+        };
+        let shard = |id: &str, totals| {
+            Arc::new(ShardFamilies {
+                task_id: id.into(),
+                backup_id: None,
+                finished_at: Some(1010.0),
+                families: Vec::new(),
+                totals,
+                key_count: 0,
+            })
+        };
+        let mut r = result(Vec::new());
+        r.families = vec![
+            family("test", "hash", "g0", 3, 300),
+            family("user:1:cart", "string", "g0", 1, 10),
+            family("user:2:cart", "string", "g0", 2, 20),
+            family("other", "string", "g1", 5, 50),
+        ];
+        r.shards.insert(
+            "g0".into(),
+            shard(
+                "t0",
+                vec![total("hash", "g0", 3, 300), total("string", "g0", 3, 30)],
+            ),
+        );
+        r.shards
+            .insert("g1".into(), shard("t1", vec![total("string", "g1", 5, 50)]));
+        snapshot(vec![instance(
+            "i",
+            "n",
+            vec![state(Analysis::Keyfamily, Some(r))],
+        )])
+    }
+
+    #[test]
+    fn families_render_with_privacy_rules_and_summed_collisions() {
+        let snap = families_example();
+        let text = render(&snap);
+        let s = samples(&text);
+        let l = r#"instance_id="i",instance_name="n""#;
+        for want in [
+            format!(r#"dcs_keyfamily_keys{{{l},family="test",key_type="hash",shard="g0"}} 3"#),
+            format!(
+                r#"dcs_keyfamily_memory_bytes{{{l},family="other",key_type="string",shard="g1"}} 50"#
+            ),
+            format!(r#"dcs_keyspace_keys{{{l},key_type="string"}} 8"#),
+            format!(r#"dcs_keyspace_memory_bytes{{{l},key_type="hash"}} 300"#),
+        ] {
+            assert!(s.contains(&want.as_str()), "missing {want} in\n{text}");
+        }
+        assert!(
+            !text.contains("keys_without_ttl{"),
+            "DCS families carry no TTL count"
+        );
+
+        // Rewritten names that coincide are one series, summed; `key_label: hash` hides names
+        // (sha256("test") starts 9f86d081884c7d65) but not `other`.
+        let rule =
+            crate::metrics::keyrewrite::KeyRule::new(r"^user:\d+:(.*)$", "user:*:$1").unwrap();
+        let opts = RenderOptions {
+            key_rewrite: KeyRewrite::new(vec![rule]),
+            ..RenderOptions::default()
+        };
+        let mut out = Vec::new();
+        render_snapshot(&snap, &opts, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let want = format!(
+            r#"dcs_keyfamily_memory_bytes{{{l},family="user:*:cart",key_type="string",shard="g0"}} 30"#
+        );
+        assert!(samples(&text).contains(&want.as_str()), "{text}");
+        assert_eq!(text.matches("family=\"user:*:cart\"").count(), 2);
+        let opts = RenderOptions {
+            key_label: KeyLabelMode::Hash,
+            ..RenderOptions::default()
+        };
+        let mut out = Vec::new();
+        render_snapshot(&snap, &opts, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#"family="sha256:9f86d081884c7d65""#),
+            "{text}"
+        );
+        assert!(text.contains(r#"family="other""#));
+        assert!(!text.contains("user:"), "{text}");
     }
 
     fn find_on_path(bin: &str) -> Option<std::path::PathBuf> {

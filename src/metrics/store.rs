@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::families::{top_families, KeyFamily, KeyspaceTotal, ShardFamilies};
 use crate::dcs::{self, Analysis, InstanceInfo, KeyRecord, ScanType, SizeUnit, TaskRecord};
 
 /// Why an attempt produced no result: the `reason` label of `dcs_analysis_failures_total`.
@@ -99,6 +100,37 @@ pub struct AnalysisResult {
     /// The exported keys, ranked: hot keys by `freq` descending, big keys by `size` descending
     /// within each unit (at most N per unit).
     pub keys: Vec<KeyRecord>,
+    /// Key family analyses: the newest result of each shard, by shard.
+    pub shards: BTreeMap<String, Arc<ShardFamilies>>,
+    /// Key family analyses: the exported families over all shards, the top N by memory and
+    /// the rest as `other` (see [`top_families`]).
+    pub families: Vec<KeyFamily>,
+}
+
+impl AnalysisResult {
+    /// Per key type totals over all shards (`dcs_keyspace_*`), in key type order.
+    pub fn keyspace_totals(&self) -> Vec<KeyspaceTotal> {
+        let mut by_type: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for t in self.shards.values().flat_map(|s| &s.totals) {
+            let e = by_type.entry(t.key_type.as_str()).or_default();
+            e.0 = e.0.saturating_add(t.keys);
+            e.1 = e.1.saturating_add(t.memory_bytes);
+        }
+        by_type
+            .into_iter()
+            .map(|(key_type, (keys, memory_bytes))| KeyspaceTotal {
+                key_type: key_type.to_owned(),
+                shard: String::new(),
+                keys,
+                memory_bytes,
+            })
+            .collect()
+    }
+
+    /// Oldest finish time over the shards (Unix seconds), for the next shard to analyse.
+    pub fn shard_finished(&self, shard: &str) -> Option<f64> {
+        self.shards.get(shard).and_then(|s| s.finished_at)
+    }
 }
 
 impl AnalysisResult {
@@ -114,6 +146,8 @@ impl AnalysisResult {
             finished_at: ts(&task.finished_at),
             key_count: task.key_count(),
             keys,
+            shards: BTreeMap::new(),
+            families: Vec::new(),
         }
     }
 
@@ -144,6 +178,8 @@ pub fn rank_keys(analysis: Analysis, keys: &[KeyRecord], top_n: usize) -> Vec<Ke
             ranked.truncate(top_n);
             ranked
         }
+        // Key family analyses report no keys of their own.
+        Analysis::Keyfamily => Vec::new(),
         Analysis::Bigkey => {
             ranked.sort_by_key(|k| std::cmp::Reverse(k.size.unwrap_or(i64::MIN)));
             let mut per_unit: BTreeMap<String, usize> = BTreeMap::new();
@@ -156,6 +192,29 @@ pub fn rank_keys(analysis: Analysis, keys: &[KeyRecord], top_n: usize) -> Vec<Ke
             ranked
         }
     }
+}
+
+/// `base` with the families of `shards`: the top `top_n` over all shards, the key count summed,
+/// and the newest shard's finish time.
+fn family_result(
+    mut new: AnalysisResult,
+    shards: BTreeMap<String, Arc<ShardFamilies>>,
+    top_n: usize,
+) -> AnalysisResult {
+    let all: Vec<KeyFamily> = shards
+        .values()
+        .flat_map(|s| s.families.iter().cloned())
+        .collect();
+    new.families = top_families(&all, top_n);
+    new.key_count = shards.values().map(|s| s.key_count).sum();
+    new.finished_at = shards
+        .values()
+        .filter_map(|s| s.finished_at)
+        .fold(new.finished_at, |acc, f| {
+            Some(acc.map_or(f, |a: f64| a.max(f)))
+        });
+    new.shards = shards;
+    new
 }
 
 /// A task the exporter is following right now.
@@ -386,6 +445,79 @@ impl Store {
         taken
     }
 
+    /// Publishes one shard's key families as part of the analysis' result: the shard's
+    /// previous families are replaced as a whole, other shards keep theirs, and the exported
+    /// top N is recomputed over all shards. `task` gives the times and id of the newest result.
+    /// Returns whether the result was taken (not when the shard already has this task's or a
+    /// later result).
+    pub fn publish_families(
+        &self,
+        id: &str,
+        analysis: Analysis,
+        task: &TaskRecord,
+        shard: String,
+        families: ShardFamilies,
+    ) -> bool {
+        let mut taken = false;
+        self.update_analysis(id, analysis, |a| {
+            let mut shards = a
+                .result
+                .as_ref()
+                .map(|r| r.shards.clone())
+                .unwrap_or_default();
+            let newer = match shards.get(&shard) {
+                None => true,
+                Some(old) if old.task_id == families.task_id => false,
+                Some(old) => match (old.finished_at, families.finished_at) {
+                    (Some(o), Some(n)) => n >= o,
+                    _ => true,
+                },
+            };
+            a.supported = true;
+            a.consecutive_failures = 0;
+            if !newer {
+                return;
+            }
+            shards.insert(shard, Arc::new(families));
+            let new = family_result(
+                AnalysisResult::from_task(analysis, task, a.spec.top_n),
+                shards,
+                a.spec.top_n,
+            );
+            a.result = Some(Arc::new(new));
+            taken = true;
+        });
+        taken
+    }
+
+    /// Drops the key family results of shards the instance no longer has (`shards`: the shards
+    /// listed now; an empty list changes nothing).
+    pub fn retain_shards(&self, id: &str, analysis: Analysis, shards: &[String]) {
+        let stale = self.read(|s| {
+            let r = s
+                .instances
+                .get(id)?
+                .analyses
+                .get(&analysis)?
+                .result
+                .clone()?;
+            r.shards.keys().any(|k| !shards.contains(k)).then_some(r)
+        });
+        let Some(old) = stale.filter(|_| !shards.is_empty()) else {
+            return;
+        };
+        self.update_analysis(id, analysis, |a| {
+            let mut kept = old.shards.clone();
+            kept.retain(|k, _| shards.contains(k));
+            let base = AnalysisResult {
+                shards: BTreeMap::new(),
+                families: Vec::new(),
+                ..(*old).clone()
+            };
+            a.result = Some(Arc::new(family_result(base, kept, a.spec.top_n)));
+        })
+    }
+
     /// Counts an attempt that produced no result. The last result stays.
     ///
     /// `Unsupported` is counted by reason but is not a failure streak: the instance answered, and
@@ -589,6 +721,63 @@ mod tests {
         assert_eq!(st.failures[&FailureReason::Unsupported], 3);
         assert_eq!(st.failures[&FailureReason::ApiError], 1);
         assert_eq!(st.last_error.unwrap().reason, FailureReason::Unsupported);
+    }
+
+    #[test]
+    fn family_results_merge_per_shard() {
+        use crate::metrics::families::{KeyFamily, ShardFamilies};
+        let store = Store::new();
+        let mut s = spec();
+        s.analyses = vec![AnalysisSpec {
+            analysis: Analysis::Keyfamily,
+            top_n: 1,
+            mode: "trigger",
+            interval: std::time::Duration::from_secs(86_400),
+        }];
+        store.configure(&[s]);
+        let shard = |task: &str, shard: &str, finished: f64, bytes: u64| ShardFamilies {
+            task_id: task.into(),
+            backup_id: None,
+            finished_at: Some(finished),
+            families: vec![KeyFamily {
+                family: format!("{shard}:"),
+                key_type: "hash".into(),
+                shard: shard.into(),
+                keys: 1,
+                memory_bytes: bytes,
+                keys_without_ttl: None,
+            }],
+            totals: Vec::new(),
+            key_count: 10,
+        };
+        let t = task("t", "2024-01-01T00:01:00.000Z", vec![]);
+        let kf = Analysis::Keyfamily;
+        assert!(store.publish_families("i1", kf, &t, "g0".into(), shard("a", "g0", 100.0, 5)));
+        assert!(store.publish_families("i1", kf, &t, "g1".into(), shard("b", "g1", 90.0, 9)));
+        // The same task again, or an older one of a shard: not taken.
+        assert!(!store.publish_families("i1", kf, &t, "g1".into(), shard("b", "g1", 90.0, 9)));
+        assert!(!store.publish_families("i1", kf, &t, "g0".into(), shard("z", "g0", 50.0, 1)));
+        let r = store.result("i1", kf).unwrap();
+        assert_eq!(r.key_count, 20, "both shards");
+        // top_n = 1: the larger family, the other one as `other`.
+        let got: Vec<_> = r
+            .families
+            .iter()
+            .map(|f| (f.family.as_str(), f.shard.as_str(), f.memory_bytes))
+            .collect();
+        assert_eq!(got, [("g1:", "g1", 9), ("other", "g0", 5)]);
+        // A newer result of g1 replaces g1's families only.
+        assert!(store.publish_families("i1", kf, &t, "g1".into(), shard("c", "g1", 200.0, 1)));
+        let r = store.result("i1", kf).unwrap();
+        let got: Vec<_> = r.families.iter().map(|f| f.family.as_str()).collect();
+        assert_eq!(got, ["g0:", "other"]);
+        assert_eq!(r.shards["g1"].task_id, "c");
+        // g0 left the instance: its families go, g1's stay.
+        store.retain_shards("i1", kf, &["g1".into()]);
+        let r = store.result("i1", kf).unwrap();
+        let got: Vec<_> = r.families.iter().map(|f| f.family.as_str()).collect();
+        assert_eq!(got, ["g1:"]);
+        assert_eq!(r.key_count, 10);
     }
 
     #[test]

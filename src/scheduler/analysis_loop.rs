@@ -30,6 +30,12 @@
 //! [`FUTURE_TOLERANCE`] ahead). Two DCS dates are compared with each other only while neither
 //! was that far ahead; otherwise a successful record that was not successful at the previous
 //! list call is the newer one, since it finished after the published result was listed.
+//!
+//! # Key families
+//! The key family analysis (the DCS offline key analysis of a backup, see [`offline`]) runs
+//! through the same loop with its own list, show and create steps: one task covers one shard,
+//! so the cadence counts per shard (the shard whose result is oldest is due next), the status
+//! comes from the list only, and DCS.4231 on create leads to adoption like DCS.4918.
 
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -45,8 +51,12 @@ use tracing::{debug, info, warn};
 
 use super::backoff;
 use super::clock::Clock;
+use super::offline::{self, Created, ShardSeen};
 use crate::config::{AnalysisSettings, Mode};
-use crate::dcs::{self, timestamp, Analysis, DcsApi, TaskListQuery, TaskRecord, TaskStatus};
+use crate::dcs::{
+    self, timestamp, Analysis, DcsApi, OfflineTaskDetails, TaskList, TaskListQuery, TaskRecord,
+    TaskStatus,
+};
 use crate::metrics::store::{FailureReason, RunningTask, Store, TaskOrigin};
 
 /// Records asked for per list call: DCS keeps at most 100 per instance and kind, so one page
@@ -98,6 +108,14 @@ pub struct AnalysisLoop<C> {
     unsupported: bool,
     consecutive_failures: u64,
     created: VecDeque<String>,
+    /// Key families: let DCS take a new backup for every task (see [`offline`]).
+    fresh_backup: bool,
+    /// Key families: the shards of the instance and their nodes, from the last node listing.
+    topology: offline::Topology,
+    /// Key families: the shard of the task this loop created last.
+    task_shard: Option<(String, String)>,
+    /// Key families: the result of the task last shown successful, until it is published.
+    details: Option<OfflineTaskDetails>,
 }
 
 /// What came of following a task.
@@ -109,6 +127,7 @@ enum Outcome {
 }
 
 /// The newest published result, as DCS dated it.
+#[derive(Clone)]
 struct Published {
     id: String,
     /// Finish (else creation) time as DCS reported it, Unix seconds.
@@ -151,7 +170,17 @@ impl<C: DcsApi> AnalysisLoop<C> {
             unsupported: false,
             consecutive_failures: 0,
             created: VecDeque::new(),
+            fresh_backup: false,
+            topology: offline::Topology::default(),
+            task_shard: None,
+            details: None,
         }
+    }
+
+    /// Key families: omit `backup_id`, so that DCS takes a new backup for every task.
+    pub fn with_fresh_backup(mut self, fresh_backup: bool) -> Self {
+        self.fresh_backup = fresh_backup;
+        self
     }
 
     /// Runs until `cancel` fires. Requests in flight at that moment are allowed to finish; no
@@ -183,10 +212,28 @@ impl<C: DcsApi> AnalysisLoop<C> {
     /// Publishes what DCS already has before anything else, adopts a running task, and says
     /// how long to wait before the first regular cycle.
     async fn startup(&mut self, cancel: &CancellationToken) -> Duration {
+        if self.analysis == Analysis::Keyfamily {
+            // Results are filed by shard, and the cadence counts per shard: learn the shards
+            // first. A failure here only files results under the shard their answer names, and
+            // leaves the cadence to the published result until the first creation.
+            if let Ok(nodes) = self
+                .call(|c, id, _| async move { offline::shard_nodes(c, id).await })
+                .await
+            {
+                self.topology = nodes;
+            }
+        }
         let survey = match self.survey().await {
             Ok(s) => s,
             Err(e) => return self.fail(FailureReason::from_error(&e), &e.to_string()),
         };
+        if self.analysis == Analysis::Keyfamily && !self.topology.nodes.is_empty() {
+            // Take the existing result of each shard, so that a restart analyses no shard
+            // again for nothing.
+            if let Err(e) = self.ingest_shards().await {
+                debug!(error = %e, "cannot take the existing results of every shard");
+            }
+        }
         if self.settings.mode == Mode::Observe {
             return self.settings.interval;
         }
@@ -203,8 +250,32 @@ impl<C: DcsApi> AnalysisLoop<C> {
         self.until_due().max(jitter)
     }
 
-    /// Time left until the newest result is one interval old (zero when there is none).
+    /// Time left until the newest result is one interval old (zero when there is none). Key
+    /// families: until the oldest shard's result is (zero while a known shard has none).
     fn until_due(&self) -> Duration {
+        if self.analysis == Analysis::Keyfamily && !self.topology.nodes.is_empty() {
+            let seen = self.shard_seen();
+            let oldest = self
+                .topology
+                .shards()
+                .iter()
+                .map(|s| seen.get(s).and_then(|x| x.finished_at))
+                .min_by(|a, b| match (a, b) {
+                    (None, _) => std::cmp::Ordering::Less,
+                    (_, None) => std::cmp::Ordering::Greater,
+                    (Some(a), Some(b)) => a.total_cmp(b),
+                })
+                .flatten();
+            return match oldest {
+                Some(f) => {
+                    let age = (self.shared.clock.now_unix() - f).max(0.0);
+                    self.settings
+                        .interval
+                        .saturating_sub(Duration::from_secs_f64(age))
+                }
+                None => Duration::ZERO,
+            };
+        }
         match self.published_since {
             Some(f) => {
                 let age = (self.shared.clock.now_unix() - f).max(0.0);
@@ -248,11 +319,13 @@ impl<C: DcsApi> AnalysisLoop<C> {
             return due;
         }
         let op = self.analysis.operation(dcs::Operation::CreateTask);
-        match self
-            .call(|c, id, a| async move { c.create_task(id, a).await })
-            .await
-        {
-            Ok(task) => {
+        match self.create_any().await {
+            Ok(None) => {
+                // Look again for a newer backup well before a whole interval has passed.
+                debug!("every shard has a result of the newest backup, not creating a task");
+                (self.settings.interval / 8).max(backoff::MIN_POLL_INTERVAL)
+            }
+            Ok(Some(task)) => {
                 self.remember_created(&task.id);
                 self.shared
                     .store
@@ -364,12 +437,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
             limit: Some(LIST_LIMIT),
             status: None,
         };
-        let list = self
-            .call(|c, id, a| {
-                let query = query.clone();
-                async move { c.list_tasks(id, a, &query).await }
-            })
-            .await?;
+        let list = self.list_any(query).await?;
         let when = |r: &dcs::TaskSummary| {
             let f = r.finished_at.as_deref().and_then(timestamp::parse);
             f.or_else(|| r.created_at.as_deref().and_then(timestamp::parse))
@@ -417,10 +485,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
         if let Some(rec) = newest_success {
             let task_id = rec.id.clone();
             let task = self
-                .call(|c, id, a| {
-                    let task_id = task_id.clone();
-                    async move { c.show_task(id, a, &task_id).await }
-                })
+                .show_any(&task_id)
                 .await
                 .and_then(|t| self.complete(t))?;
             if task.status == TaskStatus::Success {
@@ -528,7 +593,32 @@ impl<C: DcsApi> AnalysisLoop<C> {
         if let Some(o) = origin {
             store.count_task(&self.instance_id, self.analysis, o);
         }
-        if store.publish(&self.instance_id, self.analysis, task) {
+        if self.analysis == Analysis::Keyfamily {
+            match self.details.take().filter(|d| d.id == task.id) {
+                Some(d) => {
+                    // File the result under the shard its node belongs to (or the one the task
+                    // was created for), so that the cadence and the listing agree with it.
+                    let shard = match &self.task_shard {
+                        Some((id, s)) if *id == task.id && d.node_id.is_none() => s.clone(),
+                        _ => self.topology.shard_of(&d),
+                    };
+                    let mut fams = crate::metrics::families::from_offline(&d, finished);
+                    for f in &mut fams.families {
+                        f.shard.clone_from(&shard);
+                    }
+                    for t in &mut fams.totals {
+                        t.shard.clone_from(&shard);
+                    }
+                    let n = fams.families.len();
+                    let (id, a) = (&self.instance_id, self.analysis);
+                    if store.publish_families(id, a, task, shard.clone(), fams) {
+                        info!(task_id = %task.id, shard = %shard, families = n,
+                            "published key family result");
+                    }
+                }
+                None => warn!(task_id = %task.id, "no result fetched for the task"),
+            }
+        } else if store.publish(&self.instance_id, self.analysis, task) {
             info!(task_id = %task.id, keys = task.key_count(), "published analysis result");
         }
         self.published = Some(published);
@@ -577,6 +667,10 @@ impl<C: DcsApi> AnalysisLoop<C> {
             Ok(Outcome::Success(task)) => {
                 self.publish(&task, None);
                 self.clean = origin == TaskOrigin::Created;
+                if self.analysis == Analysis::Keyfamily {
+                    // The next shard may be due at once.
+                    return self.until_due().max(backoff::MIN_POLL_INTERVAL);
+                }
                 // Keep the cadence: the next task is due one interval after this one started.
                 let since = created_unix.map_or(Duration::ZERO, |c| {
                     Duration::from_secs_f64((self.shared.clock.now_unix() - c).max(0.0))
@@ -649,7 +743,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 return Ok(Outcome::TimedOut);
             }
             let task = self
-                .call(|c, id, a| async move { c.show_task(id, a, task_id).await })
+                .show_any(task_id)
                 .await
                 .and_then(|t| self.complete(t))?;
             match &task.status {
@@ -664,7 +758,11 @@ impl<C: DcsApi> AnalysisLoop<C> {
 
     /// Refuses a successful record that counts keys (`num` > 0) but lists none: publishing it
     /// would replace the last good keys with nothing. It counts as a malformed answer.
+    /// Key family results carry their families beside the record, not keys: not checked here.
     fn complete(&self, task: TaskRecord) -> dcs::Result<TaskRecord> {
+        if self.analysis == Analysis::Keyfamily {
+            return Ok(task);
+        }
         let listed = task.keys.as_ref().map_or(0, Vec::len);
         match task.num {
             Some(n) if n > 0 && listed == 0 && task.status == TaskStatus::Success => {
@@ -675,6 +773,146 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 })
             }
             _ => Ok(task),
+        }
+    }
+
+    /// Key families: publishes the newest successful existing result of each shard that has
+    /// none yet, newest first, with at most a couple of show calls beyond one per shard (list
+    /// records do not tell their shard).
+    async fn ingest_shards(&mut self) -> dcs::Result<()> {
+        let query = TaskListQuery {
+            offset: None,
+            limit: Some(LIST_LIMIT),
+            status: Some(TaskStatus::Success),
+        };
+        let list = self.list_any(query).await?;
+        let finished = |r: &dcs::TaskSummary| {
+            r.finished_at
+                .as_deref()
+                .and_then(timestamp::parse)
+                .unwrap_or(f64::MIN)
+        };
+        let mut successes: Vec<_> = list
+            .records
+            .into_iter()
+            .filter(|r| r.status == TaskStatus::Success)
+            .collect();
+        successes.sort_by(|a, b| finished(b).total_cmp(&finished(a)));
+        let newest = self.published.clone();
+        let mut budget = self.topology.nodes.len() + 2;
+        for rec in successes {
+            let seen = self.shard_seen();
+            let shards = self.topology.shards();
+            if budget == 0 || shards.iter().all(|s| seen.contains_key(s)) {
+                break;
+            }
+            let already = self
+                .shared
+                .store
+                .result(&self.instance_id, self.analysis)
+                .is_some_and(|r| r.shards.values().any(|s| s.task_id == rec.id));
+            if already {
+                continue;
+            }
+            budget -= 1;
+            let task = self.show_any(&rec.id).await?;
+            let covered = self
+                .details
+                .as_ref()
+                .is_some_and(|d| seen.contains_key(&self.topology.shard_of(d)));
+            if task.status != TaskStatus::Success || covered {
+                self.details = None;
+                continue;
+            }
+            self.publish(&task, Some(TaskOrigin::Adopted));
+        }
+        // The newest result stays the reference for "newer" records.
+        if newest.is_some() {
+            self.published = newest;
+        }
+        Ok(())
+    }
+
+    /// What the published key family result holds per shard.
+    fn shard_seen(&self) -> std::collections::BTreeMap<String, ShardSeen> {
+        self.shared
+            .store
+            .result(&self.instance_id, self.analysis)
+            .map(|r| {
+                r.shards
+                    .iter()
+                    .map(|(k, v)| {
+                        let seen = ShardSeen {
+                            finished_at: v.finished_at,
+                            backup_id: v.backup_id.clone(),
+                        };
+                        (k.clone(), seen)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The list call of this analysis.
+    async fn list_any(&self, query: TaskListQuery) -> dcs::Result<TaskList> {
+        if self.analysis == Analysis::Keyfamily {
+            self.call(|c, id, _| async move { offline::list(c, id, &query).await })
+                .await
+        } else {
+            self.call(|c, id, a| async move { c.list_tasks(id, a, &query).await })
+                .await
+        }
+    }
+
+    /// The task's record. Key families: status from the list, and the result, kept for
+    /// [`publish`](Self::publish), once it succeeded.
+    async fn show_any(&mut self, task_id: &str) -> dcs::Result<TaskRecord> {
+        if self.analysis == Analysis::Keyfamily {
+            let (record, details) = self
+                .call(|c, id, _| async move { offline::show(c, id, task_id).await })
+                .await?;
+            if details.is_some() {
+                self.details = details;
+            }
+            Ok(record)
+        } else {
+            self.call(|c, id, a| async move { c.show_task(id, a, task_id).await })
+                .await
+        }
+    }
+
+    /// Creates a task; `None` when there is nothing new to analyse (key families only).
+    async fn create_any(&mut self) -> dcs::Result<Option<TaskRecord>> {
+        if self.analysis != Analysis::Keyfamily {
+            return self
+                .call(|c, id, a| async move { c.create_task(id, a).await })
+                .await
+                .map(Some);
+        }
+        let seen = self.shard_seen();
+        let now = self.shared.clock.now_unix();
+        // A shard is due a little before its interval ends, so that the whole round of shards
+        // fits in one interval.
+        let due_before = now - self.settings.interval.as_secs_f64() * 0.9;
+        let fresh = self.fresh_backup;
+        let mut topology = std::mem::take(&mut self.topology);
+        let created = self
+            .call(|c, id, _| {
+                let (seen, topology) = (&seen, &mut topology);
+                async move { offline::create(c, id, fresh, seen, due_before, now, topology).await }
+            })
+            .await;
+        self.topology = topology;
+        self.shared
+            .store
+            .retain_shards(&self.instance_id, self.analysis, &self.topology.shards());
+        match created? {
+            Created::Task { record, shard } => {
+                debug!(task_id = %record.id, shard = %shard, "analysing the backup of a shard");
+                self.task_shard = Some((record.id.clone(), shard));
+                Ok(Some(*record))
+            }
+            Created::UpToDate => Ok(None),
         }
     }
 

@@ -5,6 +5,8 @@
 //! - [`analysis_loop`]: the loop that creates or adopts tasks, polls them and publishes results.
 //! - [`backoff`]: failure backoff, start-up jitter and the polling plan, as pure functions.
 //! - [`clock`]: wall-clock time that tests can drive with tokio's paused clock.
+//! - [`offline`]: the key family analysis (DCS offline key analysis of a backup) in the shape
+//!   the analysis loop follows.
 //!
 //! Every loop runs in the [`TaskTracker`] under a child of the root [`CancellationToken`];
 //! [`Scheduler::apply`] starts loops for new instances, restarts those whose settings or client
@@ -13,6 +15,7 @@
 pub mod analysis_loop;
 pub mod backoff;
 pub mod clock;
+pub mod offline;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +48,8 @@ pub struct CloudPlan<C> {
 struct Running<C> {
     client: Arc<C>,
     settings: AnalysisSettings,
+    /// Key families: `fresh_backup`.
+    fresh_backup: bool,
     token: CancellationToken,
 }
 
@@ -113,7 +118,8 @@ impl<C: DcsApi> Scheduler<C> {
     /// Makes the running loops match `plan`.
     pub fn apply(&mut self, plan: Vec<CloudPlan<C>>) {
         let mut specs = Vec::new();
-        let mut wanted: HashMap<(String, Analysis), (Arc<C>, AnalysisSettings)> = HashMap::new();
+        let mut wanted: HashMap<(String, Analysis), (Arc<C>, AnalysisSettings, bool)> =
+            HashMap::new();
         let mut wanted_info: HashMap<String, (Arc<C>, Option<String>)> = HashMap::new();
         let mut known: Vec<&InstanceInfo> = Vec::new();
         for cloud in &plan {
@@ -125,7 +131,7 @@ impl<C: DcsApi> Scheduler<C> {
                     .or_else(|| inst.name.clone())
                     .unwrap_or_else(|| inst.id.clone());
                 let mut analyses = Vec::new();
-                for a in Analysis::ALL {
+                for a in Analysis::EVERY {
                     let s = *inst.analysis(a);
                     if s.mode == Mode::Off {
                         continue;
@@ -136,7 +142,8 @@ impl<C: DcsApi> Scheduler<C> {
                         mode: s.mode.as_str(),
                         interval: s.interval,
                     });
-                    wanted.insert((inst.id.clone(), a), (cloud.client.clone(), s));
+                    let fresh = a == Analysis::Keyfamily && inst.keyfamily.fresh_backup;
+                    wanted.insert((inst.id.clone(), a), (cloud.client.clone(), s, fresh));
                 }
                 match cloud.known_details.get(&inst.id) {
                     Some(details) => known.push(details),
@@ -156,8 +163,10 @@ impl<C: DcsApi> Scheduler<C> {
 
         // Stop what is gone or changed.
         self.loops.retain(|key, running| {
-            let keep = wanted.get(key).is_some_and(|(client, settings)| {
-                Arc::ptr_eq(client, &running.client) && *settings == running.settings
+            let keep = wanted.get(key).is_some_and(|(client, settings, fresh)| {
+                Arc::ptr_eq(client, &running.client)
+                    && *settings == running.settings
+                    && *fresh == running.fresh_backup
             });
             if !keep {
                 running.token.cancel();
@@ -177,7 +186,7 @@ impl<C: DcsApi> Scheduler<C> {
         self.store.set_instance_infos(known);
 
         // Start what is new.
-        for ((id, analysis), (client, settings)) in wanted {
+        for ((id, analysis), (client, settings, fresh_backup)) in wanted {
             if self.loops.contains_key(&(id.clone(), analysis)) {
                 continue;
             }
@@ -190,7 +199,8 @@ impl<C: DcsApi> Scheduler<C> {
                 start_jitter: self.start_jitter,
             };
             let seed = self.seed.map(|s| s ^ hash(&id) ^ analysis as u64);
-            let lp = AnalysisLoop::new(shared, id.clone(), analysis, settings, seed);
+            let lp = AnalysisLoop::new(shared, id.clone(), analysis, settings, seed)
+                .with_fresh_backup(fresh_backup);
             let span = info_span!("analysis", instance_id = %id, analysis = %analysis);
             self.tracker
                 .spawn(Box::new(lp).run(token.clone()).instrument(span));
@@ -199,6 +209,7 @@ impl<C: DcsApi> Scheduler<C> {
                 Running {
                     client,
                     settings,
+                    fresh_backup,
                     token,
                 },
             );

@@ -296,6 +296,7 @@ fn instance(id: &str, hot: AnalysisSettings) -> InstanceConfig {
             mode: Mode::Off,
             ..hot
         },
+        keyfamily: Default::default(),
     }
 }
 

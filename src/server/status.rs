@@ -3,7 +3,8 @@
 //! First a summary with one row per instance (state of each analysis, last success, hottest and
 //! biggest key), each linking to the instance's details further down: one section per instance
 //! and one table per analysis (mode, support, last success, last error, running task, consecutive
-//! failures and the top keys of the newest result). A row stays one line high, so a fleet of 300
+//! failures and the top keys of the newest result; the top key families, for the key family
+//! analysis, beside the instance's top keys). A row stays one line high, so a fleet of 300
 //! instances fits in a few screens. Sizes are human-readable (`12.5 KiB`, `70,000 elements`).
 //!
 //! An analysis the instance does not support is shown as unsupported (grey), not as failing
@@ -19,9 +20,12 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 use crate::dcs::Analysis;
+use crate::metrics::families::OTHER;
 use crate::metrics::keyrewrite::export_key;
 use crate::metrics::render::RenderOptions;
-use crate::metrics::store::{AnalysisState, FailureReason, InstanceState, Snapshot};
+use crate::metrics::store::{
+    AnalysisResult, AnalysisState, FailureReason, InstanceState, Snapshot,
+};
 
 /// Keys shown per analysis.
 pub const TOP_KEYS: usize = 5;
@@ -448,13 +452,17 @@ fn analysis(
     let Some(result) = &st.result else {
         return;
     };
+    if analysis == Analysis::Keyfamily {
+        family_table(h, result, keys);
+        return;
+    }
     if result.keys.is_empty() {
         h.push_str("<p>The newest result reported no keys.</p>\n");
         return;
     }
     let value_header = match analysis {
         Analysis::Hotkey => "freq",
-        Analysis::Bigkey => "size",
+        Analysis::Bigkey | Analysis::Keyfamily => "size",
     };
     let _ = write!(
         h,
@@ -472,7 +480,7 @@ fn analysis(
     for (label, k) in shown.take(TOP_KEYS) {
         let value = match analysis {
             Analysis::Hotkey => k.freq.map_or_else(|| "?".to_owned(), |f| f.to_string()),
-            Analysis::Bigkey => size_text(k),
+            Analysis::Bigkey | Analysis::Keyfamily => size_text(k),
         };
         let _ = writeln!(
             h,
@@ -482,6 +490,37 @@ fn analysis(
             k.db.map(|d| d.to_string()).unwrap_or_default(),
             esc(k.shard.as_deref().unwrap_or("")),
             value,
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+/// The largest key families of a key family result, as exported (privacy rules applied).
+fn family_table(h: &mut String, result: &AnalysisResult, keys: &RenderOptions) {
+    let shown: Vec<_> = result
+        .families
+        .iter()
+        .filter(|f| f.family != OTHER)
+        .take(TOP_KEYS)
+        .collect();
+    if shown.is_empty() {
+        h.push_str("<p>The newest result reported no key families.</p>\n");
+        return;
+    }
+    h.push_str(
+        "<table class=\"keys families\">\n<tr><th>top family</th><th>type</th><th>shard</th>\
+         <th>keys</th><th>memory</th></tr>\n",
+    );
+    for f in shown {
+        let label = export_key(&f.family, &keys.key_rewrite, &keys.key_label);
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"key\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} bytes</td></tr>",
+            esc(&display_key(&label)),
+            esc(&f.key_type),
+            esc(&f.shard),
+            f.keys,
+            f.memory_bytes,
         );
     }
     h.push_str("</table>\n");
@@ -627,6 +666,8 @@ mod tests {
                 finished_at: Some(JAN1 + 60.0),
                 key_count: 8,
                 keys,
+                shards: Default::default(),
+                families: Vec::new(),
             })),
             last_error: Some(LastError {
                 at: JAN1 + 1800.0,
@@ -656,6 +697,8 @@ mod tests {
                 unit: Some(SizeUnit::Count),
                 freq: None,
             }],
+            shards: Default::default(),
+            families: Vec::new(),
         }));
         let inst = InstanceState {
             id: "5560df16-id".into(),
@@ -915,6 +958,51 @@ mod tests {
         assert_eq!(biggest_key(&keys).map(|k| k.name.as_str()), Some("h"));
         assert_eq!(biggest_key(&keys[..1]).map(|k| k.name.as_str()), Some("s"));
         assert!(biggest_key(&[]).is_none());
+    }
+
+    #[test]
+    fn top_families_are_shown_beside_the_top_keys_as_exported() {
+        use crate::metrics::families::KeyFamily;
+        use crate::metrics::keylabel::KeyLabelMode;
+        let fam = |name: &str, bytes: u64| KeyFamily {
+            family: name.into(),
+            key_type: "hash".into(),
+            shard: "group-<0>".into(),
+            keys: 3,
+            memory_bytes: bytes,
+            keys_without_ttl: None,
+        };
+        let mut snap = snapshot();
+        let inst = snap.instances.values_mut().next().expect("one instance");
+        let mut kf = inst.analyses[&Analysis::Hotkey].clone();
+        kf.spec.analysis = Analysis::Keyfamily;
+        let mut result = (**kf.result.as_ref().expect("result")).clone();
+        result.keys.clear();
+        result.families = (0..7)
+            .map(|i| fam(&format!("fam{i}:"), 1000 - i))
+            .chain([fam("<b>x</b>:", 10), fam("other", 5000)])
+            .collect();
+        kf.result = Some(Arc::new(result));
+        inst.analyses.insert(Analysis::Keyfamily, kf);
+
+        let page = render_page(&snap, "/metrics", JAN1, &RenderOptions::default());
+        assert!(page.contains("<th>top family</th>"), "{page}");
+        // The top 5 by memory; `other` is not a family of its own.
+        assert!(
+            page.contains(">fam4:<") && !page.contains(">fam5:<"),
+            "{page}"
+        );
+        assert!(!page.contains(">other<"), "{page}");
+        assert!(page.contains("<td>group-&lt;0&gt;</td><td>3</td><td>1000 bytes</td>"));
+        // The hot key table is still there.
+        assert!(page.contains("<th>top key</th>"));
+
+        let hashed = RenderOptions {
+            key_label: KeyLabelMode::Hash,
+            ..RenderOptions::default()
+        };
+        let page = render_page(&snap, "/metrics", JAN1, &hashed);
+        assert!(!page.contains("fam0:"), "{page}");
     }
 
     #[test]

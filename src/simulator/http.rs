@@ -35,11 +35,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::auth::{self, Principal};
+use super::offline::{self, OfflineRefusal};
 use super::state::{InstanceState, Refusal};
 use super::{Shared, World};
 use crate::dcs::model::{
     Analysis, AutoscanConfigRequest, ErrorBody, InstanceInfo, InstanceList, Operation, Tag,
     TaskList, TaskStatus,
+};
+use crate::dcs::offline::{
+    BackupList, GroupList, NodeList, OfflineAnalysisRequest, OfflineTaskId, OfflineTaskList,
 };
 use crate::dcs::timestamp;
 
@@ -233,6 +237,11 @@ fn refusal(r: Refusal, a: Analysis) -> Reply {
             Analysis::Bigkey => {
                 Reply::dcs(400, "DCS.4942", "The bigkey analysis task does not exist.")
             }
+            Analysis::Keyfamily => Reply::dcs(
+                400,
+                "DCS.4232",
+                "The offline key analysis task does not exist.",
+            ),
         },
         Refusal::TaskActive => Reply::dcs(
             400,
@@ -255,6 +264,13 @@ enum Route {
     ShowAutoscan(String, Analysis),
     UpdateAutoscan(String, Analysis),
     Export(String, String),
+    ListOffline(String),
+    CreateOffline(String),
+    ShowOffline(String, String),
+    DeleteOffline(String, String),
+    ListBackups(String),
+    ShowNodes(String),
+    ListGroups(String),
 }
 
 impl Route {
@@ -269,6 +285,13 @@ impl Route {
             Route::ShowAutoscan(_, a) => a.operation(Operation::ShowAutoscan),
             Route::UpdateAutoscan(_, a) => a.operation(Operation::UpdateAutoscan),
             Route::Export(..) => "DownloadHotKey",
+            Route::ListOffline(_) => Analysis::Keyfamily.operation(Operation::ListTasks),
+            Route::CreateOffline(_) => Analysis::Keyfamily.operation(Operation::CreateTask),
+            Route::ShowOffline(..) => Analysis::Keyfamily.operation(Operation::ShowTask),
+            Route::DeleteOffline(..) => Analysis::Keyfamily.operation(Operation::DeleteTask),
+            Route::ListBackups(_) => crate::dcs::offline::OP_LIST_BACKUPS,
+            Route::ShowNodes(_) => crate::dcs::offline::OP_SHOW_NODES,
+            Route::ListGroups(_) => crate::dcs::offline::OP_LIST_GROUPS,
         }
     }
 
@@ -282,7 +305,14 @@ impl Route {
             | Route::DeleteTask(i, _, _)
             | Route::ShowAutoscan(i, _)
             | Route::UpdateAutoscan(i, _)
-            | Route::Export(i, _) => Some(i),
+            | Route::Export(i, _)
+            | Route::ListOffline(i)
+            | Route::CreateOffline(i)
+            | Route::ShowOffline(i, _)
+            | Route::DeleteOffline(i, _)
+            | Route::ListBackups(i)
+            | Route::ShowNodes(i)
+            | Route::ListGroups(i) => Some(i),
         }
     }
 }
@@ -319,6 +349,14 @@ fn parse_v2(method: &str, path: &str) -> Option<V2Path> {
         .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
     let project = segs.first().cloned().unwrap_or_default();
+    // ListGroupReplicationInfo lives under the singular `instance`.
+    if segs.len() == 4 && segs[1] == "instance" && segs[3] == "groups" && !segs[2].is_empty() {
+        let route = match method {
+            "GET" => Ok(Route::ListGroups(segs[2].clone())),
+            _ => Err(RouteError::MethodNotAllowed),
+        };
+        return Some(V2Path { project, route });
+    }
     if segs.len() < 2 || segs[1] != "instances" || segs.iter().any(String::is_empty) {
         return Some(V2Path {
             project,
@@ -335,10 +373,18 @@ fn parse_v2(method: &str, path: &str) -> Option<V2Path> {
                 (Some(ListTasks(id.to_string(), a)), &["GET"])
             } else if let Some(a) = analysis_of(seg, "hotkey-task", "bigkey-task") {
                 (Some(CreateTask(id.to_string(), a)), &["POST"])
+            } else if *seg == "backups" {
+                (Some(ListBackups(id.to_string())), &["GET"])
+            } else if *seg == "logical-nodes" {
+                (Some(ShowNodes(id.to_string())), &["GET"])
             } else {
                 (None, &[])
             }
         }
+        [id, "offline", "key-analysis"] if method == "POST" => {
+            (Some(CreateOffline(id.to_string())), &["POST"])
+        }
+        [id, "offline", "key-analysis"] => (Some(ListOffline(id.to_string())), &["GET", "POST"]),
         [id, seg, tid] => match analysis_of(seg, "hotkey-task", "bigkey-task") {
             Some(a) if method == "DELETE" => (
                 Some(DeleteTask(id.to_string(), a, tid.to_string())),
@@ -359,6 +405,14 @@ fn parse_v2(method: &str, path: &str) -> Option<V2Path> {
             },
         },
         [id, "hotkey", tid, "export"] => (Some(Export(id.to_string(), tid.to_string())), &["POST"]),
+        [id, "offline", "key-analysis", tid] if method == "DELETE" => (
+            Some(DeleteOffline(id.to_string(), tid.to_string())),
+            &["DELETE"],
+        ),
+        [id, "offline", "key-analysis", tid] => (
+            Some(ShowOffline(id.to_string(), tid.to_string())),
+            &["GET", "DELETE"],
+        ),
         _ => (None, &[]),
     };
     let route = match route {
@@ -687,6 +741,121 @@ fn execute(shared: &Shared, route: Route, query: &str, body: &[u8]) -> Reply {
             }
         }
         Route::Export(_, tid) => export(inst, &tid, now),
+        Route::ListOffline(_) => {
+            let (offset, limit) = match paging(&pairs) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let status = match query_get(&pairs, "status") {
+                None | Some("") => None,
+                Some(s) => match TaskStatus::from(s) {
+                    TaskStatus::Other(_) => return invalid("status"),
+                    st => Some(st),
+                },
+            };
+            let (total, records) = inst.offline.list(status.as_ref(), offset, limit, now);
+            Reply::json(
+                200,
+                &OfflineTaskList {
+                    instance_id: Some(inst.info.id.clone()),
+                    total: Some(total as i64),
+                    records,
+                },
+            )
+        }
+        Route::CreateOffline(_) => {
+            let Ok(req) = serde_json::from_slice::<OfflineAnalysisRequest>(body) else {
+                return invalid("body");
+            };
+            let keyspace = inst.keyspace().clone();
+            match inst.offline.create(
+                &inst.info,
+                &keyspace,
+                &req.node_id,
+                req.backup_id.as_deref(),
+                now,
+                rng,
+                scale,
+            ) {
+                Ok(task_id) => Reply::json(200, &OfflineTaskId { task_id }),
+                Err(r) => offline_refusal(r),
+            }
+        }
+        Route::ShowOffline(_, tid) => {
+            match inst.offline.show(&inst.info, inst.keyspace(), &tid, now) {
+                Ok(d) => Reply::json(200, &d),
+                Err(r) => offline_refusal(r),
+            }
+        }
+        Route::DeleteOffline(_, tid) => match inst.offline.delete(&tid, now) {
+            Ok(task_id) => Reply::json(200, &OfflineTaskId { task_id }),
+            Err(r) => offline_refusal(r),
+        },
+        Route::ListBackups(_) => {
+            let (offset, limit) = match paging(&pairs) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let mut bounds = [None, None];
+            for (slot, name) in bounds.iter_mut().zip(["begin_time", "end_time"]) {
+                match query_get(&pairs, name) {
+                    None | Some("") => {}
+                    Some(v) => match parse_compact_time(v) {
+                        Some(t) => *slot = Some(t),
+                        None => return invalid(name),
+                    },
+                }
+            }
+            let all = inst
+                .offline
+                .backup_records(&inst.info, now, bounds[0], bounds[1]);
+            Reply::json(
+                200,
+                &BackupList {
+                    total_num: Some(all.len() as i64),
+                    backup_record_response: all.into_iter().skip(offset).take(limit).collect(),
+                },
+            )
+        }
+        Route::ShowNodes(_) => {
+            let nodes = offline::node_list(&inst.info, inst.keyspace());
+            Reply::json(
+                200,
+                &NodeList {
+                    instance_id: Some(inst.info.id.clone()),
+                    total: Some(nodes.len() as i64),
+                    nodes,
+                },
+            )
+        }
+        Route::ListGroups(_) => {
+            let groups = offline::group_list(&inst.info, inst.keyspace());
+            Reply::json(
+                200,
+                &GroupList {
+                    group_count: Some(groups.len() as i64),
+                    group_list: groups,
+                },
+            )
+        }
+    }
+}
+
+/// A `ListBackupRecords` time bound: UTC `yyyyMMddHHmmss`.
+fn parse_compact_time(v: &str) -> Option<time::OffsetDateTime> {
+    let fmt = time::macros::format_description!("[year][month][day][hour][minute][second]");
+    time::PrimitiveDateTime::parse(v, fmt)
+        .ok()
+        .map(time::PrimitiveDateTime::assume_utc)
+}
+
+fn offline_refusal(r: OfflineRefusal) -> Reply {
+    match r {
+        OfflineRefusal::Running => {
+            Reply::dcs(400, "DCS.4231", "The offline key analysis is running.")
+        }
+        OfflineRefusal::NotFound => refusal(Refusal::TaskNotFound, Analysis::Keyfamily),
+        OfflineRefusal::Other(r) => refusal(r, Analysis::Keyfamily),
     }
 }
 

@@ -69,6 +69,27 @@ pub fn lfu_counter(accesses: u64, log_factor: u32) -> i64 {
     lo
 }
 
+/// One key as the offline key analysis of a backup sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfflineKey {
+    pub name: String,
+    pub key_type: KeyType,
+    /// Memory of the key.
+    pub bytes: u64,
+    /// Elements of a collection; the value's length for a string.
+    pub elements: u64,
+}
+
+/// The prefix the simulated offline analysis groups a key under: the name up to and including
+/// its first `:`, or the whole name when it has none. (How DCS derives prefixes is not
+/// documented; this is the simulator's rule.)
+pub fn key_prefix(name: &str) -> &str {
+    match name.find(':') {
+        Some(i) => &name[..=i],
+        None => name,
+    }
+}
+
 /// The knobs of one instance's keyspace.
 #[derive(Clone, Debug)]
 pub struct KeyspaceParams {
@@ -101,6 +122,8 @@ pub struct Keyspace {
     peak_accesses: f64,
     zipf_s: f64,
     drift_step: usize,
+    /// Third octet of the shard addresses of a cluster.
+    shard_octet: u8,
 }
 
 /// FNV-1a, a hash that is stable across Rust releases (unlike `DefaultHasher`).
@@ -291,6 +314,7 @@ impl Keyspace {
             peak_accesses,
             zipf_s,
             drift_step,
+            shard_octet,
         }
     }
 
@@ -393,6 +417,37 @@ impl Keyspace {
         }
         out.truncate(BIG_TOTAL);
         out
+    }
+
+    /// The `shard` address of the keys of cluster shard `index` (`None` off clusters).
+    pub fn shard_address(&self, index: u32) -> Option<String> {
+        (self.params.cluster && self.params.shards > 0)
+            .then(|| format!("192.168.{}.{}:6379", self.shard_octet, 10 + index))
+    }
+
+    /// Bytes a key occupies at `at`: its value (strings) or 24 bytes per element, plus 50
+    /// bytes of overhead, the same model as [`approx_bytes`](Self::approx_bytes).
+    fn memory_at(&self, idx: usize, at: OffsetDateTime) -> u64 {
+        let size = self.size_at(idx, at).max(0) as u64;
+        match self.keys[idx].key_type {
+            KeyType::String => size + 50,
+            _ => size.saturating_mul(24) + 50,
+        }
+    }
+
+    /// The offline key analysis of the backup of one shard (`None`: the whole keyspace of a
+    /// non-cluster instance) taken at `at`: per key, its prefix (see [`key_prefix`]), type,
+    /// memory and elements, over the same modelled keys the big key analysis sees.
+    pub fn offline_keys(&self, shard: Option<&str>, at: OffsetDateTime) -> Vec<OfflineKey> {
+        (0..self.keys.len())
+            .filter(|&i| shard.is_none() || self.keys[i].shard.as_deref() == shard)
+            .map(|i| OfflineKey {
+                name: self.keys[i].name.clone(),
+                key_type: self.keys[i].key_type.clone(),
+                bytes: self.memory_at(i, at),
+                elements: self.size_at(i, at).max(0) as u64,
+            })
+            .collect()
     }
 
     /// Approximate memory held by the modelled keys, in bytes (for `used_memory`).

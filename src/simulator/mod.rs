@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`clock`]: the injectable simulated clock (real, tokio-driven or manual).
 //! - [`keyspace`]: the synthetic keyspace per instance and the hot key / big key results.
+//! - [`offline`]: backups, nodes and the offline key analysis (key families) of a backup.
 //! - `state`: instances, task lifecycles computed lazily from timestamps, autoscan schedules.
 //! - `auth`: AK/SK signature verification and IAM tokens.
 //! - `http`: routing, request validation, fault injection and the response bodies.
@@ -22,12 +23,16 @@
 //! - A path project id other than the configured one: 401 DCS.1004 when the credentials name a
 //!   project (`X-Project-Id` header, or an IAM token), else 403 DCS.2003.
 //! - Creating a task on an instance whose status is not `RUNNING`: 400 DCS.4049.
+//! - Offline key analysis: a second one while one is active, or deleting an active one: 400
+//!   DCS.4231; an unknown task: 400 DCS.4232; an unknown node or a backup that is not listed as
+//!   `succeed`: 400 DCS.4800 naming `node_id` / `backup_id` (see [`offline`]).
 //! - Autoscan skips a scheduled run while a task of the same kind is active.
 //! - Faults: the effective faults of a request are the global ones combined with those of the
 //!   instance in its path (rates and durations: the larger; switches: either).
 
 pub mod clock;
 pub mod keyspace;
+pub mod offline;
 
 mod auth;
 mod http;
@@ -446,6 +451,9 @@ impl Simulator {
     /// Ends the tasks of an instance stuck by the `stuck_tasks` fault as `failed` now (as an
     /// operator or DCS itself eventually would); returns how many there were.
     pub fn fail_stuck_tasks(&self, instance_id: &str, analysis: Analysis) -> usize {
+        if analysis == Analysis::Keyfamily {
+            return 0;
+        }
         let now = self.shared.clock.now();
         let mut w = self.shared.world();
         match w.index.get(instance_id).copied() {
@@ -455,8 +463,12 @@ impl Simulator {
     }
 
     /// All stored records of an instance and analysis, newest first, with keys for successful
-    /// ones, as seen now (after catching up the autoscan schedule).
+    /// ones, as seen now (after catching up the autoscan schedule). Scan tasks only: the offline
+    /// key analyses are in [`offline_tasks`](Self::offline_tasks).
     pub fn tasks(&self, instance_id: &str, analysis: Analysis) -> Vec<TaskRecord> {
+        if analysis == Analysis::Keyfamily {
+            return Vec::new();
+        }
         let now = self.shared.clock.now();
         let mut w = self.shared.world();
         let Some(&i) = w.index.get(instance_id) else {
@@ -468,10 +480,53 @@ impl Simulator {
 
     /// Number of tasks created through the API (`manual`) on an instance.
     pub fn created_count(&self, instance_id: &str, analysis: Analysis) -> usize {
+        if analysis == Analysis::Keyfamily {
+            return self.offline_created_count(instance_id);
+        }
         let w = self.shared.world();
         w.index
             .get(instance_id)
             .map_or(0, |&i| w.instances[i].analysis(analysis).manual_created)
+    }
+
+    /// The offline key analyses of an instance, newest first.
+    pub fn offline_tasks(&self, instance_id: &str) -> Vec<offline::OfflineTask> {
+        let w = self.shared.world();
+        w.index.get(instance_id).map_or_else(Vec::new, |&i| {
+            w.instances[i].offline.tasks.iter().cloned().collect()
+        })
+    }
+
+    /// Number of offline key analyses created through the API on an instance.
+    pub fn offline_created_count(&self, instance_id: &str) -> usize {
+        let w = self.shared.world();
+        w.index
+            .get(instance_id)
+            .map_or(0, |&i| w.instances[i].offline.created)
+    }
+
+    /// The nodes of an instance (empty for an unknown one).
+    pub fn nodes(&self, instance_id: &str) -> Vec<offline::SimNode> {
+        let w = self.shared.world();
+        w.index.get(instance_id).map_or_else(Vec::new, |&i| {
+            let inst = &w.instances[i];
+            offline::nodes(&inst.info, inst.keyspace())
+        })
+    }
+
+    /// Ground truth of the offline key analysis: every key of group `group` of the instance as
+    /// a backup taken at `at` holds it (empty for an unknown instance).
+    pub fn offline_keys(
+        &self,
+        instance_id: &str,
+        group: u32,
+        at: OffsetDateTime,
+    ) -> Vec<keyspace::OfflineKey> {
+        let w = self.shared.world();
+        w.index.get(instance_id).map_or_else(Vec::new, |&i| {
+            let ks = w.instances[i].keyspace();
+            ks.offline_keys(ks.shard_address(group).as_deref(), at)
+        })
     }
 
     /// Number of HTTP requests received.
@@ -492,12 +547,17 @@ impl Simulator {
 
     /// Creates an `auto` task now, as the autoscan schedule would, bypassing the "already running"
     /// check. A hot key task on an instance that does not support it ends `failed`. For an unknown
-    /// instance nothing is stored and a `failed` record with an empty id is returned.
+    /// instance, or the offline key analysis (it has no autoscan), nothing is stored and a
+    /// `failed` record with an empty id is returned.
     pub fn run_autoscan_now(&self, instance_id: &str, analysis: Analysis) -> TaskRecord {
         let now = self.shared.clock.now();
         let scale = self.shared.time_scale;
         let mut w = self.shared.world();
-        let Some(&i) = w.index.get(instance_id) else {
+        let found = w
+            .index
+            .get(instance_id)
+            .filter(|_| analysis != Analysis::Keyfamily);
+        let Some(&i) = found else {
             return TaskRecord {
                 id: String::new(),
                 instance_id: Some(instance_id.to_owned()),

@@ -147,6 +147,8 @@ pub struct InstanceState {
     pub faults: Faults,
     hot: AnalysisState,
     big: AnalysisState,
+    /// Backups, nodes and offline key analyses.
+    pub offline: super::offline::OfflineState,
 }
 
 /// Whether the instance supports hot key analysis: not Redis 3.x, and an LFU eviction policy.
@@ -206,6 +208,7 @@ impl InstanceState {
             keyspace_params,
             hot: AnalysisState::new(now, created),
             big: AnalysisState::new(now, created),
+            offline: super::offline::OfflineState::new(now, created),
         }
     }
 
@@ -218,6 +221,7 @@ impl InstanceState {
         match a {
             Analysis::Hotkey => &self.hot,
             Analysis::Bigkey => &self.big,
+            Analysis::Keyfamily => unreachable!("offline key analyses live in `self.offline`"),
         }
     }
 
@@ -225,6 +229,7 @@ impl InstanceState {
         match a {
             Analysis::Hotkey => &mut self.hot,
             Analysis::Bigkey => &mut self.big,
+            Analysis::Keyfamily => unreachable!("offline key analyses live in `self.offline`"),
         }
     }
 
@@ -248,6 +253,8 @@ impl InstanceState {
             Analysis::Hotkey if !hotkey_supported(&self.info) => Vec::new(),
             Analysis::Hotkey => self.keyspace().hot_keys(at),
             Analysis::Bigkey => self.keyspace().big_keys(at),
+            // Reports families, not keys (see `simulator::offline`).
+            Analysis::Keyfamily => Vec::new(),
         }
     }
 
@@ -257,7 +264,7 @@ impl InstanceState {
         let wait = Duration::from_secs_f64(rng.gen_range(1.0..3.0));
         let per_key = match a {
             Analysis::Hotkey => 1.0 / 20_000.0,
-            Analysis::Bigkey => 1.5 / 20_000.0,
+            Analysis::Bigkey | Analysis::Keyfamily => 1.5 / 20_000.0,
         };
         let run = (5.0 + self.info.key_count as f64 * per_key) * rng.gen_range(0.8..1.2);
         (

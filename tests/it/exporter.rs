@@ -115,6 +115,7 @@ fn expected_top(a: Analysis, keys: &[KeyRecord], top_n: usize) -> Vec<KeyRecord>
                 *n <= top_n
             });
         }
+        Analysis::Keyfamily => unreachable!("reports key families, not keys"),
     }
     keys
 }
@@ -262,6 +263,7 @@ async fn every_metric_family_matches_the_simulator() {
                         assert_eq!(series(&m, family, id), want, "{family}");
                     }
                 }
+                Analysis::Keyfamily => unreachable!("reports key families, not keys"),
             }
         }
         // Shards only on the cluster.

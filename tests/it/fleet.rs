@@ -106,6 +106,7 @@ fn defaults(hotkey: AnalysisSettings) -> InstanceDefaults {
         lfu_log_factor: 10,
         hotkey,
         bigkey: OFF,
+        keyfamily: Default::default(),
     }
 }
 
@@ -185,6 +186,7 @@ async fn discovery_finds_every_instance_of_several_projects_with_filters() {
             lfu_log_factor: 10,
             hotkey: OFF,
             bigkey: OFF,
+            keyfamily: Default::default(),
         });
 
     // Ground truth, from the simulators' instance lists.

@@ -167,12 +167,14 @@ fn config(endpoint: url::Url) -> Config {
                 lfu_log_factor: 10,
                 hotkey: observe,
                 bigkey: off,
+                keyfamily: Default::default(),
             }],
             discovery: None,
             defaults: InstanceDefaults {
                 lfu_log_factor: 10,
                 hotkey: observe,
                 bigkey: off,
+                keyfamily: Default::default(),
             },
         }],
         metrics: MetricsSettings {

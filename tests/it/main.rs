@@ -14,6 +14,7 @@ mod golden;
 mod hardening;
 mod hostile_data;
 mod key_privacy;
+mod keyfamily;
 mod process;
 mod reliability;
 mod secrets;

@@ -570,6 +570,7 @@ async fn hung_instances_do_not_starve_a_healthy_one() {
                 top_n: TOP_N,
             },
             bigkey: OFF,
+            keyfamily: Default::default(),
         })
         .collect();
     // Details known, as from discovery: no ShowInstance loops.

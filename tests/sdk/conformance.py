@@ -7,7 +7,8 @@ Usage:
 
 Starts `<binary> simulate --web.listen-address=127.0.0.1:<free port>` (the default preset: the
 demo's varied instances with short task durations), waits until the port answers, then drives
-every hot key, big key, autoscan and instance endpoint through `huaweicloudsdkdcs` with AK/SK
+every hot key, big key, autoscan, instance, offline key analysis, backup and node endpoint
+through `huaweicloudsdkdcs` with AK/SK
 signing, and checks the answers against the documented shapes and error codes. Prints one line
 per check and a final `N passed, M failed`; exits 1 on any failure, 2 when the simulator cannot
 be started. The simulator is always stopped.
@@ -33,13 +34,21 @@ from huaweicloudsdkdcs.v2 import (
     AutoscanConfigRequest,
     CreateBigkeyScanTaskRequest,
     CreateHotkeyScanTaskRequest,
+    CreateOfflineKeyAnalysisRequest,
+    CreateOfflineKeyAnalysisRequestBody,
     DcsClient,
     DeleteBigkeyScanTaskRequest,
     DeleteHotkeyScanTaskRequest,
+    DeleteOfflineKeyAnalysisTaskRequest,
     DownloadHotKeyRequest,
+    ListBackupRecordsRequest,
     ListBigkeyScanTasksRequest,
+    ListGroupReplicationInfoRequest,
     ListHotKeyScanTasksRequest,
     ListInstancesRequest,
+    ListOfflineKeyAnalysisTaskRequest,
+    ShowNodesInformationRequest,
+    ShowOfflineKeyAnalysisTaskRequest,
     ShowBigkeyAutoscanConfigRequest,
     ShowBigkeyScanTaskDetailsRequest,
     ShowHotkeyAutoscanConfigRequest,
@@ -375,6 +384,110 @@ def autoscan_flow(c, client, inst, hot):
           lambda: update(AutoscanConfigRequest(enable_auto_scan=False, schedule_at=[])))
 
 
+def offline_flow(c, client, inst, timeout):
+    """Nodes, groups, backups and one offline key analysis of `inst`, through the SDK models."""
+    iid = inst.instance_id
+    nodes = c.run(f"ShowNodesInformation {inst.name}", lambda: client.show_nodes_information(
+        ShowNodesInformationRequest(instance_id=iid)))
+    groups = c.run(f"ListGroupReplicationInfo {inst.name}",
+                   lambda: client.list_group_replication_info(
+                       ListGroupReplicationInfoRequest(instance_id=iid)))
+    backups = c.run(f"ListBackupRecords {inst.name}", lambda: client.list_backup_records(
+        ListBackupRecordsRequest(instance_id=iid, limit=100)))
+    if nodes is None or groups is None or backups is None:
+        return
+    c.check("ShowNodesInformation: fields",
+            nodes.total == len(nodes.nodes or []) and nodes.nodes
+            and all(UUID.match(n.node_id or "") and n.node_type in ("master", "slave")
+                    and n.node_role == "redis-server" and isinstance(n.node_port, str)
+                    and isinstance(n.group_name, str) and isinstance(n.group_id, str)
+                    for n in nodes.nodes), nodes)
+    listed_nodes = {n.node_id for n in nodes.nodes or []}
+    replicas = [r for g in groups.group_list or [] for r in g.replication_list or []]
+    c.check("ListGroupReplicationInfo: groups name the same nodes",
+            groups.group_count == len(groups.group_list or [])
+            and {r.node_id for r in replicas} == listed_nodes
+            and all(r.replication_role in ("master", "slave") for r in replicas), groups)
+    records = backups.backup_record_response or []
+    c.check("ListBackupRecords: fields",
+            backups.total_num == len(records) and records
+            and all(UUID.match(b.backup_id or "") and b.status in ("succeed", "failed")
+                    and TIMESTAMP.match(b.created_at or "") and isinstance(b.size, int)
+                    and b.backup_format == "rdb" and b.backup_type in ("auto", "manual")
+                    for b in records), backups)
+    ok = [b for b in records if b.status == "succeed"]
+    if not ok:
+        c.check("a successful backup exists", False)
+        return
+    node = next((n for n in nodes.nodes if n.node_type == "slave"), nodes.nodes[0])
+    body = CreateOfflineKeyAnalysisRequestBody(node_id=node.node_id, backup_id=ok[0].backup_id)
+    created = c.run("CreateOfflineKeyAnalysis", lambda: client.create_offline_key_analysis(
+        CreateOfflineKeyAnalysisRequest(instance_id=iid, body=body)))
+    if created is None:
+        return
+    tid = created.task_id
+    c.check("CreateOfflineKeyAnalysis: task_id", UUID.match(tid or ""), created)
+    c.expect_error("second offline key analysis while one runs -> 400 DCS.4231",
+                   lambda: client.create_offline_key_analysis(
+                       CreateOfflineKeyAnalysisRequest(instance_id=iid, body=body)),
+                   400, "DCS.4231")
+    c.expect_error("offline key analysis of an unknown node -> 400 DCS.4800",
+                   lambda: client.create_offline_key_analysis(CreateOfflineKeyAnalysisRequest(
+                       instance_id=iid,
+                       body=CreateOfflineKeyAnalysisRequestBody(node_id=str(uuid.uuid4())))),
+                   400, "DCS.4800")
+
+    def record():
+        page = client.list_offline_key_analysis_task(
+            ListOfflineKeyAnalysisTaskRequest(instance_id=iid, offset=0, limit=100))
+        return page, next((r for r in page.records or [] if r.id == tid), None)
+
+    deadline = time.monotonic() + timeout
+    page, rec = record()
+    while rec is not None and rec.status in ("waiting", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        page, rec = record()
+    c.check("ListOfflineKeyAnalysisTask: the task succeeds",
+            rec is not None and rec.status == "success" and page.total == len(page.records)
+            and page.instance_id == iid and TIMESTAMP.match(rec.created_at or "")
+            and TIMESTAMP.match(rec.finished_at or ""), page)
+    shown = c.run("ShowOfflineKeyAnalysisTask", lambda: client.show_offline_key_analysis_task(
+        ShowOfflineKeyAnalysisTaskRequest(instance_id=iid, task_id=tid)))
+    if shown is not None:
+        prefixes = shown.largest_key_prefixes or []
+        keys = shown.largest_keys or []
+        c.check("ShowOfflineKeyAnalysisTask: inputs echoed",
+                shown.id == tid and shown.node_id == node.node_id
+                and shown.backup_id == ok[0].backup_id and shown.analysis_type == "old_backup"
+                and shown.node_type == node.node_type and shown.group_name == node.group_name,
+                shown)
+        c.check("ShowOfflineKeyAnalysisTask: result shapes",
+                prefixes and keys
+                and all(isinstance(p.key_prefix, str) and p.type in KEY_TYPES
+                        and isinstance(p.bytes, int) and isinstance(p.num, int) for p in prefixes)
+                and all(isinstance(k.key, str) and k.type in KEY_TYPES
+                        and isinstance(k.bytes, int) and isinstance(k.num_of_elem, int)
+                        for k in keys)
+                and {t.type for t in shown.type_num or []} <= KEY_TYPES
+                and isinstance(shown.total_num, int) and isinstance(shown.total_bytes, int),
+                shown)
+        c.check("ShowOfflineKeyAnalysisTask: totals add up",
+                sum(t.num for t in shown.type_num) == shown.total_num
+                and sum(t.bytes for t in shown.type_bytes) == shown.total_bytes
+                and sum(p.num for p in prefixes) <= shown.total_num,
+                (shown.total_num, shown.type_num))
+    deleted = c.run("DeleteOfflineKeyAnalysisTask", lambda: client.delete_offline_key_analysis_task(
+        DeleteOfflineKeyAnalysisTaskRequest(instance_id=iid, task_id=tid)))
+    if deleted is not None:
+        c.check("DeleteOfflineKeyAnalysisTask: task_id", deleted.task_id == tid, deleted)
+        _, rec = record()
+        c.check("deleted offline task leaves the list", rec is None, rec)
+    c.expect_error("show deleted offline task -> 400 DCS.4232",
+                   lambda: client.show_offline_key_analysis_task(
+                       ShowOfflineKeyAnalysisTaskRequest(instance_id=iid, task_id=tid)),
+                   400, "DCS.4232")
+
+
 def run_checks(c, port, timeout):
     client = make_client(port)
 
@@ -440,6 +553,8 @@ def run_checks(c, port, timeout):
 
     analysis_flow(c, client, small, hot=True, timeout=timeout)
     analysis_flow(c, client, small, hot=False, timeout=timeout)
+    backed_up = next((i for i in supported if "single" not in i.spec_code), supported[0])
+    offline_flow(c, client, backed_up, timeout=timeout)
     autoscan_flow(c, client, small, hot=True)
     autoscan_flow(c, client, small, hot=False)
 

@@ -37,13 +37,17 @@ INSTANCE = "5560df16-cebf-4473-95c4-d1b573c16e79"
 # A task id that needs percent-encoding in the path.
 TASK_ID = "task 1:ü~x"
 MAX_SKEW = datetime.timedelta(minutes=15)
-# Every call of the example: 6 per analysis, plus ShowInstance and ListInstances.
+# Every call of the example: 6 per scan analysis, ShowInstance and ListInstances, the four
+# offline key analysis calls and the backup, node and group listings.
 EXPECTED_OPERATIONS = [
     "CreateHotkeyScanTask", "ListHotKeyScanTasks", "ShowHotkeyTaskDetails",
     "ShowHotkeyAutoscanConfig", "UpdateHotkeyAutoScanConfig", "DeleteHotkeyScanTask",
     "CreateBigkeyScanTask", "ListBigkeyScanTasks", "ShowBigkeyScanTaskDetails",
     "ShowBigkeyAutoscanConfig", "UpdateBigkeyAutoscanConfig", "DeleteBigkeyScanTask",
     "ShowInstance", "ListInstances",
+    "ListBackupRecords", "ShowNodesInformation", "ListGroupReplicationInfo",
+    "CreateOfflineKeyAnalysis", "ListOfflineKeyAnalysisTask", "ShowOfflineKeyAnalysisTask",
+    "DeleteOfflineKeyAnalysisTask",
 ]
 
 
@@ -139,6 +143,29 @@ def plausible_answer(method, path):
                   "size": 3000, "unit": "byte", "freq": 4}],
     }
     last = unquote(segments[-1])
+    if last == "key-analysis" and method == "POST":
+        return {"task_id": TASK_ID}
+    if last == "key-analysis":
+        return {"instance_id": INSTANCE, "total": 1, "records": [
+            {k: task[k] for k in ("id", "status", "created_at", "started_at", "finished_at")}]}
+    if len(segments) >= 2 and segments[-2] == "key-analysis":
+        if method == "DELETE":
+            return {"task_id": TASK_ID}
+        return {"id": TASK_ID, "instance_id": INSTANCE, "node_id": "n1", "backup_id": "b1",
+                "group_name": "group-0", "node_type": "slave", "analysis_type": "old_backup",
+                "started_at": now, "finished_at": now,
+                "largest_key_prefixes": [{"key_prefix": "user:", "type": "hash", "bytes": 10, "num": 1}],
+                "largest_keys": [], "total_bytes": 10, "total_num": 1,
+                "type_bytes": [{"type": "hash", "bytes": 10}], "type_num": [{"type": "hash", "num": 1}]}
+    if last == "backups":
+        return {"total_num": 1, "backup_record_response": [
+            {"backup_id": "b1", "status": "succeed", "created_at": now, "updated_at": now}]}
+    if last == "logical-nodes":
+        return {"instance_id": INSTANCE, "total": 1, "nodes": [
+            {"node_id": "n1", "node_type": "master", "node_role": "redis-server", "group_name": "group-0"}]}
+    if last == "groups":
+        return {"group_count": 1, "group_list": [{"group_id": "g0", "group_name": "group-0",
+                "replication_list": [{"replication_role": "master", "node_id": "n1"}]}]}
     if last in ("hotkey-tasks", "bigkey-tasks"):
         return {"instance_id": INSTANCE, "count": 1, "records": [
             {k: task[k] for k in ("id", "status", "scan_type", "created_at", "started_at", "finished_at")}]}

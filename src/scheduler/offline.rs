@@ -1,0 +1,692 @@
+//! The key family analysis on DCS: the offline key analysis of a backup, in the shape the
+//! analysis loop follows (list, create, show).
+//!
+//! The offline analysis reads one node's backup, so one run covers one shard; the loop runs one
+//! task at a time (DCS refuses a second with DCS.4231) and publishes each shard's families as
+//! they come. [`create`] picks the shard whose result is missing or oldest, a node of it (a
+//! standby first, see [`nodes_from_groups`]), and the newest *existing* successful backup;
+//! `backup_id` is left out only when the config asks for fresh backups. A shard whose last
+//! result already read that backup is not analysed again. The status of a task is only in the
+//! list ([`show`] lists, then fetches the result once the task succeeded).
+
+use std::collections::BTreeMap;
+
+use crate::dcs::offline::{
+    node_shards_from_groups, node_shards_from_node_list, nodes_from_groups, nodes_from_node_list,
+    ShardNode,
+};
+use crate::dcs::{
+    self, BackupListQuery, DcsApi, OfflineAnalysisRequest, OfflineTaskDetails, TaskList,
+    TaskListQuery, TaskRecord, TaskStatus,
+};
+
+/// Records asked for per list call (the loop's own limit for the scan tasks).
+const LIST_LIMIT: u32 = super::analysis_loop::LIST_LIMIT;
+/// Backups asked for per list call.
+const BACKUP_LIMIT: u32 = 100;
+/// The first backup listing looks back this far (the order of records is not documented, so
+/// a bounded window keeps the newest within one page).
+const BACKUP_WINDOW_SECS: i64 = 8 * 86_400;
+
+/// What the published result holds for one shard: when it finished, which backup it read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShardSeen {
+    pub finished_at: Option<f64>,
+    pub backup_id: Option<String>,
+}
+
+/// What [`create`] did.
+#[derive(Debug)]
+pub enum Created {
+    /// A task was created for `shard`.
+    Task {
+        record: Box<TaskRecord>,
+        shard: String,
+    },
+    /// Every due shard already has a result of the newest backup: nothing to analyse.
+    UpToDate,
+}
+
+/// `ListOfflineKeyAnalysisTask` as a task list.
+pub async fn list<C: DcsApi>(
+    client: &C,
+    instance_id: &str,
+    query: &TaskListQuery,
+) -> dcs::Result<TaskList> {
+    let l = client.list_offline_tasks(instance_id, query).await?;
+    Ok(TaskList {
+        instance_id: l.instance_id,
+        count: l.total,
+        records: l.records,
+    })
+}
+
+/// The task's record: status and times from the list, and once it succeeded, its result from
+/// the show call. A task the list no longer has (deleted) ends as `failed`.
+pub async fn show<C: DcsApi>(
+    client: &C,
+    instance_id: &str,
+    task_id: &str,
+) -> dcs::Result<(TaskRecord, Option<OfflineTaskDetails>)> {
+    let query = TaskListQuery {
+        offset: None,
+        limit: Some(LIST_LIMIT),
+        status: None,
+    };
+    let list = client.list_offline_tasks(instance_id, &query).await?;
+    let Some(rec) = list.record(task_id).cloned() else {
+        let record = TaskRecord {
+            id: task_id.to_owned(),
+            instance_id: Some(instance_id.to_owned()),
+            status: TaskStatus::Failed,
+            scan_type: None,
+            created_at: None,
+            started_at: None,
+            finished_at: None,
+            num: None,
+            keys: None,
+        };
+        return Ok((record, None));
+    };
+    let mut record = TaskRecord {
+        id: rec.id,
+        instance_id: Some(instance_id.to_owned()),
+        status: rec.status,
+        scan_type: rec.scan_type,
+        created_at: rec.created_at,
+        started_at: rec.started_at,
+        finished_at: rec.finished_at,
+        num: None,
+        keys: None,
+    };
+    if record.status != TaskStatus::Success {
+        return Ok((record, None));
+    }
+    let details = client.show_offline_task(instance_id, task_id).await?;
+    record.started_at = details.started_at.clone().or(record.started_at);
+    record.finished_at = details.finished_at.clone().or(record.finished_at);
+    record.num = details.total_num;
+    Ok((record, Some(details)))
+}
+
+/// The shards of an instance: the node chosen to analyse each, and the shard of every node (so
+/// that a result is filed under the shard it was asked for, whatever the show answer names).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Topology {
+    pub nodes: Vec<ShardNode>,
+    pub node_shard: BTreeMap<String, String>,
+}
+
+impl Topology {
+    pub fn shards(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.shard.clone()).collect()
+    }
+
+    /// The shard a result belongs to: that of its node when known, else what it names.
+    pub fn shard_of(&self, details: &OfflineTaskDetails) -> String {
+        details
+            .node_id
+            .as_ref()
+            .and_then(|n| self.node_shard.get(n))
+            .cloned()
+            .unwrap_or_else(|| details.shard())
+    }
+}
+
+/// The node of each shard: from the groups (`ListGroupReplicationInfo`), else from the logical
+/// nodes (`ShowNodesInformation`, documented for some engine versions only).
+pub async fn shard_nodes<C: DcsApi>(client: &C, instance_id: &str) -> dcs::Result<Topology> {
+    let from_groups = client.list_groups(instance_id).await.map(|g| Topology {
+        nodes: nodes_from_groups(&g),
+        node_shard: node_shards_from_groups(&g).into_iter().collect(),
+    });
+    match from_groups {
+        Ok(t) if !t.nodes.is_empty() => Ok(t),
+        other => {
+            let t = match client.list_nodes(instance_id).await {
+                Ok(n) => Topology {
+                    nodes: nodes_from_node_list(&n),
+                    node_shard: node_shards_from_node_list(&n).into_iter().collect(),
+                },
+                // Report the groups' error when both fail.
+                Err(e) => return Err(other.err().unwrap_or(e)),
+            };
+            if t.nodes.is_empty() {
+                return Err(dcs::Error::InvalidRequest {
+                    operation: dcs::offline::OP_SHOW_NODES,
+                    message: "the instance lists no data node to analyse".into(),
+                });
+            }
+            Ok(t)
+        }
+    }
+}
+
+/// The newest successful backup's id, looking at the last days first, then at everything.
+pub async fn newest_backup<C: DcsApi>(
+    client: &C,
+    instance_id: &str,
+    now_unix: f64,
+) -> dcs::Result<Option<String>> {
+    let begin = time::OffsetDateTime::from_unix_timestamp(now_unix as i64 - BACKUP_WINDOW_SECS)
+        .ok()
+        .and_then(|t| {
+            let fmt = time::macros::format_description!("[year][month][day][hour][minute][second]");
+            t.format(fmt).ok()
+        });
+    let mut query = BackupListQuery {
+        offset: None,
+        limit: Some(BACKUP_LIMIT),
+        begin_time: begin,
+        end_time: None,
+    };
+    for _ in 0..2 {
+        let list = client.list_backups(instance_id, &query).await?;
+        if let Some(b) = list.newest_succeeded() {
+            return Ok(Some(b.backup_id.clone()));
+        }
+        if query.begin_time.take().is_none() {
+            break;
+        }
+    }
+    Ok(None)
+}
+
+/// Creates the task of the next shard due (see the module docs). `seen` is what the published
+/// result holds per shard; `due_before` is the Unix time before which a shard's result counts
+/// as due (its interval has passed). The shards listed are returned through `topology`.
+pub async fn create<C: DcsApi>(
+    client: &C,
+    instance_id: &str,
+    fresh_backup: bool,
+    seen: &BTreeMap<String, ShardSeen>,
+    due_before: f64,
+    now_unix: f64,
+    topology: &mut Topology,
+) -> dcs::Result<Created> {
+    *topology = shard_nodes(client, instance_id).await?;
+    let nodes = topology.nodes.clone();
+    let backup_id = if fresh_backup {
+        None
+    } else {
+        match newest_backup(client, instance_id, now_unix).await? {
+            Some(b) => Some(b),
+            None => {
+                return Err(dcs::Error::InvalidRequest {
+                    operation: dcs::offline::OP_LIST_BACKUPS,
+                    message: "no successful backup to analyse: take a backup, or set \
+                              analysis.keyfamily.fresh_backup to let DCS take one"
+                        .into(),
+                })
+            }
+        }
+    };
+    let candidate = nodes
+        .iter()
+        .filter(|n| {
+            let s = seen.get(&n.shard);
+            let due = s.and_then(|s| s.finished_at).is_none_or(|f| f < due_before);
+            let read_already =
+                backup_id.is_some() && s.and_then(|s| s.backup_id.as_ref()) == backup_id.as_ref();
+            due && !read_already
+        })
+        .min_by(|a, b| {
+            let f = |n: &ShardNode| {
+                seen.get(&n.shard)
+                    .and_then(|s| s.finished_at)
+                    .unwrap_or(f64::MIN)
+            };
+            f(a).total_cmp(&f(b)).then_with(|| a.shard.cmp(&b.shard))
+        });
+    let Some(node) = candidate else {
+        return Ok(Created::UpToDate);
+    };
+    let request = OfflineAnalysisRequest {
+        node_id: node.node_id.clone(),
+        backup_id,
+    };
+    let created = client.create_offline_task(instance_id, &request).await?;
+    if created.task_id.is_empty() {
+        return Err(dcs::Error::Decode {
+            operation: dcs::Analysis::Keyfamily.operation(dcs::Operation::CreateTask),
+            status: 200,
+            message: "the answer has no task_id".into(),
+        });
+    }
+    Ok(Created::Task {
+        record: Box::new(TaskRecord {
+            id: created.task_id,
+            instance_id: Some(instance_id.to_owned()),
+            status: TaskStatus::Waiting,
+            scan_type: None,
+            created_at: None,
+            started_at: None,
+            finished_at: None,
+            num: None,
+            keys: None,
+        }),
+        shard: node.shard.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::config::{AnalysisSettings, Mode};
+    use crate::dcs::offline::{BackupRecord, Group, LargestKeyPrefix, OfflineTaskId, Replication};
+    use crate::dcs::{
+        timestamp, Analysis, AutoscanConfig, AutoscanConfigRequest, BackupList, GroupList,
+        InstanceInfo, InstanceList, InstanceListQuery, OfflineTaskList, TaskSummary,
+    };
+    use crate::metrics::store::{AnalysisSpec, InstanceSpec, Store};
+    use crate::scheduler::{AnalysisLoop, Clock, Shared};
+
+    const T0: f64 = 1_700_000_000.0;
+    const TASK_SECS: f64 = 30.0;
+
+    struct FakeTask {
+        id: String,
+        node: String,
+        created: f64,
+        backup: Option<String>,
+    }
+
+    #[derive(Default)]
+    struct State {
+        tasks: Vec<FakeTask>,
+        requests: Vec<OfflineAnalysisRequest>,
+        calls: Vec<&'static str>,
+        /// The next create finds someone else's task on `g1` just started (DCS.4231).
+        race: bool,
+        backups: Vec<(&'static str, &'static str, f64)>,
+    }
+
+    /// An offline key analysis API with two shards (`g0`: nodes m0/s0, `g1`: m1/s1).
+    struct Fake {
+        state: Mutex<State>,
+        clock: Clock,
+    }
+
+    impl Fake {
+        fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+            f(&mut self.state.lock().unwrap())
+        }
+
+        fn add(&self, node: &str) -> String {
+            let now = self.clock.now_unix();
+            self.with(|s| add_task(s, node, now, None))
+        }
+
+        fn status(&self, t: &FakeTask) -> TaskStatus {
+            if self.clock.now_unix() >= t.created + TASK_SECS {
+                TaskStatus::Success
+            } else {
+                TaskStatus::Running
+            }
+        }
+    }
+
+    fn add_task(s: &mut State, node: &str, created: f64, backup: Option<&str>) -> String {
+        let id = format!("t{}", s.tasks.len() + 1);
+        s.tasks.push(FakeTask {
+            id: id.clone(),
+            node: node.into(),
+            created,
+            backup: backup.map(Into::into),
+        });
+        id
+    }
+
+    fn api_err(code: &str) -> dcs::Error {
+        dcs::Error::Api {
+            operation: "fake",
+            status: 400,
+            code: Some(code.into()),
+            message: "injected".into(),
+            request_id: None,
+        }
+    }
+
+    impl DcsApi for Fake {
+        async fn list_tasks(
+            &self,
+            _: &str,
+            _: Analysis,
+            _: &TaskListQuery,
+        ) -> dcs::Result<TaskList> {
+            unimplemented!("scan tasks are not part of these tests")
+        }
+        async fn create_task(&self, _: &str, _: Analysis) -> dcs::Result<TaskRecord> {
+            unimplemented!("scan tasks are not part of these tests")
+        }
+        async fn show_task(&self, _: &str, _: Analysis, _: &str) -> dcs::Result<TaskRecord> {
+            unimplemented!("scan tasks are not part of these tests")
+        }
+        async fn delete_task(
+            &self,
+            _: &str,
+            _: Analysis,
+            _: &str,
+        ) -> dcs::Result<Option<TaskRecord>> {
+            unimplemented!("the scheduler never deletes tasks")
+        }
+        async fn show_autoscan(&self, _: &str, _: Analysis) -> dcs::Result<AutoscanConfig> {
+            unimplemented!("no autoscan here")
+        }
+        async fn update_autoscan(
+            &self,
+            _: &str,
+            _: Analysis,
+            _: &AutoscanConfigRequest,
+        ) -> dcs::Result<AutoscanConfig> {
+            unimplemented!("no autoscan here")
+        }
+        async fn show_instance(&self, _: &str) -> dcs::Result<InstanceInfo> {
+            unimplemented!("no instance details here")
+        }
+        async fn list_instances(&self, _: &InstanceListQuery) -> dcs::Result<InstanceList> {
+            unimplemented!("no discovery here")
+        }
+
+        async fn list_offline_tasks(
+            &self,
+            _: &str,
+            _: &TaskListQuery,
+        ) -> dcs::Result<OfflineTaskList> {
+            self.with(|s| s.calls.push("list"));
+            let records = self.with(|s| {
+                s.tasks
+                    .iter()
+                    .map(|t| (t.id.clone(), t.created, self.status(t)))
+                    .collect::<Vec<_>>()
+            });
+            let records: Vec<TaskSummary> = records
+                .into_iter()
+                .map(|(id, created, status)| TaskSummary {
+                    id,
+                    finished_at: (status == TaskStatus::Success)
+                        .then(|| timestamp::format_unix(created + TASK_SECS)),
+                    status,
+                    scan_type: None,
+                    created_at: Some(timestamp::format_unix(created)),
+                    started_at: Some(timestamp::format_unix(created)),
+                })
+                .collect();
+            Ok(OfflineTaskList {
+                instance_id: None,
+                total: Some(records.len() as i64),
+                records,
+            })
+        }
+
+        async fn create_offline_task(
+            &self,
+            _: &str,
+            request: &OfflineAnalysisRequest,
+        ) -> dcs::Result<OfflineTaskId> {
+            self.with(|s| s.calls.push("create"));
+            if self.with(|s| std::mem::take(&mut s.race)) {
+                self.add("s1");
+            }
+            let busy = self.with(|s| {
+                s.tasks
+                    .iter()
+                    .any(|t| self.status(t) == TaskStatus::Running)
+            });
+            if busy {
+                return Err(api_err("DCS.4231"));
+            }
+            self.with(|s| s.requests.push(request.clone()));
+            let now = self.clock.now_unix();
+            let backup = request.backup_id.as_deref();
+            Ok(OfflineTaskId {
+                task_id: self.with(|s| add_task(s, &request.node_id, now, backup)),
+            })
+        }
+
+        async fn show_offline_task(&self, _: &str, id: &str) -> dcs::Result<OfflineTaskDetails> {
+            self.with(|s| s.calls.push("show"));
+            let (node, created, backup) = self
+                .with(|s| {
+                    s.tasks
+                        .iter()
+                        .find(|t| t.id == id)
+                        .map(|t| (t.node.clone(), t.created, t.backup.clone()))
+                })
+                .ok_or_else(|| api_err("DCS.4232"))?;
+            let group = format!("g{}", &node[1..]);
+            // No group name: the loop files the result by its node (the answer's fields are
+            // not all verified to be present).
+            Ok(OfflineTaskDetails {
+                id: id.into(),
+                node_id: Some(node),
+                backup_id: backup,
+                group_name: None,
+                finished_at: Some(timestamp::format_unix(created + TASK_SECS)),
+                largest_key_prefixes: vec![LargestKeyPrefix {
+                    key_prefix: format!("{group}:"),
+                    key_type: Some(crate::dcs::KeyType::Hash),
+                    bytes: Some(100),
+                    num: Some(2),
+                }],
+                total_num: Some(2),
+                ..Default::default()
+            })
+        }
+
+        async fn list_backups(&self, _: &str, _: &BackupListQuery) -> dcs::Result<BackupList> {
+            self.with(|s| s.calls.push("backups"));
+            let records = self.with(|s| {
+                s.backups
+                    .iter()
+                    .map(|(id, status, at)| BackupRecord {
+                        backup_id: (*id).into(),
+                        status: Some((*status).into()),
+                        updated_at: Some(timestamp::format_unix(*at)),
+                        ..Default::default()
+                    })
+                    .collect::<Vec<_>>()
+            });
+            Ok(BackupList {
+                total_num: Some(records.len() as i64),
+                backup_record_response: records,
+            })
+        }
+
+        async fn list_groups(&self, _: &str) -> dcs::Result<GroupList> {
+            self.with(|s| s.calls.push("groups"));
+            let group = |g: u32| Group {
+                group_id: format!("id{g}"),
+                group_name: format!("g{g}"),
+                replication_list: ["m", "s"]
+                    .into_iter()
+                    .map(|r| Replication {
+                        replication_role: Some(if r == "m" { "master" } else { "slave" }.into()),
+                        node_id: format!("{r}{g}"),
+                        ..Default::default()
+                    })
+                    .collect(),
+            };
+            Ok(GroupList {
+                group_count: Some(2),
+                group_list: vec![group(1), group(0)],
+            })
+        }
+    }
+
+    struct Run {
+        fake: Arc<Fake>,
+        store: Arc<Store>,
+        cancel: CancellationToken,
+        join: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(fresh_backup: bool, setup: impl FnOnce(&mut State)) -> Run {
+        let clock = Clock::anchored(T0);
+        let mut state = State {
+            backups: vec![
+                ("b-old", "succeed", T0 - 2.0 * 86_400.0),
+                ("b-new", "succeed", T0 - 3600.0),
+                ("b-failed", "failed", T0 - 60.0),
+            ],
+            ..Default::default()
+        };
+        setup(&mut state);
+        let fake = Arc::new(Fake {
+            state: Mutex::new(state),
+            clock,
+        });
+        let store = Arc::new(Store::new());
+        let settings = AnalysisSettings {
+            mode: Mode::Trigger,
+            interval: Duration::from_secs(86_400),
+            timeout: Duration::from_secs(600),
+            top_n: 10,
+        };
+        store.configure(&[InstanceSpec {
+            id: "i1".into(),
+            name: "one".into(),
+            lfu_log_factor: 10,
+            analyses: vec![AnalysisSpec {
+                analysis: Analysis::Keyfamily,
+                top_n: 10,
+                mode: "trigger",
+                interval: settings.interval,
+            }],
+        }]);
+        let shared = Shared {
+            client: fake.clone(),
+            store: store.clone(),
+            limiter: Arc::new(Semaphore::new(4)),
+            clock,
+            start_jitter: Duration::from_secs(10),
+        };
+        let lp = AnalysisLoop::new(shared, "i1".into(), Analysis::Keyfamily, settings, Some(1))
+            .with_fresh_backup(fresh_backup);
+        let cancel = CancellationToken::new();
+        let join = tokio::spawn(Box::new(lp).run(cancel.clone()));
+        Run {
+            fake,
+            store,
+            cancel,
+            join,
+        }
+    }
+
+    impl Run {
+        async fn stop(self) {
+            self.cancel.cancel();
+            self.join.await.unwrap();
+        }
+
+        fn state(&self) -> crate::metrics::store::AnalysisState {
+            self.store
+                .analysis_state("i1", Analysis::Keyfamily)
+                .unwrap()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_shard_reads_the_newest_backup_and_a_refused_create_adopts() {
+        let run = start(false, |s| s.race = true);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let st = run.state();
+        // The first create met someone else's task (DCS.4231): adopted, not doubled. Then the
+        // other shard was analysed by a task of the loop's own, on its standby, reading the
+        // newest successful backup.
+        assert_eq!((st.tasks_adopted, st.tasks_created), (1, 1));
+        assert!(
+            st.failures.is_empty(),
+            "DCS.4231 is no failure: {:?}",
+            st.failures
+        );
+        let requests = run.fake.with(|s| s.requests.clone());
+        assert_eq!(
+            requests,
+            [OfflineAnalysisRequest {
+                node_id: "s0".into(),
+                backup_id: Some("b-new".into()),
+            }]
+        );
+        let r = st.result.expect("published");
+        let shards: Vec<_> = r.shards.keys().cloned().collect();
+        assert_eq!(shards, ["g0", "g1"]);
+        let fams: Vec<_> = r
+            .families
+            .iter()
+            .map(|f| (f.family.as_str(), f.shard.as_str()))
+            .collect();
+        assert_eq!(fams, [("g0:", "g0"), ("g1:", "g1")]);
+        assert_eq!(r.key_count, 4);
+        assert_eq!(st.consecutive_failures, 0);
+        // Both shards are fresh: nothing more until the interval passes.
+        let creates = run
+            .fake
+            .with(|s| s.calls.iter().filter(|c| **c == "create").count());
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        let later = run
+            .fake
+            .with(|s| s.calls.iter().filter(|c| **c == "create").count());
+        assert_eq!(creates, later);
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_restart_existing_results_of_every_shard_are_taken_not_redone() {
+        // Both shards were analysed from the newest backup an hour ago, the older one first.
+        let run = start(false, |s| {
+            add_task(s, "s0", T0 - 3.0 * 3600.0, Some("b-new"));
+            add_task(s, "m1", T0 - 2.0 * 3600.0, Some("b-new"));
+        });
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let st = run.state();
+        assert_eq!((st.tasks_adopted, st.tasks_created), (2, 0));
+        assert!(
+            run.fake.with(|s| s.requests.is_empty()),
+            "nothing analysed again"
+        );
+        let r = st.result.expect("published");
+        let shards: Vec<_> = r
+            .shards
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.task_id.as_str()))
+            .collect();
+        assert_eq!(shards, [("g0", "t1"), ("g1", "t2")]);
+        // One show per shard: no record is fetched twice.
+        assert_eq!(
+            run.fake
+                .with(|s| s.calls.iter().filter(|c| **c == "show").count()),
+            2
+        );
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fresh_backups_leave_out_backup_id_and_list_no_backups() {
+        let run = start(true, |_| {});
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let requests = run.fake.with(|s| s.requests.clone());
+        assert_eq!(requests.len(), 2);
+        assert!(requests.iter().all(|r| r.backup_id.is_none()));
+        assert!(!run.fake.with(|s| s.calls.contains(&"backups")));
+        run.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_successful_backup_is_a_failure_that_names_the_cause() {
+        let run = start(false, |s| s.backups.retain(|b| b.1 != "succeed"));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let st = run.state();
+        assert!(st.consecutive_failures >= 1);
+        let e = st.last_error.expect("an error");
+        assert!(e.message.contains("no successful backup"), "{}", e.message);
+        assert!(run.fake.with(|s| s.requests.is_empty()), "nothing created");
+        run.stop().await;
+    }
+}
