@@ -23,6 +23,7 @@ pub mod dcs;
 pub mod demo;
 pub mod fleet;
 pub mod metrics;
+pub mod native;
 pub mod scheduler;
 pub mod secret;
 pub mod server;

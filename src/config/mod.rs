@@ -8,6 +8,7 @@
 pub mod duration;
 mod locate;
 pub mod raw;
+pub mod redis;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -193,6 +194,8 @@ impl Default for SchedulerSettings {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub clouds: Vec<CloudConfig>,
+    /// Redis and Valkey servers the exporter analyses itself.
+    pub redis: Vec<redis::RedisTarget>,
     pub metrics: MetricsSettings,
     pub api: ApiSettings,
     pub scheduler: SchedulerSettings,
@@ -515,8 +518,11 @@ impl Validator<'_> {
             ),
         };
 
-        if raw.clouds.is_empty() {
-            self.problem("clouds", "at least one cloud is required");
+        if raw.clouds.is_empty() && raw.redis.is_empty() {
+            self.problem(
+                "clouds",
+                "at least one cloud is required (or a target under redis:)",
+            );
         }
         let mut seen = HashSet::new();
         let clouds = raw
@@ -525,6 +531,20 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, c)| self.cloud(&format!("clouds[{i}]"), c, &defaults, &api, &mut seen))
             .collect();
+        let redis: Vec<redis::RedisTarget> = raw
+            .redis
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.redis_target(&format!("redis[{i}]"), r, &defaults))
+            .collect();
+        for (i, r) in redis.iter().enumerate() {
+            if !r.id.is_empty() && !seen.insert(r.id.clone()) {
+                self.problem(
+                    format!("redis[{i}].id"),
+                    format!("{} is listed more than once", r.id),
+                );
+            }
+        }
         let scheduler = SchedulerSettings {
             start_jitter: self
                 .duration("scheduler.start_jitter", &raw.scheduler.start_jitter)
@@ -532,6 +552,7 @@ impl Validator<'_> {
         };
         Config {
             clouds,
+            redis,
             metrics,
             api,
             scheduler,

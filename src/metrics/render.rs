@@ -611,6 +611,7 @@ mod tests {
             size: None,
             unit: None,
             freq: None,
+            memory: None,
         }
     }
 
@@ -624,6 +625,7 @@ mod tests {
             },
             supported: true,
             running: None,
+            progress: None,
             consecutive_failures: 0,
             failures: BTreeMap::new(),
             tasks_created: 0,

@@ -1,4 +1,5 @@
-//! The loop that keeps one analysis of one instance fresh.
+//! The loop that keeps one analysis of one instance fresh, whatever its
+//! [source](super::source::AnalysisSource): DCS tasks or the exporter's own scans.
 //!
 //! A cycle normally starts with one list call, which tells three things at once: a task already
 //! waiting or running (adopted and followed instead of creating another), a successful record
@@ -35,8 +36,9 @@ use tracing::{debug, info, warn};
 
 use super::backoff;
 use super::clock::Clock;
+use super::source::{AnalysisSource, SourceError};
 use crate::config::{AnalysisSettings, Mode};
-use crate::dcs::{self, timestamp, Analysis, DcsApi, TaskListQuery, TaskRecord, TaskStatus};
+use crate::dcs::{self, timestamp, Analysis, TaskListQuery, TaskRecord, TaskStatus};
 use crate::metrics::store::{FailureReason, RunningTask, Store, TaskOrigin};
 
 /// Records asked for per list call: DCS keeps at most 100 per instance and kind, so one page
@@ -100,7 +102,7 @@ struct Survey {
     active: Option<(String, TaskStatus, Option<f64>)>,
 }
 
-impl<C: DcsApi> AnalysisLoop<C> {
+impl<C: AnalysisSource> AnalysisLoop<C> {
     pub fn new(
         shared: Shared<C>,
         instance_id: String,
@@ -160,7 +162,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
     async fn startup(&mut self, cancel: &CancellationToken) -> Duration {
         let survey = match self.survey().await {
             Ok(s) => s,
-            Err(e) => return self.fail(FailureReason::from_error(&e), &e.to_string()),
+            Err(e) => return self.fail(e.failure_reason(), &e.to_string()),
         };
         if self.settings.mode == Mode::Observe {
             return self.settings.interval;
@@ -205,7 +207,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 Ok(s) => s,
                 Err(e) => {
                     self.clean = false;
-                    return self.fail(FailureReason::from_error(&e), &e.to_string());
+                    return self.fail(e.failure_reason(), &e.to_string());
                 }
             }
         };
@@ -256,7 +258,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                         FailureReason::ApiError,
                         &format!("{op}: DCS says a task is running but lists none"),
                     ),
-                    Err(e) => self.fail(FailureReason::from_error(&e), &e.to_string()),
+                    Err(e) => self.fail(e.failure_reason(), &e.to_string()),
                 }
             }
             Err(e) if e.is_unsupported() => {
@@ -270,7 +272,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                     "instance does not support this analysis; not asking again until the re-check");
                 recheck
             }
-            Err(e) => self.fail(FailureReason::from_error(&e), &e.to_string()),
+            Err(e) => self.fail(e.failure_reason(), &e.to_string()),
         }
     }
 
@@ -299,7 +301,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 self.settings.interval
             }
             Err(e) => {
-                let wait = self.fail(FailureReason::from_error(&e), &e.to_string());
+                let wait = self.fail(e.failure_reason(), &e.to_string());
                 wait.min(self.settings.interval)
             }
         }
@@ -307,7 +309,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
 
     /// Lists the tasks; publishes the newest successful record if it is newer than the
     /// published one; returns the newest active task.
-    async fn survey(&mut self) -> dcs::Result<Survey> {
+    async fn survey(&mut self) -> Result<Survey, C::Error> {
         let query = TaskListQuery {
             offset: None,
             limit: Some(LIST_LIMIT),
@@ -462,7 +464,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 self.settings.interval
             }
             Ok(Outcome::Cancelled) => Duration::ZERO,
-            Err(e) => self.fail(FailureReason::from_error(&e), &e.to_string()),
+            Err(e) => self.fail(e.failure_reason(), &e.to_string()),
         }
     }
 
@@ -472,7 +474,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
         mut status: TaskStatus,
         created_unix: Option<f64>,
         cancel: &CancellationToken,
-    ) -> dcs::Result<Outcome> {
+    ) -> Result<Outcome, C::Error> {
         let now = self.shared.clock.now_unix();
         // The task's age counts from its creation when DCS said when that was.
         let age_at_start = created_unix.map_or(0.0, |c| (now - c).max(0.0));
@@ -545,10 +547,10 @@ impl<C: DcsApi> AnalysisLoop<C> {
     }
 
     /// Runs one API call under the global concurrency limit.
-    async fn call<'a, T, F, Fut>(&'a self, f: F) -> dcs::Result<T>
+    async fn call<'a, T, F, Fut>(&'a self, f: F) -> Result<T, C::Error>
     where
         F: FnOnce(&'a C, &'a str, Analysis) -> Fut,
-        Fut: Future<Output = dcs::Result<T>> + 'a,
+        Fut: Future<Output = Result<T, C::Error>> + 'a,
     {
         // The semaphore is never closed, so acquiring cannot fail; fall through if it ever is.
         let _permit = self.shared.limiter.acquire().await.ok();

@@ -312,6 +312,7 @@ mod tests {
             size: Some(64),
             unit: Some(SizeUnit::Byte),
             freq: Some(freq),
+            memory: None,
         }
     }
 
@@ -333,6 +334,7 @@ mod tests {
                 status: "running".into(),
                 since: JAN1 + 3600.0,
             }),
+            progress: None,
             consecutive_failures: 1,
             failures: BTreeMap::new(),
             tasks_created: 2,
@@ -373,6 +375,7 @@ mod tests {
                 size: Some(70_000),
                 unit: Some(SizeUnit::Count),
                 freq: None,
+                memory: None,
             }],
         }));
         let inst = InstanceState {

@@ -56,6 +56,7 @@ impl TestServer {
                     size: Some(100),
                     unit: Some(SizeUnit::Byte),
                     freq: Some(42),
+                    memory: None,
                 },
                 KeyRecord {
                     name: "<script>alert(1)</script>".into(),
@@ -65,6 +66,7 @@ impl TestServer {
                     size: Some(3),
                     unit: Some(SizeUnit::Count),
                     freq: Some(7),
+                    memory: None,
                 },
             ]),
         };

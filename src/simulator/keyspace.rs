@@ -326,6 +326,7 @@ impl Keyspace {
             size: Some(self.size_at(idx, at)),
             unit: Some(unit),
             freq,
+            memory: None,
         }
     }
 
