@@ -143,6 +143,12 @@ const BIGKEY_ELEMENTS: Family = Family {
     help: "Number of elements of a big key whose size unit is count (list, set, zset, hash), \
            from the newest completed big key analysis of the instance; cached between analyses.",
 };
+const BIGKEY_MEMORY_BYTES: Family = Family {
+    name: "bigkey_memory_bytes",
+    kind: Kind::Gauge,
+    help: "Bytes the server attributes to a big key (MEMORY USAGE), from the newest completed \
+           big key scan of a Redis or Valkey target by this exporter; cached between analyses.",
+};
 const ANALYSIS_KEYS: Family = Family {
     name: "analysis_keys",
     kind: Kind::Gauge,
@@ -201,6 +207,24 @@ const ANALYSIS_INTERVAL: Family = Family {
     help: "Configured time between analyses (trigger mode) or between looks for new records \
            (observe mode), from the exporter's config; for staleness alerts.",
 };
+const ANALYSIS_SCAN_KEYS_SCANNED: Family = Family {
+    name: "analysis_scan_keys_scanned",
+    kind: Kind::Gauge,
+    help: "Keys the running scan of a Redis or Valkey target has visited so far, over all its \
+           nodes; present only while this exporter runs such a scan.",
+};
+const ANALYSIS_SCAN_KEYS_TOTAL: Family = Family {
+    name: "analysis_scan_keys_total",
+    kind: Kind::Gauge,
+    help: "Keys the scanned nodes held when the running scan started (INFO keyspace); present \
+           only while this exporter runs a scan of a Redis or Valkey target.",
+};
+const ANALYSIS_SCAN_COMPLETION: Family = Family {
+    name: "analysis_scan_estimated_completion_timestamp_seconds",
+    kind: Kind::Gauge,
+    help: "Unix time at which the running scan of a Redis or Valkey target should end at its \
+           pace so far; present only while such a scan runs and has visited keys.",
+};
 const INSTANCE_INFO: Family = Family {
     name: "instance_info",
     kind: Kind::Gauge,
@@ -221,9 +245,10 @@ enum Value {
 }
 
 /// Number of per-key families (see [`KEY_FAMILIES`]).
-pub const KEY_FAMILY_COUNT: usize = 6;
+pub const KEY_FAMILY_COUNT: usize = 7;
 
-/// The per-key families in output order: four fed by hot key results, two by big key results.
+/// The per-key families in output order: four fed by hot key results, three by big key
+/// results (the memory only where the source reports it: native targets).
 const KEY_FAMILIES: [&Family; KEY_FAMILY_COUNT] = [
     &HOTKEY_FREQUENCY,
     &HOTKEY_ESTIMATED_ACCESSES,
@@ -231,6 +256,7 @@ const KEY_FAMILIES: [&Family; KEY_FAMILY_COUNT] = [
     &HOTKEY_ELEMENTS,
     &BIGKEY_SIZE_BYTES,
     &BIGKEY_ELEMENTS,
+    &BIGKEY_MEMORY_BYTES,
 ];
 
 /// The samples (no HELP/TYPE lines) of each per-key family for one analysis result of one
@@ -309,6 +335,7 @@ pub fn render_key_families(
                 size_in(rec, &SizeUnit::Count),
                 None,
                 None,
+                None,
             ],
             Analysis::Bigkey => [
                 None,
@@ -317,6 +344,7 @@ pub fn render_key_families(
                 None,
                 size_in(rec, &SizeUnit::Byte),
                 size_in(rec, &SizeUnit::Count),
+                rec.memory.filter(|m| *m >= 0).map(|m| Value::Int(m as u64)),
             ],
         };
         for ((buf, family), value) in out.iter_mut().zip(KEY_FAMILIES).zip(values) {
@@ -433,6 +461,29 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
     });
     analysis_family(out, ns, &ANALYSIS_INTERVAL, arena, &analyses, |a| {
         Some(Value::Float(a.state.spec.interval.as_secs_f64()))
+    });
+    analysis_family(
+        out,
+        ns,
+        &ANALYSIS_SCAN_KEYS_SCANNED,
+        arena,
+        &analyses,
+        |a| {
+            a.state
+                .progress
+                .as_ref()
+                .map(|p| Value::Int(p.keys_scanned))
+        },
+    );
+    analysis_family(out, ns, &ANALYSIS_SCAN_KEYS_TOTAL, arena, &analyses, |a| {
+        a.state.progress.as_ref().map(|p| Value::Int(p.keys_total))
+    });
+    analysis_family(out, ns, &ANALYSIS_SCAN_COMPLETION, arena, &analyses, |a| {
+        a.state
+            .progress
+            .as_ref()
+            .and_then(|p| p.estimated_completion())
+            .map(Value::Float)
     });
 
     let mark = out.len();
@@ -866,6 +917,46 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\
                 r#"dcs_bigkey_elements{instance_id="i",instance_name="n",key="h",key_type="hash",db="0",shard=""} 70000"#,
             ]
         );
+    }
+
+    #[test]
+    fn memory_of_native_big_keys_and_scan_progress_are_rendered() {
+        let mut h = key("h", Some(KeyType::Other("stream".into())), Some(2), None);
+        h.size = Some(70000);
+        h.unit = Some(SizeUnit::Count);
+        h.memory = Some(1_234_567);
+        let mut st = state(Analysis::Bigkey, Some(result(vec![h])));
+        st.progress = Some(crate::metrics::store::ScanProgress {
+            keys_scanned: 250,
+            keys_total: 1000,
+            started_at: 100.0,
+            at: 110.0,
+        });
+        let snap = snapshot(vec![instance("i", "n", vec![st])]);
+        let text = render(&snap);
+        let l = r#"instance_id="i",instance_name="n",key="h",key_type="stream",db="2",shard="""#;
+        let a = r#"instance_id="i",instance_name="n",analysis="bigkey""#;
+        for want in [
+            format!("dcs_bigkey_elements{{{l}}} 70000"),
+            format!("dcs_bigkey_memory_bytes{{{l}}} 1234567"),
+            format!("dcs_analysis_scan_keys_scanned{{{a}}} 250"),
+            format!("dcs_analysis_scan_keys_total{{{a}}} 1000"),
+            // 750 keys left at 25 keys/s: 30 s after the measurement.
+            format!("dcs_analysis_scan_estimated_completion_timestamp_seconds{{{a}}} 140"),
+        ] {
+            assert!(
+                samples(&text).contains(&want.as_str()),
+                "{want} missing from\n{text}"
+            );
+        }
+        // Without memory or progress (every DCS result) the families are absent altogether.
+        let snap = snapshot(vec![instance(
+            "i",
+            "n",
+            vec![state(Analysis::Bigkey, Some(result(vec![])))],
+        )]);
+        let text = render(&snap);
+        assert!(!text.contains("memory_bytes") && !text.contains("analysis_scan_"));
     }
 
     #[test]

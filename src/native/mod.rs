@@ -17,9 +17,11 @@
 //!   replicas, cluster).
 //! - [`scan`]: the big key and hot key scans, top N, throttle and resumption.
 //! - [`error`]: the error enum and its failure reasons.
+//! - [`fleet`]: sharding over replicas and reuse across reloads.
 
 pub mod conn;
 pub mod error;
+pub mod fleet;
 pub mod scan;
 
 use std::collections::VecDeque;
