@@ -197,10 +197,21 @@ impl Connector {
                 port: node.port,
             });
         }
-        client
+        let mut conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(fail)
+            .map_err(fail)?;
+        // Redis 7.2+ and Valkey: nothing this connection sends changes a key's LFU counter or
+        // idle time. Older servers refuse the command; the scans order their reads instead.
+        let _: redis::RedisResult<()> = redis::cmd("CLIENT")
+            .arg("NO-TOUCH")
+            .arg("ON")
+            .query_async(&mut conn)
+            .await;
+        // A cluster replica answers key commands only after READONLY (else MOVED); anything
+        // but a cluster node refuses it, which is fine.
+        let _: redis::RedisResult<()> = redis::cmd("READONLY").query_async(&mut conn).await;
+        Ok(conn)
     }
 
     /// Asks the seed what the target is made of.

@@ -10,7 +10,7 @@ use crate::scheduler::SourceError;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A failed call to a Redis or Valkey node, or a refused task operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The node could not be reached, the connection broke, or a command failed.
     #[error("{node}: {message}")]

@@ -52,6 +52,10 @@ pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 struct Entry {
     record: TaskRecord,
     abort: Option<tokio::task::AbortHandle>,
+    /// Why the scan failed, when it says (credentials, permissions, no LFU policy, a node
+    /// lost): showing the task then answers with this error, so the loop counts the same
+    /// `reason` as if the create call had failed with it.
+    error: Option<Error>,
 }
 
 #[derive(Default)]
@@ -245,6 +249,7 @@ impl AnalysisSource for NativeTarget {
                 list.push_back(Entry {
                     record: record.clone(),
                     abort: None,
+                    error: None,
                 });
                 record
             };
@@ -279,16 +284,20 @@ impl AnalysisSource for NativeTarget {
         task_id: &str,
     ) -> impl Future<Output = Result<TaskRecord>> + Send {
         let out = self.check_target(instance_id).and_then(|()| {
-            self.lock()
+            let mut t = self.lock();
+            let e = t
                 .of(analysis)
                 .iter()
                 .find(|e| e.record.id == task_id)
-                .map(|e| e.record.clone())
                 .ok_or_else(|| Error::TaskNotFound {
                     target: instance_id.to_owned(),
                     analysis: analysis.as_str(),
                     task_id: task_id.to_owned(),
-                })
+                })?;
+            match &e.error {
+                Some(err) => Err(err.clone()),
+                None => Ok(e.record.clone()),
+            }
         });
         std::future::ready(out)
     }
@@ -308,7 +317,7 @@ struct Run {
 }
 
 impl Run {
-    fn update(&self, f: impl FnOnce(&mut TaskRecord)) {
+    fn update(&self, f: impl FnOnce(&mut TaskRecord), error: Option<Error>) {
         let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = t
             .of(self.analysis)
@@ -316,6 +325,7 @@ impl Run {
             .find(|e| e.record.id == self.task_id)
         {
             f(&mut e.record);
+            e.error = error;
             if !e.record.status.is_active() {
                 e.abort = None;
             }
@@ -339,29 +349,38 @@ impl Run {
             Ok(Ok(Ok(keys))) => {
                 info!(target = %self.target.id, analysis = %self.analysis, keys = keys.len(),
                     "scan finished");
-                self.update(|r| {
-                    r.status = TaskStatus::Success;
-                    r.finished_at = Some(timestamp::format_unix(now));
-                    r.num = Some(keys.len() as i64);
-                    r.keys = Some(keys);
-                });
+                self.update(
+                    |r| {
+                        r.status = TaskStatus::Success;
+                        r.finished_at = Some(timestamp::format_unix(now));
+                        r.num = Some(keys.len() as i64);
+                        r.keys = Some(keys);
+                    },
+                    None,
+                );
             }
             other => {
-                let why = match other {
-                    Ok(Ok(Err(e))) => format!("{e}"),
-                    Ok(Err(_)) => format!(
-                        "stopped at the {} timeout",
-                        crate::config::duration::format(settings.timeout)
+                let (why, error) = match other {
+                    Ok(Ok(Err(e))) => (format!("{e}"), Some(e)),
+                    Ok(Err(_)) => (
+                        format!(
+                            "stopped at the {} timeout",
+                            crate::config::duration::format(settings.timeout)
+                        ),
+                        None,
                     ),
-                    Err(_) => "the scan panicked".to_owned(),
+                    Err(_) => ("the scan panicked".to_owned(), None),
                     Ok(Ok(Ok(_))) => unreachable!("handled above"),
                 };
                 warn!(target = %self.target.id, analysis = %self.analysis, error = %why,
                     "scan failed");
-                self.update(|r| {
-                    r.status = TaskStatus::Failed;
-                    r.finished_at = Some(timestamp::format_unix(now));
-                });
+                self.update(
+                    |r| {
+                        r.status = TaskStatus::Failed;
+                        r.finished_at = Some(timestamp::format_unix(now));
+                    },
+                    error,
+                );
             }
         }
     }
@@ -373,10 +392,13 @@ impl Run {
             top_n: settings.top_n,
         };
         let started = self.clock.now_unix();
-        self.update(|r| {
-            r.status = TaskStatus::Running;
-            r.started_at = Some(timestamp::format_unix(started));
-        });
+        self.update(
+            |r| {
+                r.status = TaskStatus::Running;
+                r.started_at = Some(timestamp::format_unix(started));
+            },
+            None,
+        );
         // Which node each shard is read on, and what it holds.
         let mut plan = Vec::new();
         let mut total = 0u64;

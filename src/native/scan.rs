@@ -154,14 +154,22 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// A per-key server error that must end the scan (a missing ACL permission) rather than skip
-/// the key (it vanished or changed type between two round trips).
+/// A per-key server error that must end the scan (a missing ACL permission, a cluster node
+/// that sends the key elsewhere) rather than skip the key (it vanished or changed type between
+/// two round trips).
 fn fatal(node: &Node, v: &Value) -> Option<Error> {
     let Value::ServerError(e) = v else {
         return None;
     };
     let e: redis::RedisError = e.clone().into();
-    matches!(e.code(), Some("NOPERM" | "NOAUTH")).then(|| Error::from_redis(&node.label(), &e))
+    match e.code() {
+        Some("NOPERM" | "NOAUTH") => Some(Error::from_redis(&node.label(), &e)),
+        Some("MOVED" | "ASK" | "CLUSTERDOWN" | "TRYAGAIN") => Some(Error::Redis {
+            node: node.label(),
+            message: format!("key not served here (cluster resharding or failover?): {e}"),
+        }),
+        _ => None,
+    }
 }
 
 fn record(unit: &Unit, r: Ranked, freq: Option<i64>, size: Option<i64>) -> KeyRecord {
