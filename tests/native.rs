@@ -756,7 +756,17 @@ async fn a_scan_shows_progress_and_resumes_after_its_connection_is_killed() {
             "dcs_analysis_scan_estimated_completion_timestamp_seconds",
             &labels,
         );
-        (scanned > 0.0 && eta.is_some())
+        let page = e
+            .http
+            .get(format!("http://{}/", e.addr))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        // The status page says it too.
+        (scanned > 0.0 && eta.is_some() && page.contains(" keys scanned, done about "))
             .then(|| m.get("dcs_analysis_scan_keys_total", &labels))
             .flatten()
     })

@@ -355,3 +355,81 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, Config, ConfigError};
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let env = |name: &str| (name == "REDIS_PW").then(|| "from-env".to_owned());
+        load_str(text, "test.yml", None, &env)
+    }
+
+    fn problems(text: &str) -> String {
+        match load(text) {
+            Ok(_) => panic!("config must be refused:\n{text}"),
+            Err(e) => e.problems().join("\n"),
+        }
+    }
+
+    #[test]
+    fn a_config_with_only_redis_targets_is_valid_with_documented_defaults() {
+        let c = load(
+            "redis:\n  - name: sessions\n    address: redis://u%40x:p%3Aw@10.0.0.5\n  - address: rediss://[::1]:7000\n    password: ${REDIS_PW}\n    throttle: {keys_per_second: 500}\n    analysis: {hotkey: {mode: off}, bigkey: {top_n: 7}}\n",
+        )
+        .unwrap();
+        assert!(c.clouds.is_empty());
+        let a = &c.redis[0];
+        assert_eq!(a.id, "redis://10.0.0.5:6379");
+        assert_eq!(a.name.as_deref(), Some("sessions"));
+        assert_eq!(a.username.as_deref(), Some("u@x"));
+        assert_eq!(a.password.as_ref().map(Secret::expose), Some("p:w"));
+        assert_eq!(a.keys_per_second, DEFAULT_KEYS_PER_SECOND);
+        assert_eq!(a.hotkey, AnalysisSettings::default_for(Analysis::Hotkey));
+        let b = &c.redis[1];
+        assert_eq!(b.id, "rediss://[::1]:7000");
+        assert!(b.address.tls);
+        assert_eq!(b.password.as_ref().map(Secret::expose), Some("from-env"));
+        assert_eq!(b.keys_per_second, 500);
+        assert_eq!(b.hotkey.mode, Mode::Off);
+        assert_eq!(b.bigkey.top_n, 7);
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("p:w") && !debug.contains("from-env"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn observe_mode_and_bad_entries_are_problems_naming_the_key() {
+        let msg = problems(
+            "analysis: {bigkey: {mode: observe}}\nredis:\n  - address: redis://h\n    analysis: {hotkey: {mode: observe}}\n  - address: http://h\n  - address: redis://h:1/2\n    tls: {ca_file: ca.pem}\n    throttle: {keys_per_second: 0}\n  - {}\n",
+        );
+        for want in [
+            "redis[0].analysis.hotkey.mode: observe has no meaning",
+            "redis[0].analysis.bigkey.mode: observe (inherited from analysis.bigkey.mode)",
+            "redis[1].address: scheme http:// is not supported",
+            "redis[2].address: must not name a database",
+            "redis[2].tls: is set but the address is redis://",
+            "redis[2].tls.ca_file: cannot read ca.pem",
+            "redis[2].throttle.keys_per_second: must be between 1 and 10000000",
+            "redis[3].address: is required",
+        ] {
+            assert!(msg.contains(want), "{want:?} missing from:\n{msg}");
+        }
+        // Unknown keys are refused by the parser, with their path.
+        let msg = problems("redis:\n  - address: redis://h\n    bogus: 1\n");
+        assert!(msg.contains("redis[0]") && msg.contains("bogus"), "{msg}");
+        // Two targets with the same id.
+        let msg = problems("redis:\n  - address: redis://h\n  - address: redis://h:6379\n");
+        assert!(
+            msg.contains("redis[1].id: redis://h:6379 is listed more than once"),
+            "{msg}"
+        );
+        // A password in the address never shows in a problem.
+        let msg = problems("redis:\n  - address: redis://u:hunter2@h\n    password: x\n");
+        assert!(msg.contains("redis[0].password: given both"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+}

@@ -48,3 +48,58 @@ pub fn plan(targets: &[Arc<NativeTarget>], opts: &FleetOptions) -> Vec<NativePla
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use crate::fleet::Shard;
+
+    fn targets(n: usize) -> Vec<RedisTarget> {
+        let mut yaml = String::from("redis:\n");
+        for i in 0..n {
+            yaml.push_str(&format!("  - address: redis://10.0.0.{i}:6379\n"));
+        }
+        load_str(&yaml, "t.yml", None, &|_| None).unwrap().redis
+    }
+
+    #[test]
+    fn replicas_split_targets_by_the_instance_hash_and_observe_only_scans_none() {
+        let store = Arc::new(Store::new());
+        let all = reuse(&[], &targets(40), &store, Clock::System);
+        let mut seen = Vec::new();
+        for index in 0..3 {
+            let opts = FleetOptions {
+                shard: Shard::new(index, 3).unwrap(),
+                observe_only: false,
+            };
+            for p in plan(&all, &opts) {
+                // The same owner as a DCS instance of that id.
+                assert_eq!(crate::fleet::shard::owner(&p.instance.id, 3), index);
+                seen.push(p.instance.id);
+            }
+        }
+        seen.sort();
+        let mut want: Vec<String> = all.iter().map(|t| t.config().id.clone()).collect();
+        want.sort();
+        assert_eq!(seen, want, "every target scanned by exactly one replica");
+        let standby = FleetOptions {
+            shard: Shard::default(),
+            observe_only: true,
+        };
+        assert!(plan(&all, &standby).is_empty());
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_targets_and_replaces_changed_ones() {
+        let store = Arc::new(Store::new());
+        let first = targets(2);
+        let running = reuse(&[], &first, &store, Clock::System);
+        let mut changed = first.clone();
+        changed[1].keys_per_second += 1;
+        let next = reuse(&running, &changed, &store, Clock::System);
+        assert!(Arc::ptr_eq(&running[0], &next[0]));
+        assert!(!Arc::ptr_eq(&running[1], &next[1]));
+        assert_eq!(next[1].config().keys_per_second, changed[1].keys_per_second);
+    }
+}

@@ -156,6 +156,12 @@ fn analysis(
                 esc(&t.status),
                 when(t.since, now)
             );
+            if let Some(p) = &st.progress {
+                let _ = write!(h, "; {} of {} keys scanned", p.keys_scanned, p.keys_total);
+                if let Some(eta) = p.estimated_completion() {
+                    let _ = write!(h, ", done about {}", when(eta, now));
+                }
+            }
         }
         None => h.push_str("none"),
     }
