@@ -409,8 +409,12 @@ async fn check_config(cli: &Cli, online: bool) -> ExitCode {
         0 => String::new(),
         n => format!(", discovery in {n} of them"),
     };
+    let redis = match config.redis.len() {
+        0 => String::new(),
+        n => format!(", {}", plural(n, "Redis/Valkey target")),
+    };
     println!(
-        "{}: OK ({}, {}{discovery})",
+        "{}: OK ({}, {}{discovery}{redis})",
         path.display(),
         plural(config.clouds.len(), "cloud"),
         plural(instances, "instance")
@@ -430,6 +434,15 @@ async fn check_config(cli: &Cli, online: bool) -> ExitCode {
             Err(e) => {
                 ok = false;
                 println!("cloud {}: FAILED: {e:#}", cloud.name);
+            }
+        }
+    }
+    for target in &config.redis {
+        match dcs_key_exporter::native::probe::check_online(target).await {
+            Ok(report) => println!("redis {}: OK: {report}", target.id),
+            Err(e) => {
+                ok = false;
+                println!("redis {}: FAILED: {e}", target.id);
             }
         }
     }

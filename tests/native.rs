@@ -320,6 +320,12 @@ async fn without_an_lfu_policy_hot_keys_are_unsupported_from_the_servers_own_err
     )
     .await;
     let m = wait_failure(&e, &id, "hotkey", "unsupported").await;
+    let target = &load(&format!("redis:\n  - address: {id}\n"), &dir).redis[0];
+    let report = dcs_key_exporter::native::probe::check_online(target)
+        .await
+        .unwrap();
+    assert_eq!(report.eviction_policy, "noeviction");
+    assert!(!report.hotkey_possible());
     assert_eq!(
         m.get(
             "dcs_analysis_supported",
@@ -367,6 +373,28 @@ async fn big_keys_are_read_on_the_replica_and_hot_keys_on_the_master() {
         keys_of(&m, "dcs_bigkey_elements", &id),
         expected_top(&keys, 3, false)
     );
+    // What check-config --online reports for the same target.
+    let target = &load(&format!("redis:\n  - address: {}\n", master.url()), &dir).redis[0];
+    let report = dcs_key_exporter::native::probe::check_online(target)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.role.as_str(),
+            report.cluster,
+            report.eviction_policy.as_str()
+        ),
+        ("master", false, "allkeys-lfu")
+    );
+    assert!(report.hotkey_possible());
+    assert_eq!(
+        report.shards,
+        [format!(
+            "127.0.0.1:{} (replicas: 127.0.0.1:{})",
+            master.port, replica.port
+        )]
+    );
+    assert!(report.version.starts_with("redis ") || report.version.starts_with("valkey "));
     assert!(
         calls(&replica, "memory|usage") > 0,
         "big keys read on the replica"

@@ -18,10 +18,12 @@
 //! - [`scan`]: the big key and hot key scans, top N, throttle and resumption.
 //! - [`error`]: the error enum and its failure reasons.
 //! - [`fleet`]: sharding over replicas and reuse across reloads.
+//! - [`probe`]: `check-config --online`: version, role, shards, eviction policy.
 
 pub mod conn;
 pub mod error;
 pub mod fleet;
+pub mod probe;
 pub mod scan;
 
 use std::collections::VecDeque;
