@@ -1,5 +1,5 @@
 //! Redis and Valkey targets the exporter analyses itself, as a local
-//! [`AnalysisSource`](crate::scheduler::AnalysisSource).
+//! [`crate::scheduler::AnalysisSource`].
 //!
 //! A [`NativeTarget`] keeps a small task table per analysis with the lifecycle DCS has (ids,
 //! `waiting` → `running` → `success`/`failed`, created/started/finished timestamps, key
