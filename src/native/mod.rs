@@ -210,73 +210,71 @@ impl AnalysisSource for NativeTarget {
     }
 
     async fn create_task(&self, instance_id: &str, analysis: Analysis) -> Result<TaskRecord> {
+        self.check_target(instance_id)?;
+        if self
+            .lock()
+            .of(analysis)
+            .iter()
+            .any(|e| e.record.status.is_active())
         {
-            self.check_target(instance_id)?;
-            if self
-                .lock()
-                .of(analysis)
-                .iter()
-                .any(|e| e.record.status.is_active())
-            {
-                return Err(Error::AlreadyRunning {
-                    target: self.target.id.clone(),
-                    analysis: analysis.as_str(),
-                });
-            }
-            let created = self.clock.now_unix();
-            let topology = self.conn.topology().await?;
-            self.conn.retain(&topology);
-            if analysis == Analysis::Hotkey {
-                self.probe_lfu(&topology).await?;
-            }
-            let record = {
-                let mut t = self.lock();
-                t.next_id += 1;
-                let id = format!("{}-{}-{}", analysis.as_str(), created as u64, t.next_id);
-                let record = TaskRecord {
-                    id,
-                    instance_id: Some(self.target.id.clone()),
-                    status: TaskStatus::Waiting,
-                    scan_type: Some(ScanType::Manual),
-                    created_at: Some(timestamp::format_unix(created)),
-                    started_at: None,
-                    finished_at: None,
-                    num: None,
-                    keys: None,
-                };
-                let list = t.of(analysis);
-                while list.len() >= KEPT_TASKS {
-                    list.pop_front();
-                }
-                list.push_back(Entry {
-                    record: record.clone(),
-                    abort: None,
-                    error: None,
-                });
-                record
-            };
-            let run = Run {
-                target: self.target.clone(),
-                conn: self.conn.clone(),
-                store: self.store.clone(),
-                clock: self.clock,
-                tasks: self.tasks.clone(),
-                analysis,
-                task_id: record.id.clone(),
-                created,
-                topology,
-            };
-            let handle = tokio::spawn(run.go());
-            if let Some(e) = self
-                .lock()
-                .of(analysis)
-                .iter_mut()
-                .find(|e| e.record.id == record.id)
-            {
-                e.abort = Some(handle.abort_handle());
-            }
-            Ok(record)
+            return Err(Error::AlreadyRunning {
+                target: self.target.id.clone(),
+                analysis: analysis.as_str(),
+            });
         }
+        let created = self.clock.now_unix();
+        let topology = self.conn.topology().await?;
+        self.conn.retain(&topology);
+        if analysis == Analysis::Hotkey {
+            self.probe_lfu(&topology).await?;
+        }
+        let record = {
+            let mut t = self.lock();
+            t.next_id += 1;
+            let id = format!("{}-{}-{}", analysis.as_str(), created as u64, t.next_id);
+            let record = TaskRecord {
+                id,
+                instance_id: Some(self.target.id.clone()),
+                status: TaskStatus::Waiting,
+                scan_type: Some(ScanType::Manual),
+                created_at: Some(timestamp::format_unix(created)),
+                started_at: None,
+                finished_at: None,
+                num: None,
+                keys: None,
+            };
+            let list = t.of(analysis);
+            while list.len() >= KEPT_TASKS {
+                list.pop_front();
+            }
+            list.push_back(Entry {
+                record: record.clone(),
+                abort: None,
+                error: None,
+            });
+            record
+        };
+        let run = Run {
+            target: self.target.clone(),
+            conn: self.conn.clone(),
+            store: self.store.clone(),
+            clock: self.clock,
+            tasks: self.tasks.clone(),
+            analysis,
+            task_id: record.id.clone(),
+            created,
+            topology,
+        };
+        let handle = tokio::spawn(run.go());
+        if let Some(e) = self
+            .lock()
+            .of(analysis)
+            .iter_mut()
+            .find(|e| e.record.id == record.id)
+        {
+            e.abort = Some(handle.abort_handle());
+        }
+        Ok(record)
     }
 
     fn show_task(
