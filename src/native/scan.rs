@@ -6,14 +6,16 @@
 //! `DEBUG`.
 //!
 //! - **Big keys**: per batch, one pipeline of `TYPE` (which does not touch the key) and one of
-//!   the size command of each key's type (`STRLEN`, `LLEN`, `SCARD`, `ZCARD`, `HLEN`, `XLEN`)
-//!   plus `MEMORY USAGE` (default sampling, which does not touch either). Every key passes
-//!   through [`KeyObserver`], the hook a per-key aggregation (key families) plugs into.
-//! - **Hot keys**: per batch, one pipeline of `OBJECT FREQ`, which reads the LFU counter
+//!   the size command of each key's type (`STRLEN`, `LLEN`, `SCARD`, `ZCARD`, `HLEN`, `XLEN`);
+//!   the next batch's `SCAN` rides in the first pipeline, so a batch costs two round trips.
+//!   `MEMORY USAGE` (default sampling, which does not touch the key) is asked for the final top
+//!   N only. Every key passes through [`KeyObserver`], the hook a per-key aggregation (key
+//!   families) plugs into; an observer that wants every key's memory gets it in the batch.
+//! - **Hot keys**: per batch, one pipeline of `OBJECT FREQ` (and the next `SCAN`), which reads the LFU counter
 //!   without touching the key, before anything else looks at it; only the final top N are then
 //!   asked for their type and size. The server's own error tells that no LFU policy is set
 //!   (`CONFIG` may be disabled on managed services), which makes the analysis `unsupported`.
-//! - **Throttle**: each node gets `keys_per_second`; batches are `keys_per_second / 10` keys
+//! - **Throttle**: each node gets `keys_per_second`; batches are `keys_per_second / 200` keys
 //!   (10 to 1000), and the scan sleeps whenever it is ahead of its budget.
 //! - **Connection loss**: a batch that fails on a broken connection is retried on a new one
 //!   from the same cursor (a `SCAN` cursor is valid on any connection), up to
@@ -49,6 +51,11 @@ pub struct ScannedKey<'a> {
 
 /// Sees every key a big key scan visits (the hook for per-key aggregation).
 pub trait KeyObserver: Send {
+    /// Whether [`ScannedKey::memory`] is wanted: it costs a `MEMORY USAGE` per key, so by
+    /// default only the final top N are asked.
+    fn wants_memory(&self) -> bool {
+        false
+    }
     fn observe(&mut self, key: &ScannedKey<'_>);
 }
 
@@ -73,8 +80,11 @@ pub struct Pace {
 }
 
 impl Pace {
+    /// Keys per `SCAN`: a two-hundredth of a second's budget (10 to [`MAX_BATCH`]), so that
+    /// one pipelined batch keeps the server busy only briefly at the default throttle (the
+    /// server's other clients wait behind it) and round trips vanish at full speed.
     fn batch(&self) -> u32 {
-        (self.keys_per_second / 10).clamp(10, MAX_BATCH)
+        (self.keys_per_second / 200).clamp(10, MAX_BATCH)
     }
 }
 
@@ -195,6 +205,8 @@ struct Walker<'a> {
     count: u32,
     cursor: u64,
     next: Option<u64>,
+    /// The batch after the current one, when the caller fetched it in its own pipeline.
+    pending: Option<(u64, Vec<Vec<u8>>)>,
     failures: u32,
 }
 
@@ -207,8 +219,26 @@ impl<'a> Walker<'a> {
             count: pace.batch(),
             cursor: 0,
             next: None,
+            pending: None,
             failures: 0,
         }
+    }
+
+    /// Appends the `SCAN` for the batch after the current one to `pipe` (so that it costs no
+    /// round trip of its own); returns whether it did (not after the last batch).
+    fn prefetch(&self, pipe: &mut redis::Pipeline) -> bool {
+        match self.next {
+            Some(n) if n != 0 => {
+                pipe.cmd("SCAN").arg(n).arg("COUNT").arg(self.count);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes the answer to the [`prefetch`](Walker::prefetch)ed `SCAN`.
+    fn prefetched(&mut self, answer: Option<Value>) {
+        self.pending = answer.and_then(|v| redis::from_redis_value(v).ok());
     }
 
     /// The next batch with the connection it came on; `None` once the walk is complete.
@@ -216,6 +246,17 @@ impl<'a> Walker<'a> {
         loop {
             if self.next == Some(0) {
                 return Ok(None);
+            }
+            if let Some((next, keys)) = self.pending.take() {
+                let c = match self.conn.get(self.node, self.db).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.recover(e.into()).await?;
+                        continue;
+                    }
+                };
+                self.next = Some(next);
+                return Ok(Some((c, keys)));
             }
             let attempt = async {
                 let mut c = self.conn.get(self.node, self.db).await?;
@@ -261,6 +302,7 @@ impl<'a> Walker<'a> {
     async fn recover(&mut self, e: Step) -> Result<()> {
         self.conn.forget(self.node, self.db);
         self.next = None;
+        self.pending = None;
         match e {
             Step::Retry(e) if self.failures < MAX_RECONNECTS => {
                 self.failures += 1;
@@ -316,18 +358,23 @@ impl Budget {
     }
 }
 
-/// Per key of a batch (by index): its type and the answers to its size command and
-/// `MEMORY USAGE`. Keys that vanished (`none`) or have a type without a size are left out.
+/// Per key of a batch (by index): its type, its size (elements, or bytes for strings) and,
+/// with `memory`, its `MEMORY USAGE`. Keys that vanished (`none`) or have a type without a
+/// size are left out. The next batch's `SCAN` rides along in the first pipeline.
 async fn sizes(
     c: &mut MultiplexedConnection,
     keys: &[Vec<u8>],
+    walker: &mut Walker<'_>,
+    memory: bool,
 ) -> redis::RedisResult<Vec<(usize, String, Vec<Value>)>> {
     let mut p = redis::pipe();
     p.ignore_errors();
     for k in keys {
         p.cmd("TYPE").arg(k);
     }
-    let types: Vec<Value> = p.query_async(c).await?;
+    let prefetch = walker.prefetch(&mut p);
+    let mut types: Vec<Value> = p.query_async(c).await?;
+    let next = if prefetch { types.pop() } else { None };
     let mut p = redis::pipe();
     p.ignore_errors();
     let mut asked = Vec::new();
@@ -337,16 +384,21 @@ async fn sizes(
             continue;
         };
         p.cmd(cmd).arg(&keys[i]);
-        p.cmd("MEMORY").arg("USAGE").arg(&keys[i]);
+        if memory {
+            p.cmd("MEMORY").arg("USAGE").arg(&keys[i]);
+        }
         asked.push((i, t));
     }
-    if asked.is_empty() {
-        return Ok(Vec::new());
-    }
-    let answers: Vec<Value> = p.query_async(c).await?;
+    let answers: Vec<Value> = if asked.is_empty() {
+        Vec::new()
+    } else {
+        p.query_async(c).await?
+    };
+    walker.prefetched(next);
+    let per = if memory { 2 } else { 1 };
     Ok(asked
         .into_iter()
-        .zip(answers.chunks(2))
+        .zip(answers.chunks(per))
         .map(|((i, t), pair)| (i, t, pair.to_vec()))
         .collect())
 }
@@ -366,7 +418,8 @@ pub async fn bigkey_node(conn: &Connector, unit: &Unit) -> Node {
     unit.master.clone()
 }
 
-/// Big key scan of one shard: the top N per unit (bytes, elements) of every database.
+/// Big key scan of one shard: the top N per unit (bytes, elements) of every database, with
+/// the `MEMORY USAGE` of the winners (of every key when the observer wants it).
 pub async fn bigkeys(
     conn: &Connector,
     unit: &Unit,
@@ -379,10 +432,11 @@ pub async fn bigkeys(
     let mut bytes = TopN::new(pace.top_n);
     let mut elements = TopN::new(pace.top_n);
     let mut budget = Budget::new(pace.keys_per_second);
+    let memory = observer.wants_memory();
     for &(db, _) in dbs {
         let mut w = Walker::new(conn, node, db, pace);
         while let Some((mut c, keys)) = w.batch().await? {
-            let answers = match sizes(&mut c, &keys).await {
+            let answers = match sizes(&mut c, &keys, &mut w, memory).await {
                 Ok(a) => a,
                 Err(e) => {
                     let step = w.classify(e);
@@ -390,12 +444,12 @@ pub async fn bigkeys(
                     continue;
                 }
             };
-            for (name, key_type, pair) in answers {
-                if let Some(e) = pair.iter().find_map(|v| fatal(node, v)) {
+            for (name, key_type, answer) in answers {
+                if let Some(e) = answer.iter().find_map(|v| fatal(node, v)) {
                     return Err(e);
                 }
-                let size = pair.first().and_then(int);
-                let memory = pair.get(1).and_then(int);
+                let size = answer.first().and_then(int);
+                let memory = answer.get(1).and_then(int);
                 observer.observe(&ScannedKey {
                     db,
                     name: &keys[name],
@@ -424,16 +478,45 @@ pub async fn bigkeys(
             budget.spend(keys.len() as u64).await;
         }
     }
-    let mut out: Vec<KeyRecord> = Vec::new();
-    for r in bytes
-        .into_sorted()
-        .into_iter()
-        .chain(elements.into_sorted())
-    {
-        let size = Some(r.rank);
-        out.push(record(unit, r, None, size));
+    let mut winners: Vec<Ranked> = bytes.into_sorted();
+    winners.extend(elements.into_sorted());
+    if !memory {
+        memory_of(conn, node, &mut winners).await?;
     }
-    Ok(out)
+    Ok(winners
+        .into_iter()
+        .map(|r| {
+            let size = Some(r.rank);
+            record(unit, r, None, size)
+        })
+        .collect())
+}
+
+/// Fills in the `MEMORY USAGE` of `keys` (one pipeline per database).
+async fn memory_of(conn: &Connector, node: &Node, keys: &mut [Ranked]) -> Result<()> {
+    let mut dbs: Vec<i64> = keys.iter().map(|k| k.db).collect();
+    dbs.sort_unstable();
+    dbs.dedup();
+    for db in dbs {
+        let mut c = conn.get(node, db).await?;
+        let mut p = redis::pipe();
+        p.ignore_errors();
+        let idx: Vec<usize> = (0..keys.len()).filter(|&i| keys[i].db == db).collect();
+        for &i in &idx {
+            p.cmd("MEMORY").arg("USAGE").arg(&keys[i].name);
+        }
+        let answers: Vec<Value> = p.query_async(&mut c).await.map_err(|e| {
+            conn.forget(node, db);
+            Error::from_redis(&node.label(), &e)
+        })?;
+        for (&i, v) in idx.iter().zip(&answers) {
+            if let Some(e) = fatal(node, v) {
+                return Err(e);
+            }
+            keys[i].memory = int(v);
+        }
+    }
+    Ok(())
 }
 
 /// Hot key scan of one shard's master: the top N by LFU frequency.
@@ -455,7 +538,8 @@ pub async fn hotkeys(
             for k in &keys {
                 p.cmd("OBJECT").arg("FREQ").arg(k);
             }
-            let freqs: Vec<Value> = match p.query_async(&mut c).await {
+            let prefetch = w.prefetch(&mut p);
+            let mut freqs: Vec<Value> = match p.query_async(&mut c).await {
                 Ok(f) => f,
                 Err(e) => {
                     let step = w.classify(e);
@@ -463,6 +547,7 @@ pub async fn hotkeys(
                     continue;
                 }
             };
+            let next = if prefetch { freqs.pop() } else { None };
             let n = keys.len() as u64;
             for (name, v) in keys.into_iter().zip(&freqs) {
                 if let Value::ServerError(e) = v {
@@ -487,6 +572,7 @@ pub async fn hotkeys(
                     memory: None,
                 });
             }
+            w.prefetched(next);
             w.commit();
             counter.scanned.fetch_add(n, Ordering::Relaxed);
             budget.spend(n).await;
@@ -557,8 +643,8 @@ mod tests {
             keys_per_second: k,
             top_n: 1,
         };
-        assert_eq!(p(20_000).batch(), 1000);
-        assert_eq!(p(2_000).batch(), 200);
+        assert_eq!(p(10_000_000).batch(), 1000);
+        assert_eq!(p(20_000).batch(), 100);
         assert_eq!(p(5).batch(), 10);
     }
 }
