@@ -61,6 +61,45 @@ async fn wait_failure(e: &Exporter, id: &str, analysis: &str, reason: &str) -> M
     .await
 }
 
+/// Runs `promtool check metrics` (with its lint) on the exporter's /metrics, when promtool is
+/// installed (CI installs it).
+async fn promtool_check(e: &Exporter) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool not installed: exposition lint skipped");
+        return;
+    };
+    let body = e
+        .http
+        .get(format!("http://{}/metrics", e.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// (key label, value) of every sample of `family` for `id`, in exposition order.
 fn keys_of(m: &Metrics, family: &str, id: &str) -> Vec<(String, String, String, f64)> {
     m.family(family)
@@ -234,6 +273,7 @@ async fn standalone_big_keys_are_the_known_biggest_with_their_memory_usage() {
         ),
         Some(1.0)
     );
+    promtool_check(&e).await;
     e.stop().await;
 }
 
@@ -795,10 +835,11 @@ async fn a_scan_shows_progress_and_resumes_after_its_connection_is_killed() {
             .ok()?;
         // The status page says it too.
         (scanned > 0.0 && eta.is_some() && page.contains(" keys scanned, done about "))
-            .then(|| m.get("dcs_analysis_scan_keys_total", &labels))
+            .then(|| m.get("dcs_analysis_scan_keyspace_keys", &labels))
             .flatten()
     })
     .await;
+    promtool_check(&e).await;
     let dbsize: f64 = ["0", "3"]
         .iter()
         .map(|db| {

@@ -213,8 +213,8 @@ const ANALYSIS_SCAN_KEYS_SCANNED: Family = Family {
     help: "Keys the running scan of a Redis or Valkey target has visited so far, over all its \
            nodes; present only while this exporter runs such a scan.",
 };
-const ANALYSIS_SCAN_KEYS_TOTAL: Family = Family {
-    name: "analysis_scan_keys_total",
+const ANALYSIS_SCAN_KEYSPACE_KEYS: Family = Family {
+    name: "analysis_scan_keyspace_keys",
     kind: Kind::Gauge,
     help: "Keys the scanned nodes held when the running scan started (INFO keyspace); present \
            only while this exporter runs a scan of a Redis or Valkey target.",
@@ -475,9 +475,14 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
                 .map(|p| Value::Int(p.keys_scanned))
         },
     );
-    analysis_family(out, ns, &ANALYSIS_SCAN_KEYS_TOTAL, arena, &analyses, |a| {
-        a.state.progress.as_ref().map(|p| Value::Int(p.keys_total))
-    });
+    analysis_family(
+        out,
+        ns,
+        &ANALYSIS_SCAN_KEYSPACE_KEYS,
+        arena,
+        &analyses,
+        |a| a.state.progress.as_ref().map(|p| Value::Int(p.keys_total)),
+    );
     analysis_family(out, ns, &ANALYSIS_SCAN_COMPLETION, arena, &analyses, |a| {
         a.state
             .progress
@@ -940,7 +945,7 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\
             format!("dcs_bigkey_elements{{{l}}} 70000"),
             format!("dcs_bigkey_memory_bytes{{{l}}} 1234567"),
             format!("dcs_analysis_scan_keys_scanned{{{a}}} 250"),
-            format!("dcs_analysis_scan_keys_total{{{a}}} 1000"),
+            format!("dcs_analysis_scan_keyspace_keys{{{a}}} 1000"),
             // 750 keys left at 25 keys/s: 30 s after the measurement.
             format!("dcs_analysis_scan_estimated_completion_timestamp_seconds{{{a}}} 140"),
         ] {
