@@ -413,6 +413,27 @@ async fn big_keys_are_read_on_the_replica_and_hot_keys_on_the_master() {
         keys_of(&m, "dcs_bigkey_elements", &id),
         expected_top(&keys, 3, false)
     );
+    // dcs_instance_info says what the target is.
+    let version = master
+        .cli(&["INFO", "server"])
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("redis_version:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap();
+    assert_eq!(
+        m.get(
+            "dcs_instance_info",
+            &[
+                ("instance_id", &id),
+                ("engine_version", &version),
+                ("spec_code", "master-replica"),
+                ("status", "")
+            ]
+        ),
+        Some(1.0)
+    );
     // What check-config --online reports for the same target.
     let target = &load(&format!("redis:\n  - address: {}\n", master.url()), &dir).redis[0];
     let report = dcs_key_exporter::native::probe::check_online(target)

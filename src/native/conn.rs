@@ -61,6 +61,21 @@ pub struct Unit {
 pub struct Topology {
     pub cluster: bool,
     pub units: Vec<Unit>,
+    /// `valkey_version`, else `redis_version`, of the node asked.
+    pub version: Option<String>,
+}
+
+impl Topology {
+    /// `cluster`, `master-replica` or `standalone` (the `spec_code` of `dcs_instance_info`).
+    pub fn kind(&self) -> &'static str {
+        if self.cluster {
+            "cluster"
+        } else if self.units.iter().any(|u| !u.replicas.is_empty()) {
+            "master-replica"
+        } else {
+            "standalone"
+        }
+    }
 }
 
 /// Resolves every host to one node's real address, so that TLS checks the configured
@@ -218,6 +233,9 @@ impl Connector {
     pub async fn topology(&self) -> Result<Topology> {
         let seed = self.seed();
         let info = self.info(&seed, "all").await?;
+        let version = field(&info, "valkey_version")
+            .or_else(|| field(&info, "redis_version"))
+            .map(str::to_owned);
         if field(&info, "cluster_enabled") == Some("1") {
             let mut conn = self.get(&seed, 0).await?;
             let nodes: String = redis::cmd("CLUSTER")
@@ -238,6 +256,7 @@ impl Connector {
             return Ok(Topology {
                 cluster: true,
                 units,
+                version,
             });
         }
         let unit = match field(&info, "role") {
@@ -264,6 +283,7 @@ impl Connector {
         Ok(Topology {
             cluster: false,
             units: vec![unit],
+            version,
         })
     }
 

@@ -37,8 +37,8 @@ use tracing::{info, warn};
 
 use crate::config::redis::RedisTarget;
 use crate::dcs::{
-    timestamp, Analysis, KeyRecord, ScanType, TaskList, TaskListQuery, TaskRecord, TaskStatus,
-    TaskSummary,
+    timestamp, Analysis, InstanceInfo, KeyRecord, ScanType, TaskList, TaskListQuery, TaskRecord,
+    TaskStatus, TaskSummary,
 };
 use crate::metrics::store::{ScanProgress, Store};
 use crate::scheduler::{AnalysisSource, Clock};
@@ -225,6 +225,18 @@ impl AnalysisSource for NativeTarget {
         let created = self.clock.now_unix();
         let topology = self.conn.topology().await?;
         self.conn.retain(&topology);
+        // `dcs_instance_info` for the target: version, kind, shards.
+        self.store.set_instance_info(
+            &self.target.id,
+            InstanceInfo {
+                instance_id: self.target.id.clone(),
+                name: self.target.name.clone().unwrap_or_default(),
+                engine_version: topology.version.clone(),
+                spec_code: Some(topology.kind().to_owned()),
+                sharding_count: Some(topology.units.len() as i64),
+                ..InstanceInfo::default()
+            },
+        );
         if analysis == Analysis::Hotkey {
             self.probe_lfu(&topology).await?;
         }
