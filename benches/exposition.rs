@@ -38,6 +38,7 @@ fn task(i: usize, analysis: Analysis, generation: usize) -> TaskRecord {
                 size: Some(1_000_000 - k as i64 * 997),
                 unit: Some(unit),
                 freq: (analysis == Analysis::Hotkey).then_some(250 - k as i64),
+                memory: None,
             }
         })
         .collect();

@@ -24,7 +24,8 @@ use crate::metrics::exposition::Exposition;
 use crate::metrics::keylabel::KeyLabelMode;
 use crate::metrics::render::RenderOptions;
 use crate::metrics::store::Store;
-use crate::scheduler::{Clock, Scheduler};
+use crate::native::NativeTarget;
+use crate::scheduler::{Clock, Plan, Scheduler};
 use crate::server::{self, ServerState};
 
 /// Longest wait for in-flight work after a shutdown request.
@@ -160,6 +161,9 @@ struct Fleet {
     opts: FleetOptions,
     /// The instances of the last plan, to log what changed.
     handled: HashSet<String>,
+    /// Redis and Valkey targets, kept across reloads while their settings stay the same.
+    natives: Vec<Arc<NativeTarget>>,
+    store: Arc<Store>,
 }
 
 impl Fleet {
@@ -167,6 +171,8 @@ impl Fleet {
     fn configure(&mut self, config: Config, clients: Vec<Arc<DcsClient>>) {
         let pairs: Vec<_> = config.clouds.iter().zip(clients.iter().cloned()).collect();
         self.discoveries.sync(&pairs);
+        self.natives =
+            crate::native::fleet::reuse(&self.natives, &config.redis, &self.store, Clock::System);
         self.config = config;
         self.clients = clients;
     }
@@ -188,20 +194,27 @@ impl Fleet {
         let plan = fleet::plan(inputs, &self.opts);
         self.discoveries
             .record(&self.config.clouds, &plan.discovered);
-        self.metrics.set_shard_instances(plan.handled);
+        let native = crate::native::fleet::plan(&self.natives, &self.opts);
+        self.metrics
+            .set_shard_instances(plan.handled + native.len());
         let ids: HashSet<String> = plan
             .clouds
             .iter()
             .flat_map(|c| c.instances.iter().map(|i| i.id.clone()))
+            .chain(native.iter().map(|n| n.instance.id.clone()))
             .collect();
         let added = ids.difference(&self.handled).count();
         let removed = self.handled.difference(&ids).count();
         if added > 0 || removed > 0 {
-            info!(added, removed, instances = plan.handled, fleet = plan.total,
+            info!(added, removed, instances = plan.handled + native.len(),
+                fleet = plan.total + self.natives.len(),
                 shard = %self.opts.shard, "instance set changed");
         }
         self.handled = ids;
-        scheduler.apply(plan.clouds);
+        scheduler.apply_plan(Plan {
+            clouds: plan.clouds,
+            native,
+        });
     }
 }
 
@@ -287,6 +300,8 @@ pub async fn run_loaded(
         metrics: fleet_metrics,
         opts: opts.fleet,
         handled: HashSet::new(),
+        natives: Vec::new(),
+        store: store.clone(),
     };
     fleet.configure(config, first_clients);
     fleet.apply(&mut scheduler);

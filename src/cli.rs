@@ -365,6 +365,13 @@ pub async fn check_config(path: &Path, online: bool) -> CheckReport {
     if discovering > 0 {
         let _ = write!(summary, ", discovery in {discovering} of them");
     }
+    if !config.redis.is_empty() {
+        let _ = write!(
+            summary,
+            ", {}",
+            plural(config.redis.len(), "Redis/Valkey target")
+        );
+    }
     summary.push(')');
     lines.push(summary);
     if !online {
@@ -420,6 +427,15 @@ pub async fn check_config(path: &Path, online: bool) -> CheckReport {
                     failed += 1;
                     lines.push(format!("cloud {name}: instance {id}: FAILED: {e}"));
                 }
+            }
+        }
+    }
+    for target in &config.redis {
+        match crate::native::probe::check_online(target).await {
+            Ok(report) => lines.push(format!("redis {}: OK: {report}", target.id)),
+            Err(e) => {
+                failed += 1;
+                lines.push(format!("redis {}: FAILED: {e}", target.id));
             }
         }
     }

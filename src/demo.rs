@@ -78,6 +78,7 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
     client.retry_base_delay = Duration::from_millis(200);
     client.retry_max_delay = Duration::from_secs(2);
     Config {
+        redis: Vec::new(),
         clouds: vec![CloudConfig {
             name: "demo".into(),
             client,

@@ -1,5 +1,5 @@
-//! dcs-key-exporter: a Prometheus exporter for the hot key, big key and offline key (key family)
-//! analyses of Huawei Cloud DCS (managed Redis).
+//! dcs-key-exporter: a Prometheus exporter for the hot key and big key analyses of Huawei Cloud
+//! DCS (managed Redis), and of self-hosted Redis and Valkey servers it analyses itself.
 //!
 //! # Layout
 //! Data flows from top to bottom:
@@ -7,10 +7,13 @@
 //! - [`dcs`]: the DCS API: models, request signing, IAM tokens, the reqwest client.
 //! - [`simulator`]: an in-process DCS API simulator sharing the client's models; powers `--demo`,
 //!   `simulate` and the tests.
+//! - [`native`]: Redis and Valkey servers the exporter analyses itself (SCAN, pipelined sizes,
+//!   `MEMORY USAGE`, `OBJECT FREQ`), behind the same task lifecycle as DCS.
 //! - [`fleet`]: which instances this replica analyses: discovery (ListInstances with filters,
 //!   refreshed), explicit entries merged in, sharding over replicas.
 //! - [`scheduler`]: one supervised loop per instance and analysis that creates or adopts tasks,
-//!   polls them and publishes their results.
+//!   polls them and publishes their results, written against one seam
+//!   ([`scheduler::AnalysisSource`]) that DCS and native targets both implement.
 //! - [`metrics`]: the snapshot the scheduler writes and its rendering in the Prometheus text format.
 //! - [`server`]: the hyper HTTP server: `/metrics`, the status page, health, readiness, reload.
 //! - [`demo`]: `--demo`: the embedded simulator and the config pointing at it.
@@ -26,6 +29,7 @@ pub mod dcs;
 pub mod demo;
 pub mod fleet;
 pub mod metrics;
+pub mod native;
 pub mod scheduler;
 pub mod secret;
 pub mod server;

@@ -13,6 +13,7 @@ pub mod file;
 mod locate;
 pub mod parse;
 pub mod raw;
+pub mod redis;
 pub mod reload;
 pub mod validate;
 
@@ -231,6 +232,8 @@ impl Default for SchedulerSettings {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub clouds: Vec<CloudConfig>,
+    /// Redis and Valkey servers the exporter analyses itself.
+    pub redis: Vec<redis::RedisTarget>,
     pub metrics: MetricsSettings,
     pub api: ApiSettings,
     pub scheduler: SchedulerSettings,

@@ -13,6 +13,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub clouds: Vec<RawCloud>,
     #[serde(default)]
+    pub redis: Vec<super::redis::RawRedis>,
+    #[serde(default)]
     pub analysis: RawAnalysisSet,
     #[serde(default)]
     pub metrics: RawMetrics,

@@ -58,6 +58,11 @@ impl<'a> Validator<'a> {
     }
 
     /// The problems and the warnings.
+    /// Where relative paths in the config are resolved from.
+    pub(super) fn base_dir(&self) -> Option<&'a Path> {
+        self.base_dir
+    }
+
     pub(super) fn finish(self) -> (Vec<Problem>, Vec<Problem>) {
         (self.problems, self.warnings)
     }
@@ -67,7 +72,7 @@ impl<'a> Validator<'a> {
             .push(Problem::new(key.to_string(), msg.to_string()));
     }
 
-    fn problem(&mut self, key: impl fmt::Display, msg: impl fmt::Display) {
+    pub(super) fn problem(&mut self, key: impl fmt::Display, msg: impl fmt::Display) {
         self.problems
             .push(Problem::new(key.to_string(), msg.to_string()));
     }
@@ -101,11 +106,11 @@ impl<'a> Validator<'a> {
         out
     }
 
-    fn string(&mut self, key: &str, value: &Option<String>) -> Option<String> {
+    pub(super) fn string(&mut self, key: &str, value: &Option<String>) -> Option<String> {
         value.as_deref().map(|v| self.expand(key, v))
     }
 
-    fn required(&mut self, key: &str, value: &Option<String>) -> String {
+    pub(super) fn required(&mut self, key: &str, value: &Option<String>) -> String {
         let before = self.problems.len();
         match self.string(key, value) {
             Some(v) if !v.trim().is_empty() => v,
@@ -135,7 +140,7 @@ impl<'a> Validator<'a> {
     }
 
     /// Reads a secret given inline or as a file; both or neither is a problem when required.
-    fn secret(
+    pub(super) fn secret(
         &mut self,
         key: &str,
         inline: &Option<String>,
@@ -258,8 +263,11 @@ impl<'a> Validator<'a> {
             self.no_fresh_backup(key, raw.as_ref());
         }
 
-        if raw.clouds.is_empty() {
-            self.problem("clouds", "at least one cloud is required");
+        if raw.clouds.is_empty() && raw.redis.is_empty() {
+            self.problem(
+                "clouds",
+                "at least one cloud is required (or a target under redis:)",
+            );
         }
         let mut seen = HashSet::new();
         let clouds = raw
@@ -268,6 +276,20 @@ impl<'a> Validator<'a> {
             .enumerate()
             .map(|(i, c)| self.cloud(&format!("clouds[{i}]"), c, &defaults, &api, &mut seen))
             .collect();
+        let redis: Vec<super::redis::RedisTarget> = raw
+            .redis
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.redis_target(&format!("redis[{i}]"), r, &defaults))
+            .collect();
+        for (i, r) in redis.iter().enumerate() {
+            if !r.id.is_empty() && !seen.insert(r.id.clone()) {
+                self.problem(
+                    format!("redis[{i}].id"),
+                    format!("{} is listed more than once", r.id),
+                );
+            }
+        }
         let scheduler = SchedulerSettings {
             start_jitter: self
                 .duration("scheduler.start_jitter", &raw.scheduler.start_jitter)
@@ -275,6 +297,7 @@ impl<'a> Validator<'a> {
         };
         Config {
             clouds,
+            redis,
             metrics,
             api,
             scheduler,
@@ -327,7 +350,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn analysis(
+    pub(super) fn analysis(
         &mut self,
         key: &str,
         raw: Option<&RawAnalysis>,

@@ -234,6 +234,14 @@ pub struct KeyRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub freq: Option<i64>,
+    /// Bytes the server attributes to the key (`MEMORY USAGE`); only the exporter's own scans
+    /// of Redis and Valkey targets know it.
+    #[serde(
+        default,
+        deserialize_with = "lenient::integer",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub memory: Option<i64>,
 }
 
 /// Keys kept per ranking when a task is read: the hottest, and the biggest of each size unit.
@@ -983,6 +991,7 @@ mod tests {
                     size,
                     unit: unit.as_deref().map(SizeUnit::from),
                     freq,
+                    memory: None,
                 })
         }
 

@@ -761,6 +761,7 @@ mod tests {
             size: Some(10),
             unit: Some(SizeUnit::Byte),
             freq: Some(20),
+            memory: None,
         };
         let task = success(id.into(), "i1", finished, vec![key]);
         assert!(store.publish("i1", Analysis::Hotkey, &task));
@@ -967,6 +968,7 @@ mod tests {
                 size: Some(1000 + k as i64),
                 unit: Some(SizeUnit::Count),
                 freq: Some(200 - k as i64),
+                memory: None,
             })
             .collect();
         let task = success(format!("{task}-{i}"), &instance, finished, keys);

@@ -144,6 +144,12 @@ const BIGKEY_ELEMENTS: Family = Family {
     help: "Number of elements of a big key whose size unit is count (list, set, zset, hash), \
            from the newest completed big key analysis of the instance; cached between analyses.",
 };
+const BIGKEY_MEMORY_BYTES: Family = Family {
+    name: "bigkey_memory_bytes",
+    kind: Kind::Gauge,
+    help: "Bytes the server attributes to a big key (MEMORY USAGE), from the newest completed \
+           big key scan of a Redis or Valkey target by this exporter; cached between analyses.",
+};
 const KEYFAMILY_KEYS: Family = Family {
     name: "keyfamily_keys",
     kind: Kind::Gauge,
@@ -239,6 +245,24 @@ const ANALYSIS_INTERVAL: Family = Family {
     help: "Configured time between analyses (trigger mode) or between looks for new records \
            (observe mode), from the exporter's config; for staleness alerts.",
 };
+const ANALYSIS_SCAN_KEYS_SCANNED: Family = Family {
+    name: "analysis_scan_keys_scanned",
+    kind: Kind::Gauge,
+    help: "Keys the running scan of a Redis or Valkey target has visited so far, over all its \
+           nodes; present only while this exporter runs such a scan.",
+};
+const ANALYSIS_SCAN_KEYSPACE_KEYS: Family = Family {
+    name: "analysis_scan_keyspace_keys",
+    kind: Kind::Gauge,
+    help: "Keys the scanned nodes held when the running scan started (INFO keyspace); present \
+           only while this exporter runs a scan of a Redis or Valkey target.",
+};
+const ANALYSIS_SCAN_COMPLETION: Family = Family {
+    name: "analysis_scan_estimated_completion_timestamp_seconds",
+    kind: Kind::Gauge,
+    help: "Unix time at which the running scan of a Redis or Valkey target should end at its \
+           pace so far; present only while such a scan runs and has visited keys.",
+};
 const INSTANCE_INFO: Family = Family {
     name: "instance_info",
     kind: Kind::Gauge,
@@ -259,10 +283,11 @@ enum Value {
 }
 
 /// Number of per-result families (the length of the private `KEY_FAMILIES` table).
-pub const KEY_FAMILY_COUNT: usize = 11;
+pub const KEY_FAMILY_COUNT: usize = 12;
 
-/// The per-result metric families in output order: four fed by hot key results, two by big key
-/// results, five by key family results.
+/// The per-result metric families in output order: four fed by hot key results, three by big key
+/// results (the memory only where the source reports it: native targets), five by key family
+/// results.
 const KEY_FAMILIES: [&Family; KEY_FAMILY_COUNT] = [
     &HOTKEY_FREQUENCY,
     &HOTKEY_ESTIMATED_ACCESSES,
@@ -270,6 +295,7 @@ const KEY_FAMILIES: [&Family; KEY_FAMILY_COUNT] = [
     &HOTKEY_ELEMENTS,
     &BIGKEY_SIZE_BYTES,
     &BIGKEY_ELEMENTS,
+    &BIGKEY_MEMORY_BYTES,
     &KEYFAMILY_KEYS,
     &KEYFAMILY_MEMORY_BYTES,
     &KEYFAMILY_KEYS_WITHOUT_TTL,
@@ -277,7 +303,7 @@ const KEY_FAMILIES: [&Family; KEY_FAMILY_COUNT] = [
     &KEYSPACE_MEMORY_BYTES,
 ];
 /// Index of the first key family metric in [`KEY_FAMILIES`].
-const FIRST_FAMILY_METRIC: usize = 6;
+const FIRST_FAMILY_METRIC: usize = 7;
 
 /// The samples (no HELP/TYPE lines) of each per-key family for one analysis result of one
 /// instance, indexed like the families' output order; families the result has no value for are
@@ -360,6 +386,7 @@ pub fn render_key_families(
                 None,
                 None,
                 None,
+                None,
             ],
             Analysis::Bigkey => [
                 None,
@@ -368,6 +395,7 @@ pub fn render_key_families(
                 None,
                 size_in(rec, &SizeUnit::Byte),
                 size_in(rec, &SizeUnit::Count),
+                rec.memory.filter(|m| *m >= 0).map(|m| Value::Int(m as u64)),
                 None,
                 None,
                 None,
@@ -576,6 +604,34 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
     analysis_family(out, ns, &ANALYSIS_INTERVAL, arena, &analyses, |a| {
         Some(Value::Float(a.state.spec.interval.as_secs_f64()))
     });
+    analysis_family(
+        out,
+        ns,
+        &ANALYSIS_SCAN_KEYS_SCANNED,
+        arena,
+        &analyses,
+        |a| {
+            a.state
+                .progress
+                .as_ref()
+                .map(|p| Value::Int(p.keys_scanned))
+        },
+    );
+    analysis_family(
+        out,
+        ns,
+        &ANALYSIS_SCAN_KEYSPACE_KEYS,
+        arena,
+        &analyses,
+        |a| a.state.progress.as_ref().map(|p| Value::Int(p.keys_total)),
+    );
+    analysis_family(out, ns, &ANALYSIS_SCAN_COMPLETION, arena, &analyses, |a| {
+        a.state
+            .progress
+            .as_ref()
+            .and_then(|p| p.estimated_completion())
+            .map(Value::Float)
+    });
 
     let mark = out.len();
     header(out, ns, &INSTANCE_INFO);
@@ -753,6 +809,7 @@ mod tests {
             size: None,
             unit: None,
             freq: None,
+            memory: None,
         }
     }
 
@@ -766,6 +823,7 @@ mod tests {
             },
             supported: true,
             running: None,
+            progress: None,
             consecutive_failures: 0,
             failures: BTreeMap::new(),
             tasks_created: 0,
@@ -1008,6 +1066,46 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\
                 r#"dcs_bigkey_elements{instance_id="i",instance_name="n",key="h",key_type="hash",db="0",shard=""} 70000"#,
             ]
         );
+    }
+
+    #[test]
+    fn memory_of_native_big_keys_and_scan_progress_are_rendered() {
+        let mut h = key("h", Some(KeyType::Other("stream".into())), Some(2), None);
+        h.size = Some(70000);
+        h.unit = Some(SizeUnit::Count);
+        h.memory = Some(1_234_567);
+        let mut st = state(Analysis::Bigkey, Some(result(vec![h])));
+        st.progress = Some(crate::metrics::store::ScanProgress {
+            keys_scanned: 250,
+            keys_total: 1000,
+            started_at: 100.0,
+            at: 110.0,
+        });
+        let snap = snapshot(vec![instance("i", "n", vec![st])]);
+        let text = render(&snap);
+        let l = r#"instance_id="i",instance_name="n",key="h",key_type="stream",db="2",shard="""#;
+        let a = r#"instance_id="i",instance_name="n",analysis="bigkey""#;
+        for want in [
+            format!("dcs_bigkey_elements{{{l}}} 70000"),
+            format!("dcs_bigkey_memory_bytes{{{l}}} 1234567"),
+            format!("dcs_analysis_scan_keys_scanned{{{a}}} 250"),
+            format!("dcs_analysis_scan_keyspace_keys{{{a}}} 1000"),
+            // 750 keys left at 25 keys/s: 30 s after the measurement.
+            format!("dcs_analysis_scan_estimated_completion_timestamp_seconds{{{a}}} 140"),
+        ] {
+            assert!(
+                samples(&text).contains(&want.as_str()),
+                "{want} missing from\n{text}"
+            );
+        }
+        // Without memory or progress (every DCS result) the families are absent altogether.
+        let snap = snapshot(vec![instance(
+            "i",
+            "n",
+            vec![state(Analysis::Bigkey, Some(result(vec![])))],
+        )]);
+        let text = render(&snap);
+        assert!(!text.contains("memory_bytes") && !text.contains("analysis_scan_"));
     }
 
     #[test]

@@ -227,6 +227,31 @@ pub struct RunningTask {
     pub since: f64,
 }
 
+/// How far a scan the exporter runs itself has got (native targets only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanProgress {
+    /// Keys visited so far, over every node of the target.
+    pub keys_scanned: u64,
+    /// Keys the scanned nodes held when the scan started (`INFO keyspace`).
+    pub keys_total: u64,
+    /// Unix seconds when the scan started.
+    pub started_at: f64,
+    /// Unix seconds of this measurement.
+    pub at: f64,
+}
+
+impl ScanProgress {
+    /// When the scan should end at its pace so far (Unix seconds); `None` before any key.
+    pub fn estimated_completion(&self) -> Option<f64> {
+        let elapsed = self.at - self.started_at;
+        if self.keys_scanned == 0 || elapsed <= 0.0 {
+            return None;
+        }
+        let left = self.keys_total.saturating_sub(self.keys_scanned) as f64;
+        Some(self.at + left * elapsed / self.keys_scanned as f64)
+    }
+}
+
 /// The last failure of an analysis, for the status page.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LastError {
@@ -243,6 +268,8 @@ pub struct AnalysisState {
     /// `false` once DCS answered DCS.4919 / DCS.4922.
     pub supported: bool,
     pub running: Option<RunningTask>,
+    /// Progress of the scan running now (native targets only).
+    pub progress: Option<ScanProgress>,
     pub consecutive_failures: u64,
     /// Failures by reason since start (a counter: never reset).
     pub failures: BTreeMap<FailureReason, u64>,
@@ -258,6 +285,7 @@ impl AnalysisState {
             spec,
             supported: true,
             running: None,
+            progress: None,
             consecutive_failures: 0,
             failures: BTreeMap::new(),
             tasks_created: 0,
@@ -552,6 +580,11 @@ impl Store {
         self.update_analysis(id, analysis, |a| a.running = task)
     }
 
+    /// Sets or clears the progress of a running scan (native targets).
+    pub fn set_progress(&self, id: &str, analysis: Analysis, progress: Option<ScanProgress>) {
+        self.update_analysis(id, analysis, |a| a.progress = progress)
+    }
+
     /// Marks the analysis supported or not (`dcs_analysis_supported`).
     pub fn set_supported(&self, id: &str, analysis: Analysis, supported: bool) {
         self.update_analysis(id, analysis, |a| a.supported = supported)
@@ -590,6 +623,7 @@ mod tests {
             size: Some(size),
             unit: Some(unit),
             freq,
+            memory: None,
         }
     }
 

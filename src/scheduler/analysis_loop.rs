@@ -1,4 +1,5 @@
-//! The loop that keeps one analysis of one instance fresh.
+//! The loop that keeps one analysis of one instance fresh, whatever its
+//! [source](super::source::AnalysisSource): DCS tasks or the exporter's own scans.
 //!
 //! A cycle normally starts with one list call, which tells three things at once: a task already
 //! waiting or running (adopted and followed instead of creating another), a successful record
@@ -32,7 +33,7 @@
 //! list call is the newer one, since it finished after the published result was listed.
 //!
 //! # Key families
-//! The key family analysis (the DCS offline key analysis of a backup, see [`offline`]) runs
+//! The key family analysis (the DCS offline key analysis of a backup, see [`super::offline`]) runs
 //! through the same loop with its own list, show and create steps: one task covers one shard,
 //! so the cadence counts per shard (the shard whose result is oldest is due next), the status
 //! comes from the list only, and DCS.4231 on create leads to adoption like DCS.4918.
@@ -51,11 +52,11 @@ use tracing::{debug, info, warn};
 
 use super::backoff;
 use super::clock::Clock;
-use super::offline::{self, Created, ShardSeen};
+use super::offline::{Created, ShardSeen};
+use super::source::{AnalysisSource, SourceError};
 use crate::config::{AnalysisSettings, Mode};
 use crate::dcs::{
-    self, timestamp, Analysis, DcsApi, OfflineTaskDetails, TaskList, TaskListQuery, TaskRecord,
-    TaskStatus,
+    self, timestamp, Analysis, OfflineTaskDetails, TaskList, TaskListQuery, TaskRecord, TaskStatus,
 };
 use crate::metrics::store::{FailureReason, RunningTask, Store, TaskOrigin};
 
@@ -111,7 +112,7 @@ pub struct AnalysisLoop<C> {
     /// Key families: let DCS take a new backup for every task (see [`offline`]).
     fresh_backup: bool,
     /// Key families: the shards of the instance and their nodes, from the last node listing.
-    topology: offline::Topology,
+    topology: super::offline::Topology,
     /// Key families: the shard of the task this loop created last.
     task_shard: Option<(String, String)>,
     /// Key families: the result of the task last shown successful, until it is published.
@@ -143,7 +144,7 @@ struct Survey {
     active: Option<(String, TaskStatus, Option<f64>)>,
 }
 
-impl<C: DcsApi> AnalysisLoop<C> {
+impl<C: AnalysisSource> AnalysisLoop<C> {
     pub fn new(
         shared: Shared<C>,
         instance_id: String,
@@ -171,7 +172,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
             consecutive_failures: 0,
             created: VecDeque::new(),
             fresh_backup: false,
-            topology: offline::Topology::default(),
+            topology: super::offline::Topology::default(),
             task_shard: None,
             details: None,
         }
@@ -217,7 +218,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
             // first. A failure here only files results under the shard their answer names, and
             // leaves the cadence to the published result until the first creation.
             if let Ok(nodes) = self
-                .call(|c, id, _| async move { offline::shard_nodes(c, id).await })
+                .call(|c, id, _| async move { c.keyfamily_nodes(id).await })
                 .await
             {
                 self.topology = nodes;
@@ -225,7 +226,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
         }
         let survey = match self.survey().await {
             Ok(s) => s,
-            Err(e) => return self.fail(FailureReason::from_error(&e), &e.to_string()),
+            Err(e) => return self.fail(e.failure_reason(), &e.to_string()),
         };
         if self.analysis == Analysis::Keyfamily && !self.topology.nodes.is_empty() {
             // Take the existing result of each shard, so that a restart analyses no shard
@@ -301,7 +302,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 Ok(s) => s,
                 Err(e) => {
                     self.clean = false;
-                    return self.fail(FailureReason::from_error(&e), &e.to_string());
+                    return self.fail(e.failure_reason(), &e.to_string());
                 }
             }
         };
@@ -354,7 +355,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                         FailureReason::ApiError,
                         &format!("{op}: DCS says a task is running but lists none"),
                     ),
-                    Err(e) => self.fail(FailureReason::from_error(&e), &e.to_string()),
+                    Err(e) => self.fail(e.failure_reason(), &e.to_string()),
                 }
             }
             Err(e) if e.is_outcome_unknown() => {
@@ -373,8 +374,8 @@ impl<C: DcsApi> AnalysisLoop<C> {
                     Ok(_) if self.published.as_ref().map(|p| &p.id) != published.as_ref() => {
                         self.until_due().max(backoff::MIN_POLL_INTERVAL)
                     }
-                    Ok(_) => self.fail(FailureReason::from_error(&e), &e.to_string()),
-                    Err(list) => self.fail(FailureReason::from_error(&list), &list.to_string()),
+                    Ok(_) => self.fail(e.failure_reason(), &e.to_string()),
+                    Err(list) => self.fail(list.failure_reason(), &list.to_string()),
                 }
             }
             Err(e) if e.is_unsupported() => {
@@ -394,7 +395,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                     "instance does not support this analysis; not asking again until the re-check");
                 recheck
             }
-            Err(e) => self.fail(FailureReason::from_error(&e), &e.to_string()),
+            Err(e) => self.fail(e.failure_reason(), &e.to_string()),
         }
     }
 
@@ -423,7 +424,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 self.settings.interval
             }
             Err(e) => {
-                let wait = self.fail(FailureReason::from_error(&e), &e.to_string());
+                let wait = self.fail(e.failure_reason(), &e.to_string());
                 wait.min(self.settings.interval)
             }
         }
@@ -431,7 +432,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
 
     /// Lists the tasks; publishes the newest successful record if it is newer than the
     /// published one; returns the newest active task.
-    async fn survey(&mut self) -> dcs::Result<Survey> {
+    async fn survey(&mut self) -> Result<Survey, C::Error> {
         let query = TaskListQuery {
             offset: None,
             limit: Some(LIST_LIMIT),
@@ -696,7 +697,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 self.settings.interval
             }
             Ok(Outcome::Cancelled) => Duration::ZERO,
-            Err(e) => self.fail(FailureReason::from_error(&e), &e.to_string()),
+            Err(e) => self.fail(e.failure_reason(), &e.to_string()),
         }
     }
 
@@ -706,7 +707,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
         mut status: TaskStatus,
         created_unix: Option<f64>,
         cancel: &CancellationToken,
-    ) -> dcs::Result<Outcome> {
+    ) -> Result<Outcome, C::Error> {
         let now = self.shared.clock.now_unix();
         // The task's age counts from its creation when DCS said when that was.
         let age_at_start = created_unix.map_or(0.0, |c| (now - c).max(0.0));
@@ -759,18 +760,17 @@ impl<C: DcsApi> AnalysisLoop<C> {
     /// Refuses a successful record that counts keys (`num` > 0) but lists none: publishing it
     /// would replace the last good keys with nothing. It counts as a malformed answer.
     /// Key family results carry their families beside the record, not keys: not checked here.
-    fn complete(&self, task: TaskRecord) -> dcs::Result<TaskRecord> {
+    fn complete(&self, task: TaskRecord) -> Result<TaskRecord, C::Error> {
         if self.analysis == Analysis::Keyfamily {
             return Ok(task);
         }
         let listed = task.keys.as_ref().map_or(0, Vec::len);
         match task.num {
             Some(n) if n > 0 && listed == 0 && task.status == TaskStatus::Success => {
-                Err(dcs::Error::Decode {
-                    operation: self.analysis.operation(dcs::Operation::ShowTask),
-                    status: 200,
-                    message: format!("task {} succeeded with num {n} but lists no keys", task.id),
-                })
+                Err(C::Error::malformed(
+                    self.analysis.operation(dcs::Operation::ShowTask),
+                    format!("task {} succeeded with num {n} but lists no keys", task.id),
+                ))
             }
             _ => Ok(task),
         }
@@ -779,7 +779,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
     /// Key families: publishes the newest successful existing result of each shard that has
     /// none yet, newest first, with at most a couple of show calls beyond one per shard (list
     /// records do not tell their shard).
-    async fn ingest_shards(&mut self) -> dcs::Result<()> {
+    async fn ingest_shards(&mut self) -> Result<(), C::Error> {
         let query = TaskListQuery {
             offset: None,
             limit: Some(LIST_LIMIT),
@@ -854,9 +854,9 @@ impl<C: DcsApi> AnalysisLoop<C> {
     }
 
     /// The list call of this analysis.
-    async fn list_any(&self, query: TaskListQuery) -> dcs::Result<TaskList> {
+    async fn list_any(&self, query: TaskListQuery) -> Result<TaskList, C::Error> {
         if self.analysis == Analysis::Keyfamily {
-            self.call(|c, id, _| async move { offline::list(c, id, &query).await })
+            self.call(|c, id, _| async move { c.keyfamily_list(id, &query).await })
                 .await
         } else {
             self.call(|c, id, a| async move { c.list_tasks(id, a, &query).await })
@@ -866,10 +866,10 @@ impl<C: DcsApi> AnalysisLoop<C> {
 
     /// The task's record. Key families: status from the list, and the result, kept for
     /// [`publish`](Self::publish), once it succeeded.
-    async fn show_any(&mut self, task_id: &str) -> dcs::Result<TaskRecord> {
+    async fn show_any(&mut self, task_id: &str) -> Result<TaskRecord, C::Error> {
         if self.analysis == Analysis::Keyfamily {
             let (record, details) = self
-                .call(|c, id, _| async move { offline::show(c, id, task_id).await })
+                .call(|c, id, _| async move { c.keyfamily_show(id, task_id).await })
                 .await?;
             if details.is_some() {
                 self.details = details;
@@ -882,7 +882,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
     }
 
     /// Creates a task; `None` when there is nothing new to analyse (key families only).
-    async fn create_any(&mut self) -> dcs::Result<Option<TaskRecord>> {
+    async fn create_any(&mut self) -> Result<Option<TaskRecord>, C::Error> {
         if self.analysis != Analysis::Keyfamily {
             return self
                 .call(|c, id, a| async move { c.create_task(id, a).await })
@@ -899,7 +899,10 @@ impl<C: DcsApi> AnalysisLoop<C> {
         let created = self
             .call(|c, id, _| {
                 let (seen, topology) = (&seen, &mut topology);
-                async move { offline::create(c, id, fresh, seen, due_before, now, topology).await }
+                async move {
+                    c.keyfamily_create(id, fresh, seen, due_before, now, topology)
+                        .await
+                }
             })
             .await;
         self.topology = topology;
@@ -939,12 +942,12 @@ impl<C: DcsApi> AnalysisLoop<C> {
         wait
     }
 
-    /// Runs one API call under the global concurrency limit, which its attempts take one
-    /// permit of at a time.
-    async fn call<'a, T, F, Fut>(&'a self, f: F) -> dcs::Result<T>
+    /// Runs one call under the global concurrency limit, which the DCS client's attempts take
+    /// one permit of at a time.
+    async fn call<'a, T, F, Fut>(&'a self, f: F) -> Result<T, C::Error>
     where
         F: FnOnce(&'a C, &'a str, Analysis) -> Fut,
-        Fut: Future<Output = dcs::Result<T>> + 'a,
+        Fut: Future<Output = Result<T, C::Error>> + 'a,
     {
         // Boxed: a request future is large, and is only alive during the call. Inline, it
         // would size every loop's task for it even while the loop sleeps (thousands of loops).

@@ -2,6 +2,8 @@
 //! keeps its details (`dcs_instance_info`) current unless discovery already lists them.
 //!
 //! # Layout
+//! - [`source`]: the seam the loop is written against ([`AnalysisSource`]): DCS tasks, or the
+//!   exporter's own scans of Redis and Valkey targets ([`crate::native`]).
 //! - [`analysis_loop`]: the loop that creates or adopts tasks, polls them and publishes results.
 //! - [`backoff`]: failure backoff, start-up jitter and the polling plan, as pure functions.
 //! - [`clock`]: wall-clock time that tests can drive with tokio's paused clock.
@@ -16,6 +18,7 @@ pub mod analysis_loop;
 pub mod backoff;
 pub mod clock;
 pub mod offline;
+pub mod source;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,8 +32,10 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::config::{AnalysisSettings, InstanceConfig, Mode};
 use crate::dcs::{Analysis, DcsApi, InstanceInfo};
 use crate::metrics::store::{AnalysisSpec, InstanceSpec, Store};
+use crate::native::NativeTarget;
 pub use analysis_loop::{AnalysisLoop, Shared};
 pub use clock::Clock;
+pub use source::{AnalysisSource, SourceError};
 
 /// How often instance details are refreshed.
 pub const INFO_REFRESH: Duration = Duration::from_secs(3600);
@@ -45,8 +50,46 @@ pub struct CloudPlan<C> {
     pub known_details: HashMap<String, InstanceInfo>,
 }
 
+/// A Redis or Valkey target the exporter analyses itself.
+pub struct NativePlan {
+    pub source: Arc<NativeTarget>,
+    /// Its id, name and analysis settings (`lfu_log_factor` for the estimated accesses).
+    pub instance: InstanceConfig,
+}
+
+/// Everything the scheduler runs: DCS instances per cloud, and native targets.
+pub struct Plan<C> {
+    pub clouds: Vec<CloudPlan<C>>,
+    pub native: Vec<NativePlan>,
+}
+
+/// Where one loop's tasks come from.
+enum SourceRef<C> {
+    Dcs(Arc<C>),
+    Native(Arc<NativeTarget>),
+}
+
+impl<C> Clone for SourceRef<C> {
+    fn clone(&self) -> Self {
+        match self {
+            SourceRef::Dcs(c) => SourceRef::Dcs(c.clone()),
+            SourceRef::Native(n) => SourceRef::Native(n.clone()),
+        }
+    }
+}
+
+impl<C> SourceRef<C> {
+    fn same(&self, other: &SourceRef<C>) -> bool {
+        match (self, other) {
+            (SourceRef::Dcs(a), SourceRef::Dcs(b)) => Arc::ptr_eq(a, b),
+            (SourceRef::Native(a), SourceRef::Native(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
 struct Running<C> {
-    client: Arc<C>,
+    client: SourceRef<C>,
     settings: AnalysisSettings,
     /// Key families: `fresh_backup`.
     fresh_backup: bool,
@@ -115,10 +158,22 @@ impl<C: DcsApi> Scheduler<C> {
         self.loops.len()
     }
 
-    /// Makes the running loops match `plan`.
+    /// Makes the running loops match `plan` (DCS instances only).
     pub fn apply(&mut self, plan: Vec<CloudPlan<C>>) {
+        self.apply_plan(Plan {
+            clouds: plan,
+            native: Vec::new(),
+        });
+    }
+
+    /// Makes the running loops match `plan`: DCS instances and native targets alike.
+    pub fn apply_plan(&mut self, plan: Plan<C>) {
+        let Plan {
+            clouds: plan,
+            native,
+        } = plan;
         let mut specs = Vec::new();
-        let mut wanted: HashMap<(String, Analysis), (Arc<C>, AnalysisSettings, bool)> =
+        let mut wanted: HashMap<(String, Analysis), (SourceRef<C>, AnalysisSettings, bool)> =
             HashMap::new();
         let mut wanted_info: HashMap<String, (Arc<C>, Option<String>)> = HashMap::new();
         let mut known: Vec<&InstanceInfo> = Vec::new();
@@ -143,7 +198,10 @@ impl<C: DcsApi> Scheduler<C> {
                         interval: s.interval,
                     });
                     let fresh = a == Analysis::Keyfamily && inst.keyfamily.fresh_backup;
-                    wanted.insert((inst.id.clone(), a), (cloud.client.clone(), s, fresh));
+                    wanted.insert(
+                        (inst.id.clone(), a),
+                        (SourceRef::Dcs(cloud.client.clone()), s, fresh),
+                    );
                 }
                 match cloud.known_details.get(&inst.id) {
                     Some(details) => known.push(details),
@@ -160,11 +218,37 @@ impl<C: DcsApi> Scheduler<C> {
                 });
             }
         }
+        for target in &native {
+            let inst = &target.instance;
+            let mut analyses = Vec::new();
+            for a in Analysis::ALL {
+                let s = *inst.analysis(a);
+                if s.mode == Mode::Off {
+                    continue;
+                }
+                analyses.push(AnalysisSpec {
+                    analysis: a,
+                    top_n: s.top_n,
+                    mode: s.mode.as_str(),
+                    interval: s.interval,
+                });
+                wanted.insert(
+                    (inst.id.clone(), a),
+                    (SourceRef::Native(target.source.clone()), s, false),
+                );
+            }
+            specs.push(InstanceSpec {
+                id: inst.id.clone(),
+                name: inst.name.clone().unwrap_or_else(|| inst.id.clone()),
+                lfu_log_factor: inst.lfu_log_factor,
+                analyses,
+            });
+        }
 
         // Stop what is gone or changed.
         self.loops.retain(|key, running| {
             let keep = wanted.get(key).is_some_and(|(client, settings, fresh)| {
-                Arc::ptr_eq(client, &running.client)
+                client.same(&running.client)
                     && *settings == running.settings
                     && *fresh == running.fresh_backup
             });
@@ -191,19 +275,34 @@ impl<C: DcsApi> Scheduler<C> {
                 continue;
             }
             let token = self.root.child_token();
-            let shared = Shared {
-                client: client.clone(),
-                store: self.store.clone(),
-                limiter: self.limiter.clone(),
-                clock: self.clock,
-                start_jitter: self.start_jitter,
-            };
             let seed = self.seed.map(|s| s ^ hash(&id) ^ analysis as u64);
-            let lp = AnalysisLoop::new(shared, id.clone(), analysis, settings, seed)
-                .with_fresh_backup(fresh_backup);
             let span = info_span!("analysis", instance_id = %id, analysis = %analysis);
-            self.tracker
-                .spawn(Box::new(lp).run(token.clone()).instrument(span));
+            match &client {
+                SourceRef::Dcs(c) => {
+                    let lp = AnalysisLoop::new(
+                        self.shared(c.clone()),
+                        id.clone(),
+                        analysis,
+                        settings,
+                        seed,
+                    )
+                    .with_fresh_backup(fresh_backup);
+                    self.tracker
+                        .spawn(Box::new(lp).run(token.clone()).instrument(span));
+                }
+                SourceRef::Native(n) => {
+                    let lp = AnalysisLoop::new(
+                        self.shared(n.clone()),
+                        id.clone(),
+                        analysis,
+                        settings,
+                        seed,
+                    )
+                    .with_fresh_backup(fresh_backup);
+                    self.tracker
+                        .spawn(Box::new(lp).run(token.clone()).instrument(span));
+                }
+            }
             self.loops.insert(
                 (id, analysis),
                 Running {
@@ -237,6 +336,18 @@ impl<C: DcsApi> Scheduler<C> {
                     token,
                 },
             );
+        }
+    }
+}
+
+impl<C> Scheduler<C> {
+    fn shared<S>(&self, client: Arc<S>) -> Shared<S> {
+        Shared {
+            client,
+            store: self.store.clone(),
+            limiter: self.limiter.clone(),
+            clock: self.clock,
+            start_jitter: self.start_jitter,
         }
     }
 }

@@ -108,6 +108,7 @@ impl FakeDcs {
                 size: Some(1000 * (3 - i)),
                 unit: Some(SizeUnit::Byte),
                 freq: Some(100 + n + i),
+                memory: None,
             })
             .collect()
     }

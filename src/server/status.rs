@@ -436,6 +436,12 @@ fn analysis(
                 esc(&t.status),
                 when(t.since, now)
             );
+            if let Some(p) = &st.progress {
+                let _ = write!(h, "; {} of {} keys scanned", p.keys_scanned, p.keys_total);
+                if let Some(eta) = p.estimated_completion() {
+                    let _ = write!(h, ", done about {}", when(eta, now));
+                }
+            }
         }
         None => h.push_str("none"),
     }
@@ -633,6 +639,7 @@ mod tests {
             size: Some(64),
             unit: Some(SizeUnit::Byte),
             freq: Some(freq),
+            memory: None,
         }
     }
 
@@ -654,6 +661,7 @@ mod tests {
                 status: "running".into(),
                 since: JAN1 + 3600.0,
             }),
+            progress: None,
             consecutive_failures: 1,
             failures: BTreeMap::new(),
             tasks_created: 2,
@@ -696,6 +704,7 @@ mod tests {
                 size: Some(70_000),
                 unit: Some(SizeUnit::Count),
                 freq: None,
+                memory: None,
             }],
             shards: Default::default(),
             families: Vec::new(),
@@ -948,6 +957,7 @@ mod tests {
             size: Some(size),
             unit: Some(unit),
             freq: None,
+            memory: None,
         };
         // 40 KiB is 4 times the 10 KiB string threshold; 30,000 elements 6 times the 5,000 one.
         let keys = [

@@ -64,6 +64,7 @@ impl TestServer {
                     size: Some(100),
                     unit: Some(SizeUnit::Byte),
                     freq: Some(42),
+                    memory: None,
                 },
                 KeyRecord {
                     name: "<script>alert(1)</script>".into(),
@@ -73,6 +74,7 @@ impl TestServer {
                     size: Some(3),
                     unit: Some(SizeUnit::Count),
                     freq: Some(7),
+                    memory: None,
                 },
             ]),
         };

@@ -350,6 +350,7 @@ impl Keyspace {
             size: Some(self.size_at(idx, at)),
             unit: Some(unit),
             freq,
+            memory: None,
         }
     }
 

@@ -158,6 +158,7 @@ fn config(endpoint: url::Url) -> Config {
     );
     client.request_timeout = Duration::from_secs(5);
     let mut config: Config = Config {
+        redis: Vec::new(),
         clouds: vec![CloudConfig {
             name: "hostile".into(),
             client,

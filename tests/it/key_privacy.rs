@@ -73,6 +73,7 @@ fn key(name: &str, freq: i64, size: i64) -> KeyRecord {
         size: Some(size),
         unit: Some(SizeUnit::Count),
         freq: Some(freq),
+        memory: None,
     }
 }
 

@@ -15,6 +15,7 @@ mod hardening;
 mod hostile_data;
 mod key_privacy;
 mod keyfamily;
+mod native;
 mod process;
 mod reliability;
 mod secrets;

@@ -13,6 +13,8 @@ use dcs_key_exporter::config::Config;
 use dcs_key_exporter::dcs::{timestamp, Analysis, TaskRecord, TaskStatus};
 use dcs_key_exporter::simulator::{SimConfig, Simulator};
 use tokio::net::TcpListener;
+
+pub mod redis_server;
 use tokio_util::sync::CancellationToken;
 
 /// A simulator serving on a loopback port; stops when dropped.

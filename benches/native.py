@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Benchmark of the exporter's own scans of a Redis server against redis-cli's.
+
+On one machine and one 1M-key dataset (DEBUG POPULATE strings plus collections of known
+size), side by side in one run:
+
+1. full-speed scan time: the exporter's big key and hot key scans (throttle lifted) against
+   `redis-cli --bigkeys`, `--memkeys` and `--hotkeys` (goal: at least 5x faster than each);
+2. the impact on the server's clients: p99 latency and throughput of a concurrent
+   `redis-benchmark` GET workload with no scan (baseline), during the exporter's big key scan
+   at its default throttle, and during `redis-cli --bigkeys` (goal: no worse than redis-cli);
+3. exporter memory: peak RSS (VmHWM) after a full-speed big key scan of 1M and of 5M keys
+   (goal: the difference is under 10 MiB).
+
+Needs Linux, Python 3.9+, redis-server, redis-cli and redis-benchmark on PATH (Debian:
+`apt-get install redis-server redis-tools`) and the release binary (built unless --no-build).
+Everything runs on loopback ports in a temporary directory.
+
+    python3 benches/native.py                 # the full run (~10 min)
+    python3 benches/native.py --keys 100000   # a quicker, smaller run
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "dcs-key-exporter"
+MIB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Redis:
+    def __init__(self, tmp: Path, name: str, *args: str) -> None:
+        self.port = free_port()
+        self.dir = tmp / name
+        self.dir.mkdir()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+             "--logfile", "server.log", "--enable-debug-command", "yes", *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if self.cli("PING", check=False).strip() == "PONG":
+                return
+            time.sleep(0.05)
+        raise SystemExit("redis-server did not start")
+
+    def cli(self, *args: str, check: bool = True) -> str:
+        r = subprocess.run(["redis-cli", "-p", str(self.port), *args],
+                           capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise SystemExit(f"redis-cli {args}: {r.stderr}")
+        return r.stdout
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def resp(*args: bytes) -> bytes:
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def populate(r: Redis, keys: int) -> None:
+    """`keys` strings of 16 bytes, then 200 collections of each type with known sizes."""
+    r.cli("DEBUG", "POPULATE", str(keys), "key", "16")
+    buf = io.BytesIO()
+    for i in range(200):
+        n = 10 + i * 5
+        members = [b"m%d" % j for j in range(n)]
+        buf.write(resp(b"RPUSH", b"list:%d" % i, *members))
+        buf.write(resp(b"SADD", b"set:%d" % i, *members))
+        buf.write(resp(b"HSET", b"hash:%d" % i, *[x for m in members for x in (m, b"v")]))
+        buf.write(resp(b"ZADD", b"zset:%d" % i, *[x for j, m in enumerate(members)
+                                                  for x in (b"%d" % j, m)]))
+        buf.write(resp(b"SET", b"str:%d" % i, b"x" * (100 + i * 50)))
+    subprocess.run(["redis-cli", "-p", str(r.port), "--pipe"], input=buf.getvalue(),
+                   check=True, capture_output=True)
+
+
+def timed(cmd: list[str]) -> float:
+    t = time.monotonic()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - t
+
+
+class Exporter:
+    def __init__(self, tmp: Path, redis_port: int, kps: int | None, analysis: str,
+                 interval: str = "1h") -> None:
+        self.port = free_port()
+        throttle = f"    throttle: {{keys_per_second: {kps}}}\n" if kps else ""
+        other = "bigkey" if analysis == "hotkey" else "hotkey"
+        cfg = tmp / f"exporter-{self.port}.yaml"
+        cfg.write_text(
+            f"redis:\n  - id: bench\n    address: redis://127.0.0.1:{redis_port}\n{throttle}"
+            f"    analysis:\n      {other}: {{mode: off}}\n"
+            f"      {analysis}: {{interval: {interval}, timeout: 1h, top_n: 100}}\n"
+            "scheduler: {start_jitter: 0s}\n")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(BIN), "--config.file", str(cfg),
+             "--web.listen-address", f"127.0.0.1:{self.port}", "--log.level", "warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def metrics(self) -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                return r.read().decode()
+        except OSError:
+            return ""
+
+    def value(self, name: str, analysis: str) -> float | None:
+        m = re.search(rf'^{name}{{instance_id="bench",instance_name="bench",'
+                      rf'analysis="{analysis}"}} (\S+)$', self.metrics(), re.M)
+        return float(m.group(1)) if m else None
+
+    def wait_result(self, analysis: str, limit: float = 1800) -> float:
+        """Waits for the first result; returns the exporter's own scan duration."""
+        until = time.monotonic() + limit
+        while time.monotonic() < until:
+            d = self.value("dcs_analysis_duration_seconds", analysis)
+            if d is not None:
+                return d + (self.value("dcs_analysis_queue_seconds", analysis) or 0.0)
+            time.sleep(0.2)
+        raise SystemExit(f"no {analysis} result within {limit}s")
+
+    def wait_scanning(self, analysis: str) -> None:
+        until = time.monotonic() + 60
+        while time.monotonic() < until:
+            if (self.value("dcs_analysis_scan_keys_scanned", analysis) or 0) > 0:
+                return
+            time.sleep(0.1)
+        raise SystemExit("the scan did not start")
+
+    def hwm(self) -> int:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def benchmark(port: int, requests: int) -> tuple[float, float]:
+    """(requests per second, p99 ms) of 50 clients doing random GETs."""
+    out = subprocess.run(
+        ["redis-benchmark", "-p", str(port), "-t", "get", "-n", str(requests), "-c", "50",
+         "-r", "1000000", "--csv"], capture_output=True, text=True, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    row = rows[-1]
+    return float(row["rps"]), float(row["p99_latency_ms"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--keys", type=int, default=1_000_000)
+    ap.add_argument("--big-keys", type=int, default=5_000_000,
+                    help="keyspace of the second memory measurement")
+    ap.add_argument("--requests", type=int, default=400_000,
+                    help="GETs per redis-benchmark run")
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
+    results: list[tuple[str, str]] = []
+
+    def report(what: str, value: str) -> None:
+        results.append((what, value))
+        print(f"{what}: {value}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="native-bench-") as t:
+        tmp = Path(t)
+        r = Redis(tmp, "main", "--maxmemory-policy", "allkeys-lfu")
+        try:
+            populate(r, args.keys)
+            total = int(r.cli("DBSIZE"))
+            report("keys", f"{total:,}")
+            # 1. Full speed.
+            times = {}
+            for flag in ("--bigkeys", "--memkeys", "--hotkeys"):
+                times[flag] = timed(["redis-cli", "-p", str(r.port), flag])
+                report(f"redis-cli {flag}", f"{times[flag]:.2f} s")
+            for analysis, against in (("bigkey", ("--bigkeys", "--memkeys")),
+                                      ("hotkey", ("--hotkeys",))):
+                e = Exporter(tmp, r.port, 10_000_000, analysis)
+                took = e.wait_result(analysis)
+                e.stop()
+                report(f"exporter {analysis} scan, full speed", f"{took:.2f} s")
+                for flag in against:
+                    report(f"  faster than redis-cli {flag}", f"{times[flag] / took:.1f}x")
+            # 2. Impact on clients.
+            rps, p99 = benchmark(r.port, args.requests)
+            report("GET baseline", f"{rps:,.0f} req/s, p99 {p99:.3f} ms")
+            e = Exporter(tmp, r.port, None, "bigkey", interval="1s")
+            e.wait_scanning("bigkey")
+            rps_e, p99_e = benchmark(r.port, args.requests)
+            scanning = (e.value("dcs_analysis_scan_keys_scanned", "bigkey") or 0) > 0
+            e.stop()
+            report("GET during the exporter's scan (default throttle)",
+                   f"{rps_e:,.0f} req/s, p99 {p99_e:.3f} ms"
+                   + ("" if scanning else " (scan ended before the workload)"))
+            cli = subprocess.Popen(["redis-cli", "-p", str(r.port), "--bigkeys"],
+                                   stdout=subprocess.DEVNULL)
+            time.sleep(0.5)
+            rps_c, p99_c = benchmark(r.port, args.requests)
+            still = cli.poll() is None
+            cli.wait()
+            report("GET during redis-cli --bigkeys",
+                   f"{rps_c:,.0f} req/s, p99 {p99_c:.3f} ms"
+                   + ("" if still else " (redis-cli ended before the workload)"))
+            # 3. Memory.
+            e = Exporter(tmp, r.port, 10_000_000, "bigkey")
+            e.wait_result("bigkey")
+            small = e.hwm()
+            e.stop()
+        finally:
+            r.stop()
+        r = Redis(tmp, "big")
+        try:
+            populate(r, args.big_keys)
+            e = Exporter(tmp, r.port, 10_000_000, "bigkey")
+            e.wait_result("bigkey")
+            big = e.hwm()
+            e.stop()
+        finally:
+            r.stop()
+        report(f"exporter peak RSS, {args.keys:,} keys", f"{small / MIB:.1f} MiB")
+        report(f"exporter peak RSS, {args.big_keys:,} keys", f"{big / MIB:.1f} MiB")
+        report("difference", f"{(big - small) / MIB:+.1f} MiB")
+    print("\n| measurement | value |\n|---|---|")
+    for what, value in results:
+        print(f"| {what} | {value} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

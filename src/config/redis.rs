@@ -1,0 +1,450 @@
+//! `redis:`: Redis and Valkey servers the exporter analyses itself (see [`crate::native`]).
+//!
+//! The raw entry ([`RawRedis`]) refuses unknown keys like the rest of the file; validation
+//! turns it into a [`RedisTarget`]: a parsed address (`redis://` or `rediss://`, host and port,
+//! credentials in the URL allowed but kept out of the id), the password from `${ENV}` or
+//! `password_file` as a [`Secret`], TLS files read once at load, the throttle, and the analysis
+//! settings with the global `analysis:` defaults under the target's own overrides. `mode:
+//! observe` means "ingest the records someone else created", which has no meaning for a server
+//! the exporter scans itself, so it is a problem naming the key.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::raw::RawAnalysisSet;
+use super::validate::Validator;
+use super::{AnalysisSettings, InstanceConfig, InstanceDefaults, Mode};
+use crate::dcs::Analysis;
+use crate::secret::Secret;
+
+/// Keys per second and node scanned when `throttle.keys_per_second` is not set. See the
+/// README ("Redis and Valkey targets") and BENCHMARKS.md for why this is no harder on the
+/// server's clients than `redis-cli --bigkeys`.
+pub const DEFAULT_KEYS_PER_SECOND: u32 = 20_000;
+/// The largest `throttle.keys_per_second` accepted.
+pub const MAX_KEYS_PER_SECOND: u32 = 10_000_000;
+
+/// One `redis:` entry as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub tls: Option<RawRedisTls>,
+    pub throttle: Option<RawThrottle>,
+    #[serde(default)]
+    pub analysis: RawAnalysisSet,
+}
+
+/// `redis[].tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedisTls {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
+}
+
+/// `redis[].throttle`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThrottle {
+    pub keys_per_second: Option<u64>,
+}
+
+/// Where a target listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisAddress {
+    /// `rediss://`.
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl RedisAddress {
+    /// The address without credentials, e.g. `redis://10.0.0.5:6379` (the default id).
+    pub fn display(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// TLS settings of a `rediss://` target; files are read when the config loads.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RedisTls {
+    /// PEM CA certificates; `None` uses the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate chain and key, for mutual TLS.
+    pub client_cert_pem: Option<Vec<u8>>,
+    pub client_key_pem: Option<Secret>,
+    /// The name the server's certificate must carry, when it differs from the host connected to
+    /// (always the case for the nodes of a cluster, which announce IP addresses).
+    pub server_name: Option<String>,
+}
+
+/// A validated `redis:` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisTarget {
+    /// `instance_id` label.
+    pub id: String,
+    /// `instance_name` label; the id when not set.
+    pub name: Option<String>,
+    pub address: RedisAddress,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: RedisTls,
+    /// Keys per second and node.
+    pub keys_per_second: u32,
+    pub lfu_log_factor: u32,
+    pub hotkey: AnalysisSettings,
+    pub bigkey: AnalysisSettings,
+}
+
+/// The DCS offline key analysis has no meaning for a server the exporter scans itself.
+const KEYFAMILY_OFF: AnalysisSettings = AnalysisSettings {
+    mode: Mode::Off,
+    interval: std::time::Duration::from_secs(24 * 3600),
+    timeout: std::time::Duration::from_secs(2 * 3600),
+    top_n: 20,
+};
+
+impl RedisTarget {
+    pub fn analysis(&self, analysis: Analysis) -> &AnalysisSettings {
+        match analysis {
+            Analysis::Hotkey => &self.hotkey,
+            Analysis::Bigkey => &self.bigkey,
+            Analysis::Keyfamily => &KEYFAMILY_OFF,
+        }
+    }
+
+    /// The scheduler's view of the target (labels and analysis settings).
+    pub fn instance(&self) -> InstanceConfig {
+        InstanceConfig {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            lfu_log_factor: self.lfu_log_factor,
+            hotkey: self.hotkey,
+            bigkey: self.bigkey,
+            // The DCS offline key analysis has no meaning for a server the exporter scans.
+            keyfamily: super::KeyfamilySettings {
+                analysis: KEYFAMILY_OFF,
+                fresh_backup: false,
+            },
+        }
+    }
+}
+
+impl Validator<'_> {
+    pub(super) fn redis_target(
+        &mut self,
+        key: &str,
+        raw: &RawRedis,
+        defaults: &InstanceDefaults,
+    ) -> RedisTarget {
+        let name = self.string(&format!("{key}.name"), &raw.name);
+        let address_text = self.required(&format!("{key}.address"), &raw.address);
+        let (address, url_user, url_password) = self.redis_address(key, &address_text);
+        let mut username = self.string(&format!("{key}.username"), &raw.username);
+        if let Some(u) = url_user {
+            if username.is_some() {
+                self.problem(
+                    format!("{key}.username"),
+                    "given both here and in the address; keep one",
+                );
+            } else {
+                username = Some(u);
+            }
+        }
+        if username.as_deref().is_some_and(|u| u.trim().is_empty()) {
+            self.problem(format!("{key}.username"), "must not be empty");
+        }
+        let mut password = self.secret(
+            &format!("{key}.password"),
+            &raw.password,
+            &raw.password_file,
+            false,
+        );
+        if let Some(p) = url_password {
+            if password.is_some() {
+                self.problem(
+                    format!("{key}.password"),
+                    "given both here and in the address; keep one",
+                );
+            } else {
+                password = Some(p);
+            }
+        }
+        let id = match self.string(&format!("{key}.id"), &raw.id) {
+            Some(id) if id.trim().is_empty() => {
+                self.problem(format!("{key}.id"), "must not be empty");
+                id
+            }
+            Some(id) => id,
+            None => address.display(),
+        };
+        let tls = self.redis_tls(key, raw.tls.as_ref(), address.tls);
+        let keys_per_second = match raw.throttle.as_ref().and_then(|t| t.keys_per_second) {
+            None => DEFAULT_KEYS_PER_SECOND,
+            Some(n) if (1..=u64::from(MAX_KEYS_PER_SECOND)).contains(&n) => n as u32,
+            Some(_) => {
+                self.problem(
+                    format!("{key}.throttle.keys_per_second"),
+                    format!("must be between 1 and {MAX_KEYS_PER_SECOND}"),
+                );
+                DEFAULT_KEYS_PER_SECOND
+            }
+        };
+        let mut settings = |a: Analysis, raw_a, base: AnalysisSettings| {
+            let k = format!("{key}.analysis.{a}");
+            let s = self.analysis(&k, raw_a, base);
+            if s.mode == Mode::Observe {
+                let from = if raw_a.and_then(|r| r.mode).is_some() {
+                    String::new()
+                } else {
+                    format!(" (inherited from analysis.{a}.mode)")
+                };
+                self.problem(
+                    format!("{k}.mode"),
+                    format!(
+                        "observe{from} has no meaning for a Redis or Valkey target, which the \
+                         exporter analyses itself; use trigger or off"
+                    ),
+                );
+            }
+            s
+        };
+        let hotkey = settings(
+            Analysis::Hotkey,
+            raw.analysis.hotkey.as_ref(),
+            defaults.hotkey,
+        );
+        let bigkey = settings(
+            Analysis::Bigkey,
+            raw.analysis.bigkey.as_ref(),
+            defaults.bigkey,
+        );
+        RedisTarget {
+            id,
+            name,
+            address,
+            username,
+            password,
+            tls,
+            keys_per_second,
+            lfu_log_factor: defaults.lfu_log_factor,
+            hotkey,
+            bigkey,
+        }
+    }
+
+    /// Parses `redis://[user[:password]@]host[:port]` (or `rediss://`).
+    fn redis_address(
+        &mut self,
+        key: &str,
+        text: &str,
+    ) -> (RedisAddress, Option<String>, Option<Secret>) {
+        let key = format!("{key}.address");
+        let fallback = RedisAddress {
+            tls: false,
+            host: String::new(),
+            port: 6379,
+        };
+        if text.is_empty() {
+            return (fallback, None, None);
+        }
+        let url = match Url::parse(text) {
+            Ok(u) => u,
+            Err(e) => {
+                // Never echo the value: it may carry a password.
+                self.problem(&key, format!("not a redis:// or rediss:// URL: {e}"));
+                return (fallback, None, None);
+            }
+        };
+        let tls = match url.scheme() {
+            "redis" => false,
+            "rediss" => true,
+            other => {
+                self.problem(
+                    &key,
+                    format!("scheme {other}:// is not supported; use redis:// or rediss://"),
+                );
+                return (fallback, None, None);
+            }
+        };
+        let host = match url.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(h) => h.to_string(),
+            None => {
+                self.problem(&key, "has no host");
+                return (fallback, None, None);
+            }
+        };
+        if !matches!(url.path(), "" | "/") {
+            self.problem(
+                &key,
+                "must not name a database: every database of the server is analysed",
+            );
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            self.problem(&key, "must not have a query or fragment");
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let user = Some(decode(url.username())).filter(|u| !u.is_empty());
+        let password = url.password().map(|p| Secret::new(decode(p)));
+        (
+            RedisAddress {
+                tls,
+                host,
+                port: url.port().unwrap_or(6379),
+            },
+            user,
+            password,
+        )
+    }
+
+    fn redis_tls(&mut self, key: &str, raw: Option<&RawRedisTls>, scheme_tls: bool) -> RedisTls {
+        let Some(raw) = raw else {
+            return RedisTls::default();
+        };
+        if !scheme_tls {
+            self.problem(
+                format!("{key}.tls"),
+                "is set but the address is redis://; use rediss:// for TLS",
+            );
+        }
+        let read = |v: &mut Self, field: &str, path: &Option<String>| -> Option<Vec<u8>> {
+            let k = format!("{key}.tls.{field}");
+            let p = v.string(&k, path)?;
+            let mut path = PathBuf::from(&p);
+            if path.is_relative() {
+                if let Some(base) = v.base_dir() {
+                    path = base.join(path);
+                }
+            }
+            match std::fs::read(&path) {
+                Ok(b) if b.is_empty() => {
+                    v.problem(&k, format!("{} is empty", path.display()));
+                    None
+                }
+                Ok(b) => Some(b),
+                Err(e) => {
+                    v.problem(&k, format!("cannot read {}: {e}", path.display()));
+                    None
+                }
+            }
+        };
+        let ca_pem = read(self, "ca_file", &raw.ca_file);
+        let client_cert_pem = read(self, "cert_file", &raw.cert_file);
+        let client_key_pem = read(self, "key_file", &raw.key_file)
+            .map(|b| Secret::new(String::from_utf8_lossy(&b).into_owned()));
+        if client_cert_pem.is_some() != client_key_pem.is_some() {
+            self.problem(
+                format!("{key}.tls"),
+                "cert_file and key_file go together (mutual TLS needs both)",
+            );
+        }
+        let server_name = self.string(&format!("{key}.tls.server_name"), &raw.server_name);
+        if server_name.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            self.problem(format!("{key}.tls.server_name"), "must not be empty");
+        }
+        RedisTls {
+            ca_pem,
+            client_cert_pem,
+            client_key_pem,
+            server_name,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, Config, ConfigError};
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let env = |name: &str| (name == "REDIS_PW").then(|| "from-env".to_owned());
+        load_str(text, "test.yml", None, &env)
+    }
+
+    fn problems(text: &str) -> String {
+        match load(text) {
+            Ok(_) => panic!("config must be refused:\n{text}"),
+            Err(e) => e.problems().join("\n"),
+        }
+    }
+
+    #[test]
+    fn a_config_with_only_redis_targets_is_valid_with_documented_defaults() {
+        let c = load(
+            "redis:\n  - name: sessions\n    address: redis://u%40x:p%3Aw@10.0.0.5\n  - address: rediss://[::1]:7000\n    password: ${REDIS_PW}\n    throttle: {keys_per_second: 500}\n    analysis: {hotkey: {mode: off}, bigkey: {top_n: 7}}\n",
+        )
+        .unwrap();
+        assert!(c.clouds.is_empty());
+        let a = &c.redis[0];
+        assert_eq!(a.id, "redis://10.0.0.5:6379");
+        assert_eq!(a.name.as_deref(), Some("sessions"));
+        assert_eq!(a.username.as_deref(), Some("u@x"));
+        assert_eq!(a.password.as_ref().map(Secret::expose), Some("p:w"));
+        assert_eq!(a.keys_per_second, DEFAULT_KEYS_PER_SECOND);
+        assert_eq!(a.hotkey, AnalysisSettings::default_for(Analysis::Hotkey));
+        let b = &c.redis[1];
+        assert_eq!(b.id, "rediss://[::1]:7000");
+        assert!(b.address.tls);
+        assert_eq!(b.password.as_ref().map(Secret::expose), Some("from-env"));
+        assert_eq!(b.keys_per_second, 500);
+        assert_eq!(b.hotkey.mode, Mode::Off);
+        assert_eq!(b.bigkey.top_n, 7);
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("p:w") && !debug.contains("from-env"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn observe_mode_and_bad_entries_are_problems_naming_the_key() {
+        let msg = problems(
+            "analysis: {bigkey: {mode: observe}}\nredis:\n  - address: redis://h\n    analysis: {hotkey: {mode: observe}}\n  - address: http://h\n  - address: redis://h:1/2\n    tls: {ca_file: ca.pem}\n    throttle: {keys_per_second: 0}\n  - {}\n",
+        );
+        for want in [
+            "redis[0].analysis.hotkey.mode: observe has no meaning",
+            "redis[0].analysis.bigkey.mode: observe (inherited from analysis.bigkey.mode)",
+            "redis[1].address: scheme http:// is not supported",
+            "redis[2].address: must not name a database",
+            "redis[2].tls: is set but the address is redis://",
+            "redis[2].tls.ca_file: cannot read ca.pem",
+            "redis[2].throttle.keys_per_second: must be between 1 and 10000000",
+            "redis[3].address: is required",
+        ] {
+            assert!(msg.contains(want), "{want:?} missing from:\n{msg}");
+        }
+        // Unknown keys are refused by the parser, with their path.
+        let msg = problems("redis:\n  - address: redis://h\n    bogus: 1\n");
+        assert!(msg.contains("redis[0]") && msg.contains("bogus"), "{msg}");
+        // Two targets with the same id.
+        let msg = problems("redis:\n  - address: redis://h\n  - address: redis://h:6379\n");
+        assert!(
+            msg.contains("redis[1].id: redis://h:6379 is listed more than once"),
+            "{msg}"
+        );
+        // A password in the address never shows in a problem.
+        let msg = problems("redis:\n  - address: redis://u:hunter2@h\n    password: x\n");
+        assert!(msg.contains("redis[0].password: given both"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+}

@@ -1,0 +1,479 @@
+//! Redis and Valkey targets the exporter analyses itself, as a local
+//! [`crate::scheduler::AnalysisSource`].
+//!
+//! A [`NativeTarget`] keeps a small task table per analysis with the lifecycle DCS has (ids,
+//! `waiting` → `running` → `success`/`failed`, created/started/finished timestamps, key
+//! records). Creating a task starts a scan inside the exporter; the scheduler follows it,
+//! publishes it and counts its failures exactly as it does for a DCS task, so store, exposition
+//! and status page serve both through one path. What the DCS terms mean here:
+//! - `created_at` is when the loop asked for the scan, `started_at` when the topology was known
+//!   and the first node was being scanned, so `dcs_analysis_queue_seconds` is the time spent
+//!   connecting and discovering nodes.
+//! - `origin="created"` counts the scans this exporter started; `adopted` happens only when a
+//!   loop restarts (a reload) while its scan still runs and picks that scan up again.
+//!
+//! # Layout
+//! - [`conn`]: the per-node connection pool, TLS and the topology (standalone, master and
+//!   replicas, cluster).
+//! - [`scan`]: the big key and hot key scans, top N, throttle and resumption.
+//! - [`error`]: the error enum and its failure reasons.
+//! - [`fleet`]: sharding over replicas and reuse across reloads.
+//! - [`probe`]: `check-config --online`: version, role, shards, eviction policy.
+
+pub mod conn;
+pub mod error;
+pub mod fleet;
+pub mod probe;
+pub mod scan;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tracing::{info, warn};
+
+use crate::config::redis::RedisTarget;
+use crate::dcs::{
+    timestamp, Analysis, InstanceInfo, KeyRecord, ScanType, TaskList, TaskListQuery, TaskRecord,
+    TaskStatus, TaskSummary,
+};
+use crate::metrics::store::{ScanProgress, Store};
+use crate::scheduler::{AnalysisSource, Clock, SourceError};
+use conn::{Connector, Topology};
+pub use error::{Error, Result};
+use scan::{Counter, NoObserver, Pace};
+
+/// Task records kept per analysis (the newest; older ones are forgotten).
+pub const KEPT_TASKS: usize = 10;
+/// How often a running scan updates its progress in the store.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+struct Entry {
+    record: TaskRecord,
+    abort: Option<tokio::task::AbortHandle>,
+    /// Why the scan failed, when it says (credentials, permissions, no LFU policy, a node
+    /// lost): showing the task then answers with this error, so the loop counts the same
+    /// `reason` as if the create call had failed with it.
+    error: Option<Error>,
+}
+
+#[derive(Default)]
+struct Tasks {
+    next_id: u64,
+    hotkey: VecDeque<Entry>,
+    bigkey: VecDeque<Entry>,
+    keyfamily: VecDeque<Entry>,
+}
+
+impl Tasks {
+    fn of(&mut self, a: Analysis) -> &mut VecDeque<Entry> {
+        match a {
+            Analysis::Hotkey => &mut self.hotkey,
+            Analysis::Bigkey => &mut self.bigkey,
+            // Never created (see `create_task`): an empty table.
+            Analysis::Keyfamily => &mut self.keyfamily,
+        }
+    }
+}
+
+/// One Redis or Valkey target: its connections and its local task table.
+pub struct NativeTarget {
+    target: RedisTarget,
+    conn: Arc<Connector>,
+    store: Arc<Store>,
+    clock: Clock,
+    tasks: Arc<Mutex<Tasks>>,
+}
+
+impl std::fmt::Debug for NativeTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeTarget")
+            .field("id", &self.target.id)
+            .field("address", &self.target.address.display())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for NativeTarget {
+    fn drop(&mut self) {
+        // A scan must not outlive its target (reload with new settings, shutdown).
+        let mut guard = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let t = &mut *guard;
+        for e in t.hotkey.iter_mut().chain(t.bigkey.iter_mut()) {
+            if let Some(a) = e.abort.take() {
+                a.abort();
+            }
+        }
+    }
+}
+
+impl NativeTarget {
+    pub fn new(target: RedisTarget, store: Arc<Store>, clock: Clock) -> Self {
+        NativeTarget {
+            conn: Arc::new(Connector::new(target.clone())),
+            target,
+            store,
+            clock,
+            tasks: Arc::new(Mutex::new(Tasks::default())),
+        }
+    }
+
+    /// The validated config this target runs with.
+    pub fn config(&self) -> &RedisTarget {
+        &self.target
+    }
+
+    /// Connections pooled right now.
+    pub fn pooled_connections(&self) -> usize {
+        self.conn.pooled()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tasks> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_target(&self, instance_id: &str) -> Result<()> {
+        if instance_id == self.target.id {
+            Ok(())
+        } else {
+            Err(Error::TaskNotFound {
+                target: instance_id.to_owned(),
+                analysis: "any",
+                task_id: String::new(),
+            })
+        }
+    }
+
+    /// Hot key analysis needs an LFU policy; the server's answer to `OBJECT FREQ` on a random
+    /// key tells (neither command touches the key). An empty server cannot tell yet.
+    async fn probe_lfu(&self, topology: &Topology) -> Result<()> {
+        let Some(unit) = topology.units.first() else {
+            return Ok(());
+        };
+        let node = &unit.master;
+        for (db, _) in scan::databases(&self.conn, node).await? {
+            let mut c = self.conn.get(node, db).await?;
+            let key: Option<Vec<u8>> = redis::cmd("RANDOMKEY")
+                .query_async(&mut c)
+                .await
+                .map_err(|e| Error::from_redis(&node.label(), &e))?;
+            let Some(key) = key else { continue };
+            return match redis::cmd("OBJECT")
+                .arg("FREQ")
+                .arg(&key)
+                .query_async::<Option<i64>>(&mut c)
+                .await
+            {
+                Err(e) if e.to_string().contains("LFU") => Err(Error::Unsupported {
+                    node: node.label(),
+                    message: format!("hot key analysis needs an LFU maxmemory-policy: {e}"),
+                }),
+                Err(e) => Err(Error::from_redis(&node.label(), &e)),
+                Ok(_) => Ok(()),
+            };
+        }
+        Ok(())
+    }
+}
+
+fn summary(r: &TaskRecord) -> TaskSummary {
+    TaskSummary {
+        id: r.id.clone(),
+        status: r.status.clone(),
+        scan_type: r.scan_type.clone(),
+        created_at: r.created_at.clone(),
+        started_at: r.started_at.clone(),
+        finished_at: r.finished_at.clone(),
+    }
+}
+
+impl AnalysisSource for NativeTarget {
+    type Error = Error;
+
+    fn list_tasks(
+        &self,
+        instance_id: &str,
+        analysis: Analysis,
+        _query: &TaskListQuery,
+    ) -> impl Future<Output = Result<TaskList>> + Send {
+        let out = self.check_target(instance_id).map(|()| {
+            let mut t = self.lock();
+            let records: Vec<TaskSummary> =
+                t.of(analysis).iter().map(|e| summary(&e.record)).collect();
+            TaskList {
+                instance_id: Some(instance_id.to_owned()),
+                count: Some(records.len() as i64),
+                records,
+            }
+        });
+        std::future::ready(out)
+    }
+
+    async fn create_task(&self, instance_id: &str, analysis: Analysis) -> Result<TaskRecord> {
+        self.check_target(instance_id)?;
+        if analysis == Analysis::Keyfamily {
+            return Err(<Error as SourceError>::not_offered(
+                "the DCS offline key analysis",
+            ));
+        }
+        if self
+            .lock()
+            .of(analysis)
+            .iter()
+            .any(|e| e.record.status.is_active())
+        {
+            return Err(Error::AlreadyRunning {
+                target: self.target.id.clone(),
+                analysis: analysis.as_str(),
+            });
+        }
+        let created = self.clock.now_unix();
+        let topology = self.conn.topology().await?;
+        self.conn.retain(&topology);
+        // `dcs_instance_info` for the target: version, kind, shards.
+        self.store.set_instance_info(
+            &self.target.id,
+            InstanceInfo {
+                instance_id: self.target.id.clone(),
+                name: self.target.name.clone().unwrap_or_default(),
+                engine_version: topology.version.clone(),
+                spec_code: Some(topology.kind().to_owned()),
+                sharding_count: Some(topology.units.len() as i64),
+                ..InstanceInfo::default()
+            },
+        );
+        if analysis == Analysis::Hotkey {
+            self.probe_lfu(&topology).await?;
+        }
+        let record = {
+            let mut t = self.lock();
+            t.next_id += 1;
+            let id = format!("{}-{}-{}", analysis.as_str(), created as u64, t.next_id);
+            let record = TaskRecord {
+                id,
+                instance_id: Some(self.target.id.clone()),
+                status: TaskStatus::Waiting,
+                scan_type: Some(ScanType::Manual),
+                created_at: Some(timestamp::format_unix(created)),
+                started_at: None,
+                finished_at: None,
+                num: None,
+                keys: None,
+            };
+            let list = t.of(analysis);
+            while list.len() >= KEPT_TASKS {
+                list.pop_front();
+            }
+            list.push_back(Entry {
+                record: record.clone(),
+                abort: None,
+                error: None,
+            });
+            record
+        };
+        let run = Run {
+            target: self.target.clone(),
+            conn: self.conn.clone(),
+            store: self.store.clone(),
+            clock: self.clock,
+            tasks: self.tasks.clone(),
+            analysis,
+            task_id: record.id.clone(),
+            created,
+            topology,
+        };
+        let handle = tokio::spawn(run.go());
+        if let Some(e) = self
+            .lock()
+            .of(analysis)
+            .iter_mut()
+            .find(|e| e.record.id == record.id)
+        {
+            e.abort = Some(handle.abort_handle());
+        }
+        Ok(record)
+    }
+
+    fn show_task(
+        &self,
+        instance_id: &str,
+        analysis: Analysis,
+        task_id: &str,
+    ) -> impl Future<Output = Result<TaskRecord>> + Send {
+        let out = self.check_target(instance_id).and_then(|()| {
+            let mut t = self.lock();
+            let e = t
+                .of(analysis)
+                .iter()
+                .find(|e| e.record.id == task_id)
+                .ok_or_else(|| Error::TaskNotFound {
+                    target: instance_id.to_owned(),
+                    analysis: analysis.as_str(),
+                    task_id: task_id.to_owned(),
+                })?;
+            match &e.error {
+                Some(err) => Err(err.clone()),
+                None => Ok(e.record.clone()),
+            }
+        });
+        std::future::ready(out)
+    }
+}
+
+/// One scan, running as its own task and writing its outcome into the task table.
+struct Run {
+    target: RedisTarget,
+    conn: Arc<Connector>,
+    store: Arc<Store>,
+    clock: Clock,
+    tasks: Arc<Mutex<Tasks>>,
+    analysis: Analysis,
+    task_id: String,
+    created: f64,
+    topology: Topology,
+}
+
+impl Run {
+    fn update(&self, f: impl FnOnce(&mut TaskRecord), error: Option<Error>) {
+        let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = t
+            .of(self.analysis)
+            .iter_mut()
+            .find(|e| e.record.id == self.task_id)
+        {
+            f(&mut e.record);
+            e.error = error;
+            if !e.record.status.is_active() {
+                e.abort = None;
+            }
+        }
+    }
+
+    async fn go(self) {
+        let settings = *self.target.analysis(self.analysis);
+        // The loop gives up following at the timeout; the scan stops there too, so that a
+        // timed-out scan does not go on loading the server.
+        let left = settings.timeout.saturating_sub(Duration::from_secs_f64(
+            (self.clock.now_unix() - self.created).max(0.0),
+        ));
+        let outcome = std::panic::AssertUnwindSafe(tokio::time::timeout(left, self.scan()))
+            .catch_unwind()
+            .await;
+        let now = self.clock.now_unix();
+        self.store
+            .set_progress(&self.target.id, self.analysis, None);
+        match outcome {
+            Ok(Ok(Ok(keys))) => {
+                info!(target = %self.target.id, analysis = %self.analysis, keys = keys.len(),
+                    "scan finished");
+                self.update(
+                    |r| {
+                        r.status = TaskStatus::Success;
+                        r.finished_at = Some(timestamp::format_unix(now));
+                        r.num = Some(keys.len() as i64);
+                        r.keys = Some(keys);
+                    },
+                    None,
+                );
+            }
+            other => {
+                let (why, error) = match other {
+                    Ok(Ok(Err(e))) => (format!("{e}"), Some(e)),
+                    Ok(Err(_)) => (
+                        format!(
+                            "stopped at the {} timeout",
+                            crate::config::duration::format(settings.timeout)
+                        ),
+                        None,
+                    ),
+                    Err(_) => ("the scan panicked".to_owned(), None),
+                    Ok(Ok(Ok(_))) => unreachable!("handled above"),
+                };
+                warn!(target = %self.target.id, analysis = %self.analysis, error = %why,
+                    "scan failed");
+                self.update(
+                    |r| {
+                        r.status = TaskStatus::Failed;
+                        r.finished_at = Some(timestamp::format_unix(now));
+                    },
+                    error,
+                );
+            }
+        }
+    }
+
+    async fn scan(&self) -> Result<Vec<KeyRecord>> {
+        let settings = *self.target.analysis(self.analysis);
+        let pace = Pace {
+            keys_per_second: self.target.keys_per_second,
+            top_n: settings.top_n,
+        };
+        let started = self.clock.now_unix();
+        self.update(
+            |r| {
+                r.status = TaskStatus::Running;
+                r.started_at = Some(timestamp::format_unix(started));
+            },
+            None,
+        );
+        // Which node each shard is read on, and what it holds.
+        let mut plan = Vec::new();
+        let mut total = 0u64;
+        for unit in &self.topology.units {
+            let node = match self.analysis {
+                Analysis::Bigkey | Analysis::Keyfamily => scan::bigkey_node(&self.conn, unit).await,
+                Analysis::Hotkey => unit.master.clone(),
+            };
+            let dbs = scan::databases(&self.conn, &node).await?;
+            total += dbs.iter().map(|(_, n)| n).sum::<u64>();
+            plan.push((unit, node, dbs));
+        }
+        let counter = Arc::new(Counter::default());
+        let progress = {
+            let counter = counter.clone();
+            let store = self.store.clone();
+            let id = self.target.id.clone();
+            let analysis = self.analysis;
+            let clock = self.clock;
+            async move {
+                loop {
+                    store.set_progress(
+                        &id,
+                        analysis,
+                        Some(ScanProgress {
+                            keys_scanned: counter.scanned.load(Ordering::Relaxed),
+                            keys_total: total,
+                            started_at: started,
+                            at: clock.now_unix(),
+                        }),
+                    );
+                    tokio::time::sleep(PROGRESS_EVERY).await;
+                }
+            }
+        };
+        // Shards are scanned side by side, each at its own node's budget.
+        let scans = plan.iter().map(|(unit, node, dbs)| {
+            let counter = &counter;
+            async move {
+                match self.analysis {
+                    Analysis::Bigkey => {
+                        scan::bigkeys(&self.conn, unit, node, dbs, pace, counter, &mut NoObserver)
+                            .await
+                    }
+                    Analysis::Hotkey => scan::hotkeys(&self.conn, unit, dbs, pace, counter).await,
+                    Analysis::Keyfamily => Err(<Error as SourceError>::not_offered(
+                        "the DCS offline key analysis",
+                    )),
+                }
+            }
+        });
+        let all = tokio::select! {
+            r = futures_util::future::try_join_all(scans) => r?,
+            _ = progress => unreachable!("the progress loop never ends"),
+        };
+        Ok(all.into_iter().flatten().collect())
+    }
+}

@@ -1,0 +1,97 @@
+//! `check-config --online` for Redis and Valkey targets: connect, and say what was found.
+
+use super::conn::{field, Connector};
+use super::error::Result;
+use crate::config::redis::RedisTarget;
+
+/// What the server says about itself, for `check-config --online`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// `redis 7.0.15` or `valkey 8.0.1`.
+    pub version: String,
+    /// `master` or `replica` (the node given in the config).
+    pub role: String,
+    pub cluster: bool,
+    /// One `master (replicas: …)` entry per shard.
+    pub shards: Vec<String>,
+    /// `maxmemory-policy` (from `INFO memory`, so it works where `CONFIG` is disabled).
+    pub eviction_policy: String,
+}
+
+impl Report {
+    /// Hot key analysis needs an LFU policy.
+    pub fn hotkey_possible(&self) -> bool {
+        self.eviction_policy.contains("lfu")
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.cluster {
+            "cluster"
+        } else {
+            "standalone"
+        };
+        write!(
+            f,
+            "{}, {kind} {}, {} shard{}: {}; maxmemory-policy {}; hot key analysis {}",
+            self.version,
+            self.role,
+            self.shards.len(),
+            if self.shards.len() == 1 { "" } else { "s" },
+            self.shards.join(", "),
+            self.eviction_policy,
+            if self.hotkey_possible() {
+                "possible"
+            } else {
+                "not possible (needs an LFU maxmemory-policy)"
+            }
+        )
+    }
+}
+
+/// Connects to `target` and reports what it is.
+pub async fn check_online(target: &RedisTarget) -> Result<Report> {
+    let conn = Connector::new(target.clone());
+    let seed = conn.seed();
+    let info = conn.info(&seed, "all").await?;
+    let topology = conn.topology().await?;
+    let version = match field(&info, "valkey_version") {
+        Some(v) => format!("valkey {v}"),
+        None => format!("redis {}", field(&info, "redis_version").unwrap_or("?")),
+    };
+    let role = match field(&info, "role") {
+        Some("slave") => "replica",
+        Some(r) => r,
+        None => "?",
+    }
+    .to_owned();
+    // The policy that matters for hot keys is the master's.
+    let master = &topology.units.first().map(|u| u.master.clone());
+    let policy_info = match master {
+        Some(m) if *m != seed => conn.info(m, "memory").await.unwrap_or(info.clone()),
+        _ => info.clone(),
+    };
+    let eviction_policy = field(&policy_info, "maxmemory_policy")
+        .unwrap_or("unknown")
+        .to_owned();
+    let shards = topology
+        .units
+        .iter()
+        .map(|u| {
+            let replicas: Vec<String> = u.replicas.iter().map(|r| r.label()).collect();
+            if replicas.is_empty() {
+                format!("{} (no replica)", u.master.label())
+            } else {
+                format!("{} (replicas: {})", u.master.label(), replicas.join(" "))
+            }
+        })
+        .collect();
+    Ok(Report {
+        version,
+        role,
+        cluster: topology.cluster,
+        shards,
+        eviction_policy,
+    })
+}

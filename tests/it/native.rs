@@ -1,0 +1,980 @@
+//! Native Redis targets against real `redis-server` processes (Debian's redis-server 7.0 in
+//! CI): standalone, master and replica, a 3-master/3-replica cluster, an ACL user and TLS.
+//!
+//! Ground truth is what the test wrote (keys of known type and size, a skewed read workload)
+//! and what the server itself answers (`MEMORY USAGE`, `OBJECT FREQ`, `INFO commandstats`),
+//! never what the exporter printed. Each test skips with a printed reason when redis-server is
+//! missing, unless `DCS_EXPORTER_REDIS_TESTS=require`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::common::redis_server::{available, free_port, resp, Server};
+use crate::common::{start_exporter, wait_for, Exporter, Metrics, TempDir};
+use dcs_key_exporter::app::RunOptions;
+use dcs_key_exporter::config::{self, Config};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn load(yaml: &str, dir: &TempDir) -> Config {
+    config::load_str(yaml, "native-test.yaml", Some(dir.dir()), &|_| None)
+        .unwrap_or_else(|e| panic!("config loads: {e}"))
+}
+
+async fn start(yaml: &str, dir: &TempDir) -> Exporter {
+    start_exporter(
+        load(yaml, dir),
+        RunOptions::default(),
+        Duration::from_secs(15),
+    )
+    .await
+}
+
+/// Scrapes until `analysis` of `id` has a result (or, with `failure`, a failure of that reason).
+async fn wait_success(e: &Exporter, id: &str, analysis: &str) -> Metrics {
+    wait_for(&format!("{analysis} result of {id}"), DEADLINE, || async {
+        let m = e.scrape().await;
+        m.get(
+            "dcs_analysis_last_success_timestamp_seconds",
+            &[("instance_id", id), ("analysis", analysis)],
+        )
+        .map(|_| m)
+    })
+    .await
+}
+
+async fn wait_failure(e: &Exporter, id: &str, analysis: &str, reason: &str) -> Metrics {
+    wait_for(&format!("{reason} failure of {id}"), DEADLINE, || async {
+        let m = e.scrape().await;
+        let n = m.get(
+            "dcs_analysis_failures_total",
+            &[
+                ("instance_id", id),
+                ("analysis", analysis),
+                ("reason", reason),
+            ],
+        );
+        (n.unwrap_or(0.0) >= 1.0).then_some(m)
+    })
+    .await
+}
+
+/// Runs `promtool check metrics` (with its lint) on the exporter's /metrics, when promtool is
+/// installed (CI installs it).
+async fn promtool_check(e: &Exporter) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool not installed: exposition lint skipped");
+        return;
+    };
+    let body = e
+        .http
+        .get(format!("http://{}/metrics", e.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// (key label, value) of every sample of `family` for `id`, in exposition order.
+fn keys_of(m: &Metrics, family: &str, id: &str) -> Vec<(String, String, String, f64)> {
+    m.family(family)
+        .into_iter()
+        .filter(|s| s.labels.get("instance_id").map(String::as_str) == Some(id))
+        .map(|s| {
+            (
+                s.labels["key"].clone(),
+                s.labels["key_type"].clone(),
+                s.labels["db"].clone(),
+                s.value,
+            )
+        })
+        .collect()
+}
+
+fn sync(server: &Server) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{}", server.port))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// The number of calls of `command` in `INFO commandstats`.
+fn calls(server: &Server, command: &str) -> u64 {
+    let info = server.cli(&["INFO", "commandstats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A key the test writes, with the size the exporter must report.
+struct Planted {
+    db: i64,
+    name: Vec<u8>,
+    key_type: &'static str,
+    size: i64,
+}
+
+fn plant(server: &Server, keys: &[Planted]) {
+    let mut out = Vec::new();
+    let mut db = -1;
+    for k in keys {
+        if k.db != db {
+            db = k.db;
+            out.extend(resp(&[b"SELECT", db.to_string().as_bytes()]));
+        }
+        let n = k.name.as_slice();
+        match k.key_type {
+            "string" => out.extend(resp(&[b"SET", n, &vec![b'x'; k.size as usize]])),
+            _ => {
+                for i in 0..k.size {
+                    let m = format!("m{i}");
+                    let m = m.as_bytes();
+                    out.extend(match k.key_type {
+                        "list" => resp(&[b"RPUSH", n, m]),
+                        "set" => resp(&[b"SADD", n, m]),
+                        "zset" => resp(&[b"ZADD", n, i.to_string().as_bytes(), m]),
+                        "hash" => resp(&[b"HSET", n, m, b"v"]),
+                        "stream" => resp(&[b"XADD", n, b"*", b"f", m]),
+                        other => panic!("unknown type {other}"),
+                    });
+                }
+            }
+        }
+    }
+    server.pipe(&out);
+}
+
+/// The top `n` per unit of `keys`, as the exporter must rank them: (name, type, db, size).
+fn expected_top(keys: &[Planted], n: usize, strings: bool) -> Vec<(String, String, String, f64)> {
+    let mut v: Vec<&Planted> = keys
+        .iter()
+        .filter(|k| (k.key_type == "string") == strings)
+        .collect();
+    v.sort_by(|a, b| b.size.cmp(&a.size).then(b.name.cmp(&a.name)));
+    v.into_iter()
+        .take(n)
+        .map(|k| {
+            (
+                String::from_utf8_lossy(&k.name).into_owned(),
+                k.key_type.to_owned(),
+                k.db.to_string(),
+                k.size as f64,
+            )
+        })
+        .collect()
+}
+
+fn dataset() -> Vec<Planted> {
+    let p = |db, name: &[u8], key_type, size| Planted {
+        db,
+        name: name.to_vec(),
+        key_type,
+        size,
+    };
+    let mut keys = vec![
+        p(0, b"str:1", "string", 9000),
+        p(0, b"str:2", "string", 7000),
+        p(3, b"str:3", "string", 5000),
+        p(0, b"list:big", "list", 3000),
+        p(0, b"set:big", "set", 2500),
+        p(3, b"zset:big", "zset", 2000),
+        p(0, b"odd\xff\"quote\\ \nline\x00end", "hash", 1800),
+        p(3, b"hash:big", "hash", 1500),
+        p(0, b"stream:big", "stream", 1200),
+    ];
+    // Fillers of distinct sizes below the big ones, in both databases.
+    for i in 0..300i64 {
+        let db = if i % 2 == 0 { 0 } else { 3 };
+        keys.push(p(db, format!("fill:s:{i}").as_bytes(), "string", 10 + i));
+        let t = ["list", "set", "zset", "hash", "stream"][(i % 5) as usize];
+        keys.push(p(db, format!("fill:c:{i}").as_bytes(), t, 1 + i % 40));
+    }
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_big_keys_are_the_known_biggest_with_their_memory_usage() {
+    if !available("standalone_big_keys") {
+        return;
+    }
+    let server = Server::start(&[]).await;
+    let keys = dataset();
+    plant(&server, &keys);
+    let dir = TempDir::new("native");
+    let id = server.url();
+    let e = start(
+        &format!(
+            "redis:\n  - name: standalone\n    address: {id}\n    analysis:\n      hotkey: {{mode: off}}\n      bigkey: {{top_n: 6}}\nscheduler: {{start_jitter: 0s}}\n"
+        ),
+        &dir,
+    )
+    .await;
+    let m = wait_success(&e, &id, "bigkey").await;
+    assert_eq!(
+        keys_of(&m, "dcs_bigkey_size_bytes", &id),
+        expected_top(&keys, 6, true)
+    );
+    assert_eq!(
+        keys_of(&m, "dcs_bigkey_elements", &id),
+        expected_top(&keys, 6, false)
+    );
+    // The memory of every exported key is what the server says.
+    let mut conn = sync(&server);
+    let by_label: BTreeMap<String, &Planted> = keys
+        .iter()
+        .map(|k| (String::from_utf8_lossy(&k.name).into_owned(), k))
+        .collect();
+    let memory = keys_of(&m, "dcs_bigkey_memory_bytes", &id);
+    assert_eq!(memory.len(), 12);
+    for (label, _, db, bytes) in memory {
+        let k = by_label[&label];
+        redis::cmd("SELECT").arg(k.db).exec(&mut conn).unwrap();
+        let want: i64 = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(&k.name)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(
+            (label.as_str(), db, bytes),
+            (label.as_str(), k.db.to_string(), want as f64)
+        );
+    }
+    assert_eq!(
+        m.get(
+            "dcs_analysis_supported",
+            &[("instance_id", &id), ("analysis", "bigkey")]
+        ),
+        Some(1.0)
+    );
+    promtool_check(&e).await;
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hottest_keys_are_the_ones_the_workload_hit_most_read_before_any_touch() {
+    if !available("hot_keys") {
+        return;
+    }
+    // lfu-log-factor 0: every access counts, so any touch before the read would show.
+    let server = Server::start(&[
+        "--maxmemory-policy",
+        "allkeys-lfu",
+        "--lfu-log-factor",
+        "0",
+        "--lfu-decay-time",
+        "0",
+    ])
+    .await;
+    let mut out = Vec::new();
+    for i in 0..500 {
+        out.extend(resp(&[b"SET", format!("k:{i}").as_bytes(), b"v"]));
+    }
+    // A skewed workload: k:7 most, then k:42, k:300, k:3; everything else once or never.
+    for (key, reads) in [("k:7", 120), ("k:42", 80), ("k:300", 40), ("k:3", 20)] {
+        for _ in 0..reads {
+            out.extend(resp(&[b"GET", key.as_bytes()]));
+        }
+    }
+    for i in (0..500).step_by(7) {
+        out.extend(resp(&[b"GET", format!("k:{i}").as_bytes()]));
+    }
+    server.pipe(&out);
+    let mut conn = sync(&server);
+    let freq = |conn: &mut redis::Connection, k: &str| -> i64 {
+        redis::cmd("OBJECT").arg("FREQ").arg(k).query(conn).unwrap()
+    };
+    let before: Vec<(String, f64)> = ["k:7", "k:42", "k:300", "k:3"]
+        .iter()
+        .map(|k| (k.to_string(), freq(&mut conn, k) as f64))
+        .collect();
+    let dir = TempDir::new("native");
+    let id = server.url();
+    let e = start(
+        &format!(
+            "redis:\n  - address: {id}\n    analysis:\n      hotkey: {{top_n: 4}}\n      bigkey: {{mode: off}}\nscheduler: {{start_jitter: 0s}}\n"
+        ),
+        &dir,
+    )
+    .await;
+    let m = wait_success(&e, &id, "hotkey").await;
+    let got: Vec<(String, f64)> = keys_of(&m, "dcs_hotkey_frequency", &id)
+        .into_iter()
+        .map(|(k, _, _, v)| (k, v))
+        .collect();
+    // The hottest keys, in order, with the counters they had before the scan: the scan read
+    // them before anything touched them.
+    assert_eq!(got, before);
+    assert!(before[0].1 > before[1].1 && before[1].1 > before[2].1);
+    // Sizes are read afterwards, for the winners only.
+    assert_eq!(
+        m.get(
+            "dcs_hotkey_size_bytes",
+            &[("instance_id", &id), ("key", "k:7")]
+        ),
+        Some(1.0)
+    );
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_lfu_policy_hot_keys_are_unsupported_from_the_servers_own_error() {
+    if !available("no_lfu") {
+        return;
+    }
+    let server = Server::start(&[]).await;
+    server.cli(&["SET", "a", "1"]);
+    let dir = TempDir::new("native");
+    let id = server.url();
+    let e = start(
+        &format!(
+            "redis:\n  - address: {id}\n    analysis:\n      bigkey: {{mode: off}}\nscheduler: {{start_jitter: 0s}}\n"
+        ),
+        &dir,
+    )
+    .await;
+    let m = wait_failure(&e, &id, "hotkey", "unsupported").await;
+    let target = &load(&format!("redis:\n  - address: {id}\n"), &dir).redis[0];
+    let report = dcs_key_exporter::native::probe::check_online(target)
+        .await
+        .unwrap();
+    assert_eq!(report.eviction_policy, "noeviction");
+    assert!(!report.hotkey_possible());
+    assert_eq!(
+        m.get(
+            "dcs_analysis_supported",
+            &[("instance_id", &id), ("analysis", "hotkey")]
+        ),
+        Some(0.0)
+    );
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_keys_are_read_on_the_replica_and_hot_keys_on_the_master() {
+    if !available("replica") {
+        return;
+    }
+    let lfu = ["--maxmemory-policy", "allkeys-lfu"];
+    let master = Server::start(&lfu).await;
+    let port = master.port.to_string();
+    let replica = Server::start(&[lfu[0], lfu[1], "--replicaof", "127.0.0.1", &port]).await;
+    let keys = dataset();
+    plant(&master, &keys);
+    let dbsize = |s: &Server, db: &str| s.cli(&["-n", db, "DBSIZE"]).trim().to_owned();
+    wait_for("replica in sync", DEADLINE, || async {
+        (replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+            && dbsize(&replica, "0") == dbsize(&master, "0")
+            && dbsize(&replica, "3") == dbsize(&master, "3"))
+        .then_some(())
+    })
+    .await;
+    let dir = TempDir::new("native");
+    let id = "primary".to_owned();
+    let e = start(
+        &format!(
+            "redis:\n  - id: {id}\n    address: {}\n    analysis:\n      bigkey: {{top_n: 3}}\nscheduler: {{start_jitter: 0s}}\n",
+            master.url()
+        ),
+        &dir,
+    )
+    .await;
+    let m = wait_success(&e, &id, "bigkey").await;
+    wait_success(&e, &id, "hotkey").await;
+    assert_eq!(
+        keys_of(&m, "dcs_bigkey_elements", &id),
+        expected_top(&keys, 3, false)
+    );
+    // dcs_instance_info says what the target is.
+    let version = master
+        .cli(&["INFO", "server"])
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("redis_version:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap();
+    assert_eq!(
+        m.get(
+            "dcs_instance_info",
+            &[
+                ("instance_id", &id),
+                ("engine_version", &version),
+                ("spec_code", "master-replica"),
+                ("status", "")
+            ]
+        ),
+        Some(1.0)
+    );
+    // What check-config --online reports for the same target.
+    let target = &load(&format!("redis:\n  - address: {}\n", master.url()), &dir).redis[0];
+    let report = dcs_key_exporter::native::probe::check_online(target)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.role.as_str(),
+            report.cluster,
+            report.eviction_policy.as_str()
+        ),
+        ("master", false, "allkeys-lfu")
+    );
+    assert!(report.hotkey_possible());
+    assert_eq!(
+        report.shards,
+        [format!(
+            "127.0.0.1:{} (replicas: 127.0.0.1:{})",
+            master.port, replica.port
+        )]
+    );
+    assert!(report.version.starts_with("redis ") || report.version.starts_with("valkey "));
+    assert!(
+        calls(&replica, "memory|usage") > 0,
+        "big keys read on the replica"
+    );
+    assert_eq!(calls(&master, "memory|usage"), 0, "and not on the master");
+    assert!(
+        calls(&master, "object|freq") > 0,
+        "hot keys read on the master"
+    );
+    assert_eq!(calls(&replica, "object|freq"), 0);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_shards_are_analysed_each_with_its_master_as_the_shard_label() {
+    if !available("cluster") {
+        return;
+    }
+    let mut nodes: Vec<Server> = Vec::new();
+    for _ in 0..6 {
+        nodes.push(
+            Server::start(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--maxmemory-policy",
+                "allkeys-lfu",
+            ])
+            .await,
+        );
+    }
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let mut args = vec!["--cluster", "create"];
+    args.extend(addrs.iter().map(String::as_str));
+    args.extend(["--cluster-replicas", "1", "--cluster-yes"]);
+    nodes[0].cli(&args);
+    wait_for("cluster ok", DEADLINE, || async {
+        nodes
+            .iter()
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+            .then_some(())
+    })
+    .await;
+    // Big lists of distinct sizes, written through the cluster.
+    for i in 0..12 {
+        let key = format!("big:{i}");
+        let mut args = vec!["-c", "RPUSH", key.as_str()];
+        let members: Vec<String> = (0..(100 + i * 10)).map(|m| m.to_string()).collect();
+        args.extend(members.iter().map(String::as_str));
+        nodes[0].cli(&args);
+    }
+    // Which master holds each key, from the masters themselves.
+    let masters: Vec<&Server> = nodes
+        .iter()
+        .filter(|n| n.cli(&["INFO", "replication"]).contains("role:master"))
+        .collect();
+    assert_eq!(masters.len(), 3);
+    let mut owner = BTreeMap::new();
+    for m in &masters {
+        for k in m.cli(&["--scan"]).lines() {
+            owner.insert(k.to_owned(), format!("127.0.0.1:{}", m.port));
+        }
+    }
+    assert_eq!(owner.len(), 12);
+    let replicas: Vec<&Server> = nodes
+        .iter()
+        .filter(|n| n.cli(&["INFO", "replication"]).contains("role:slave"))
+        .collect();
+    wait_for("replicas in sync", DEADLINE, || async {
+        let held: usize = replicas
+            .iter()
+            .map(|r| r.cli(&["DBSIZE"]).trim().parse::<usize>().unwrap_or(0))
+            .sum();
+        // The node the exporter asks must also know every replica (gossip takes a while).
+        let known = nodes[4]
+            .cli(&["CLUSTER", "NODES"])
+            .lines()
+            .filter(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                f.len() > 7 && f[2].split(',').any(|x| x == "slave") && f[7] == "connected"
+            })
+            .count();
+        (held == 12 && known == 3).then_some(())
+    })
+    .await;
+    let dir = TempDir::new("native");
+    let id = "cluster".to_owned();
+    // Any node is enough: the rest are discovered.
+    let e = start(
+        &format!(
+            "redis:\n  - id: {id}\n    address: redis://{}\n    analysis:\n      bigkey: {{top_n: 20}}\nscheduler: {{start_jitter: 0s}}\n",
+            addrs[4]
+        ),
+        &dir,
+    )
+    .await;
+    let m = wait_success(&e, &id, "bigkey").await;
+    let got: BTreeMap<String, (String, f64)> = m
+        .family("dcs_bigkey_elements")
+        .into_iter()
+        .map(|s| {
+            (
+                s.labels["key"].clone(),
+                (s.labels["shard"].clone(), s.value),
+            )
+        })
+        .collect();
+    let want: BTreeMap<String, (String, f64)> = (0..12)
+        .map(|i| {
+            let k = format!("big:{i}");
+            let shard = owner[&k].clone();
+            (k, (shard, (100 + i * 10) as f64))
+        })
+        .collect();
+    assert_eq!(got, want);
+    for r in &replicas {
+        assert!(
+            calls(r, "memory|usage") > 0,
+            "each shard read on its replica"
+        );
+    }
+    for m in &masters {
+        assert_eq!(calls(m, "memory|usage"), 0);
+    }
+    let m = wait_success(&e, &id, "hotkey").await;
+    for s in m.family("dcs_hotkey_frequency") {
+        assert_eq!(s.labels["shard"], owner[&s.labels["key"]], "hot key shard");
+    }
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_with_the_documented_permissions_works_and_one_without_fails_as_auth() {
+    if !available("acl") {
+        return;
+    }
+    let server = Server::start(&["--maxmemory-policy", "allkeys-lfu"]).await;
+    // The permissions README documents for the exporter's user.
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "exporter",
+        "on",
+        ">s3cret-pw",
+        "~*",
+        "resetchannels",
+        "-@all",
+        "+scan",
+        "+type",
+        "+strlen",
+        "+llen",
+        "+scard",
+        "+zcard",
+        "+hlen",
+        "+xlen",
+        "+memory|usage",
+        "+object|freq",
+        "+randomkey",
+        "+info",
+        "+cluster|nodes",
+        "+select",
+        "+ping",
+    ]);
+    server.cli(&[
+        "ACL",
+        "SETUSER",
+        "limited",
+        "on",
+        ">s3cret-pw",
+        "~*",
+        "-@all",
+        "+scan",
+        "+type",
+        "+info",
+        "+select",
+        "+ping",
+    ]);
+    let keys = dataset();
+    plant(&server, &keys);
+    let dir = TempDir::new("native");
+    dir.write("password", "s3cret-pw\n");
+    let url = server.url();
+    let e = start(
+        &format!(
+            "redis:\n  - id: good\n    address: {url}\n    username: exporter\n    password_file: password\n    analysis: {{bigkey: {{top_n: 3}}}}\n  - id: limited\n    address: {url}\n    username: limited\n    password_file: password\n  - id: wrong\n    address: {url}\n    username: exporter\n    password: not-it\nscheduler: {{start_jitter: 0s}}\n"
+        ),
+        &dir,
+    )
+    .await;
+    let m = wait_success(&e, "good", "bigkey").await;
+    wait_success(&e, "good", "hotkey").await;
+    assert_eq!(
+        keys_of(&m, "dcs_bigkey_elements", "good"),
+        expected_top(&keys, 3, false)
+    );
+    wait_failure(&e, "limited", "bigkey", "auth").await;
+    let m = wait_failure(&e, "wrong", "bigkey", "auth").await;
+    let body = e
+        .http
+        .get(format!("http://{}/", e.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for text in [format!("{:?}", m.0), body] {
+        assert!(!text.contains("s3cret-pw") && !text.contains("not-it"));
+    }
+    let config = load(
+        "redis:\n  - address: redis://u:s3cret-pw@127.0.0.1:1\n",
+        &dir,
+    );
+    assert_eq!(config.redis[0].id, "redis://127.0.0.1:1");
+    assert!(!format!("{config:?}").contains("s3cret-pw"));
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca_client_certificate_and_server_name() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    if !available("tls") {
+        return;
+    }
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "test ca");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let leaf = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let dir = TempDir::new("native-tls");
+    // The server's certificate names only redis.internal, not the address connected to.
+    let (cert, key) = leaf("redis.internal");
+    let (client_cert, client_key) = leaf("exporter");
+    let files = [
+        ("ca.crt", ca.pem()),
+        ("server.crt", cert),
+        ("server.key", key),
+        ("client.crt", client_cert),
+        ("client.key", client_key),
+    ];
+    for (name, text) in &files {
+        dir.write(name, text);
+    }
+    let p = |n: &str| dir.path(n).display().to_string();
+    let cli = vec![
+        "--tls".to_owned(),
+        "--cacert".to_owned(),
+        p("ca.crt"),
+        "--cert".to_owned(),
+        p("client.crt"),
+        "--key".to_owned(),
+        p("client.key"),
+    ];
+    let server = Server::start_with(
+        &[
+            "--tls-cert-file",
+            &p("server.crt"),
+            "--tls-key-file",
+            &p("server.key"),
+            "--tls-ca-cert-file",
+            &p("ca.crt"),
+            "--tls-auth-clients",
+            "yes",
+        ],
+        cli,
+        Some(()),
+    )
+    .await;
+    let keys = dataset();
+    plant(&server, &keys);
+    let id = format!("rediss://127.0.0.1:{}", server.port);
+    let yaml = |server_name: &str| {
+        format!(
+            "redis:\n  - address: {id}\n    tls: {{ca_file: ca.crt, cert_file: client.crt, key_file: client.key{server_name}}}\n    analysis: {{hotkey: {{mode: off}}, bigkey: {{top_n: 2}}}}\nscheduler: {{start_jitter: 0s}}\n"
+        )
+    };
+    let e = start(&yaml(", server_name: redis.internal"), &dir).await;
+    let m = wait_success(&e, &id, "bigkey").await;
+    assert_eq!(
+        keys_of(&m, "dcs_bigkey_size_bytes", &id),
+        expected_top(&keys, 2, true)
+    );
+    e.stop().await;
+    // Without server_name the certificate does not match 127.0.0.1: refused.
+    let e = start(&yaml(""), &dir).await;
+    wait_failure(&e, &id, "bigkey", "api_error").await;
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_keys_scan_finds_the_planted_big_keys() {
+    if !available("million") {
+        return;
+    }
+    let server = Server::start(&["--enable-debug-command", "yes"]).await;
+    // The test's own setup only: the exporter never sends DEBUG.
+    server.cli(&["DEBUG", "POPULATE", "1000000", "key", "16"]);
+    let planted = vec![
+        Planted {
+            db: 0,
+            name: b"huge:str".to_vec(),
+            key_type: "string",
+            size: 100_000,
+        },
+        Planted {
+            db: 0,
+            name: b"huge:zset".to_vec(),
+            key_type: "zset",
+            size: 5000,
+        },
+        Planted {
+            db: 0,
+            name: b"huge:hash".to_vec(),
+            key_type: "hash",
+            size: 4000,
+        },
+    ];
+    plant(&server, &planted);
+    let dir = TempDir::new("native");
+    let id = server.url();
+    let e = start(
+        &format!(
+            "redis:\n  - address: {id}\n    throttle: {{keys_per_second: 10000000}}\n    analysis: {{hotkey: {{mode: off}}, bigkey: {{top_n: 2}}}}\nscheduler: {{start_jitter: 0s}}\n"
+        ),
+        &dir,
+    )
+    .await;
+    let m = wait_for("million-key scan", Duration::from_secs(300), || async {
+        let m = e.scrape().await;
+        m.get(
+            "dcs_analysis_last_success_timestamp_seconds",
+            &[("instance_id", &id), ("analysis", "bigkey")],
+        )
+        .map(|_| m)
+    })
+    .await;
+    assert_eq!(
+        keys_of(&m, "dcs_bigkey_elements", &id),
+        expected_top(&planted, 2, false)
+    );
+    let strings = keys_of(&m, "dcs_bigkey_size_bytes", &id);
+    assert_eq!(
+        strings[0],
+        ("huge:str".into(), "string".into(), "0".into(), 100_000.0)
+    );
+    // Every populated value is 16 bytes, so the runner-up is one of them.
+    assert_eq!(strings[1].3, 16.0);
+    assert!(
+        calls(&server, "scan") >= 1000,
+        "the whole keyspace was walked"
+    );
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_shows_progress_and_resumes_after_its_connection_is_killed() {
+    if !available("resume") {
+        return;
+    }
+    let server = Server::start(&[]).await;
+    let mut keys = dataset();
+    for i in 0..6000 {
+        keys.push(Planted {
+            db: 0,
+            name: format!("more:{i}").into_bytes(),
+            key_type: "string",
+            size: 1,
+        });
+    }
+    plant(&server, &keys);
+    let dir = TempDir::new("native");
+    let id = server.url();
+    let e = start(
+        &format!(
+            "redis:\n  - address: {id}\n    throttle: {{keys_per_second: 2000}}\n    analysis: {{hotkey: {{mode: off}}, bigkey: {{top_n: 3}}}}\nscheduler: {{start_jitter: 0s}}\n"
+        ),
+        &dir,
+    )
+    .await;
+    let labels = [("instance_id", id.as_str()), ("analysis", "bigkey")];
+    let total = wait_for("scan progress", DEADLINE, || async {
+        let m = e.scrape().await;
+        let scanned = m.get("dcs_analysis_scan_keys_scanned", &labels)?;
+        let eta = m.get(
+            "dcs_analysis_scan_estimated_completion_timestamp_seconds",
+            &labels,
+        );
+        let page = e
+            .http
+            .get(format!("http://{}/", e.addr))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        // The status page says it too.
+        (scanned > 0.0 && eta.is_some() && page.contains(" keys scanned, done about "))
+            .then(|| m.get("dcs_analysis_scan_keyspace_keys", &labels))
+            .flatten()
+    })
+    .await;
+    promtool_check(&e).await;
+    let dbsize: f64 = ["0", "3"]
+        .iter()
+        .map(|db| {
+            server
+                .cli(&["-n", db, "DBSIZE"])
+                .trim()
+                .parse::<f64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, dbsize);
+    let killed: u64 = server
+        .cli(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(killed >= 1, "the scan's connection was killed");
+    let m = wait_success(&e, &id, "bigkey").await;
+    assert_eq!(
+        keys_of(&m, "dcs_bigkey_elements", &id),
+        expected_top(&keys, 3, false)
+    );
+    assert_eq!(
+        m.get(
+            "dcs_analysis_failures_total",
+            &[labels[0], labels[1], ("reason", "api_error")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(m.get("dcs_analysis_scan_keys_scanned", &labels), None);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_past_its_timeout_fails_as_timeout_stops_and_keeps_the_last_result() {
+    if !available("timeout") {
+        return;
+    }
+    let server = Server::start(&[]).await;
+    server.cli(&["RPUSH", "first", "a", "b", "c"]);
+    let dir = TempDir::new("native");
+    let id = server.url();
+    let e = start(
+        &format!(
+            "redis:\n  - address: {id}\n    throttle: {{keys_per_second: 500}}\n    analysis: {{hotkey: {{mode: off}}, bigkey: {{interval: 3s, timeout: 2s}}}}\nscheduler: {{start_jitter: 0s}}\n"
+        ),
+        &dir,
+    )
+    .await;
+    let first = wait_success(&e, &id, "bigkey").await;
+    let labels = [("instance_id", id.as_str()), ("key", "first")];
+    assert_eq!(first.get("dcs_bigkey_elements", &labels), Some(3.0));
+    // Now 20 s of keys at 500 keys/s: the next scan cannot finish in 2 s.
+    let mut out = Vec::new();
+    for i in 0..10_000 {
+        out.extend(resp(&[b"SET", format!("slow:{i}").as_bytes(), b"v"]));
+    }
+    server.pipe(&out);
+    let m = wait_failure(&e, &id, "bigkey", "timeout").await;
+    assert_eq!(
+        m.get("dcs_bigkey_elements", &labels),
+        Some(3.0),
+        "last result kept"
+    );
+    // The scan stopped with the timeout: the server sees no more SCAN calls.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let scans = calls(&server, "scan");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = calls(&server, "scan");
+    assert!(
+        later <= scans + 1,
+        "scan went on after its timeout: {scans} -> {later}"
+    );
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_fails_alone() {
+    if !available("unreachable") {
+        return;
+    }
+    let server = Server::start(&[]).await;
+    server.cli(&["RPUSH", "l", "a"]);
+    let dead = free_port();
+    let dir = TempDir::new("native");
+    let id = server.url();
+    let e = start(
+        &format!(
+            "redis:\n  - address: {id}\n    analysis: {{hotkey: {{mode: off}}}}\n  - address: redis://127.0.0.1:{dead}\n    analysis: {{hotkey: {{mode: off}}}}\nscheduler: {{start_jitter: 0s}}\n"
+        ),
+        &dir,
+    )
+    .await;
+    wait_success(&e, &id, "bigkey").await;
+    let m = wait_failure(
+        &e,
+        &format!("redis://127.0.0.1:{dead}"),
+        "bigkey",
+        "api_error",
+    )
+    .await;
+    assert_eq!(
+        m.get(
+            "dcs_analysis_consecutive_failures",
+            &[("instance_id", &id), ("analysis", "bigkey")]
+        ),
+        Some(0.0)
+    );
+    e.stop().await;
+}
