@@ -62,6 +62,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::reload::ReloadRequest;
 use crate::metrics::body::Body;
 use crate::metrics::exposition::Exposition;
@@ -80,8 +81,13 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// How long `/-/reload` waits for the reload to be applied.
 pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
-/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Pause after failed `accept`s in a row (e.g. out of file descriptors) before trying again:
+/// from 100 ms, doubling up to 1 s, with jitter.
+const ACCEPT_BACKOFF: Backoff = Backoff::fixed(
+    Duration::from_millis(100),
+    Duration::from_secs(1),
+    Backoff::EQUAL_JITTER,
+);
 
 /// Content type of the text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -196,26 +202,31 @@ pub async fn serve_with_limits(
 
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    let mut accept_failures = 0u32;
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             Some(done) = connections.join_next(), if !connections.is_empty() => {
+                // A connection's panic ends that connection only; it is a bug, so say so loudly.
                 if let Err(e) = done {
-                    tracing::warn!(error = %e, "connection task failed");
+                    tracing::error!(error = %e, "connection task failed");
                 }
             }
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accepting a connection failed");
+                        let wait = ACCEPT_BACKOFF.delay(accept_failures, &mut rand::thread_rng());
+                        accept_failures = accept_failures.saturating_add(1);
+                        tracing::warn!(error = %e, retry_in = ?wait, "accepting a connection failed");
                         tokio::select! {
                             () = shutdown.cancelled() => break,
-                            () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                            () = tokio::time::sleep(wait) => continue,
                         }
                     }
                 };
+                accept_failures = 0;
                 // A body's last small write must not wait for the client's delayed ACK (Nagle):
                 // that costs ~40 ms on some scrapes.
                 if let Err(e) = stream.set_nodelay(true) {
