@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::{
     AnalysisSettings, ApiSettings, CloudConfig, Config, InstanceConfig, InstanceDefaults,
@@ -16,6 +15,7 @@ use crate::config::{
 };
 use crate::dcs::{Analysis, Auth, ClientConfig};
 use crate::simulator::{SimConfig, Simulator};
+use crate::supervisor::Supervisor;
 
 /// Analysis settings of the demo: short intervals, so results keep changing.
 pub fn demo_settings(analysis: Analysis) -> AnalysisSettings {
@@ -92,11 +92,12 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
     }
 }
 
-/// Starts the demo simulator on a loopback port; it stops when `shutdown` is cancelled.
-/// Returns the exporter config that points at it, and the simulator for inspection.
+/// Starts the demo simulator on a loopback port, as a service of `supervisor` (it stopping
+/// before `shutdown` is cancelled is a failure). Returns the exporter config that points at it,
+/// and the simulator for inspection.
 pub async fn start(
     shutdown: CancellationToken,
-    tracker: &TaskTracker,
+    supervisor: &Supervisor,
 ) -> std::io::Result<(Config, Simulator)> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
@@ -106,10 +107,8 @@ pub async fn start(
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let config = config_for(&sim, &sim_config, endpoint);
     let serving = sim.clone();
-    tracker.spawn(async move {
-        if let Err(e) = serving.serve(listener, shutdown).await {
-            tracing::error!(error = %e, "demo simulator stopped");
-        }
+    supervisor.spawn_service("demo simulator", shutdown.clone(), async move {
+        serving.serve(listener, shutdown).await
     });
     tracing::info!(address = %addr, instances = sim.instances().len(),
         "demo mode: embedded DCS simulator started");

@@ -31,6 +31,7 @@ pub mod scheduler;
 pub mod secret;
 pub mod server;
 pub mod simulator;
+pub mod supervisor;
 
 /// The source revision this binary was built from: the short git commit of the checkout, the
 /// `DCS_EXPORTER_REVISION` environment variable given to the build (the Docker build has no
