@@ -55,7 +55,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -404,7 +403,8 @@ impl Connection {
                     watcher.watch(conn.into_owned()).await
                 }
                 Some(tls) => {
-                    let Some(stream) = tls_handshake(stream, peer, tls).await else {
+                    let Some(stream) = tls::handshake(stream, peer, tls, HEADER_READ_TIMEOUT).await
+                    else {
                         return Ok(());
                     };
                     let conn =
@@ -422,46 +422,6 @@ impl Connection {
         };
         if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "connection closed with an error");
-        }
-    }
-}
-
-/// The first byte of a TLS record carrying a handshake message.
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-/// What a plain HTTP client gets from the TLS port.
-const PLAIN_HTTP_TO_TLS: &[u8] =
-    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
-Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
-
-/// Runs the TLS handshake within [`HEADER_READ_TIMEOUT`]; `None` when it fails (logged at debug
-/// level: failed handshakes are the client's problem).
-async fn tls_handshake(
-    mut stream: TcpStream,
-    peer: std::net::SocketAddr,
-    tls: Arc<rustls::ServerConfig>,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    let handshake = async {
-        let mut first = [0u8; 1];
-        if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE_RECORD {
-            // Not TLS: most likely plain HTTP. Say so, as Go's servers do, and close.
-            let _ = stream.write_all(PLAIN_HTTP_TO_TLS).await;
-            let _ = stream.shutdown().await;
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "plain HTTP sent to the TLS port",
-            ));
-        }
-        tokio_rustls::TlsAcceptor::from(tls).accept(stream).await
-    };
-    match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
-        Ok(Ok(s)) => Some(s),
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            None
         }
     }
 }
