@@ -22,11 +22,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{self, Config, ConfigError, KeyLabelKind, Loaded};
+use crate::config::{self, Config, ConfigError, Loaded};
 use crate::dcs::{ClientConfig, DcsClient};
 use crate::fleet::{self, CloudInput, Discoveries, FleetMetrics, FleetOptions};
 use crate::metrics::exposition::Exposition;
-use crate::metrics::keylabel::KeyLabelMode;
 use crate::metrics::render::RenderOptions;
 use crate::metrics::store::Store;
 use crate::scheduler::{Clock, Scheduler};
@@ -225,12 +224,7 @@ fn render_options(config: &Config, opts: &RunOptions) -> RenderOptions {
             .namespace
             .clone()
             .unwrap_or_else(|| opts.namespace.clone()),
-        key_label: match config.metrics.key_label {
-            KeyLabelKind::Name => KeyLabelMode::Name {
-                max_bytes: config.metrics.key_label_max_bytes,
-            },
-            KeyLabelKind::Hash => KeyLabelMode::Hash,
-        },
+        key_label: config.metrics.key_label.clone(),
         key_rewrite: config.metrics.key_rewrite.clone(),
     }
 }

@@ -11,9 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{
     AnalysisSettings, ApiSettings, CloudConfig, Config, InstanceConfig, InstanceDefaults,
-    KeyLabelKind, MetricsSettings, Mode, SchedulerSettings,
+    MetricsSettings, Mode, SchedulerSettings,
 };
 use crate::dcs::{Analysis, Auth, ClientConfig};
+use crate::metrics::keylabel::KeyLabelMode;
 use crate::simulator::{SimConfig, Simulator};
 use crate::supervisor::Supervisor;
 
@@ -75,8 +76,7 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
         }],
         metrics: MetricsSettings {
             namespace: None,
-            key_label: KeyLabelKind::Name,
-            key_label_max_bytes: 200,
+            key_label: KeyLabelMode::Name { max_bytes: 200 },
             key_rewrite: Default::default(),
         },
         api: ApiSettings {
