@@ -19,7 +19,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config, ConfigError, Loaded};
@@ -265,7 +264,10 @@ pub async fn run_loaded(
     )?);
     exposition.set_config_reload_successful(true);
 
-    let tracker = TaskTracker::new();
+    let supervisor = opts.supervisor.clone();
+    // The scheduler's and discovery's loops stop first at shutdown, so they are tracked apart.
+    let loops = supervisor.child();
+    let tracker = loops.tracker().clone();
     let loops_token = shutdown.child_token();
     let mut clients = Clients { clouds: Vec::new() };
     let mut scheduler = Scheduler::new(
@@ -300,9 +302,8 @@ pub async fn run_loaded(
     info!(clouds, discovering, instances = fleet.handled.len(), shard = %opts.fleet.shard,
         observe_only = opts.fleet.observe_only, "scheduler started");
 
-    let supervisor = opts.supervisor.clone();
     // /metrics is assembled as results arrive, not when it is scraped.
-    supervisor.spawn_service(
+    loops.spawn_service(
         "metrics assembler",
         loops_token.clone(),
         exposition.clone().keep_assembled(loops_token.clone()),

@@ -97,6 +97,15 @@ impl Supervisor {
         }
     }
 
+    /// A supervisor with its own tracker (closed and waited for apart from this one) whose
+    /// failures count as this one's: for a group of tasks that stops first at shutdown.
+    pub fn child(&self) -> Supervisor {
+        Supervisor {
+            tracker: TaskTracker::new(),
+            failure: self.failure.clone(),
+        }
+    }
+
     /// Spawns a task that may end whenever it is done; a panic or an error is a failure.
     pub fn spawn<F>(&self, task: impl Into<Cow<'static, str>>, fut: F) -> JoinHandle<()>
     where
@@ -269,6 +278,21 @@ pub(crate) mod tests {
         let f = s.failed().await;
         assert_eq!(f.task, "server");
         assert_eq!(f.failure, Failure::Stopped);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_child_has_its_own_tasks_and_reports_to_its_parent() {
+        let parent = Supervisor::new();
+        let token = CancellationToken::new();
+        let t = token.clone();
+        parent.spawn_service("long", token.clone(), async move { t.cancelled().await });
+        let child = parent.child();
+        child.spawn("short", async { Err::<(), _>("no luck") });
+        child.close();
+        child.wait().await;
+        assert_eq!(parent.failed().await.task, "short");
+        assert_eq!(parent.tracker().len(), 1, "the parent's task still runs");
+        token.cancel();
     }
 
     #[tokio::test(start_paused = true)]
