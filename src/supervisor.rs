@@ -11,12 +11,12 @@
 //!   ([`Failure::Stopped`]): the HTTP server, for example, must serve until shutdown.
 //!
 //! Each failure is logged at error level with the task's name; the first one is kept, and
-//! [`Supervisor::failed`] wakes up for it. The exporter ([`crate::app`]) answers with `/-/ready`
+//! [`Supervisor::failed`] wakes up for it. The exporter (`app`) answers with `/-/ready`
 //! 503, an orderly shutdown and exit code 1, so an orchestrator restarts it instead of leaving a
 //! process that serves stale metrics for ever.
 //!
 //! Clones share the same tasks and the same failure; the binary spawns its own tasks (signal
-//! handling, the demo simulator) into the supervisor it then hands to [`crate::app::run`]. The
+//! handling, the demo simulator) into the supervisor it then hands to `app::run`. The
 //! tasks are tracked in a [`TaskTracker`], so shutdown can wait for them.
 
 use std::borrow::Cow;

@@ -15,9 +15,9 @@
 //! An unchecked certificate still has to prove possession of its key (the handshake signature is
 //! verified); only its chain is not.
 //!
-//! This module owns the TLS settings of the web config file ([`RawTls`] as written, checked
-//! together into [`TlsSources`] by [`sources`]), the server config built from them, and the
-//! handshake of each connection ([`handshake`]). Reading the files and noticing their changes is
+//! This module owns the TLS settings of the web config file (`RawTls` as written, checked
+//! together into `TlsSources` by `sources`), the server config built from them, and the
+//! handshake of each connection (`handshake`). Reading the files and noticing their changes is
 //! [`super::web_config`]'s job; it depends on this module, never the other way round.
 
 use std::sync::Arc;
