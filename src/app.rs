@@ -109,8 +109,6 @@ pub enum Error {
     Start(ReloadError),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("HTTP server failed: {0}")]
-    Server(#[from] std::io::Error),
     /// A supervised task panicked, failed or stopped early.
     #[error(transparent)]
     Task(#[from] TaskFailure),
