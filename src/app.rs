@@ -5,6 +5,11 @@
 //! re-plans on every discovery listing and on reload requests (SIGHUP or `POST /-/reload`), and
 //! on shutdown stops scheduling and lets in-flight requests finish within [`SHUTDOWN_GRACE`]. In
 //! `--demo` mode the config comes from [`crate::simulator`] instead of a file.
+//!
+//! The HTTP server and the metrics assembler run as services of the [`Supervisor`] in
+//! [`RunOptions::supervisor`], beside the binary's own tasks. When any of them panics, fails or
+//! stops early, `/-/ready` answers 503 from then on, the exporter shuts down as on a signal,
+//! and [`run`] returns [`Error::Task`] (exit code 1).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -14,19 +19,18 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{self, Config, ConfigError, KeyLabelKind, Loaded};
+use crate::config::{self, Config, ConfigError, Loaded};
 use crate::dcs::{ClientConfig, DcsClient};
 use crate::fleet::{self, CloudInput, Discoveries, FleetMetrics, FleetOptions};
 use crate::metrics::exposition::Exposition;
-use crate::metrics::keylabel::KeyLabelMode;
 use crate::metrics::render::RenderOptions;
 use crate::metrics::store::Store;
 use crate::native::NativeTarget;
 use crate::scheduler::{Clock, Plan, Scheduler};
 use crate::server::{self, ServerState};
+use crate::supervisor::{Supervisor, TaskFailure};
 
 /// Longest wait for in-flight work after a shutdown request.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -78,6 +82,9 @@ pub struct RunOptions {
     pub fleet: FleetOptions,
     /// `--web.config.file`, loaded: TLS and basic auth. `None` serves plain HTTP.
     pub web_config: Option<Arc<crate::server::web_config::WebConfigWatcher>>,
+    /// Where the exporter's long-running tasks run; the caller may have spawned its own
+    /// already (signal handling, the demo simulator). Any failure among them stops the run.
+    pub supervisor: Supervisor,
 }
 
 impl Default for RunOptions {
@@ -88,6 +95,7 @@ impl Default for RunOptions {
             namespace: "dcs".into(),
             fleet: FleetOptions::default(),
             web_config: None,
+            supervisor: Supervisor::new(),
         }
     }
 }
@@ -102,8 +110,9 @@ pub enum Error {
     Start(ReloadError),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("HTTP server failed: {0}")]
-    Server(#[from] std::io::Error),
+    /// A supervised task panicked, failed or stopped early.
+    #[error(transparent)]
+    Task(#[from] TaskFailure),
 }
 
 /// Creates the channel that carries reload requests to [`run`].
@@ -225,12 +234,7 @@ fn render_options(config: &Config, opts: &RunOptions) -> RenderOptions {
             .namespace
             .clone()
             .unwrap_or_else(|| opts.namespace.clone()),
-        key_label: match config.metrics.key_label {
-            KeyLabelKind::Name => KeyLabelMode::Name {
-                max_bytes: config.metrics.key_label_max_bytes,
-            },
-            KeyLabelKind::Hash => KeyLabelMode::Hash,
-        },
+        key_label: config.metrics.key_label.clone(),
         key_rewrite: config.metrics.key_rewrite.clone(),
     }
 }
@@ -271,7 +275,10 @@ pub async fn run_loaded(
     )?);
     exposition.set_config_reload_successful(true);
 
-    let tracker = TaskTracker::new();
+    let supervisor = opts.supervisor.clone();
+    // The scheduler's and discovery's loops stop first at shutdown, so they are tracked apart.
+    let loops = supervisor.child();
+    let tracker = loops.tracker().clone();
     let loops_token = shutdown.child_token();
     let mut clients = Clients { clouds: Vec::new() };
     let mut scheduler = Scheduler::new(
@@ -309,7 +316,11 @@ pub async fn run_loaded(
         observe_only = opts.fleet.observe_only, "scheduler started");
 
     // /metrics is assembled as results arrive, not when it is scraped.
-    tracker.spawn(exposition.clone().keep_assembled(loops_token.clone()));
+    loops.spawn_service(
+        "metrics assembler",
+        loops_token.clone(),
+        exposition.clone().keep_assembled(loops_token.clone()),
+    );
 
     let (ready_tx, ready_rx) = watch::channel(false);
     let (reload_tx, mut reload_rx) = reload;
@@ -322,19 +333,28 @@ pub async fn run_loaded(
     });
     let server_token = shutdown.child_token();
     let server = match opts.web_config.clone() {
-        Some(web) => tokio::spawn(server::run_with_web_config(
-            listener,
-            state,
-            web,
+        Some(web) => supervisor.spawn_service(
+            "HTTP server",
             server_token.clone(),
-        )),
-        None => tokio::spawn(server::run(listener, state, server_token.clone())),
+            server::run_with_web_config(listener, state, web, server_token.clone()),
+        ),
+        None => supervisor.spawn_service(
+            "HTTP server",
+            server_token.clone(),
+            server::run(listener, state, server_token.clone()),
+        ),
     };
     let _ = ready_tx.send(true);
 
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            failure = supervisor.failed() => {
+                // Not ready from now on: the drain below may take a while.
+                let _ = ready_tx.send(false);
+                error!(error = %failure, "shutting down after a task failure");
+                break;
+            }
             req = reload_rx.recv() => {
                 let Some(reply) = req else { continue };
                 // Read off this loop; a shutdown does not wait for a stuck read.
@@ -383,12 +403,14 @@ pub async fn run_loaded(
         warn!(grace = ?SHUTDOWN_GRACE, "requests still in flight after the grace period; exiting anyway");
     }
     server_token.cancel();
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(Ok(result)) => result?,
-        Ok(Err(join)) => error!(error = %join, "HTTP server task failed"),
-        Err(_) => warn!("HTTP server did not stop within the grace period"),
+    // The supervisor has logged and kept any failure of the server itself.
+    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+        warn!("HTTP server did not stop within the grace period");
     }
-    Ok(())
+    match supervisor.failure() {
+        Some(failure) => Err(Error::Task(failure)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -466,5 +488,144 @@ mod tests {
             .expect("no panic")
             .expect("clean exit");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// `GET /-/ready` of the exporter at `addr`: its status code, `None` when it does not answer.
+    async fn ready_status(http: &reqwest::Client, addr: std::net::SocketAddr) -> Option<u16> {
+        let resp = http
+            .get(format!("http://{addr}/-/ready"))
+            .send()
+            .await
+            .ok()?;
+        Some(resp.status().as_u16())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_turns_readiness_off_and_fails_the_run() {
+        use crate::supervisor::Failure;
+        // A DCS endpoint that accepts and never answers: the analysis loops' first requests
+        // stay in flight, so the shutdown drain lasts until they time out, and readiness can
+        // be read meanwhile.
+        let stuck = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let stuck_addr = stuck.local_addr().expect("address");
+        let (accepted_tx, mut accepted_rx) = mpsc::channel(16);
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = stuck.accept().await {
+                held.push(conn);
+                let _ = accepted_tx.try_send(());
+            }
+        });
+        let dir = std::env::temp_dir().join(format!(
+            "dcs-app-panic-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let path = dir.join("config.yaml");
+        std::fs::write(
+            &path,
+            format!("clouds:\n  - endpoint: http://{stuck_addr}\n    project_id: 0123456789abcdef0123456789abcdef\n    auth: {{access_key: a, secret_key: s}}\n    instances: [{{id: 5560df16-cebf-4473-95c4-d1b573c16e79}}]\napi: {{timeout: 5s, max_retries: 0}}\n"),
+        )
+        .expect("write");
+
+        let supervisor = Supervisor::new();
+        let (trigger_tx, trigger_rx) = tokio::sync::oneshot::channel::<()>();
+        supervisor.spawn("test task", async move {
+            let _ = trigger_rx.await;
+            crate::supervisor::tests::bug("injected failure");
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let shutdown = CancellationToken::new();
+        let opts = RunOptions {
+            supervisor: supervisor.clone(),
+            ..RunOptions::default()
+        };
+        let run = tokio::spawn(run(
+            ConfigSource::File(path),
+            listener,
+            opts,
+            reload_channel(),
+            shutdown.clone(),
+        ));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let wait_for_ready = |want: u16| {
+            let http = http.clone();
+            async move {
+                tokio::time::timeout(PATIENCE, async {
+                    while ready_status(&http, addr).await != Some(want) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| panic!("/-/ready never answered {want}"));
+            }
+        };
+        wait_for_ready(200).await;
+        tokio::time::timeout(PATIENCE, accepted_rx.recv())
+            .await
+            .expect("a DCS request is in flight")
+            .expect("the endpoint runs");
+
+        trigger_tx.send(()).expect("the task waits");
+        // Not ready while the exporter drains its requests in flight.
+        wait_for_ready(503).await;
+        let result = tokio::time::timeout(PATIENCE + SHUTDOWN_GRACE, run)
+            .await
+            .expect("the exporter stops on its own")
+            .expect("no panic escapes");
+        match result {
+            Err(Error::Task(f)) => assert_eq!(
+                f,
+                TaskFailure {
+                    task: "test task".into(),
+                    failure: Failure::Panicked("injected failure".into()),
+                }
+            ),
+            other => panic!("expected a task failure, got {other:?}"),
+        }
+        assert!(!shutdown.is_cancelled(), "the run stopped by itself");
+        holder.abort();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_task_of_the_caller_that_stopped_early_fails_the_run() {
+        // As the binary's signal handler would if it ended without a signal.
+        let supervisor = Supervisor::new();
+        let token = CancellationToken::new();
+        supervisor.spawn_service("signal handler", token, async {});
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let config = crate::demo::config_for(
+            &crate::simulator::Simulator::new(crate::simulator::SimConfig::demo()),
+            &crate::simulator::SimConfig::demo(),
+            url::Url::parse("http://127.0.0.1:9").expect("url"),
+        );
+        let result = tokio::time::timeout(
+            PATIENCE + SHUTDOWN_GRACE,
+            run(
+                ConfigSource::Fixed(Box::new(config)),
+                listener,
+                RunOptions {
+                    supervisor,
+                    ..RunOptions::default()
+                },
+                reload_channel(),
+                CancellationToken::new(),
+            ),
+        )
+        .await
+        .expect("the exporter stops on its own");
+        match result {
+            Err(Error::Task(f)) => {
+                assert_eq!(f.task, "signal handler");
+                assert_eq!(f.failure, crate::supervisor::Failure::Stopped);
+            }
+            other => panic!("expected a task failure, got {other:?}"),
+        }
     }
 }

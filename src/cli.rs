@@ -636,8 +636,8 @@ mod tests {
     #[tokio::test]
     async fn check_config_online_names_each_failed_instance_and_goes_on() {
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let tracker = tokio_util::task::TaskTracker::new();
-        let (config, sim) = crate::demo::start(shutdown.clone(), &tracker)
+        let supervisor = crate::supervisor::Supervisor::new();
+        let (config, sim) = crate::demo::start(shutdown.clone(), &supervisor)
             .await
             .expect("simulator");
         let known: Vec<String> = sim.instances().into_iter().map(|i| i.id).collect();
@@ -674,8 +674,9 @@ mod tests {
             );
         }
         shutdown.cancel();
-        tracker.close();
-        tracker.wait().await;
+        supervisor.close();
+        supervisor.wait().await;
+        assert_eq!(supervisor.failure(), None);
         let _ = std::fs::remove_dir_all(d);
     }
 }

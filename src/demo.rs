@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::{
     AnalysisSettings, ApiSettings, CloudConfig, Config, InstanceConfig, InstanceDefaults,
-    KeyLabelKind, KeyfamilySettings, MetricsSettings, Mode, SchedulerSettings,
+    KeyfamilySettings, MetricsSettings, Mode, SchedulerSettings,
 };
 use crate::dcs::{Analysis, Auth, ClientConfig};
+use crate::metrics::keylabel::KeyLabelMode;
 use crate::simulator::{SimConfig, Simulator};
+use crate::supervisor::Supervisor;
 
 /// Analysis settings of the demo: short intervals, so results keep changing.
 pub fn demo_settings(analysis: Analysis) -> AnalysisSettings {
@@ -88,8 +89,7 @@ pub fn config_for(sim: &Simulator, sim_config: &SimConfig, endpoint: url::Url) -
         }],
         metrics: MetricsSettings {
             namespace: None,
-            key_label: KeyLabelKind::Name,
-            key_label_max_bytes: 200,
+            key_label: KeyLabelMode::Name { max_bytes: 200 },
             key_rewrite: Default::default(),
         },
         api: ApiSettings {
@@ -121,11 +121,12 @@ pub fn enable_key_families(config: &mut Config) {
     }
 }
 
-/// Starts the demo simulator on a loopback port; it stops when `shutdown` is cancelled.
-/// Returns the exporter config that points at it, and the simulator for inspection.
+/// Starts the demo simulator on a loopback port, as a service of `supervisor` (it stopping
+/// before `shutdown` is cancelled is a failure). Returns the exporter config that points at it,
+/// and the simulator for inspection.
 pub async fn start(
     shutdown: CancellationToken,
-    tracker: &TaskTracker,
+    supervisor: &Supervisor,
 ) -> std::io::Result<(Config, Simulator)> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
@@ -136,10 +137,8 @@ pub async fn start(
     let mut config = config_for(&sim, &sim_config, endpoint);
     enable_key_families(&mut config);
     let serving = sim.clone();
-    tracker.spawn(async move {
-        if let Err(e) = serving.serve(listener, shutdown).await {
-            tracing::error!(error = %e, "demo simulator stopped");
-        }
+    supervisor.spawn_service("demo simulator", shutdown.clone(), async move {
+        serving.serve(listener, shutdown).await
     });
     tracing::info!(address = %addr, instances = sim.instances().len(),
         "demo mode: embedded DCS simulator started");

@@ -20,9 +20,32 @@
 //! - [`app`]: wires the pieces together for the binary: `run(config, listener, shutdown)`.
 //! - [`cli`]: the command line, checked into the settings of each command, and the
 //!   `check-config` report; `main.rs` only wires it to [`app`].
+//!
+//! Beside them, three leaves that import nothing from the crate: [`secret`] (a value that never
+//! prints), [`backoff`] (the one retry backoff with jitter) and [`supervisor`] (named tasks whose
+//! panics, errors and early ends are seen).
+//!
+//! # Layers
+//! A module imports only from its own layer's leaves or from layers below it:
+//!
+//! | layer | modules | imports from |
+//! |---|---|---|
+//! | 0 | [`secret`], [`backoff`], [`supervisor`]; [`metrics::keylabel`], [`metrics::keyrewrite`], [`metrics::body`], [`metrics::api`] | nothing in the crate |
+//! | 1 | [`dcs`] | 0 (`metrics::api`: the API request metrics, see below) |
+//! | 2 | [`config`], [`simulator`], [`metrics`] (store, render, exposition) | 0–1 |
+//! | 3 | [`scheduler`] | 0–2 |
+//! | 4 | [`fleet`], [`server`] | 0–3 |
+//! | 5 | [`demo`] | 0–2 |
+//! | 6 | [`cli`], [`app`] | everything below |
+//!
+//! Within [`server`], `web_config` depends on `tls` and `auth`, never the reverse. One arrow
+//! still points from a module into another that also imports it: [`dcs`]'s client and IAM
+//! token cache record into [`metrics::api`], a leaf of [`metrics`]; those metrics belong in
+//! [`dcs`], as [`fleet`] owns its own.
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod dcs;
@@ -34,6 +57,7 @@ pub mod scheduler;
 pub mod secret;
 pub mod server;
 pub mod simulator;
+pub mod supervisor;
 
 /// The source revision this binary was built from: the short git commit of the checkout, the
 /// `DCS_EXPORTER_REVISION` environment variable given to the build (the Docker build has no

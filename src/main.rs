@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use dcs_key_exporter::app::{self, ConfigSource, RunOptions};
 use dcs_key_exporter::cli::{self, Args, Command, LogFormat, ServeOptions, Source, EXIT_USAGE};
 use dcs_key_exporter::config;
 use dcs_key_exporter::server::web_config::WebConfigWatcher;
 use dcs_key_exporter::simulator;
+use dcs_key_exporter::supervisor::Supervisor;
 
 fn main() -> ExitCode {
     tune_malloc();
@@ -87,10 +87,21 @@ async fn async_main(command: Command) -> ExitCode {
             ExitCode::from(report.exit)
         }
         Command::Simulate { listen, sim } => {
-            let shutdown = shutdown_on_signals(None);
-            match simulator::run_standalone(listen, sim, shutdown).await {
+            let supervisor = Supervisor::new();
+            let shutdown = match shutdown_on_signals(&supervisor, None) {
+                Ok(t) => t,
+                Err(e) => return fatal(1, e),
+            };
+            let result = tokio::select! {
+                r = simulator::run_standalone(listen, sim, shutdown.clone()) => {
+                    r.map_err(anyhow::Error::new)
+                }
+                f = supervisor.failed() => Err(anyhow::Error::new(f)),
+            };
+            shutdown.cancel();
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fatal(1, anyhow::Error::new(e)),
+                Err(e) => fatal(1, e),
             }
         }
         Command::Serve(opts) => serve(opts).await,
@@ -111,11 +122,16 @@ async fn serve(opts: ServeOptions) -> ExitCode {
         None => None,
     };
     let (reload_tx, reload_rx) = app::reload_channel();
-    let shutdown = shutdown_on_signals(Some(reload_tx.clone()));
-    let demo_tracker = TaskTracker::new();
+    // Every task of the process runs under this supervisor; a failure of any of them makes
+    // the exporter not ready, stops it, and exits with code 1.
+    let supervisor = Supervisor::new();
+    let shutdown = match shutdown_on_signals(&supervisor, Some(reload_tx.clone())) {
+        Ok(t) => t,
+        Err(e) => return fatal(1, e),
+    };
     let (source, loaded) = match &opts.source {
         Source::Demo => {
-            match dcs_key_exporter::demo::start(shutdown.child_token(), &demo_tracker).await {
+            match dcs_key_exporter::demo::start(shutdown.child_token(), &supervisor).await {
                 Ok((config, _sim)) => {
                     let loaded = config::Loaded {
                         config: config.clone(),
@@ -164,6 +180,7 @@ async fn serve(opts: ServeOptions) -> ExitCode {
         namespace: opts.namespace,
         web_config,
         fleet: opts.fleet,
+        supervisor: supervisor.clone(),
     };
     let result = app::run_loaded(
         source,
@@ -175,8 +192,19 @@ async fn serve(opts: ServeOptions) -> ExitCode {
     )
     .await;
     shutdown.cancel();
-    demo_tracker.close();
-    let _ = tokio::time::timeout(app::SHUTDOWN_GRACE, demo_tracker.wait()).await;
+    supervisor.close();
+    if tokio::time::timeout(app::SHUTDOWN_GRACE, supervisor.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks still running after the grace period; exiting anyway");
+    }
+    // A task of this binary (signal handling, the demo simulator) may have failed while the
+    // exporter stopped.
+    let result = match (result, supervisor.failure()) {
+        (Ok(()), Some(failure)) => Err(app::Error::Task(failure)),
+        (result, _) => result,
+    };
     match result {
         Ok(()) => {
             tracing::info!("stopped");
@@ -193,24 +221,28 @@ fn fatal(code: u8, e: anyhow::Error) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Cancels the returned token on SIGTERM or SIGINT; SIGHUP asks for a config reload.
+/// Cancels the returned token on SIGTERM or SIGINT; SIGHUP asks for a config reload. The
+/// handlers are installed before this returns (failing to is an error: the process could not
+/// be stopped gracefully); they are watched by a service of `supervisor`, which ends when the
+/// token is cancelled.
 fn shutdown_on_signals(
+    supervisor: &Supervisor,
     reload: Option<tokio::sync::mpsc::Sender<app::ReloadRequest>>,
-) -> CancellationToken {
+) -> anyhow::Result<CancellationToken> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{signal, SignalKind};
+    let install = |kind: SignalKind, name: &str| {
+        signal(kind).with_context(|| format!("cannot install the {name} handler"))
+    };
+    let mut term = install(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = install(SignalKind::interrupt(), "SIGINT")?;
+    let mut hup = install(SignalKind::hangup(), "SIGHUP")?;
     let token = CancellationToken::new();
     let t = token.clone();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
+    supervisor.spawn_service("signal handler", token.clone(), async move {
         loop {
             tokio::select! {
+                _ = t.cancelled() => return,
                 _ = term.recv() => { tracing::info!("SIGTERM received"); break }
                 _ = int.recv() => { tracing::info!("SIGINT received"); break }
                 _ = hup.recv() => {
@@ -224,7 +256,7 @@ fn shutdown_on_signals(
         }
         t.cancel();
     });
-    token
+    Ok(token)
 }
 
 fn init_logging(cli: &Args) {

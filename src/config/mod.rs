@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::dcs::{Analysis, ClientConfig};
+use crate::metrics::keylabel::KeyLabelMode;
 use crate::metrics::keyrewrite::KeyRewrite;
 pub use file::ReadError;
 
@@ -54,16 +55,6 @@ impl Mode {
             Mode::Off => "off",
         }
     }
-}
-
-/// How the `key` label is formed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyLabelKind {
-    /// The key name, truncated with a hash suffix beyond `key_label_max_bytes`.
-    Name,
-    /// A stable digest of the key name (for keys that carry personal data).
-    Hash,
 }
 
 /// Settings of one analysis of one instance.
@@ -196,8 +187,8 @@ pub struct InstanceDefaults {
 pub struct MetricsSettings {
     /// `None`: the `--metrics.namespace` flag (default `dcs`) decides.
     pub namespace: Option<String>,
-    pub key_label: KeyLabelKind,
-    pub key_label_max_bytes: usize,
+    /// `key_label` and `key_label_max_bytes`: how the `key` label is formed.
+    pub key_label: KeyLabelMode,
     /// `key_rewrite`: rules applied to key names before the label is formed.
     pub key_rewrite: KeyRewrite,
 }

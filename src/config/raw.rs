@@ -103,11 +103,20 @@ pub struct RawDiscovery {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub namespace: Option<String>,
-    pub key_label: Option<super::KeyLabelKind>,
+    pub key_label: Option<RawKeyLabel>,
     pub key_label_max_bytes: Option<u64>,
     pub lfu_log_factor: Option<u32>,
     #[serde(default)]
     pub key_rewrite: Vec<RawKeyRewrite>,
+}
+
+/// `metrics.key_label` as written; with `key_label_max_bytes` it becomes a
+/// [`KeyLabelMode`](crate::metrics::keylabel::KeyLabelMode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawKeyLabel {
+    Name,
+    Hash,
 }
 
 /// One `metrics.key_rewrite` rule.

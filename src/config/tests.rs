@@ -61,8 +61,23 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(i.bigkey.timeout, Duration::from_secs(1800));
     assert_eq!(i.bigkey.top_n, 100);
     assert_eq!(i.lfu_log_factor, 10);
-    assert_eq!(c.metrics.key_label, KeyLabelKind::Name);
-    assert_eq!(c.metrics.key_label_max_bytes, 200);
+    assert_eq!(c.metrics.key_label, KeyLabelMode::Name { max_bytes: 200 });
+}
+
+#[test]
+fn key_label_and_its_length_make_one_setting() {
+    let with = |metrics: &str| format!("{}metrics:\n{metrics}", minimal(""));
+    let c = load(&with("  key_label_max_bytes: 64\n")).unwrap();
+    assert_eq!(c.metrics.key_label, KeyLabelMode::Name { max_bytes: 64 });
+    let c = load(&with("  key_label: hash\n  key_label_max_bytes: 64\n")).unwrap();
+    assert_eq!(c.metrics.key_label, KeyLabelMode::Hash);
+    // The length is checked in hash mode too.
+    let p = problems(&with("  key_label: hash\n  key_label_max_bytes: 8\n"));
+    assert!(p.contains("metrics.key_label_max_bytes"), "{p}");
+    assert!(p.contains("must be between 16 and 65536"), "{p}");
+    let p = problems(&with("  key_label: digest\n"));
+    assert!(p.contains("metrics.key_label"), "{p}");
+    assert!(p.contains("`name`") && p.contains("`hash`"), "{p}");
 }
 
 #[test]

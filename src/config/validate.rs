@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::raw::{self, RawAnalysis, RawAuth, RawCloud, RawConfig, RawInstance};
+use super::raw::{self, RawAnalysis, RawAuth, RawCloud, RawConfig, RawInstance, RawKeyLabel};
 use super::{
     duration, file, is_metric_namespace, AnalysisSettings, ApiSettings, CloudConfig, Config,
-    DiscoveryConfig, InstanceConfig, InstanceDefaults, KeyLabelKind, KeyfamilySettings,
-    MetricsSettings, Mode, Problem, SchedulerSettings, MAX_SECRET_BYTES,
+    DiscoveryConfig, InstanceConfig, InstanceDefaults, KeyfamilySettings, MetricsSettings, Mode,
+    Problem, SchedulerSettings, MAX_SECRET_BYTES,
 };
 use crate::dcs::{Analysis, Auth, ClientConfig};
+use crate::metrics::keylabel::{KeyLabelMode, DEFAULT_MAX_BYTES};
 use crate::metrics::keyrewrite::{KeyRewrite, KeyRule};
 use crate::secret::Secret;
 
@@ -196,10 +197,16 @@ impl<'a> Validator<'a> {
     }
 
     pub(super) fn config(&mut self, raw: RawConfig) -> Config {
+        let max_bytes = raw
+            .metrics
+            .key_label_max_bytes
+            .unwrap_or(DEFAULT_MAX_BYTES as u64) as usize;
         let metrics = MetricsSettings {
             namespace: self.string("metrics.namespace", &raw.metrics.namespace),
-            key_label: raw.metrics.key_label.unwrap_or(KeyLabelKind::Name),
-            key_label_max_bytes: raw.metrics.key_label_max_bytes.unwrap_or(200) as usize,
+            key_label: match raw.metrics.key_label.unwrap_or(RawKeyLabel::Name) {
+                RawKeyLabel::Name => KeyLabelMode::Name { max_bytes },
+                RawKeyLabel::Hash => KeyLabelMode::Hash,
+            },
             key_rewrite: self.key_rewrite(&raw.metrics.key_rewrite),
         };
         if let Some(ns) = &metrics.namespace {
@@ -210,7 +217,8 @@ impl<'a> Validator<'a> {
                 );
             }
         }
-        if !(16..=65536).contains(&metrics.key_label_max_bytes) {
+        // Checked in hash mode too, where it is not used: a typo should not wait for a switch.
+        if !(16..=65536).contains(&max_bytes) {
             self.problem(
                 "metrics.key_label_max_bytes",
                 "must be between 16 and 65536",

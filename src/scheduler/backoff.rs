@@ -1,11 +1,14 @@
-//! Delays: exponential backoff after failures, start-up jitter, and the polling plan.
+//! Delays: the backoff after failed attempts, start-up jitter, and the polling plan.
 //!
-//! Pure functions of their inputs and a random number, so their bounds are unit-tested without
+//! The failure backoff is the crate's one [`crate::backoff::Backoff`], with the scheduler's
+//! base and cap. Pure functions of their inputs and a random number, so their bounds are unit-tested without
 //! a clock.
 
 use std::time::Duration;
 
 use rand::Rng;
+
+use crate::backoff::Backoff;
 
 /// First retry delay after a failed attempt.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
@@ -19,16 +22,14 @@ pub const POLL_MARGIN: Duration = Duration::from_millis(750);
 pub const UNSUPPORTED_RECHECK: Duration = Duration::from_secs(24 * 3600);
 
 /// Delay before retrying after `failures` consecutive failures (≥ 1): `base·2^(n−1)`, capped at
-/// `cap`, with "equal jitter" (between half and all of it) so a fleet that failed together does
-/// not retry together.
+/// `cap` (at least [`MIN_POLL_INTERVAL`]), with equal jitter (between half and all of it) so a
+/// fleet that failed together does not retry together.
 pub fn failure_backoff(failures: u64, cap: Duration, rng: &mut impl Rng) -> Duration {
-    let exp = failures.saturating_sub(1).min(20) as u32;
-    let raw = BACKOFF_BASE
-        .saturating_mul(1u32 << exp.min(31))
-        .min(cap)
-        .max(MIN_POLL_INTERVAL);
-    let half = raw / 2;
-    half + half.mul_f64(rng.gen::<f64>())
+    let max = cap.max(MIN_POLL_INTERVAL);
+    let backoff = Backoff::new(BACKOFF_BASE.min(max), max, Backoff::EQUAL_JITTER)
+        .expect("a base above zero, capped at the maximum, and equal jitter are valid");
+    let retry = u32::try_from(failures.saturating_sub(1)).unwrap_or(u32::MAX);
+    backoff.delay(retry, rng)
 }
 
 /// Delay before an analysis' first task after start: uniform in `[0, min(interval / 2, max)]`,

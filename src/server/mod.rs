@@ -55,13 +55,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::reload::ReloadRequest;
 use crate::metrics::body::Body;
 use crate::metrics::exposition::Exposition;
@@ -80,8 +80,13 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// How long `/-/reload` waits for the reload to be applied.
 pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
-/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Pause after failed `accept`s in a row (e.g. out of file descriptors) before trying again:
+/// from 100 ms, doubling up to 1 s, with jitter.
+const ACCEPT_BACKOFF: Backoff = Backoff::fixed(
+    Duration::from_millis(100),
+    Duration::from_secs(1),
+    Backoff::EQUAL_JITTER,
+);
 
 /// Content type of the text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -196,26 +201,31 @@ pub async fn serve_with_limits(
 
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    let mut accept_failures = 0u32;
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             Some(done) = connections.join_next(), if !connections.is_empty() => {
+                // A connection's panic ends that connection only; it is a bug, so say so loudly.
                 if let Err(e) = done {
-                    tracing::warn!(error = %e, "connection task failed");
+                    tracing::error!(error = %e, "connection task failed");
                 }
             }
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accepting a connection failed");
+                        let wait = ACCEPT_BACKOFF.delay(accept_failures, &mut rand::thread_rng());
+                        accept_failures = accept_failures.saturating_add(1);
+                        tracing::warn!(error = %e, retry_in = ?wait, "accepting a connection failed");
                         tokio::select! {
                             () = shutdown.cancelled() => break,
-                            () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                            () = tokio::time::sleep(wait) => continue,
                         }
                     }
                 };
+                accept_failures = 0;
                 // A body's last small write must not wait for the client's delayed ACK (Nagle):
                 // that costs ~40 ms on some scrapes.
                 if let Err(e) = stream.set_nodelay(true) {
@@ -393,7 +403,8 @@ impl Connection {
                     watcher.watch(conn.into_owned()).await
                 }
                 Some(tls) => {
-                    let Some(stream) = tls_handshake(stream, peer, tls).await else {
+                    let Some(stream) = tls::handshake(stream, peer, tls, HEADER_READ_TIMEOUT).await
+                    else {
                         return Ok(());
                     };
                     let conn =
@@ -411,46 +422,6 @@ impl Connection {
         };
         if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "connection closed with an error");
-        }
-    }
-}
-
-/// The first byte of a TLS record carrying a handshake message.
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-/// What a plain HTTP client gets from the TLS port.
-const PLAIN_HTTP_TO_TLS: &[u8] =
-    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
-Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
-
-/// Runs the TLS handshake within [`HEADER_READ_TIMEOUT`]; `None` when it fails (logged at debug
-/// level: failed handshakes are the client's problem).
-async fn tls_handshake(
-    mut stream: TcpStream,
-    peer: std::net::SocketAddr,
-    tls: Arc<rustls::ServerConfig>,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    let handshake = async {
-        let mut first = [0u8; 1];
-        if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE_RECORD {
-            // Not TLS: most likely plain HTTP. Say so, as Go's servers do, and close.
-            let _ = stream.write_all(PLAIN_HTTP_TO_TLS).await;
-            let _ = stream.shutdown().await;
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "plain HTTP sent to the TLS port",
-            ));
-        }
-        tokio_rustls::TlsAcceptor::from(tls).accept(stream).await
-    };
-    match tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await {
-        Ok(Ok(s)) => Some(s),
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            None
         }
     }
 }

@@ -34,7 +34,8 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::auth::BasicAuth;
-use super::tls;
+use super::tls::{self, RawTls};
+pub use super::tls::{ClientAuthType, TlsVersion};
 use crate::config::file::{read_bounded, ReadError};
 
 /// The largest web config, certificate, key or CA file read.
@@ -56,55 +57,12 @@ pub enum WebConfigError {
     },
 }
 
-/// Which client certificates the server asks for and accepts (Go's `tls.ClientAuthType` names).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-pub enum ClientAuthType {
-    /// No client certificate is requested.
-    NoClientCert,
-    /// A certificate is requested; any certificate (or none) is accepted.
-    RequestClientCert,
-    /// A certificate is required; it is not checked against a CA.
-    RequireAnyClientCert,
-    /// A certificate is optional; if one is given it must chain to `client_ca_file`.
-    VerifyClientCertIfGiven,
-    /// A certificate chaining to `client_ca_file` is required.
-    RequireAndVerifyClientCert,
-}
-
-/// A TLS protocol version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-pub enum TlsVersion {
-    TLS12,
-    TLS13,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWebConfig {
     tls_server_config: Option<RawTls>,
     #[serde(default)]
     basic_auth_users: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    cert_file: Option<String>,
-    key_file: Option<String>,
-    client_auth_type: Option<ClientAuthType>,
-    client_ca_file: Option<String>,
-    min_version: Option<TlsVersion>,
-    max_version: Option<TlsVersion>,
-}
-
-/// The TLS settings with the contents of the files they name.
-pub(crate) struct TlsSources {
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-    pub client_ca_pem: Option<Vec<u8>>,
-    pub client_auth: ClientAuthType,
-    pub min_version: TlsVersion,
-    pub max_version: TlsVersion,
 }
 
 /// A loaded web config: what the server applies to connections and requests.
@@ -173,7 +131,16 @@ pub fn load(path: &Path) -> Result<(WebConfig, [u8; 32]), WebConfigError> {
     let tls = match raw.tls_server_config {
         None => None,
         Some(t) => {
-            let sources = tls_sources(&t, base, &mut hasher).map_err(|(k, m)| invalid(&k, m))?;
+            let read = |field: &str, p: &str| {
+                let path = resolve(base, p);
+                let bytes = read_bounded(&path, MAX_FILE_BYTES)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                hasher.update(field.as_bytes());
+                hasher.update((bytes.len() as u64).to_le_bytes());
+                hasher.update(&bytes);
+                Ok(bytes)
+            };
+            let sources = tls::sources(&t, read).map_err(|(k, m)| invalid(&k, m))?;
             Some(tls::server_config(&sources).map_err(|(k, m)| invalid(k, m))?)
         }
     };
@@ -185,75 +152,6 @@ pub fn load(path: &Path) -> Result<(WebConfig, [u8; 32]), WebConfigError> {
         ))
     };
     Ok((WebConfig { tls, basic_auth }, hasher.finalize().into()))
-}
-
-/// Reads the files of `tls_server_config`, adding their contents to the fingerprint.
-fn tls_sources(
-    raw: &RawTls,
-    base: &Path,
-    hasher: &mut Sha256,
-) -> Result<TlsSources, (String, String)> {
-    const PREFIX: &str = "tls_server_config";
-    let mut read = |field: &str, value: &Option<String>| -> Result<Option<Vec<u8>>, _> {
-        let key = format!("{PREFIX}.{field}");
-        let Some(p) = value.as_deref() else {
-            return Ok(None);
-        };
-        if p.trim().is_empty() {
-            return Err((key, "must not be empty".to_owned()));
-        }
-        let path = resolve(base, p);
-        let bytes = read_bounded(&path, MAX_FILE_BYTES)
-            .map_err(|e| (key.clone(), format!("cannot read {}: {e}", path.display())))?;
-        hasher.update(field.as_bytes());
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(&bytes);
-        Ok(Some(bytes))
-    };
-    let cert_pem = read("cert_file", &raw.cert_file)?;
-    let key_pem = read("key_file", &raw.key_file)?;
-    let client_ca_pem = read("client_ca_file", &raw.client_ca_file)?;
-    let cert_pem = cert_pem.ok_or_else(|| (format!("{PREFIX}.cert_file"), "is required".into()))?;
-    let key_pem = key_pem.ok_or_else(|| (format!("{PREFIX}.key_file"), "is required".into()))?;
-    // As in exporter-toolkit: a client CA without an explicit type means verified client
-    // certificates are required.
-    let client_auth = match (raw.client_auth_type, &client_ca_pem) {
-        (Some(t), _) => t,
-        (None, Some(_)) => ClientAuthType::RequireAndVerifyClientCert,
-        (None, None) => ClientAuthType::NoClientCert,
-    };
-    let verifies = matches!(
-        client_auth,
-        ClientAuthType::VerifyClientCertIfGiven | ClientAuthType::RequireAndVerifyClientCert
-    );
-    if verifies && client_ca_pem.is_none() {
-        return Err((
-            format!("{PREFIX}.client_ca_file"),
-            format!("is required when client_auth_type is {client_auth:?}"),
-        ));
-    }
-    if !verifies && client_ca_pem.is_some() {
-        return Err((
-            format!("{PREFIX}.client_ca_file"),
-            format!("is not used when client_auth_type is {client_auth:?}"),
-        ));
-    }
-    let min_version = raw.min_version.unwrap_or(TlsVersion::TLS12);
-    let max_version = raw.max_version.unwrap_or(TlsVersion::TLS13);
-    if min_version > max_version {
-        return Err((
-            format!("{PREFIX}.min_version"),
-            format!("{min_version:?} is above max_version {max_version:?}"),
-        ));
-    }
-    Ok(TlsSources {
-        cert_pem,
-        key_pem,
-        client_ca_pem,
-        client_auth,
-        min_version,
-        max_version,
-    })
 }
 
 fn resolve(base: &Path, p: &str) -> PathBuf {

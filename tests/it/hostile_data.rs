@@ -13,9 +13,10 @@ use bytes::Bytes;
 use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config::{
     AnalysisSettings, ApiSettings, CloudConfig, Config, InstanceConfig, InstanceDefaults,
-    KeyLabelKind, MetricsSettings, Mode, SchedulerSettings,
+    MetricsSettings, Mode, SchedulerSettings,
 };
 use dcs_key_exporter::dcs::{Analysis, Auth, ClientConfig};
+use dcs_key_exporter::metrics::keylabel::KeyLabelMode;
 use dcs_key_exporter::metrics::render::escape_label_value;
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -180,8 +181,7 @@ fn config(endpoint: url::Url) -> Config {
         }],
         metrics: MetricsSettings {
             namespace: None,
-            key_label: KeyLabelKind::Name,
-            key_label_max_bytes: 200,
+            key_label: KeyLabelMode::Name { max_bytes: 200 },
             key_rewrite: Default::default(),
         },
         api: ApiSettings {

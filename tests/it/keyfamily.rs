@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use crate::common::{start_sim, Exporter, Metrics, Sim};
 use dcs_key_exporter::app::RunOptions;
+use dcs_key_exporter::config::SchedulerSettings;
 use dcs_key_exporter::config::{AnalysisSettings, Config, KeyfamilySettings, Mode};
-use dcs_key_exporter::config::{KeyLabelKind, SchedulerSettings};
 use dcs_key_exporter::dcs::{DcsApi, DcsClient, OfflineAnalysisRequest};
 use dcs_key_exporter::demo;
+use dcs_key_exporter::metrics::keylabel::KeyLabelMode;
 use dcs_key_exporter::simulator::{SimConfig, SimInstance, Simulator};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -40,7 +41,7 @@ const OFF: AnalysisSettings = AnalysisSettings {
     top_n: 10,
 };
 
-fn config(sim: &Sim, key_label: KeyLabelKind) -> Config {
+fn config(sim: &Sim, key_label: KeyLabelMode) -> Config {
     let mut config = demo::config_for(&sim.sim, &sim.config, sim.url.clone());
     let kf = KeyfamilySettings {
         analysis: AnalysisSettings {
@@ -150,7 +151,7 @@ fn exported(m: &Metrics, id: &str) -> Series {
 #[tokio::test]
 async fn families_match_the_backups_of_every_shard() {
     let sim = start_sim(sim_config()).await;
-    let exp = start_exporter(config(&sim, KeyLabelKind::Name)).await;
+    let exp = start_exporter(config(&sim, KeyLabelMode::Name { max_bytes: 200 })).await;
     let m = crate::common::wait_for("every shard analysed", DEADLINE, || async {
         let m = exp.scrape().await;
         let shards = m.label_values("dcs_keyfamily_memory_bytes", "shard");
@@ -194,7 +195,7 @@ async fn families_match_the_backups_of_every_shard() {
 #[tokio::test]
 async fn a_running_task_is_adopted_not_doubled() {
     let sim = start_sim(sim_config()).await;
-    let cfg = config(&sim, KeyLabelKind::Name);
+    let cfg = config(&sim, KeyLabelMode::Name { max_bytes: 200 });
     // Someone else's analysis of the HA instance runs when the exporter starts.
     let client = DcsClient::new(cfg.clouds[0].client.clone(), None).unwrap();
     let node = sim.sim.nodes(HA).into_iter().find(|n| !n.master).unwrap();
@@ -228,7 +229,7 @@ async fn a_running_task_is_adopted_not_doubled() {
 #[tokio::test]
 async fn hashed_key_labels_hide_family_names() {
     let sim = start_sim(sim_config()).await;
-    let exp = start_exporter(config(&sim, KeyLabelKind::Hash)).await;
+    let exp = start_exporter(config(&sim, KeyLabelMode::Hash)).await;
     let m = crate::common::wait_for("families", DEADLINE, || async {
         let m = exp.scrape().await;
         (m.count("dcs_keyfamily_memory_bytes", HA) > 0).then_some(m)
@@ -261,7 +262,7 @@ async fn hashed_key_labels_hide_family_names() {
 async fn the_client_and_the_simulator_agree_on_the_offline_calls() {
     use dcs_key_exporter::dcs::{BackupListQuery, TaskListQuery, TaskStatus};
     let sim = start_sim(sim_config()).await;
-    let cfg = config(&sim, KeyLabelKind::Name);
+    let cfg = config(&sim, KeyLabelMode::Name { max_bytes: 200 });
     let client = DcsClient::new(cfg.clouds[0].client.clone(), None).unwrap();
 
     // Groups (under the singular `instance` path) and logical nodes name the same nodes.
