@@ -328,6 +328,22 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, UsageError> {
         .map_err(|_| UsageError::ListenAddress(s.to_owned()))
 }
 
+/// What to look at after a failed online check, for the failures a new setup usually has.
+fn online_hint(e: &crate::dcs::Error) -> &'static str {
+    use crate::dcs::Error;
+    if e.is_auth() {
+        " (check access_key and secret_key, or the IAM user, and project_id; and that this \
+         host's clock is right: signatures expire)"
+    } else if e.is_not_found() {
+        " (no such instance in this project and region: check the id, project_id and region)"
+    } else if matches!(e, Error::Transport { .. } | Error::Timeout { .. }) {
+        " (the endpoint cannot be reached from here: check region or endpoint, DNS, proxy and \
+         firewall)"
+    } else {
+        ""
+    }
+}
+
 /// What `check-config` prints (to standard output) and its exit code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckReport {
@@ -418,7 +434,10 @@ pub async fn check_config(path: &Path, online: bool) -> CheckReport {
                 }
                 Err(e) => {
                     failed += 1;
-                    lines.push(format!("cloud {name}: ListInstances FAILED: {e}"));
+                    lines.push(format!(
+                        "cloud {name}: ListInstances FAILED: {e}{}",
+                        online_hint(&e)
+                    ));
                 }
             }
         }
@@ -438,7 +457,10 @@ pub async fn check_config(path: &Path, online: bool) -> CheckReport {
                 )),
                 Err(e) => {
                     failed += 1;
-                    lines.push(format!("cloud {name}: instance {id}: FAILED: {e}"));
+                    lines.push(format!(
+                        "cloud {name}: instance {id}: FAILED: {e}{}",
+                        online_hint(&e)
+                    ));
                 }
             }
         }
@@ -727,6 +749,11 @@ mod tests {
             failed[0].starts_with(&format!("cloud sim: instance {unknown}: FAILED")),
             "{text}"
         );
+        // ... with what to look at.
+        assert!(
+            failed[0].contains("(no such instance in this project"),
+            "{text}"
+        );
         // Every known instance was still checked, and passed.
         for id in &known {
             assert!(
@@ -734,9 +761,29 @@ mod tests {
                 "{id}: {text}"
             );
         }
+        // A wrong secret key fails every call, each saying to check the credentials.
+        let secret = crate::simulator::SimConfig::demo().secret_key;
+        let wrong = std::fs::read_to_string(&p)
+            .expect("read")
+            .replace(secret.expose(), "not-the-secret-key");
+        std::fs::write(&p, wrong).expect("write");
+        let r = check_config(&p, true).await;
+        let text = r.lines.join("\n");
+        let failed: Vec<&String> = r.lines.iter().filter(|l| l.contains("FAILED")).collect();
+        assert_eq!(failed.len(), known.len() + 2, "{text}");
+        for line in &failed[..failed.len() - 1] {
+            assert!(line.contains("(check access_key and secret_key"), "{text}");
+        }
         shutdown.cancel();
         tracker.close();
         tracker.wait().await;
+        // Unreachable: nothing listens on the endpoint any more.
+        let r = check_config(&p, true).await;
+        let text = r.lines.join("\n");
+        assert!(
+            text.contains("(the endpoint cannot be reached from here"),
+            "{text}"
+        );
         let _ = std::fs::remove_dir_all(d);
     }
 }
