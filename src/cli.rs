@@ -328,6 +328,23 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, UsageError> {
         .map_err(|_| UsageError::ListenAddress(s.to_owned()))
 }
 
+/// An error and its causes, as `error: …` prints them. A cause is added only when the text so
+/// far does not say it already: many errors put their cause into their own message too, and
+/// printing the whole chain (`{:#}`) then repeats it.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
 /// What to look at after a failed online check, for the failures a new setup usually has.
 fn online_hint(e: &crate::dcs::Error) -> &'static str {
     use crate::dcs::Error;
@@ -627,6 +644,29 @@ mod tests {
             sim.secret_key.expose(),
             crate::simulator::DEFAULT_SECRET_KEY
         );
+    }
+
+    /// A missing web config file said "No such file or directory" three times: in the
+    /// message, in its cause and in the cause's cause.
+    #[test]
+    fn a_fatal_error_says_its_cause_once() {
+        let d = scratch("chain");
+        let missing = d.join("web.yml");
+        let e = crate::server::web_config::load(&missing).expect_err("missing file");
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let reason = std::fs::read(&missing).expect_err("missing").to_string();
+        let shown = error_chain(&e);
+        assert_eq!(shown.matches(&reason).count(), 1, "{shown}");
+        assert!(shown.contains("cannot read web config file"), "{shown}");
+        // Through anyhow, with a context, as main prints it: each part once.
+        let e = anyhow::Error::new(e).context("starting");
+        let shown = error_chain(e.as_ref());
+        assert!(shown.starts_with("starting: "), "{shown}");
+        assert_eq!(shown.matches(&reason).count(), 1, "{shown}");
+        // A cause the message does not repeat is kept.
+        let e = anyhow::Error::new(io).context("reading x");
+        assert_eq!(error_chain(e.as_ref()), "reading x: entity not found");
+        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]
