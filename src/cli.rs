@@ -125,7 +125,9 @@ pub struct Args {
 pub enum Sub {
     /// Validate the config file: exit 0, or print every problem and exit 2.
     CheckConfig {
-        /// Also call the DCS API once per cloud to prove endpoint and credentials work.
+        /// Also call the DCS API to prove endpoint and credentials work: ShowInstance for every
+        /// configured instance, and ListInstances once for each cloud without instances or with
+        /// discovery. Exit code 1 if any call fails.
         #[arg(long)]
         online: bool,
     },
@@ -138,9 +140,13 @@ pub enum Sub {
         #[arg(long, env = "DCS_EXPORTER_INSTANCES", default_value_t = 0)]
         instances: usize,
         /// Access key the simulator accepts.
-        #[arg(long = "sim.access-key", env = "DCS_EXPORTER_SIM_ACCESS_KEY")]
-        access_key: Option<String>,
-        /// Secret key the simulator accepts.
+        #[arg(
+            long = "sim.access-key",
+            env = "DCS_EXPORTER_SIM_ACCESS_KEY",
+            default_value = crate::simulator::DEFAULT_ACCESS_KEY
+        )]
+        access_key: String,
+        /// Secret key the simulator accepts [default: simulator-secret-key].
         #[arg(
             long = "sim.secret-key",
             env = "DCS_EXPORTER_SIM_SECRET_KEY",
@@ -148,8 +154,12 @@ pub enum Sub {
         )]
         secret_key: Option<String>,
         /// Project id the simulator serves.
-        #[arg(long = "sim.project-id", env = "DCS_EXPORTER_SIM_PROJECT_ID")]
-        project_id: Option<String>,
+        #[arg(
+            long = "sim.project-id",
+            env = "DCS_EXPORTER_SIM_PROJECT_ID",
+            default_value = crate::simulator::DEFAULT_PROJECT_ID
+        )]
+        project_id: String,
         /// Multiplies task durations and drift periods (e.g. 0.05 runs tasks 20 times faster);
         /// default: realistic durations for generated instances, the demo's own scale otherwise.
         #[arg(
@@ -184,6 +194,16 @@ pub enum UsageError {
     NoConfig,
     #[error("check-config needs --config.file=PATH")]
     CheckNeedsConfig,
+    #[error(
+        "--demo runs its own simulator and config: leave out --config.file \
+         (or DCS_EXPORTER_CONFIG_FILE), or drop --demo to use the file"
+    )]
+    DemoTakesNoConfig,
+    #[error(
+        "simulate serves its own instances and reads no config: leave out --config.file \
+         (or DCS_EXPORTER_CONFIG_FILE); point the exporter at it with `endpoint:` in its config"
+    )]
+    SimulateTakesNoConfig,
 }
 
 /// What to run, with checked settings.
@@ -238,16 +258,15 @@ impl Args {
                 } else {
                     SimConfig::generated(seed, instances)
                 };
-                sim.seed = seed;
-                if let Some(ak) = access_key {
-                    sim.access_key = ak;
+                if self.config_file.is_some() {
+                    return Err(UsageError::SimulateTakesNoConfig);
                 }
+                sim.seed = seed;
+                sim.access_key = access_key;
                 if let Some(sk) = secret_key {
                     sim.secret_key = sk.as_str().into();
                 }
-                if let Some(p) = project_id {
-                    sim.project_id = p;
-                }
+                sim.project_id = project_id;
                 if let Some(scale) = time_scale {
                     if !scale.is_finite() || scale <= 0.0 {
                         return Err(UsageError::TimeScale);
@@ -272,7 +291,8 @@ impl Args {
                 }
                 let shard = Shard::from_flags(&self.shard_index, self.shard_count, hostname)?;
                 let source = match (self.demo, self.config_file) {
-                    (true, _) => Source::Demo,
+                    (true, Some(_)) => return Err(UsageError::DemoTakesNoConfig),
+                    (true, None) => Source::Demo,
                     (false, Some(p)) => Source::File(p),
                     (false, None) => return Err(UsageError::NoConfig),
                 };
@@ -306,6 +326,39 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, UsageError> {
     };
     full.parse()
         .map_err(|_| UsageError::ListenAddress(s.to_owned()))
+}
+
+/// An error and its causes, as `error: …` prints them. A cause is added only when the text so
+/// far does not say it already: many errors put their cause into their own message too, and
+/// printing the whole chain (`{:#}`) then repeats it.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
+/// What to look at after a failed online check, for the failures a new setup usually has.
+fn online_hint(e: &crate::dcs::Error) -> &'static str {
+    use crate::dcs::Error;
+    if e.is_auth() {
+        " (check access_key and secret_key, or the IAM user, and project_id; and that this \
+         host's clock is right: signatures expire)"
+    } else if e.is_not_found() {
+        " (no such instance in this project and region: check the id, project_id and region)"
+    } else if matches!(e, Error::Transport { .. } | Error::Timeout { .. }) {
+        " (the endpoint cannot be reached from here: check region or endpoint, DNS, proxy and \
+         firewall)"
+    } else {
+        ""
+    }
 }
 
 /// What `check-config` prints (to standard output) and its exit code.
@@ -405,7 +458,10 @@ pub async fn check_config(path: &Path, online: bool) -> CheckReport {
                 }
                 Err(e) => {
                     failed += 1;
-                    lines.push(format!("cloud {name}: ListInstances FAILED: {e}"));
+                    lines.push(format!(
+                        "cloud {name}: ListInstances FAILED: {e}{}",
+                        online_hint(&e)
+                    ));
                 }
             }
         }
@@ -425,7 +481,10 @@ pub async fn check_config(path: &Path, online: bool) -> CheckReport {
                 )),
                 Err(e) => {
                     failed += 1;
-                    lines.push(format!("cloud {name}: instance {id}: FAILED: {e}"));
+                    lines.push(format!(
+                        "cloud {name}: instance {id}: FAILED: {e}{}",
+                        online_hint(&e)
+                    ));
                 }
             }
         }
@@ -523,7 +582,7 @@ mod tests {
 
     #[test]
     fn bad_flags_are_usage_errors() {
-        let cases: [(&[&str], &str); 6] = [
+        let cases: [(&[&str], &str); 8] = [
             (&[], "no config: pass --config.file=PATH, or try --demo"),
             (
                 &["--demo", "--web.listen-address=9797"],
@@ -539,11 +598,91 @@ mod tests {
             ),
             (&["--demo", "--shard.index=3", "--shard.count=3"], "shard"),
             (&["check-config"], "check-config needs --config.file=PATH"),
+            // A flag that would be silently ignored is refused instead.
+            (
+                &["--demo", "--config.file=c.yaml"],
+                "--demo runs its own simulator and config",
+            ),
+            (
+                &["simulate", "--config.file=c.yaml"],
+                "simulate serves its own instances and reads no config",
+            ),
         ];
         for (args, want) in cases {
             let e = command(args).expect_err("refused").to_string();
             assert!(e.contains(want), "{args:?}: {e}");
         }
+    }
+
+    /// The help must say what the flags do and what the README promises: `check-config
+    /// --online` calls DCS per instance, and `simulate` shows the credentials it accepts.
+    #[test]
+    fn help_shows_what_check_config_online_calls_and_the_simulator_defaults() {
+        use clap::CommandFactory;
+        let mut cmd = Args::command();
+        let check = cmd
+            .find_subcommand_mut("check-config")
+            .expect("check-config")
+            .render_long_help()
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            check.contains("ShowInstance for every configured instance"),
+            "{check}"
+        );
+        let sim = cmd
+            .find_subcommand_mut("simulate")
+            .expect("simulate")
+            .render_long_help()
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for default in [
+            crate::simulator::DEFAULT_ACCESS_KEY,
+            crate::simulator::DEFAULT_SECRET_KEY,
+            crate::simulator::DEFAULT_PROJECT_ID,
+        ] {
+            assert!(
+                sim.contains(&format!("default: {default}")),
+                "{default}: {sim}"
+            );
+        }
+        // Without flags, simulate accepts exactly those.
+        let Ok(Command::Simulate { sim, .. }) = command(&["simulate"]) else {
+            panic!("simulate");
+        };
+        assert_eq!(sim.access_key, crate::simulator::DEFAULT_ACCESS_KEY);
+        assert_eq!(sim.project_id, crate::simulator::DEFAULT_PROJECT_ID);
+        assert_eq!(
+            sim.secret_key.expose(),
+            crate::simulator::DEFAULT_SECRET_KEY
+        );
+    }
+
+    /// A missing web config file said "No such file or directory" three times: in the
+    /// message, in its cause and in the cause's cause.
+    #[test]
+    fn a_fatal_error_says_its_cause_once() {
+        let d = scratch("chain");
+        let missing = d.join("web.yml");
+        let e = crate::server::web_config::load(&missing).expect_err("missing file");
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let reason = std::fs::read(&missing).expect_err("missing").to_string();
+        let shown = error_chain(&e);
+        assert_eq!(shown.matches(&reason).count(), 1, "{shown}");
+        assert!(shown.contains("cannot read web config file"), "{shown}");
+        // Through anyhow, with a context, as main prints it: each part once.
+        let e = anyhow::Error::new(e).context("starting");
+        let shown = error_chain(e.as_ref());
+        assert!(shown.starts_with("starting: "), "{shown}");
+        assert_eq!(shown.matches(&reason).count(), 1, "{shown}");
+        // A cause the message does not repeat is kept.
+        let e = anyhow::Error::new(io).context("reading x");
+        assert_eq!(error_chain(e.as_ref()), "reading x: entity not found");
+        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]
@@ -666,6 +805,11 @@ mod tests {
             failed[0].starts_with(&format!("cloud sim: instance {unknown}: FAILED")),
             "{text}"
         );
+        // ... with what to look at.
+        assert!(
+            failed[0].contains("(no such instance in this project"),
+            "{text}"
+        );
         // Every known instance was still checked, and passed.
         for id in &known {
             assert!(
@@ -673,10 +817,30 @@ mod tests {
                 "{id}: {text}"
             );
         }
+        // A wrong secret key fails every call, each saying to check the credentials.
+        let secret = crate::simulator::SimConfig::demo().secret_key;
+        let wrong = std::fs::read_to_string(&p)
+            .expect("read")
+            .replace(secret.expose(), "not-the-secret-key");
+        std::fs::write(&p, wrong).expect("write");
+        let r = check_config(&p, true).await;
+        let text = r.lines.join("\n");
+        let failed: Vec<&String> = r.lines.iter().filter(|l| l.contains("FAILED")).collect();
+        assert_eq!(failed.len(), known.len() + 2, "{text}");
+        for line in &failed[..failed.len() - 1] {
+            assert!(line.contains("(check access_key and secret_key"), "{text}");
+        }
         shutdown.cancel();
         supervisor.close();
         supervisor.wait().await;
         assert_eq!(supervisor.failure(), None);
+        // Unreachable: nothing listens on the endpoint any more.
+        let r = check_config(&p, true).await;
+        let text = r.lines.join("\n");
+        assert!(
+            text.contains("(the endpoint cannot be reached from here"),
+            "{text}"
+        );
         let _ = std::fs::remove_dir_all(d);
     }
 }

@@ -217,7 +217,7 @@ async fn serve(opts: ServeOptions) -> ExitCode {
 
 /// Prints a fatal error, once, as `error: …` on standard error, and gives the exit code.
 fn fatal(code: u8, e: anyhow::Error) -> ExitCode {
-    eprintln!("error: {e:#}");
+    eprintln!("error: {}", cli::error_chain(e.as_ref()));
     ExitCode::from(code)
 }
 

@@ -100,6 +100,15 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
     if input.is_empty() {
         return Err(err("empty"));
     }
+    // Say what is wrong instead of "expected a number" / "missing unit".
+    if input.starts_with('-') {
+        return Err(err("durations cannot be negative"));
+    }
+    if input.bytes().any(|b| b == b'.' || b == b',') {
+        return Err(err(
+            "no fractions: combine units instead, e.g. 1h30m for 1.5h",
+        ));
+    }
     let mut rest = input;
     let mut total_ms: u64 = 0;
     let mut last_unit = None::<usize>;
@@ -208,6 +217,17 @@ mod tests {
             "99999999999999999999s",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn negative_and_fractional_durations_say_why() {
+        let e = parse("-5s").unwrap_err().to_string();
+        assert!(e.contains("cannot be negative"), "{e}");
+        for input in ["1.5h", "0.5s", "2,5m"] {
+            let e = parse(input).unwrap_err().to_string();
+            assert!(e.contains("no fractions"), "{input}: {e}");
+            assert!(!e.contains("missing unit"), "{input}: {e}");
         }
     }
 

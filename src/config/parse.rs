@@ -14,6 +14,10 @@ use super::Problem;
 /// Most parser problems reported for one file.
 pub const MAX_PARSE_PROBLEMS: usize = 50;
 
+/// Added to the last problem when parsing could not go past it (a syntax error, a bad key
+/// inside a flow mapping `{…}`): the rest of the file is not checked yet.
+pub const STOPPED: &str = "; the check stopped here: fix this to see any problem after it";
+
 /// The parsed config, if the text parses once its faulty keys are left out, and the problems.
 /// `None` with problems: the text could not be parsed at all (syntax).
 pub fn parse(text: &str) -> (Option<RawConfig>, Vec<Problem>) {
@@ -81,7 +85,14 @@ pub fn parse(text: &str) -> (Option<RawConfig>, Vec<Problem>) {
                 removed.push(key);
                 current = t;
             }
-            None => return (None, problems),
+            None => {
+                // Nothing after this point was checked: say so, or the file looks clean once
+                // this one is fixed.
+                if let Some(p) = problems.last_mut() {
+                    p.message.push_str(STOPPED);
+                }
+                return (None, problems);
+            }
         }
     }
 }
@@ -136,6 +147,28 @@ api:
         let raw = raw.expect("parses without the faulty keys");
         assert_eq!(raw.clouds[0].instances.len(), 2);
         assert_eq!(raw.clouds[0].instances[1].id.as_deref(), Some("two"));
+    }
+
+    #[test]
+    fn a_problem_the_parser_cannot_skip_says_the_check_stopped() {
+        // Inside a flow mapping the bad key cannot be left out, so `api.max_retries` is not
+        // reached: the one problem says that the check stopped there.
+        let text = "\
+clouds:
+  - name: a
+    auth: {acces_key: x}
+api:
+  max_retries: -1
+";
+        let (raw, problems) = parse(text);
+        assert!(raw.is_none());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "clouds[0].auth.acces_key");
+        assert!(problems[0].message.ends_with(STOPPED), "{problems:?}");
+        // In block style every problem is reported, and none says the check stopped.
+        let (_, problems) = parse("clouds:\n  - name: a\n    regoin: x\napi:\n  max_retries: -1\n");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().all(|p| !p.message.contains(STOPPED)));
     }
 
     #[test]

@@ -489,7 +489,15 @@ async fn handle<B>(state: &ServerState, req: Request<B>) -> Response<Body> {
         "/" | "/-/healthy" | "/-/ready" => not_allowed("GET, HEAD"),
         "/-/reload" if method == Method::POST => reload(state).await,
         "/-/reload" => not_allowed("POST"),
-        _ => text(StatusCode::NOT_FOUND, "Not found"),
+        // Say where things are: a mistyped path (`/metric`) is the usual reason.
+        _ => text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "Not found. Metrics: {}; status page: /; also /-/healthy, /-/ready and \
+                 /-/reload (POST)",
+                state.telemetry_path
+            ),
+        ),
     }
 }
 

@@ -110,6 +110,8 @@ day.</dd>\n\
 exporter (<code>trigger</code> mode) or by someone in the DCS console. An <em>auto scan</em> is \
 a run of DCS's own daily auto-scan schedule. The exporter publishes the newest successful \
 result of either kind.</dd>\n\
+<dt>last success</dt><dd>in the summary: when the newer of the instance's two analysis \
+results finished, whichever analysis it was; each analysis' own is in the instance's details.</dd>\n\
 <dt>biggest key</dt><dd>the big key furthest over DCS's definition of a big key: a string \
 over 10 KiB, or a collection over 5,000 elements.</dd>\n\
 <dt>freq</dt><dd>the LFU counter (0–255, logarithmic); 255 is its cap, reached after about \
@@ -911,6 +913,12 @@ mod tests {
             "{row}"
         );
         assert!(page.contains("<dt>manual scan</dt>"));
+        // The summary's one time column says it is the newer of the two analyses: an instance
+        // whose hot key analysis fails can show a recent big key success there.
+        assert!(
+            page.contains("<dt>last success</dt><dd>in the summary: when the newer"),
+            "legend"
+        );
     }
 
     #[test]

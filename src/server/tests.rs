@@ -216,6 +216,14 @@ async fn health_readiness_and_errors() {
     srv.ready.send(true).expect("server holds a receiver");
     assert_eq!(get(&srv.url("/-/ready")).await.status(), 200);
 
+    let resp = get(&srv.url("/metric")).await;
+    assert_eq!(resp.status(), 404);
+    // A mistyped path is told where the metrics and the status page are.
+    let body = resp.text().await.expect("body");
+    assert!(
+        body.contains("Metrics: /metrics;") && body.contains("status page: /;"),
+        "{body}"
+    );
     assert_eq!(get(&srv.url("/nope")).await.status(), 404);
     assert_eq!(get(&srv.url("/metrics/extra")).await.status(), 404);
 

@@ -232,15 +232,16 @@ impl SimConfig {
     }
 }
 
-/// Errors of [`run_standalone`].
+/// Errors of [`run_standalone`]. The I/O error is the source, not part of the message, so an
+/// error chain (`{:#}`) says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("simulator server failed: {0}")]
+    #[error("simulator server failed")]
     Serve(#[source] std::io::Error),
 }
 
@@ -615,4 +616,27 @@ pub async fn run_standalone(
     );
     let sim = Simulator::new(config);
     sim.serve(listener, shutdown).await.map_err(SimError::Serve)
+}
+
+#[cfg(test)]
+mod standalone_tests {
+    use super::*;
+
+    /// `simulate` on a port in use: the reason is said once (it used to be repeated).
+    #[tokio::test]
+    async fn a_port_in_use_is_reported_once() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        let e = run_standalone(addr, SimConfig::demo(), CancellationToken::new())
+            .await
+            .expect_err("the port is taken");
+        let shown = format!("{:#}", anyhow::Error::new(e));
+        assert!(
+            shown.starts_with(&format!("cannot listen on {addr}: ")),
+            "{shown}"
+        );
+        let os = shown.rsplit(": ").next().expect("reason");
+        assert!(os.contains("in use"), "{shown}");
+        assert_eq!(shown.matches(os).count(), 1, "{shown}");
+    }
 }

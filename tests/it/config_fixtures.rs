@@ -59,7 +59,11 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     (
         "negative_duration.yaml",
-        &["api.timeout", "invalid duration \"-30s\"", "line 12"],
+        &[
+            "api.timeout",
+            "invalid duration \"-30s\": durations cannot be negative",
+            "line 12",
+        ],
     ),
     (
         "zero_timeout.yaml",
