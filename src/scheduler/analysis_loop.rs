@@ -539,8 +539,10 @@ impl<C: DcsApi> AnalysisLoop<C> {
         (t <= now + FUTURE_TOLERANCE).then_some(t.min(now))
     }
 
-    /// The record with every timestamp later than now replaced by now (the time it was seen),
-    /// logged when one was further ahead than [`FUTURE_TOLERANCE`].
+    /// The record as it may be exported: every timestamp later than now replaced by now (the
+    /// time it was seen), logged when one was further ahead than [`FUTURE_TOLERANCE`]; and a
+    /// missing or unreadable `finished_at` of a completed record replaced by now too, logged,
+    /// so that the last success time always exists and a staleness alert can fire.
     fn without_future_times<'t>(&self, task: &'t TaskRecord) -> std::borrow::Cow<'t, TaskRecord> {
         let now = self.shared.clock.now_unix();
         let ahead = |s: &Option<String>| {
@@ -548,8 +550,18 @@ impl<C: DcsApi> AnalysisLoop<C> {
                 .and_then(timestamp::parse)
                 .map_or(0.0, |t| t - now)
         };
+        let undated = task.status == TaskStatus::Success
+            && task
+                .finished_at
+                .as_deref()
+                .and_then(timestamp::parse)
+                .is_none();
+        if undated {
+            warn!(task_id = %task.id,
+                "DCS gave a finished task no readable end time; using the time it was seen instead");
+        }
         let fields = [&task.created_at, &task.started_at, &task.finished_at];
-        if fields.iter().all(|f| ahead(f) <= 0.0) {
+        if !undated && fields.iter().all(|f| ahead(f) <= 0.0) {
             return std::borrow::Cow::Borrowed(task);
         }
         let most = fields.iter().map(|f| ahead(f)).fold(0.0, f64::max);
@@ -559,6 +571,9 @@ impl<C: DcsApi> AnalysisLoop<C> {
         }
         let mut fixed = task.clone();
         let seen = timestamp::format_unix(now);
+        if undated {
+            fixed.finished_at = Some(seen.clone());
+        }
         for f in [
             &mut fixed.created_at,
             &mut fixed.started_at,
