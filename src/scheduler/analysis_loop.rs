@@ -107,6 +107,8 @@ pub struct AnalysisLoop<C> {
     /// Whether DCS said the analysis is unsupported.
     unsupported: bool,
     consecutive_failures: u64,
+    /// The loop's stop token (set by `run`): once it fires, its calls send nothing more.
+    stop: CancellationToken,
     created: VecDeque<String>,
     /// Key families: let DCS take a new backup for every task (see [`offline`]).
     fresh_backup: bool,
@@ -169,6 +171,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
             unlisted: 0,
             unsupported: false,
             consecutive_failures: 0,
+            stop: CancellationToken::new(),
             created: VecDeque::new(),
             fresh_backup: false,
             topology: offline::Topology::default(),
@@ -190,6 +193,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
         if self.settings.mode == Mode::Off {
             return;
         }
+        self.stop = cancel.clone();
         // The steps are boxed so that a sleeping loop's task holds only the loop's own state
         // (see `call`).
         let mut wait = Box::pin(self.startup(&cancel)).await;
@@ -933,6 +937,11 @@ impl<C: DcsApi> AnalysisLoop<C> {
 
     /// Counts a failed attempt, logs it once, and returns the backoff before the next one.
     fn fail(&mut self, reason: FailureReason, message: &str) -> Duration {
+        if self.stop.is_cancelled() {
+            // Stopped (removed, reconfigured, shutting down): a call cut short is no failure
+            // of the analysis, and the loop ends without waiting.
+            return Duration::ZERO;
+        }
         self.consecutive_failures += 1;
         let now = self.shared.clock.now_unix();
         self.shared.store.record_failure(
@@ -963,8 +972,10 @@ impl<C: DcsApi> AnalysisLoop<C> {
     {
         // Boxed: a request future is large, and is only alive during the call. Inline, it
         // would size every loop's task for it even while the loop sleeps (thousands of loops).
-        // The client takes a permit of the limiter per attempt (see `dcs::limit`).
+        // The client takes a permit of the limiter per attempt (see `dcs::limit`), and sends
+        // no attempt once the loop is stopped.
         let call = f(&self.shared.client, &self.instance_id, self.analysis);
-        Box::pin(dcs::limit::scope(self.shared.limiter.clone(), call)).await
+        let (limiter, stop) = (self.shared.limiter.clone(), self.stop.clone());
+        Box::pin(dcs::limit::scope_until(limiter, stop, call)).await
     }
 }
