@@ -331,9 +331,12 @@ impl<C: DcsApi> AnalysisLoop<C> {
             }
             Ok(Some(task)) => {
                 self.remember_created(&task.id);
-                self.shared
-                    .store
-                    .count_task(&self.instance_id, self.analysis, TaskOrigin::Created);
+                self.shared.store.count_task(
+                    &self.instance_id,
+                    self.analysis,
+                    &task.id,
+                    TaskOrigin::Created,
+                );
                 if self.unsupported {
                     self.unsupported = false;
                     self.shared
@@ -610,7 +613,7 @@ impl<C: DcsApi> AnalysisLoop<C> {
         let finished = task.finished_at.as_deref().and_then(timestamp::parse);
         let created = task.created_at.as_deref().and_then(timestamp::parse);
         if let Some(o) = origin {
-            store.count_task(&self.instance_id, self.analysis, o);
+            store.count_task(&self.instance_id, self.analysis, &task.id, o);
         }
         if self.analysis == Analysis::Keyfamily {
             match self.details.take().filter(|d| d.id == task.id) {
@@ -670,11 +673,15 @@ impl<C: DcsApi> AnalysisLoop<C> {
         cancel: &CancellationToken,
     ) -> Duration {
         // A task this loop created or adopted before (followed again after a failed poll or a
-        // timeout) is not a new adoption.
+        // timeout) is not a new adoption; nor is the one a loop replaced by a reload followed
+        // (the store counts a task once).
         if origin == TaskOrigin::Adopted && !self.created.contains(&task_id) {
-            self.shared
-                .store
-                .count_task(&self.instance_id, self.analysis, TaskOrigin::Adopted);
+            self.shared.store.count_task(
+                &self.instance_id,
+                self.analysis,
+                &task_id,
+                TaskOrigin::Adopted,
+            );
             self.remember_created(&task_id);
             info!(task_id = %task_id, "adopted a task that was already {status}");
         }

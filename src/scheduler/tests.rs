@@ -700,6 +700,26 @@ async fn a_record_dated_in_the_future_neither_leaks_nor_freezes_the_analysis() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_reload_that_restarts_a_loop_does_not_count_its_task_again() {
+    let mut h = Harness::new(30.0);
+    // A task that runs through every reload below.
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 10.0, 3600.0, ScanType::Manual);
+    let mut listed = 0;
+    for (n, interval) in [600, 601, 602, 603].into_iter().enumerate() {
+        // Changed settings: the loop is replaced, and the new one adopts the running task.
+        h.start(vec![instance("i1", settings(Mode::Trigger, interval, 300))]);
+        advance(2).await;
+        assert!(h.fake.count("list") > listed, "a new loop looked at the tasks");
+        listed = h.fake.count("list");
+        let st = h.state("i1");
+        assert!(st.running.is_some(), "the task is followed");
+        assert_eq!((st.tasks_adopted, st.tasks_created), (1, 0), "after reload {n}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_result_without_a_readable_end_time_still_has_a_last_success_time() {
     for odd in ["NaN", "-1", "", "9999-99-99T99:99:99Z"] {
         let mut h = Harness::new(30.0);
