@@ -710,11 +710,18 @@ async fn a_reload_that_restarts_a_loop_does_not_count_its_task_again() {
         // Changed settings: the loop is replaced, and the new one adopts the running task.
         h.start(vec![instance("i1", settings(Mode::Trigger, interval, 300))]);
         advance(2).await;
-        assert!(h.fake.count("list") > listed, "a new loop looked at the tasks");
+        assert!(
+            h.fake.count("list") > listed,
+            "a new loop looked at the tasks"
+        );
         listed = h.fake.count("list");
         let st = h.state("i1");
         assert!(st.running.is_some(), "the task is followed");
-        assert_eq!((st.tasks_adopted, st.tasks_created), (1, 0), "after reload {n}");
+        assert_eq!(
+            (st.tasks_adopted, st.tasks_created),
+            (1, 0),
+            "after reload {n}"
+        );
     }
     h.stop().await;
 }
