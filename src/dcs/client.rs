@@ -486,7 +486,12 @@ impl DcsClient {
                 ClientAuth::AkSk { .. } => None,
             };
             // One permit of the caller's limit per attempt, none while backing off.
-            let permit = limit::acquire().await;
+            let Ok(permit) = limit::acquire().await else {
+                return Err(Error::Transport {
+                    operation,
+                    message: "not sent: the analysis stopped".into(),
+                });
+            };
             let started = Instant::now();
             let attempt = self
                 .attempt(operation, &method, &url, &body, token.as_ref())
@@ -588,7 +593,9 @@ impl DcsClient {
                 delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 "retrying DCS API request"
             );
-            tokio::time::sleep(delay).await;
+            if limit::pause(delay).await.is_err() {
+                return Err(error);
+            }
             retry += 1;
         }
     }

@@ -828,6 +828,7 @@ mod tests {
             failures: BTreeMap::new(),
             tasks_created: 0,
             tasks_adopted: 0,
+            last_counted_task: None,
             result: result.map(Arc::new),
             last_error: None,
         }

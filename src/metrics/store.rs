@@ -275,6 +275,9 @@ pub struct AnalysisState {
     pub failures: BTreeMap<FailureReason, u64>,
     pub tasks_created: u64,
     pub tasks_adopted: u64,
+    /// The task counted last in `tasks_created` / `tasks_adopted`: a loop restarted by a
+    /// reload adopts the task its predecessor was following, which is not a new task.
+    pub last_counted_task: Option<String>,
     pub result: Option<Arc<AnalysisResult>>,
     pub last_error: Option<LastError>,
 }
@@ -290,6 +293,7 @@ impl AnalysisState {
             failures: BTreeMap::new(),
             tasks_created: 0,
             tasks_adopted: 0,
+            last_counted_task: None,
             result: None,
             last_error: None,
         }
@@ -590,11 +594,19 @@ impl Store {
         self.update_analysis(id, analysis, |a| a.supported = supported)
     }
 
-    /// Counts a task created or adopted (`dcs_analysis_tasks_total`).
-    pub fn count_task(&self, id: &str, analysis: Analysis, origin: TaskOrigin) {
-        self.update_analysis(id, analysis, |a| match origin {
-            TaskOrigin::Created => a.tasks_created += 1,
-            TaskOrigin::Adopted => a.tasks_adopted += 1,
+    /// Counts a task created or adopted (`dcs_analysis_tasks_total`), once: the task counted
+    /// last is not counted again (a loop restarted by a reload adopting the task its
+    /// predecessor followed).
+    pub fn count_task(&self, id: &str, analysis: Analysis, task_id: &str, origin: TaskOrigin) {
+        self.update_analysis(id, analysis, |a| {
+            if a.last_counted_task.as_deref() == Some(task_id) {
+                return;
+            }
+            a.last_counted_task = Some(task_id.to_owned());
+            match origin {
+                TaskOrigin::Created => a.tasks_created += 1,
+                TaskOrigin::Adopted => a.tasks_adopted += 1,
+            }
         })
     }
 
@@ -818,7 +830,7 @@ mod tests {
     fn configure_drops_removed_instances_and_keeps_retained_state() {
         let store = Store::new();
         store.configure(&[spec()]);
-        store.count_task("i1", Analysis::Bigkey, TaskOrigin::Created);
+        store.count_task("i1", Analysis::Bigkey, "t1", TaskOrigin::Created);
         let mut other = spec();
         other.id = "i2".into();
         store.configure(&[spec(), other.clone()]);

@@ -108,6 +108,8 @@ pub struct AnalysisLoop<C> {
     /// Whether DCS said the analysis is unsupported.
     unsupported: bool,
     consecutive_failures: u64,
+    /// The loop's stop token (set by `run`): once it fires, its calls send nothing more.
+    stop: CancellationToken,
     created: VecDeque<String>,
     /// Key families: let DCS take a new backup for every task (see [`offline`]).
     fresh_backup: bool,
@@ -170,6 +172,7 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
             unlisted: 0,
             unsupported: false,
             consecutive_failures: 0,
+            stop: CancellationToken::new(),
             created: VecDeque::new(),
             fresh_backup: false,
             topology: super::offline::Topology::default(),
@@ -191,6 +194,7 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
         if self.settings.mode == Mode::Off {
             return;
         }
+        self.stop = cancel.clone();
         // The steps are boxed so that a sleeping loop's task holds only the loop's own state
         // (see `call`).
         let mut wait = Box::pin(self.startup(&cancel)).await;
@@ -328,9 +332,12 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
             }
             Ok(Some(task)) => {
                 self.remember_created(&task.id);
-                self.shared
-                    .store
-                    .count_task(&self.instance_id, self.analysis, TaskOrigin::Created);
+                self.shared.store.count_task(
+                    &self.instance_id,
+                    self.analysis,
+                    &task.id,
+                    TaskOrigin::Created,
+                );
                 if self.unsupported {
                     self.unsupported = false;
                     self.shared
@@ -540,8 +547,10 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
         (t <= now + FUTURE_TOLERANCE).then_some(t.min(now))
     }
 
-    /// The record with every timestamp later than now replaced by now (the time it was seen),
-    /// logged when one was further ahead than [`FUTURE_TOLERANCE`].
+    /// The record as it may be exported: every timestamp later than now replaced by now (the
+    /// time it was seen), logged when one was further ahead than [`FUTURE_TOLERANCE`]; and a
+    /// missing or unreadable `finished_at` of a completed record replaced by now too, logged,
+    /// so that the last success time always exists and a staleness alert can fire.
     fn without_future_times<'t>(&self, task: &'t TaskRecord) -> std::borrow::Cow<'t, TaskRecord> {
         let now = self.shared.clock.now_unix();
         let ahead = |s: &Option<String>| {
@@ -549,8 +558,18 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
                 .and_then(timestamp::parse)
                 .map_or(0.0, |t| t - now)
         };
+        let undated = task.status == TaskStatus::Success
+            && task
+                .finished_at
+                .as_deref()
+                .and_then(timestamp::parse)
+                .is_none();
+        if undated {
+            warn!(task_id = %task.id,
+                "DCS gave a finished task no readable end time; using the time it was seen instead");
+        }
         let fields = [&task.created_at, &task.started_at, &task.finished_at];
-        if fields.iter().all(|f| ahead(f) <= 0.0) {
+        if !undated && fields.iter().all(|f| ahead(f) <= 0.0) {
             return std::borrow::Cow::Borrowed(task);
         }
         let most = fields.iter().map(|f| ahead(f)).fold(0.0, f64::max);
@@ -560,6 +579,9 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
         }
         let mut fixed = task.clone();
         let seen = timestamp::format_unix(now);
+        if undated {
+            fixed.finished_at = Some(seen.clone());
+        }
         for f in [
             &mut fixed.created_at,
             &mut fixed.started_at,
@@ -592,7 +614,7 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
         let finished = task.finished_at.as_deref().and_then(timestamp::parse);
         let created = task.created_at.as_deref().and_then(timestamp::parse);
         if let Some(o) = origin {
-            store.count_task(&self.instance_id, self.analysis, o);
+            store.count_task(&self.instance_id, self.analysis, &task.id, o);
         }
         if self.analysis == Analysis::Keyfamily {
             match self.details.take().filter(|d| d.id == task.id) {
@@ -652,11 +674,15 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
         cancel: &CancellationToken,
     ) -> Duration {
         // A task this loop created or adopted before (followed again after a failed poll or a
-        // timeout) is not a new adoption.
+        // timeout) is not a new adoption; nor is the one a loop replaced by a reload followed
+        // (the store counts a task once).
         if origin == TaskOrigin::Adopted && !self.created.contains(&task_id) {
-            self.shared
-                .store
-                .count_task(&self.instance_id, self.analysis, TaskOrigin::Adopted);
+            self.shared.store.count_task(
+                &self.instance_id,
+                self.analysis,
+                &task_id,
+                TaskOrigin::Adopted,
+            );
             self.remember_created(&task_id);
             info!(task_id = %task_id, "adopted a task that was already {status}");
         }
@@ -921,6 +947,11 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
 
     /// Counts a failed attempt, logs it once, and returns the backoff before the next one.
     fn fail(&mut self, reason: FailureReason, message: &str) -> Duration {
+        if self.stop.is_cancelled() {
+            // Stopped (removed, reconfigured, shutting down): a call cut short is no failure
+            // of the analysis, and the loop ends without waiting.
+            return Duration::ZERO;
+        }
         self.consecutive_failures += 1;
         let now = self.shared.clock.now_unix();
         self.shared.store.record_failure(
@@ -951,8 +982,10 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
     {
         // Boxed: a request future is large, and is only alive during the call. Inline, it
         // would size every loop's task for it even while the loop sleeps (thousands of loops).
-        // The client takes a permit of the limiter per attempt (see `dcs::limit`).
+        // The client takes a permit of the limiter per attempt (see `dcs::limit`), and sends
+        // no attempt once the loop is stopped.
         let call = f(&self.shared.client, &self.instance_id, self.analysis);
-        Box::pin(dcs::limit::scope(self.shared.limiter.clone(), call)).await
+        let (limiter, stop) = (self.shared.limiter.clone(), self.stop.clone());
+        Box::pin(dcs::limit::scope_until(limiter, stop, call)).await
     }
 }

@@ -366,11 +366,15 @@ async fn info_loop<C: DcsApi>(
     loop {
         // Boxed: the request future is large and only alive during the call (one of these
         // loops sleeps for each instance). Its attempts take the limiter's permits.
-        let result = Box::pin(crate::dcs::limit::scope(
+        let result = Box::pin(crate::dcs::limit::scope_until(
             limiter.clone(),
+            cancel.clone(),
             client.show_instance(&id),
         ))
         .await;
+        if cancel.is_cancelled() {
+            return;
+        }
         let wait = match result {
             Ok(info) => {
                 failures = 0;

@@ -45,6 +45,8 @@ struct FakeState {
     hollow_shows: usize,
     /// Someone else starts a task just as the next create arrives (DCS.4918).
     race_on_create: bool,
+    /// Every record reports this instead of its dates (`NaN`, `-1`, ...).
+    odd_dates: Option<&'static str>,
     next_id: u64,
 }
 
@@ -121,14 +123,18 @@ impl FakeDcs {
             (true, false) => TaskStatus::Success,
             (true, true) => TaskStatus::Failed,
         };
+        let date = |t: f64| {
+            self.with(|s| s.odd_dates)
+                .map_or_else(|| timestamp::format_unix(t), str::to_owned)
+        };
         TaskRecord {
             id: t.id.clone(),
             instance_id: None,
             status: status.clone(),
             scan_type: Some(t.scan_type.clone()),
-            created_at: Some(timestamp::format_unix(t.created + t.skew)),
-            started_at: Some(timestamp::format_unix(t.created + t.skew)),
-            finished_at: done.then(|| timestamp::format_unix(t.created + t.duration + t.skew)),
+            created_at: Some(date(t.created + t.skew)),
+            started_at: Some(date(t.created + t.skew)),
+            finished_at: done.then(|| date(t.created + t.duration + t.skew)),
             num: None,
             keys: (with_keys && status == TaskStatus::Success).then(|| Self::keys_of(&t.id)),
         }
@@ -692,6 +698,64 @@ async fn a_record_dated_in_the_future_neither_leaks_nor_freezes_the_analysis() {
     assert_not_after(&r, T0 + 701.0);
     assert_eq!(st.consecutive_failures, 0);
     h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_restarts_a_loop_does_not_count_its_task_again() {
+    let mut h = Harness::new(30.0);
+    // A task that runs through every reload below.
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 10.0, 3600.0, ScanType::Manual);
+    let mut listed = 0;
+    for (n, interval) in [600, 601, 602, 603].into_iter().enumerate() {
+        // Changed settings: the loop is replaced, and the new one adopts the running task.
+        h.start(vec![instance("i1", settings(Mode::Trigger, interval, 300))]);
+        advance(2).await;
+        assert!(
+            h.fake.count("list") > listed,
+            "a new loop looked at the tasks"
+        );
+        listed = h.fake.count("list");
+        let st = h.state("i1");
+        assert!(st.running.is_some(), "the task is followed");
+        assert_eq!(
+            (st.tasks_adopted, st.tasks_created),
+            (1, 0),
+            "after reload {n}"
+        );
+    }
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_without_a_readable_end_time_still_has_a_last_success_time() {
+    for odd in ["NaN", "-1", "", "9999-99-99T99:99:99Z"] {
+        let mut h = Harness::new(30.0);
+        h.fake.with(|s| s.odd_dates = Some(odd));
+        h.fake
+            .add_task("i1", Analysis::Hotkey, T0 - 100.0, 20.0, ScanType::Auto);
+        h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+        advance(1).await;
+        let r = h.state("i1").result.expect("published");
+        assert_eq!(r.task_id, "task-1");
+        // The time it was seen: exported, so `time() - last_success` alerts keep working.
+        let f = r
+            .finished_at
+            .unwrap_or_else(|| panic!("{odd:?}: no last success time"));
+        assert!((T0..=T0 + 1.001).contains(&f), "{odd:?}: {f}");
+
+        // The loop goes on creating and publishing its own tasks.
+        advance(700).await;
+        let r = h.state("i1").result.expect("published");
+        assert_eq!(
+            (h.fake.count("create"), r.task_id.as_str()),
+            (1, "task-2"),
+            "{odd:?}"
+        );
+        let f = r.finished_at.expect("dated");
+        assert!(f > T0 + 600.0 && f <= T0 + 701.001, "{odd:?}: {f}");
+        h.stop().await;
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -668,6 +668,7 @@ mod tests {
             failures: BTreeMap::new(),
             tasks_created: 2,
             tasks_adopted: 0,
+            last_counted_task: None,
             result: Some(Arc::new(AnalysisResult {
                 task_id: "task-1".into(),
                 scan_type: Some(ScanType::Manual),

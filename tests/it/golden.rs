@@ -84,7 +84,7 @@ async fn one_round(
             match client.create_task(id, a).await {
                 Ok(task) => {
                     api.observe(op, Some(200), LATENCY);
-                    store.count_task(id, a, TaskOrigin::Created);
+                    store.count_task(id, a, &task.id, TaskOrigin::Created);
                     created.push((id.clone(), a, task.id));
                 }
                 Err(e) => {
@@ -122,7 +122,7 @@ async fn one_round(
     let a = Analysis::Hotkey;
     let task = client.create_task(flaky, a).await.expect("create");
     api.observe(a.operation(Operation::CreateTask), Some(200), LATENCY);
-    store.count_task(flaky, a, TaskOrigin::Created);
+    store.count_task(flaky, a, &task.id, TaskOrigin::Created);
     sim.clock().advance(LATER);
     let t2 = t1 + LATER.as_secs_f64();
     let task = client.show_task(flaky, a, &task.id).await.expect("show");
@@ -139,7 +139,7 @@ async fn one_round(
     let (id, a, _) = &created[0];
     let next = client.create_task(id, *a).await.expect("the next task");
     api.observe(a.operation(Operation::CreateTask), Some(200), LATENCY);
-    store.count_task(id, *a, TaskOrigin::Created);
+    store.count_task(id, *a, &next.id, TaskOrigin::Created);
     store.set_running(
         id,
         *a,

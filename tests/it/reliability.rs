@@ -634,3 +634,38 @@ async fn hung_instances_do_not_starve_a_healthy_one() {
     drop(sim);
     let _ = tokio::time::timeout(Duration::from_secs(120), tracker.wait()).await;
 }
+
+/// A call backing off between retries is not a request in flight: a shutdown ends it at once
+/// instead of waiting out the grace period (10 s) for a retry that may be an hour away (a
+/// `Retry-After`, or `retry_max_delay`).
+#[tokio::test]
+async fn a_shutdown_does_not_wait_for_a_call_backing_off() {
+    let id = "fa000000-0000-4000-8000-00000000000d";
+    let sc = sim_config(id);
+    let sim = start_sim(sc.clone()).await;
+    sim.sim.set_faults(
+        None,
+        Faults {
+            throttle_rate: 1.0,
+            ..Faults::default()
+        },
+    );
+    let mut config = exporter_config(&sim, &sc, Duration::from_secs(20));
+    // Full jitter in [0, 1 h]: the first retry is almost surely far beyond the grace period.
+    let client = &mut config.clouds[0].client;
+    client.max_retries = 3;
+    client.retry_base_delay = Duration::from_secs(3600);
+    client.retry_max_delay = Duration::from_secs(3600);
+    config.api.max_retries = 3;
+    let exp = start_exporter(config).await;
+    // A 429 has come back: the calls are backing off now.
+    wait_for("a throttled call", DEADLINE, || async {
+        let m = exp.scrape().await;
+        (m.sum("dcs_api_requests_total", "code", "429") >= 1.0).then_some(())
+    })
+    .await;
+    let started = Instant::now();
+    exp.stop().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "the shutdown took {took:?}");
+}
