@@ -17,6 +17,7 @@ use super::raw::RawAnalysisSet;
 use super::validate::Validator;
 use super::{AnalysisSettings, InstanceConfig, InstanceDefaults, Mode};
 use crate::dcs::Analysis;
+use crate::native::families::FamilyRules;
 use crate::secret::Secret;
 
 /// Keys per second and node scanned when `throttle.keys_per_second` is not set. See the
@@ -109,23 +110,26 @@ pub struct RedisTarget {
     pub lfu_log_factor: u32,
     pub hotkey: AnalysisSettings,
     pub bigkey: AnalysisSettings,
+    /// Key families from the big key scan: `mode` (trigger: every big key scan also builds
+    /// them) and `top_n` (families exported); interval and timeout are the big key scan's, as
+    /// it has no loop of its own.
+    pub keyfamily: AnalysisSettings,
+    /// How key names become families.
+    pub families: FamilyRules,
 }
-
-/// The DCS offline key analysis has no meaning for a server the exporter scans itself.
-const KEYFAMILY_OFF: AnalysisSettings = AnalysisSettings {
-    mode: Mode::Off,
-    interval: std::time::Duration::from_secs(24 * 3600),
-    timeout: std::time::Duration::from_secs(2 * 3600),
-    top_n: 20,
-};
 
 impl RedisTarget {
     pub fn analysis(&self, analysis: Analysis) -> &AnalysisSettings {
         match analysis {
             Analysis::Hotkey => &self.hotkey,
             Analysis::Bigkey => &self.bigkey,
-            Analysis::Keyfamily => &KEYFAMILY_OFF,
+            Analysis::Keyfamily => &self.keyfamily,
         }
+    }
+
+    /// Whether big key scans also build key families.
+    pub fn families_on(&self) -> bool {
+        self.keyfamily.mode != Mode::Off && self.bigkey.mode != Mode::Off
     }
 
     /// The scheduler's view of the target (labels and analysis settings).
@@ -136,9 +140,9 @@ impl RedisTarget {
             lfu_log_factor: self.lfu_log_factor,
             hotkey: self.hotkey,
             bigkey: self.bigkey,
-            // The DCS offline key analysis has no meaning for a server the exporter scans.
+            // Built by the big key scan (see `native`): no loop of its own runs.
             keyfamily: super::KeyfamilySettings {
-                analysis: KEYFAMILY_OFF,
+                analysis: self.keyfamily,
                 fresh_backup: false,
             },
         }
@@ -151,6 +155,7 @@ impl Validator<'_> {
         key: &str,
         raw: &RawRedis,
         defaults: &InstanceDefaults,
+        families: &FamilyRules,
     ) -> RedisTarget {
         let name = self.string(&format!("{key}.name"), &raw.name);
         let address_text = self.required(&format!("{key}.address"), &raw.address);
@@ -234,6 +239,60 @@ impl Validator<'_> {
             raw.analysis.bigkey.as_ref(),
             defaults.bigkey,
         );
+        let raw_kf = raw.analysis.keyfamily.as_ref();
+        let kf = settings(Analysis::Keyfamily, raw_kf, defaults.keyfamily.analysis);
+        for (sub, r) in [
+            ("hotkey", &raw.analysis.hotkey),
+            ("bigkey", &raw.analysis.bigkey),
+        ] {
+            self.no_fresh_backup(&format!("{key}.analysis.{sub}"), r.as_ref());
+        }
+        let k = format!("{key}.analysis.keyfamily");
+        if let Some(r) = raw_kf {
+            for (field, given) in [("interval", r.interval.is_some()), ("timeout", r.timeout.is_some())]
+            {
+                if given {
+                    self.problem(
+                        format!("{k}.{field}"),
+                        format!(
+                            "the key families of a Redis or Valkey target come with every big \
+                             key scan; set analysis.bigkey.{field}"
+                        ),
+                    );
+                }
+            }
+            if r.fresh_backup.is_some() {
+                self.problem(
+                    format!("{k}.fresh_backup"),
+                    "a Redis or Valkey target has no DCS backups; its key families come from \
+                     the big key scan",
+                );
+            }
+        }
+        if kf.mode == Mode::Trigger && bigkey.mode == Mode::Off {
+            let from = if raw_kf.and_then(|r| r.mode).is_some() {
+                String::new()
+            } else {
+                " (inherited from analysis.keyfamily.mode)".to_owned()
+            };
+            self.problem(
+                format!("{k}.mode"),
+                format!(
+                    "trigger{from} needs the big key scan, which is off; turn \
+                     analysis.bigkey on or set keyfamily to off"
+                ),
+            );
+        }
+        let keyfamily = AnalysisSettings {
+            interval: bigkey.interval,
+            timeout: bigkey.timeout,
+            ..kf
+        };
+        let families = self.families(
+            &format!("{k}.families"),
+            raw_kf.and_then(|r| r.families.as_ref()),
+            families,
+        );
         RedisTarget {
             id,
             name,
@@ -245,6 +304,8 @@ impl Validator<'_> {
             lfu_log_factor: defaults.lfu_log_factor,
             hotkey,
             bigkey,
+            keyfamily,
+            families,
         }
     }
 
