@@ -249,8 +249,10 @@ impl Validator<'_> {
         }
         let k = format!("{key}.analysis.keyfamily");
         if let Some(r) = raw_kf {
-            for (field, given) in [("interval", r.interval.is_some()), ("timeout", r.timeout.is_some())]
-            {
+            for (field, given) in [
+                ("interval", r.interval.is_some()),
+                ("timeout", r.timeout.is_some()),
+            ] {
                 if given {
                     self.problem(
                         format!("{k}.{field}"),

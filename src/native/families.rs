@@ -223,12 +223,7 @@ impl FamilyTable {
     }
 
     /// The shard's families (tracked ones, then `other` per key type) and per-type totals.
-    pub fn finish(
-        self,
-        shard: &str,
-        task_id: &str,
-        finished_at: Option<f64>,
-    ) -> ShardFamilies {
+    pub fn finish(self, shard: &str, task_id: &str, finished_at: Option<f64>) -> ShardFamilies {
         let fam = |family: String, key_type: String, c: Counts| KeyFamily {
             family,
             key_type,
@@ -333,7 +328,10 @@ mod tests {
             ("user:123", "user:*"),
             ("session:5f3a9c2e7b", "session:*"),
             ("session:deadbeef", "session:deadbeef"), // no digit: a word, not an id
-            ("order:550e8400-e29b-41d4-a716-446655440000:items", "order:*:items"),
+            (
+                "order:550e8400-e29b-41d4-a716-446655440000:items",
+                "order:*:items",
+            ),
             ("a:b:c:d:e", "a:b:c:*"),
             ("plain", "plain"),
             ("v2:feed:7", "v2:feed:*"),
@@ -349,7 +347,11 @@ mod tests {
         );
         let long = "x".repeat(1000);
         assert_eq!(r.family_of(long.as_bytes()).len(), MAX_FAMILY_BYTES);
-        assert_eq!(r.family_of(b"k\xff:1"), "k\u{fffd}:*", "odd bytes stay readable");
+        assert_eq!(
+            r.family_of(b"k\xff:1"),
+            "k\u{fffd}:*",
+            "odd bytes stay readable"
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@
 //! - [`probe`]: `check-config --online`: version, role, shards, eviction policy.
 
 pub mod conn;
-pub mod families;
 pub mod error;
+pub mod families;
 pub mod fleet;
 pub mod probe;
 pub mod scan;
