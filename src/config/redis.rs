@@ -438,6 +438,7 @@ impl Validator<'_> {
 mod tests {
     use super::*;
     use crate::config::{load_str, Config, ConfigError};
+    use std::time::Duration;
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         let env = |name: &str| (name == "REDIS_PW").then(|| "from-env".to_owned());
@@ -509,5 +510,61 @@ mod tests {
         let msg = problems("redis:\n  - address: redis://u:hunter2@h\n    password: x\n");
         assert!(msg.contains("redis[0].password: given both"), "{msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn key_families_of_a_redis_target_inherit_and_override() {
+        let c = load(
+            "analysis:\n  keyfamily:\n    mode: trigger\n    top_n: 9\n    families: {delimiter: '/', rules: [{match: '^t-(\\w+)', family: 'tenant:$1'}]}\nredis:\n  - address: redis://10.0.0.5\n    analysis: {bigkey: {interval: 2h}}\n  - address: redis://10.0.0.6\n    analysis: {keyfamily: {top_n: 3, families: {depth: 2}}}\n  - address: redis://10.0.0.7\n    analysis: {keyfamily: {mode: off}}\n",
+        )
+        .unwrap();
+        let a = &c.redis[0];
+        assert!(a.families_on());
+        assert_eq!(a.keyfamily.top_n, 9);
+        assert_eq!(
+            a.keyfamily.interval,
+            Duration::from_secs(7200),
+            "the big key scan's"
+        );
+        assert_eq!(a.families.delimiter, "/");
+        assert_eq!(a.families.depth, crate::native::families::DEFAULT_DEPTH);
+        assert_eq!(a.families.family_of(b"t-acme/1"), "tenant:acme");
+        let b = &c.redis[1];
+        assert_eq!(b.keyfamily.top_n, 3);
+        assert_eq!((b.families.delimiter.as_str(), b.families.depth), ("/", 2));
+        assert_eq!(
+            b.families.rules.len(),
+            1,
+            "rules inherited when none are given"
+        );
+        assert!(!c.redis[2].families_on());
+        // Off unless asked for.
+        let d = load("redis:\n  - address: redis://10.0.0.5\n").unwrap();
+        assert!(!d.redis[0].families_on());
+        assert_eq!(d.redis[0].families, FamilyRules::default());
+    }
+
+    #[test]
+    fn key_family_settings_that_cannot_work_are_refused_by_key() {
+        let p = problems(
+            "redis:\n  - address: redis://10.0.0.5\n    analysis:\n      bigkey: {mode: off, families: {depth: 2}}\n      keyfamily:\n        mode: trigger\n        interval: 1h\n        fresh_backup: true\n        families:\n          delimiter: ''\n          depth: 0\n          rules:\n            - {match: '(', family: x}\n            - {match: 'a', family: other}\n            - {family: y}\n",
+        );
+        for want in [
+            "redis[0].analysis.bigkey.families: only analysis.keyfamily takes families",
+            "redis[0].analysis.keyfamily.interval: the key families of a Redis or Valkey target come with every big key scan",
+            "redis[0].analysis.keyfamily.fresh_backup:",
+            "redis[0].analysis.keyfamily.mode: trigger needs the big key scan, which is off",
+            "redis[0].analysis.keyfamily.families.delimiter: must not be empty",
+            "redis[0].analysis.keyfamily.families.depth: must be between 1 and 16",
+            "redis[0].analysis.keyfamily.families.rules[0].match: not a valid regex",
+            "redis[0].analysis.keyfamily.families.rules[1].family: \"other\" is the family",
+            "redis[0].analysis.keyfamily.families.rules[2].match: is required",
+        ] {
+            assert!(p.contains(want), "missing {want:?} in:\n{p}");
+        }
+        let unknown = problems(
+            "redis:\n  - address: redis://10.0.0.5\n    analysis: {keyfamily: {families: {prefix: x}}}\n",
+        );
+        assert!(unknown.contains("prefix"), "{unknown}");
     }
 }
