@@ -12,12 +12,18 @@ size), side by side in one run:
 3. exporter memory: peak RSS (VmHWM) after a full-speed big key scan of 1M and of 5M keys
    (goal: the difference is under 10 MiB).
 
+With --families it measures the cost of key families instead: full-speed big key scan time
+and peak RSS on the same keyspace without families, with families (default naming: the
+dataset's few families), and with every key its own family (a rule `^.*$` -> `$0`, the worst
+case for the bounded family table).
+
 Needs Linux, Python 3.9+, redis-server, redis-cli and redis-benchmark on PATH (Debian:
 `apt-get install redis-server redis-tools`) and the release binary (built unless --no-build).
 Everything runs on loopback ports in a temporary directory.
 
     python3 benches/native.py                 # the full run (~10 min)
     python3 benches/native.py --keys 100000   # a quicker, smaller run
+    python3 benches/native.py --families      # key families: scan time and RSS with/without
 """
 
 from __future__ import annotations
@@ -106,7 +112,7 @@ def timed(cmd: list[str]) -> float:
 
 class Exporter:
     def __init__(self, tmp: Path, redis_port: int, kps: int | None, analysis: str,
-                 interval: str = "1h") -> None:
+                 interval: str = "1h", extra: str = "") -> None:
         self.port = free_port()
         throttle = f"    throttle: {{keys_per_second: {kps}}}\n" if kps else ""
         other = "bigkey" if analysis == "hotkey" else "hotkey"
@@ -115,7 +121,7 @@ class Exporter:
             f"redis:\n  - id: bench\n    address: redis://127.0.0.1:{redis_port}\n{throttle}"
             f"    analysis:\n      {other}: {{mode: off}}\n"
             f"      {analysis}: {{interval: {interval}, timeout: 1h, top_n: 100}}\n"
-            "scheduler: {start_jitter: 0s}\n")
+            f"{extra}scheduler: {{start_jitter: 0s}}\n")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [str(BIN), "--config.file", str(cfg),
@@ -171,6 +177,40 @@ def benchmark(port: int, requests: int) -> tuple[float, float]:
     return float(row["rps"]), float(row["p99_latency_ms"])
 
 
+FAMILY_CONFIGS = (
+    ("without families", ""),
+    ("with families (default naming)", "      keyfamily: {mode: trigger, top_n: 20}\n"),
+    ("with families, every key its own family",
+     "      keyfamily:\n        mode: trigger\n        top_n: 20\n"
+     "        families: {rules: [{match: '^.*$', family: '$0'}]}\n"),
+)
+
+
+def families(keys: int, report) -> None:
+    """Scan time and exporter peak RSS of a full-speed big key scan, with and without
+    families, on one server."""
+    with tempfile.TemporaryDirectory(prefix="native-bench-") as t:
+        tmp = Path(t)
+        r = Redis(tmp, "families")
+        try:
+            populate(r, keys)
+            report("keys", f"{int(r.cli('DBSIZE')):,}")
+            for what, extra in FAMILY_CONFIGS:
+                e = Exporter(tmp, r.port, 10_000_000, "bigkey", extra=extra)
+                took = e.wait_result("bigkey")
+                if extra:
+                    until = time.monotonic() + 60
+                    while e.value("dcs_analysis_keys", "keyfamily") is None:
+                        if time.monotonic() > until:
+                            raise SystemExit("no key families published")
+                        time.sleep(0.2)
+                hwm = e.hwm()
+                e.stop()
+                report(f"big key scan {what}", f"{took:.2f} s, peak RSS {hwm / MIB:.1f} MiB")
+        finally:
+            r.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", type=int, default=1_000_000)
@@ -179,6 +219,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400_000,
                     help="GETs per redis-benchmark run")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--families", action="store_true",
+                    help="measure the cost of key families instead")
     args = ap.parse_args()
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
@@ -188,6 +230,12 @@ def main() -> None:
         results.append((what, value))
         print(f"{what}: {value}", flush=True)
 
+    if args.families:
+        families(args.keys, report)
+        print("\n| measurement | value |\n|---|---|")
+        for what, value in results:
+            print(f"| {what} | {value} |")
+        return
     with tempfile.TemporaryDirectory(prefix="native-bench-") as t:
         tmp = Path(t)
         r = Redis(tmp, "main", "--maxmemory-policy", "allkeys-lfu")

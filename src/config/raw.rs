@@ -85,6 +85,27 @@ pub struct RawAnalysis {
     pub top_n: Option<u64>,
     /// Offline key analysis only: omit `backup_id`, so DCS takes a new backup each time.
     pub fresh_backup: Option<bool>,
+    /// Key families of Redis targets only: how key names become families.
+    pub families: Option<RawFamilies>,
+}
+
+/// `analysis.keyfamily.families`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFamilies {
+    pub delimiter: Option<String>,
+    pub depth: Option<u64>,
+    #[serde(default)]
+    pub rules: Vec<RawFamilyRule>,
+}
+
+/// One `analysis.keyfamily.families.rules` entry.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFamilyRule {
+    #[serde(rename = "match")]
+    pub pattern: Option<String>,
+    pub family: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,6 +17,7 @@ use super::raw::RawAnalysisSet;
 use super::validate::Validator;
 use super::{AnalysisSettings, InstanceConfig, InstanceDefaults, Mode};
 use crate::dcs::Analysis;
+use crate::native::families::FamilyRules;
 use crate::secret::Secret;
 
 /// Keys per second and node scanned when `throttle.keys_per_second` is not set. See the
@@ -109,23 +110,26 @@ pub struct RedisTarget {
     pub lfu_log_factor: u32,
     pub hotkey: AnalysisSettings,
     pub bigkey: AnalysisSettings,
+    /// Key families from the big key scan: `mode` (trigger: every big key scan also builds
+    /// them) and `top_n` (families exported); interval and timeout are the big key scan's, as
+    /// it has no loop of its own.
+    pub keyfamily: AnalysisSettings,
+    /// How key names become families.
+    pub families: FamilyRules,
 }
-
-/// The DCS offline key analysis has no meaning for a server the exporter scans itself.
-const KEYFAMILY_OFF: AnalysisSettings = AnalysisSettings {
-    mode: Mode::Off,
-    interval: std::time::Duration::from_secs(24 * 3600),
-    timeout: std::time::Duration::from_secs(2 * 3600),
-    top_n: 20,
-};
 
 impl RedisTarget {
     pub fn analysis(&self, analysis: Analysis) -> &AnalysisSettings {
         match analysis {
             Analysis::Hotkey => &self.hotkey,
             Analysis::Bigkey => &self.bigkey,
-            Analysis::Keyfamily => &KEYFAMILY_OFF,
+            Analysis::Keyfamily => &self.keyfamily,
         }
+    }
+
+    /// Whether big key scans also build key families.
+    pub fn families_on(&self) -> bool {
+        self.keyfamily.mode != Mode::Off && self.bigkey.mode != Mode::Off
     }
 
     /// The scheduler's view of the target (labels and analysis settings).
@@ -136,9 +140,9 @@ impl RedisTarget {
             lfu_log_factor: self.lfu_log_factor,
             hotkey: self.hotkey,
             bigkey: self.bigkey,
-            // The DCS offline key analysis has no meaning for a server the exporter scans.
+            // Built by the big key scan (see `native`): no loop of its own runs.
             keyfamily: super::KeyfamilySettings {
-                analysis: KEYFAMILY_OFF,
+                analysis: self.keyfamily,
                 fresh_backup: false,
             },
         }
@@ -151,6 +155,7 @@ impl Validator<'_> {
         key: &str,
         raw: &RawRedis,
         defaults: &InstanceDefaults,
+        families: &FamilyRules,
     ) -> RedisTarget {
         let name = self.string(&format!("{key}.name"), &raw.name);
         let address_text = self.required(&format!("{key}.address"), &raw.address);
@@ -234,6 +239,62 @@ impl Validator<'_> {
             raw.analysis.bigkey.as_ref(),
             defaults.bigkey,
         );
+        let raw_kf = raw.analysis.keyfamily.as_ref();
+        let kf = settings(Analysis::Keyfamily, raw_kf, defaults.keyfamily.analysis);
+        for (sub, r) in [
+            ("hotkey", &raw.analysis.hotkey),
+            ("bigkey", &raw.analysis.bigkey),
+        ] {
+            self.no_fresh_backup(&format!("{key}.analysis.{sub}"), r.as_ref());
+        }
+        let k = format!("{key}.analysis.keyfamily");
+        if let Some(r) = raw_kf {
+            for (field, given) in [
+                ("interval", r.interval.is_some()),
+                ("timeout", r.timeout.is_some()),
+            ] {
+                if given {
+                    self.problem(
+                        format!("{k}.{field}"),
+                        format!(
+                            "the key families of a Redis or Valkey target come with every big \
+                             key scan; set analysis.bigkey.{field}"
+                        ),
+                    );
+                }
+            }
+            if r.fresh_backup.is_some() {
+                self.problem(
+                    format!("{k}.fresh_backup"),
+                    "a Redis or Valkey target has no DCS backups; its key families come from \
+                     the big key scan",
+                );
+            }
+        }
+        if kf.mode == Mode::Trigger && bigkey.mode == Mode::Off {
+            let from = if raw_kf.and_then(|r| r.mode).is_some() {
+                String::new()
+            } else {
+                " (inherited from analysis.keyfamily.mode)".to_owned()
+            };
+            self.problem(
+                format!("{k}.mode"),
+                format!(
+                    "trigger{from} needs the big key scan, which is off; turn \
+                     analysis.bigkey on or set keyfamily to off"
+                ),
+            );
+        }
+        let keyfamily = AnalysisSettings {
+            interval: bigkey.interval,
+            timeout: bigkey.timeout,
+            ..kf
+        };
+        let families = self.families(
+            &format!("{k}.families"),
+            raw_kf.and_then(|r| r.families.as_ref()),
+            families,
+        );
         RedisTarget {
             id,
             name,
@@ -245,6 +306,8 @@ impl Validator<'_> {
             lfu_log_factor: defaults.lfu_log_factor,
             hotkey,
             bigkey,
+            keyfamily,
+            families,
         }
     }
 
@@ -375,6 +438,7 @@ impl Validator<'_> {
 mod tests {
     use super::*;
     use crate::config::{load_str, Config, ConfigError};
+    use std::time::Duration;
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         let env = |name: &str| (name == "REDIS_PW").then(|| "from-env".to_owned());
@@ -446,5 +510,61 @@ mod tests {
         let msg = problems("redis:\n  - address: redis://u:hunter2@h\n    password: x\n");
         assert!(msg.contains("redis[0].password: given both"), "{msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn key_families_of_a_redis_target_inherit_and_override() {
+        let c = load(
+            "analysis:\n  keyfamily:\n    mode: trigger\n    top_n: 9\n    families: {delimiter: '/', rules: [{match: '^t-(\\w+)', family: 'tenant:$1'}]}\nredis:\n  - address: redis://10.0.0.5\n    analysis: {bigkey: {interval: 2h}}\n  - address: redis://10.0.0.6\n    analysis: {keyfamily: {top_n: 3, families: {depth: 2}}}\n  - address: redis://10.0.0.7\n    analysis: {keyfamily: {mode: off}}\n",
+        )
+        .unwrap();
+        let a = &c.redis[0];
+        assert!(a.families_on());
+        assert_eq!(a.keyfamily.top_n, 9);
+        assert_eq!(
+            a.keyfamily.interval,
+            Duration::from_secs(7200),
+            "the big key scan's"
+        );
+        assert_eq!(a.families.delimiter, "/");
+        assert_eq!(a.families.depth, crate::native::families::DEFAULT_DEPTH);
+        assert_eq!(a.families.family_of(b"t-acme/1"), "tenant:acme");
+        let b = &c.redis[1];
+        assert_eq!(b.keyfamily.top_n, 3);
+        assert_eq!((b.families.delimiter.as_str(), b.families.depth), ("/", 2));
+        assert_eq!(
+            b.families.rules.len(),
+            1,
+            "rules inherited when none are given"
+        );
+        assert!(!c.redis[2].families_on());
+        // Off unless asked for.
+        let d = load("redis:\n  - address: redis://10.0.0.5\n").unwrap();
+        assert!(!d.redis[0].families_on());
+        assert_eq!(d.redis[0].families, FamilyRules::default());
+    }
+
+    #[test]
+    fn key_family_settings_that_cannot_work_are_refused_by_key() {
+        let p = problems(
+            "redis:\n  - address: redis://10.0.0.5\n    analysis:\n      bigkey: {mode: off, families: {depth: 2}}\n      keyfamily:\n        mode: trigger\n        interval: 1h\n        fresh_backup: true\n        families:\n          delimiter: ''\n          depth: 0\n          rules:\n            - {match: '(', family: x}\n            - {match: 'a', family: other}\n            - {family: y}\n",
+        );
+        for want in [
+            "redis[0].analysis.bigkey.families: only analysis.keyfamily takes families",
+            "redis[0].analysis.keyfamily.interval: the key families of a Redis or Valkey target come with every big key scan",
+            "redis[0].analysis.keyfamily.fresh_backup:",
+            "redis[0].analysis.keyfamily.mode: trigger needs the big key scan, which is off",
+            "redis[0].analysis.keyfamily.families.delimiter: must not be empty",
+            "redis[0].analysis.keyfamily.families.depth: must be between 1 and 16",
+            "redis[0].analysis.keyfamily.families.rules[0].match: not a valid regex",
+            "redis[0].analysis.keyfamily.families.rules[1].family: \"other\" is the family",
+            "redis[0].analysis.keyfamily.families.rules[2].match: is required",
+        ] {
+            assert!(p.contains(want), "missing {want:?} in:\n{p}");
+        }
+        let unknown = problems(
+            "redis:\n  - address: redis://10.0.0.5\n    analysis: {keyfamily: {families: {prefix: x}}}\n",
+        );
+        assert!(unknown.contains("prefix"), "{unknown}");
     }
 }

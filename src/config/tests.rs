@@ -376,3 +376,14 @@ fn key_family_analysis_is_off_by_default_and_fresh_backup_is_its_own() {
         "{p}"
     );
 }
+
+#[test]
+fn families_are_refused_where_dcs_names_the_families() {
+    let p = problems(&minimal(
+        "        analysis:\n          keyfamily: {families: {depth: 2}}\n",
+    ));
+    assert!(
+        p.contains("analysis.keyfamily.families: DCS names the families"),
+        "{p}"
+    );
+}

@@ -20,6 +20,7 @@ use super::{
 use crate::dcs::{Analysis, Auth, ClientConfig};
 use crate::metrics::keylabel::{KeyLabelMode, DEFAULT_MAX_BYTES};
 use crate::metrics::keyrewrite::{KeyRewrite, KeyRule};
+use crate::native::families::{FamilyRule, FamilyRules, MAX_DEPTH};
 use crate::secret::Secret;
 
 /// Whether `id` looks like a Huawei Cloud project id: 32 hexadecimal digits.
@@ -270,6 +271,14 @@ impl<'a> Validator<'a> {
         ] {
             self.no_fresh_backup(key, raw.as_ref());
         }
+        let families = self.families(
+            "analysis.keyfamily.families",
+            raw.analysis
+                .keyfamily
+                .as_ref()
+                .and_then(|k| k.families.as_ref()),
+            &FamilyRules::default(),
+        );
 
         if raw.clouds.is_empty() && raw.redis.is_empty() {
             self.problem(
@@ -288,7 +297,7 @@ impl<'a> Validator<'a> {
             .redis
             .iter()
             .enumerate()
-            .map(|(i, r)| self.redis_target(&format!("redis[{i}]"), r, &defaults))
+            .map(|(i, r)| self.redis_target(&format!("redis[{i}]"), r, &defaults, &families))
             .collect();
         for (i, r) in redis.iter().enumerate() {
             if !r.id.is_empty() && !seen.insert(r.id.clone()) {
@@ -348,13 +357,98 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// `fresh_backup` belongs to the offline key analysis only.
-    fn no_fresh_backup(&mut self, key: &str, raw: Option<&RawAnalysis>) {
+    /// `fresh_backup` and `families` belong to the key family analysis only.
+    pub(super) fn no_fresh_backup(&mut self, key: &str, raw: Option<&RawAnalysis>) {
         if raw.is_some_and(|r| r.fresh_backup.is_some()) {
             self.problem(
                 format!("{key}.fresh_backup"),
                 "only analysis.keyfamily takes fresh_backup",
             );
+        }
+        if raw.is_some_and(|r| r.families.is_some()) {
+            self.problem(
+                format!("{key}.families"),
+                "only analysis.keyfamily takes families",
+            );
+        }
+    }
+
+    /// `analysis.keyfamily.families`: how a Redis target's big key scan names key families;
+    /// what is not given comes from `base`.
+    pub(super) fn families(
+        &mut self,
+        key: &str,
+        raw: Option<&raw::RawFamilies>,
+        base: &FamilyRules,
+    ) -> FamilyRules {
+        let Some(raw) = raw else { return base.clone() };
+        let delimiter = match &raw.delimiter {
+            Some(d) if d.is_empty() => {
+                self.problem(format!("{key}.delimiter"), "must not be empty");
+                base.delimiter.clone()
+            }
+            Some(d) => d.clone(),
+            None => base.delimiter.clone(),
+        };
+        let depth = match raw.depth {
+            None => base.depth,
+            Some(d) if (1..=MAX_DEPTH as u64).contains(&d) => d as usize,
+            Some(_) => {
+                self.problem(
+                    format!("{key}.depth"),
+                    format!("must be between 1 and {MAX_DEPTH}"),
+                );
+                base.depth
+            }
+        };
+        let mut rules = if raw.rules.is_empty() {
+            base.rules.clone()
+        } else {
+            Vec::new()
+        };
+        for (i, r) in raw.rules.iter().enumerate() {
+            let k = format!("{key}.rules[{i}]");
+            // No ${VAR} expansion: `$` belongs to the regex and capture group syntax.
+            let pattern = match r.pattern.as_deref() {
+                None => {
+                    self.problem(format!("{k}.match"), "is required");
+                    None
+                }
+                Some(p) => match regex::Regex::new(p) {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        self.problem(format!("{k}.match"), format!("not a valid regex: {e}"));
+                        None
+                    }
+                },
+            };
+            let family = match r.family.as_deref() {
+                None => {
+                    self.problem(format!("{k}.family"), "is required");
+                    None
+                }
+                Some(f) if f.trim().is_empty() => {
+                    self.problem(format!("{k}.family"), "must not be empty");
+                    None
+                }
+                Some(f) if f == crate::metrics::families::OTHER => {
+                    self.problem(
+                        format!("{k}.family"),
+                        "\"other\" is the family of everything outside the top N; pick \
+                         another name",
+                    );
+                    None
+                }
+                Some(f) => Some(f.to_owned()),
+            };
+            if let (Some(pattern), Some(family)) = (pattern, family) {
+                rules.push(FamilyRule { pattern, family });
+            }
+        }
+        FamilyRules {
+            delimiter,
+            depth,
+            rules,
         }
     }
 
@@ -634,6 +728,18 @@ impl<'a> Validator<'a> {
             ("bigkey", &raw.analysis.bigkey),
         ] {
             self.no_fresh_backup(&format!("{key}.analysis.{sub}"), r.as_ref());
+        }
+        if raw
+            .analysis
+            .keyfamily
+            .as_ref()
+            .is_some_and(|k| k.families.is_some())
+        {
+            self.problem(
+                format!("{key}.analysis.keyfamily.families"),
+                "DCS names the families of its offline key analysis itself; families: applies \
+                 to Redis targets (redis:) only",
+            );
         }
         (!id.is_empty()).then_some(cfg)
     }

@@ -22,6 +22,7 @@
 
 pub mod conn;
 pub mod error;
+pub mod families;
 pub mod fleet;
 pub mod probe;
 pub mod scan;
@@ -44,6 +45,7 @@ use crate::metrics::store::{ScanProgress, Store};
 use crate::scheduler::{AnalysisSource, Clock, SourceError};
 use conn::{Connector, Topology};
 pub use error::{Error, Result};
+use families::{FamilyObserver, FamilyTable, TRACKED_FAMILIES};
 use scan::{Counter, NoObserver, Pace};
 
 /// Task records kept per analysis (the newest; older ones are forgotten).
@@ -455,15 +457,26 @@ impl Run {
             }
         };
         // Shards are scanned side by side, each at its own node's budget.
+        let with_families = self.analysis == Analysis::Bigkey && self.target.families_on();
         let scans = plan.iter().map(|(unit, node, dbs)| {
             let counter = &counter;
             async move {
                 match self.analysis {
+                    Analysis::Bigkey if with_families => {
+                        let mut obs = FamilyObserver::new(&self.target.families, TRACKED_FAMILIES);
+                        let keys =
+                            scan::bigkeys(&self.conn, unit, node, dbs, pace, counter, &mut obs)
+                                .await?;
+                        Ok((keys, Some((unit.shard.clone(), obs.table))))
+                    }
                     Analysis::Bigkey => {
                         scan::bigkeys(&self.conn, unit, node, dbs, pace, counter, &mut NoObserver)
                             .await
+                            .map(|k| (k, None))
                     }
-                    Analysis::Hotkey => scan::hotkeys(&self.conn, unit, dbs, pace, counter).await,
+                    Analysis::Hotkey => scan::hotkeys(&self.conn, unit, dbs, pace, counter)
+                        .await
+                        .map(|k| (k, None)),
                     Analysis::Keyfamily => Err(<Error as SourceError>::not_offered(
                         "the DCS offline key analysis",
                     )),
@@ -474,6 +487,48 @@ impl Run {
             r = futures_util::future::try_join_all(scans) => r?,
             _ = progress => unreachable!("the progress loop never ends"),
         };
-        Ok(all.into_iter().flatten().collect())
+        let mut keys = Vec::new();
+        let mut tables = Vec::new();
+        for (k, t) in all {
+            keys.extend(k);
+            tables.extend(t);
+        }
+        if with_families {
+            self.publish_families(started, tables);
+        }
+        Ok(keys)
+    }
+
+    /// Publishes the key families a successful big key scan built, shard by shard, under
+    /// `analysis="keyfamily"`; shards the target no longer has are dropped. Only a scan that
+    /// covered every shard gets here, so the families never mix a partial walk in.
+    fn publish_families(&self, started: f64, tables: Vec<(Option<String>, FamilyTable)>) {
+        let now = self.clock.now_unix();
+        let task = TaskRecord {
+            id: self.task_id.clone(),
+            instance_id: Some(self.target.id.clone()),
+            status: TaskStatus::Success,
+            scan_type: Some(ScanType::Manual),
+            created_at: Some(timestamp::format_unix(self.created)),
+            started_at: Some(timestamp::format_unix(started)),
+            finished_at: Some(timestamp::format_unix(now)),
+            num: None,
+            keys: None,
+        };
+        let mut shards = Vec::new();
+        for (shard, table) in tables {
+            let shard = shard.unwrap_or_default();
+            let fams = table.finish(&shard, &self.task_id, Some(now));
+            self.store.publish_families(
+                &self.target.id,
+                Analysis::Keyfamily,
+                &task,
+                shard.clone(),
+                fams,
+            );
+            shards.push(shard);
+        }
+        self.store
+            .retain_shards(&self.target.id, Analysis::Keyfamily, &shards);
     }
 }

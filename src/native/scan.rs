@@ -10,7 +10,9 @@
 //!   the next batch's `SCAN` rides in the first pipeline, so a batch costs two round trips.
 //!   `MEMORY USAGE` (default sampling, which does not touch the key) is asked for the final top
 //!   N only. Every key passes through [`KeyObserver`], the hook a per-key aggregation (key
-//!   families) plugs into; an observer that wants every key's memory gets it in the batch.
+//!   families, [`super::families`]) plugs into; an observer that wants every key's memory
+//!   (`MEMORY USAGE`) and TTL (`PTTL`, which does not touch the key either) gets them in the
+//!   second pipeline of the batch.
 //! - **Hot keys**: per batch, one pipeline of `OBJECT FREQ` (and the next `SCAN`), which reads the LFU counter
 //!   without touching the key, before anything else looks at it; only the final top N are then
 //!   asked for their type and size. The server's own error tells that no LFU policy is set
@@ -47,6 +49,8 @@ pub struct ScannedKey<'a> {
     /// Elements, or bytes for strings.
     pub size: Option<i64>,
     pub memory: Option<i64>,
+    /// `PTTL` (-1: no TTL), when the observer wants it.
+    pub ttl_ms: Option<i64>,
 }
 
 /// Sees every key a big key scan visits (the hook for per-key aggregation).
@@ -54,6 +58,10 @@ pub trait KeyObserver: Send {
     /// Whether [`ScannedKey::memory`] is wanted: it costs a `MEMORY USAGE` per key, so by
     /// default only the final top N are asked.
     fn wants_memory(&self) -> bool {
+        false
+    }
+    /// Whether [`ScannedKey::ttl_ms`] is wanted: a `PTTL` per key, pipelined with the rest.
+    fn wants_ttl(&self) -> bool {
         false
     }
     fn observe(&mut self, key: &ScannedKey<'_>);
@@ -359,13 +367,14 @@ impl Budget {
 }
 
 /// Per key of a batch (by index): its type, its size (elements, or bytes for strings) and,
-/// with `memory`, its `MEMORY USAGE`. Keys that vanished (`none`) or have a type without a
+/// with `memory`, its `MEMORY USAGE`, then with `ttl` its `PTTL`. Keys that vanished (`none`) or have a type without a
 /// size are left out. The next batch's `SCAN` rides along in the first pipeline.
 async fn sizes(
     c: &mut MultiplexedConnection,
     keys: &[Vec<u8>],
     walker: &mut Walker<'_>,
     memory: bool,
+    ttl: bool,
 ) -> redis::RedisResult<Vec<(usize, String, Vec<Value>)>> {
     let mut p = redis::pipe();
     p.ignore_errors();
@@ -387,6 +396,9 @@ async fn sizes(
         if memory {
             p.cmd("MEMORY").arg("USAGE").arg(&keys[i]);
         }
+        if ttl {
+            p.cmd("PTTL").arg(&keys[i]);
+        }
         asked.push((i, t));
     }
     let answers: Vec<Value> = if asked.is_empty() {
@@ -395,7 +407,7 @@ async fn sizes(
         p.query_async(c).await?
     };
     walker.prefetched(next);
-    let per = if memory { 2 } else { 1 };
+    let per = 1 + usize::from(memory) + usize::from(ttl);
     Ok(asked
         .into_iter()
         .zip(answers.chunks(per))
@@ -433,10 +445,11 @@ pub async fn bigkeys(
     let mut elements = TopN::new(pace.top_n);
     let mut budget = Budget::new(pace.keys_per_second);
     let memory = observer.wants_memory();
+    let ttl = observer.wants_ttl();
     for &(db, _) in dbs {
         let mut w = Walker::new(conn, node, db, pace);
         while let Some((mut c, keys)) = w.batch().await? {
-            let answers = match sizes(&mut c, &keys, &mut w, memory).await {
+            let answers = match sizes(&mut c, &keys, &mut w, memory, ttl).await {
                 Ok(a) => a,
                 Err(e) => {
                     let step = w.classify(e);
@@ -449,13 +462,15 @@ pub async fn bigkeys(
                     return Err(e);
                 }
                 let size = answer.first().and_then(int);
-                let memory = answer.get(1).and_then(int);
+                let memory = answer.get(1).filter(|_| memory).and_then(int);
+                let ttl_ms = answer.last().filter(|_| ttl).and_then(int);
                 observer.observe(&ScannedKey {
                     db,
                     name: &keys[name],
                     key_type: &key_type,
                     size,
                     memory,
+                    ttl_ms,
                 });
                 let Some(size) = size else { continue };
                 let r = Ranked {

@@ -221,7 +221,7 @@ impl<C: DcsApi> Scheduler<C> {
         for target in &native {
             let inst = &target.instance;
             let mut analyses = Vec::new();
-            for a in Analysis::ALL {
+            for a in Analysis::EVERY {
                 let s = *inst.analysis(a);
                 if s.mode == Mode::Off {
                     continue;
@@ -232,6 +232,10 @@ impl<C: DcsApi> Scheduler<C> {
                     mode: s.mode.as_str(),
                     interval: s.interval,
                 });
+                // A Redis target's key families are published by its big key scan: no loop.
+                if a == Analysis::Keyfamily {
+                    continue;
+                }
                 wanted.insert(
                     (inst.id.clone(), a),
                     (SourceRef::Native(target.source.clone()), s, false),

@@ -16,6 +16,7 @@ mod hostile_data;
 mod key_privacy;
 mod keyfamily;
 mod native;
+mod native_families;
 mod process;
 mod reliability;
 mod secrets;
