@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+use crate::backoff::{Backoff, InvalidBackoff};
 use crate::dcs::iam::{transport_summary, IamCredentials, TokenCache};
 use crate::dcs::limit;
 use crate::dcs::{
@@ -164,25 +165,28 @@ fn field(s: Option<&str>) -> Option<String> {
     s.map(|s| sanitise(s.as_bytes())).filter(|s| !s.is_empty())
 }
 
-/// The backoff before retry number `retry` (0 for the first retry): the server's
-/// `Retry-After` when given, else a uniformly random delay in `[0, min(max, base·2^retry)]`
-/// (full jitter); never more than `max`.
-pub fn backoff_delay(
+/// The backoff of DCS API requests: full jitter under a doubling cap, so clients that fail
+/// together spread their retries (see [`crate::backoff`]).
+fn request_backoff(config: &ClientConfig) -> std::result::Result<Backoff, InvalidBackoff> {
+    Backoff::new(
+        config.retry_base_delay,
+        config.retry_max_delay,
+        Backoff::FULL_JITTER,
+    )
+}
+
+/// The delay before retry number `retry` (0 for the first retry): the server's `Retry-After`
+/// when given, else [`Backoff::delay`]; never more than the backoff's `max`.
+fn retry_delay(
+    backoff: &Backoff,
     retry: u32,
-    base: Duration,
-    max: Duration,
     retry_after: Option<Duration>,
     rng: &mut impl Rng,
 ) -> Duration {
-    if let Some(after) = retry_after {
-        return after.min(max);
+    match retry_after {
+        Some(after) => after.min(backoff.max()),
+        None => backoff.delay(retry, rng),
     }
-    let ceiling = base
-        .checked_mul(2u32.saturating_pow(retry.min(31)))
-        .unwrap_or(max)
-        .min(max);
-    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(rng.gen_range(0..=millis))
 }
 
 /// How a request authenticates.
@@ -200,6 +204,8 @@ struct Inner {
     config: ClientConfig,
     auth: ClientAuth,
     metrics: Option<ApiMetrics>,
+    /// Built from `retry_base_delay` and `retry_max_delay`, checked once in [`DcsClient::new`].
+    backoff: Backoff,
     /// `Host` header value: host, plus the port when it is not the scheme's default.
     host: String,
 }
@@ -312,8 +318,9 @@ fn api_error(operation: &'static str, status: u16, headers: &HeaderMap, body: &[
 }
 
 impl DcsClient {
-    /// Builds a client; fails on an endpoint that is not an http(s) base URL or header values
-    /// that cannot be sent.
+    /// Builds a client; fails on an endpoint that is not an http(s) base URL, header values
+    /// that cannot be sent, or retry delays a backoff refuses (a zero base, a base above the
+    /// maximum).
     pub fn new(config: ClientConfig, metrics: Option<ApiMetrics>) -> Result<DcsClient> {
         const OP: &str = "NewClient";
         let endpoint = &config.endpoint;
@@ -334,6 +341,8 @@ impl DcsClient {
                 "the project id has characters a header cannot carry",
             ));
         }
+        let backoff = request_backoff(&config)
+            .map_err(|e| invalid(OP, format!("invalid retry delays: {e}")))?;
         let http = reqwest::Client::builder()
             // HTTP/1.1 like the official SDK: the signed Host header is sent as is.
             .http1_only()
@@ -380,6 +389,7 @@ impl DcsClient {
                 config,
                 auth,
                 metrics,
+                backoff,
                 host,
             }),
         })
@@ -575,10 +585,9 @@ impl DcsClient {
             if !error.is_retryable() || retry >= cfg.max_retries {
                 return Err(error);
             }
-            let delay = backoff_delay(
+            let delay = retry_delay(
+                &self.inner.backoff,
                 retry,
-                cfg.retry_base_delay,
-                cfg.retry_max_delay,
                 wait_hint,
                 &mut rand::thread_rng(),
             );
@@ -1020,6 +1029,18 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    fn test_config() -> ClientConfig {
+        ClientConfig::new(
+            "http://127.0.0.1:9".parse().unwrap(),
+            "p",
+            Auth::AkSk {
+                access_key: "ak".into(),
+                secret_key: Secret::new("sk"),
+                security_token: None,
+            },
+        )
+    }
+
     #[test]
     fn query_is_sorted_and_encoded() {
         let q = build_query(&[
@@ -1127,22 +1148,44 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let base = Duration::from_millis(100);
         let max = Duration::from_millis(1000);
+        let mut config = test_config();
+        config.retry_base_delay = base;
+        config.retry_max_delay = max;
+        let backoff = request_backoff(&config).unwrap();
         for retry in 0..40 {
             let cap = [100, 200, 400, 800, 1000][retry.min(4) as usize];
             let mut seen_high = false;
             for _ in 0..200 {
-                let d = backoff_delay(retry, base, max, None, &mut rng);
+                let d = retry_delay(&backoff, retry, None, &mut rng);
                 assert!(d <= Duration::from_millis(cap), "retry {retry}: {d:?}");
                 seen_high |= d >= Duration::from_millis(cap / 2);
             }
             assert!(seen_high, "retry {retry} never came near its cap");
         }
         let hint = Some(Duration::from_secs(7));
+        config.retry_max_delay = Duration::from_secs(30);
+        let long = request_backoff(&config).unwrap();
         assert_eq!(
-            backoff_delay(0, base, Duration::from_secs(30), hint, &mut rng),
+            retry_delay(&long, 0, hint, &mut rng),
             Duration::from_secs(7)
         );
-        assert_eq!(backoff_delay(0, base, max, hint, &mut rng), max);
+        assert_eq!(retry_delay(&backoff, 0, hint, &mut rng), max);
+    }
+
+    #[test]
+    fn invalid_retry_delays_are_refused_when_the_client_is_built() {
+        let mut config = test_config();
+        config.retry_base_delay = Duration::from_secs(5);
+        config.retry_max_delay = Duration::from_secs(1);
+        let Err(e) = DcsClient::new(config.clone(), None) else {
+            panic!("a base above the max was accepted");
+        };
+        assert!(e.to_string().contains("invalid retry delays"), "{e}");
+        config.retry_base_delay = Duration::ZERO;
+        let Err(e) = DcsClient::new(config, None) else {
+            panic!("a zero base was accepted");
+        };
+        assert!(e.to_string().contains("above zero"), "{e}");
     }
 
     #[test]
