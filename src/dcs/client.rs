@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use crate::backoff::{Backoff, InvalidBackoff};
 use crate::dcs::iam::{transport_summary, IamCredentials, TokenCache};
 use crate::dcs::limit;
+use crate::dcs::metrics::ApiMetrics;
 use crate::dcs::{
     offline, BackupList, BackupListQuery, GroupList, NodeList, OfflineAnalysisRequest,
     OfflineTaskDetails, OfflineTaskId, OfflineTaskList,
@@ -37,7 +38,6 @@ use crate::dcs::{
     ErrorBody, InstanceInfo, InstanceList, InstanceListQuery, Operation, Result, TaskList,
     TaskListQuery, TaskRecord,
 };
-use crate::metrics::api::ApiMetrics;
 use crate::secret::Secret;
 
 /// Longest excerpt of an unparseable error body kept in an error message.

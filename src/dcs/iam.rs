@@ -19,8 +19,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::dcs::client::{read_body_capped, redact_secrets, sanitised_excerpt, BodyReadError};
+use crate::dcs::metrics::ApiMetrics;
 use crate::dcs::{Error, Result};
-use crate::metrics::api::ApiMetrics;
 use crate::secret::Secret;
 
 /// The `operation` label of token requests in the API metrics (the IAM SDK's name).

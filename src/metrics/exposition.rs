@@ -43,7 +43,6 @@ use prometheus::{Encoder, IntGauge, Opts, Registry, TextEncoder};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::api::ApiMetrics;
 use super::body::{
     crc_copy, gzip_trailer, stored_last, Body, Deflated, Deflater, Piece, GZIP_HEADER,
 };
@@ -51,7 +50,7 @@ use super::render::{
     key_family_header, render_key_families, render_state, RenderOptions, KEY_FAMILY_COUNT,
 };
 use super::store::{AnalysisResult, Store};
-use crate::dcs::Analysis;
+use crate::dcs::{Analysis, ApiMetrics};
 
 /// Largest total of per-key text kept uncompressed (see the module docs): about 450 instances
 /// with 100 hot keys and 100 big keys each fit. A fleet past it holds up to this much until the

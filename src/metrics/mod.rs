@@ -2,15 +2,14 @@
 //!
 //! # Layout
 //! - [`store`]: the snapshot of results, failures and running tasks per instance and analysis.
-//! - [`api`]: the exporter's own API request metrics (explicit registry).
 //! - [`families`]: key families (keys and memory by key pattern) and their top-K bound.
 //! - [`keylabel`]: how a key name becomes the `key` label (cut with a hash suffix, or a digest).
 //! - [`render`]: the snapshot in the Prometheus text format (per key, per analysis, per instance).
 //! - [`body`]: response bodies made of shared pieces; deflate fragments joined into one gzip member.
 //! - [`exposition`]: the `/metrics` body: the cached snapshot rendering (plain and gzip) plus the
-//!   exporter's own registry (API metrics, build info, reload status, process metrics).
+//!   exporter's own registry (build info, reload status, process metrics, and the metrics that
+//!   [`crate::dcs`] and [`crate::fleet`] register in it).
 
-pub mod api;
 pub mod body;
 pub mod exposition;
 pub mod families;
