@@ -604,7 +604,9 @@ pub(crate) mod lenient {
     pub(crate) fn parse<T: DeserializeOwned>(text: &str) -> Option<T> {
         match serde_json::from_str(text) {
             Ok(v) => Some(v),
-            Err(_) => serde_json::from_str(&crate::dcs::client::repair_json(text.as_bytes())?).ok(),
+            Err(_) => {
+                serde_json::from_str(&crate::dcs::transport::repair_json(text.as_bytes())?).ok()
+            }
         }
     }
 
