@@ -40,9 +40,12 @@
 //! | 6 | [`cli`], [`app`] | everything below |
 //!
 //! Within a module the files form no cycle either: in [`server`], `web_config` depends on
-//! `tls` and `auth`, never the reverse; in [`dcs`], `client` depends on `iam`, and both on
-//! `transport` (reading and quoting answers) and `metrics` (the API request metrics, which
-//! [`dcs`] owns as [`fleet`] owns its own), which import nothing else from the crate.
+//! `tls` and `auth`, never the reverse; in [`dcs`], `client` depends on `iam` and `error`
+//! (which maps error answers), and all of them on `transport` (reading and quoting answers)
+//! and `metrics` (the API request metrics, which [`dcs`] owns as [`fleet`] owns its own),
+//! which import nothing else from the crate; in [`simulator`], `http` depends on `routes`,
+//! `views`, `faults` and `reply`, and `reply` on nothing of those; in [`metrics`],
+//! `exposition` depends on `registry` (the exporter's own metrics), never the reverse.
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -26,11 +26,12 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::backoff::{Backoff, InvalidBackoff};
+use crate::dcs::error::api_error;
 use crate::dcs::iam::{IamCredentials, TokenCache};
 use crate::dcs::limit;
 use crate::dcs::metrics::ApiMetrics;
 use crate::dcs::transport::{
-    decode_body, read_body_capped, redact_secrets, sanitise, sanitised_excerpt, transport_summary,
+    decode_body, read_body_capped, redact_secrets, sanitised_excerpt, transport_summary,
     BodyReadError,
 };
 use crate::dcs::{
@@ -39,8 +40,8 @@ use crate::dcs::{
 };
 use crate::dcs::{
     signer, Analysis, Auth, AutoscanConfig, AutoscanConfigRequest, ClientConfig, DcsApi, Error,
-    ErrorBody, InstanceInfo, InstanceList, InstanceListQuery, Operation, Result, TaskList,
-    TaskListQuery, TaskRecord,
+    InstanceInfo, InstanceList, InstanceListQuery, Operation, Result, TaskList, TaskListQuery,
+    TaskRecord,
 };
 use crate::secret::Secret;
 
@@ -49,11 +50,6 @@ const USER_AGENT: &str = concat!("dcs-key-exporter/", env!("CARGO_PKG_VERSION"))
 
 const OP_SHOW_INSTANCE: &str = "ShowInstance";
 const OP_LIST_INSTANCES: &str = "ListInstances";
-
-/// A sanitised, non-empty string field of an error answer.
-fn field(s: Option<&str>) -> Option<String> {
-    s.map(|s| sanitise(s.as_bytes())).filter(|s| !s.is_empty())
-}
 
 /// The backoff of DCS API requests: full jitter under a doubling cap, so clients that fail
 /// together spread their retries (see [`crate::backoff`]).
@@ -181,30 +177,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
-}
-
-/// Maps a non-2xx answer onto [`Error::Api`].
-fn api_error(operation: &'static str, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
-    let header_id = field(headers.get("x-request-id").and_then(|v| v.to_str().ok()));
-    let parsed = serde_json::from_slice::<ErrorBody>(body)
-        .ok()
-        .filter(|e| e.error_code.is_some() || e.error_msg.is_some());
-    match parsed {
-        Some(e) => Error::Api {
-            operation,
-            status,
-            code: field(e.error_code.as_deref()),
-            message: field(e.error_msg.as_deref()).unwrap_or_default(),
-            request_id: header_id.or_else(|| field(e.request_id.as_deref())),
-        },
-        None => Error::Api {
-            operation,
-            status,
-            code: None,
-            message: sanitised_excerpt(body),
-            request_id: header_id,
-        },
-    }
 }
 
 impl DcsClient {
@@ -937,41 +909,5 @@ mod tests {
             http::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&h), None);
-    }
-
-    #[test]
-    fn error_bodies_map_to_api_errors() {
-        let mut h = HeaderMap::new();
-        let e = api_error("CreateBigkeyScanTask", 400, &h,
-            br#"{"error_code":"DCS.4918","error_msg":"Instance bigkey analyze is running.","error_ext_msg":null}"#);
-        assert!(e.is_already_running());
-        assert_eq!(
-            e.to_string(),
-            "CreateBigkeyScanTask: HTTP 400 DCS.4918: Instance bigkey analyze is running."
-        );
-        let e = api_error("ShowInstance", 401, &h,
-            br#"{"error_code":"APIG.0301","error_msg":"Incorrect IAM authentication information: verify aksk signature fail","request_id":"body-id"}"#);
-        assert!(matches!(&e, Error::Api { request_id: Some(r), .. } if r == "body-id"));
-        h.insert("x-request-id", http::HeaderValue::from_static("hdr-id"));
-        let e = api_error(
-            "ShowInstance",
-            401,
-            &h,
-            br#"{"error_code":"APIG.0301","error_msg":"m","request_id":"body-id"}"#,
-        );
-        assert!(matches!(&e, Error::Api { request_id: Some(r), .. } if r == "hdr-id"));
-        let e = api_error(
-            "ShowInstance",
-            400,
-            &HeaderMap::new(),
-            br#"{"error_code":"","error_msg":"m"}"#,
-        );
-        assert!(
-            matches!(&e, Error::Api { code: None, request_id: None, message, .. } if message == "m")
-        );
-        let e = api_error("ShowInstance", 502, &h, b"<html>bad gateway</html>");
-        assert!(
-            matches!(&e, Error::Api { code: None, status: 502, message, .. } if message == "<html>bad gateway</html>")
-        );
     }
 }
