@@ -39,6 +39,7 @@ use super::routes::{paging, parse_v2, query_get, query_pairs, Route, RouteError}
 use super::state::{InstanceState, Refusal};
 use super::views::{instance_json, list_instances};
 use super::{Shared, World};
+use crate::backoff::Backoff;
 use crate::dcs::model::{Analysis, AutoscanConfigRequest, TaskList, TaskStatus};
 use crate::dcs::offline::{
     BackupList, GroupList, NodeList, OfflineAnalysisRequest, OfflineTaskId, OfflineTaskList,
@@ -49,6 +50,14 @@ const MAX_REQUEST_BODY: usize = 1 << 20;
 /// How long shutdown waits for open connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Pause after failed `accept`s in a row (e.g. out of file descriptors): from 100 ms, doubling
+/// up to 1 s, with jitter, as the exporter's own server does.
+const ACCEPT_BACKOFF: Backoff = Backoff::fixed(
+    Duration::from_millis(100),
+    Duration::from_secs(1),
+    Backoff::EQUAL_JITTER,
+);
+
 /// Serves until `shutdown` is cancelled, then drains connections for at most [`DRAIN_TIMEOUT`].
 pub async fn serve(
     shared: Arc<Shared>,
@@ -58,16 +67,24 @@ pub async fn serve(
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     let tracker = TaskTracker::new();
+    let mut accept_failures = 0u32;
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+                Ok(conn) => {
+                    accept_failures = 0;
+                    conn
+                }
                 Err(e) => {
                     // Usually out of file descriptors: back off instead of spinning.
-                    tracing::warn!(error = %e, "simulator: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+                    let wait = ACCEPT_BACKOFF.delay(accept_failures, &mut rand::thread_rng());
+                    accept_failures = accept_failures.saturating_add(1);
+                    tracing::warn!(error = %e, retry_in = ?wait, "simulator: accept failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(wait) => continue,
+                    }
                 }
             },
         };
