@@ -278,7 +278,6 @@ pub async fn run_loaded(
     let supervisor = opts.supervisor.clone();
     // The scheduler's and discovery's loops stop first at shutdown, so they are tracked apart.
     let loops = supervisor.child();
-    let tracker = loops.tracker().clone();
     let loops_token = shutdown.child_token();
     let mut clients = Clients { clouds: Vec::new() };
     let mut scheduler = Scheduler::new(
@@ -286,13 +285,13 @@ pub async fn run_loaded(
         Clock::System,
         config.api.max_concurrent_requests,
         loops_token.clone(),
-        tracker.clone(),
+        loops.clone(),
     );
     scheduler.set_start_jitter(config.scheduler.start_jitter);
     let (registry, namespace) = exposition.registry();
     let fleet_metrics = FleetMetrics::register(registry, namespace, opts.fleet.shard)?;
     let (discoveries, mut listings) =
-        Discoveries::new(loops_token.clone(), tracker.clone(), fleet_metrics.clone());
+        Discoveries::new(loops_token.clone(), loops.clone(), fleet_metrics.clone());
     let first_clients = clients.build(&config, &exposition).map_err(Error::Start)?;
     let clouds = config.clouds.len();
     let discovering = config
@@ -395,8 +394,8 @@ pub async fn run_loaded(
 
     info!("shutting down: no new analyses; waiting for requests in flight");
     loops_token.cancel();
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+    loops.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, loops.wait())
         .await
         .is_err()
     {

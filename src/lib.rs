@@ -4,7 +4,8 @@
 //! # Layout
 //! Data flows from top to bottom:
 //! - [`config`]: the YAML config file, read raw and validated into typed settings.
-//! - [`dcs`]: the DCS API: models, request signing, IAM tokens, the reqwest client.
+//! - [`dcs`]: the DCS API: models, request signing, IAM tokens, the reqwest client and the
+//!   metrics of its requests.
 //! - [`simulator`]: an in-process DCS API simulator sharing the client's models; powers `--demo`,
 //!   `simulate` and the tests.
 //! - [`native`]: Redis and Valkey servers the exporter analyses itself (SCAN, pipelined sizes,
@@ -30,18 +31,21 @@
 //!
 //! | layer | modules | imports from |
 //! |---|---|---|
-//! | 0 | [`secret`], [`backoff`], [`supervisor`]; [`metrics::keylabel`], [`metrics::keyrewrite`], [`metrics::body`], [`metrics::api`] | nothing in the crate |
-//! | 1 | [`dcs`] | 0 (`metrics::api`: the API request metrics, see below) |
+//! | 0 | [`secret`], [`backoff`], [`supervisor`]; [`metrics::keylabel`], [`metrics::keyrewrite`], [`metrics::body`] | nothing in the crate |
+//! | 1 | [`dcs`] | 0 |
 //! | 2 | [`config`], [`simulator`], [`metrics`] (store, render, exposition) | 0–1 |
 //! | 3 | [`scheduler`] | 0–2 |
 //! | 4 | [`fleet`], [`server`] | 0–3 |
 //! | 5 | [`demo`] | 0–2 |
 //! | 6 | [`cli`], [`app`] | everything below |
 //!
-//! Within [`server`], `web_config` depends on `tls` and `auth`, never the reverse. One arrow
-//! still points from a module into another that also imports it: [`dcs`]'s client and IAM
-//! token cache record into [`metrics::api`], a leaf of [`metrics`]; those metrics belong in
-//! [`dcs`], as [`fleet`] owns its own.
+//! Within a module the files form no cycle either: in [`server`], `web_config` depends on
+//! `tls` and `auth`, never the reverse; in [`dcs`], `client` depends on `iam` and `error`
+//! (which maps error answers), and all of them on `transport` (reading and quoting answers)
+//! and `metrics` (the API request metrics, which [`dcs`] owns as [`fleet`] owns its own),
+//! which import nothing else from the crate; in [`simulator`], `http` depends on `routes`,
+//! `views`, `faults` and `reply`, and `reply` on nothing of those; in [`metrics`],
+//! `exposition` depends on `registry` (the exporter's own metrics), never the reverse.
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -25,58 +25,25 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use crate::dcs::iam::{transport_summary, IamCredentials, TokenCache};
+use crate::backoff::{Backoff, InvalidBackoff};
+use crate::dcs::error::api_error;
+use crate::dcs::iam::{IamCredentials, TokenCache};
 use crate::dcs::limit;
+use crate::dcs::metrics::ApiMetrics;
+use crate::dcs::transport::{
+    decode_body, read_body_capped, redact_secrets, sanitised_excerpt, transport_summary,
+    BodyReadError,
+};
 use crate::dcs::{
     offline, BackupList, BackupListQuery, GroupList, NodeList, OfflineAnalysisRequest,
     OfflineTaskDetails, OfflineTaskId, OfflineTaskList,
 };
 use crate::dcs::{
     signer, Analysis, Auth, AutoscanConfig, AutoscanConfigRequest, ClientConfig, DcsApi, Error,
-    ErrorBody, InstanceInfo, InstanceList, InstanceListQuery, Operation, Result, TaskList,
-    TaskListQuery, TaskRecord,
+    InstanceInfo, InstanceList, InstanceListQuery, Operation, Result, TaskList, TaskListQuery,
+    TaskRecord,
 };
-use crate::metrics::api::ApiMetrics;
 use crate::secret::Secret;
-
-/// Longest excerpt of an unparseable error body kept in an error message.
-const EXCERPT_CHARS: usize = 200;
-/// Bytes of an answer looked at for an excerpt (credentials are redacted in these before the
-/// excerpt is cut).
-const EXCERPT_SCAN_BYTES: usize = 8 * 1024;
-/// What replaces a redacted credential.
-const REDACTED: &str = "***";
-
-/// The value of a credential-bearing field in quoted text: `X-Auth-Token: v`, `"password":"v"`,
-/// `Signature=v`, `security_token=v`, ...
-static CREDENTIAL_FIELD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-    regex::Regex::new(
-        r#"(?i)(\b(?:x-auth-token|x-subject-token|x-security-token|authorization|signature|password|passwd|secret[_-]?key|secret|security[_-]?token|access[_-]?token|auth[_-]?token|token|sk)["']?\s*[:=]\s*["']?)[^"'\s,;&}\]]+"#,
-    )
-    .expect("a valid pattern")
-});
-/// An opaque run of token characters long enough to be a credential (IAM and security tokens
-/// are hundreds of characters; an SDK-HMAC-SHA256 signature is 64 hex digits).
-static OPAQUE_RUN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-    regex::Regex::new(r"[A-Za-z0-9+/_\-.=%]{64,}").expect("a valid pattern")
-});
-
-/// `text` with what looks like a credential replaced by `***`: values of credential-bearing
-/// fields and long opaque runs (see [`CREDENTIAL_FIELD`], [`OPAQUE_RUN`]).
-pub(crate) fn redact_credentials(text: &str) -> String {
-    let named = CREDENTIAL_FIELD.replace_all(text, format!("${{1}}{REDACTED}").as_str());
-    OPAQUE_RUN.replace_all(&named, REDACTED).into_owned()
-}
-
-/// `text` with every occurrence of one of `secrets` replaced by `***`.
-pub(crate) fn redact_secrets(mut text: String, secrets: &[&str]) -> String {
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
-        if text.contains(s) {
-            text = text.replace(s, REDACTED);
-        }
-    }
-    text
-}
 
 /// Sent (and signed) like the SDK's own `User-Agent`.
 const USER_AGENT: &str = concat!("dcs-key-exporter/", env!("CARGO_PKG_VERSION"));
@@ -84,105 +51,28 @@ const USER_AGENT: &str = concat!("dcs-key-exporter/", env!("CARGO_PKG_VERSION"))
 const OP_SHOW_INSTANCE: &str = "ShowInstance";
 const OP_LIST_INSTANCES: &str = "ListInstances";
 
-/// Why a capped body read stopped.
-#[derive(Debug)]
-pub(crate) enum BodyReadError {
-    TooLarge,
-    Transport(String),
+/// The backoff of DCS API requests: full jitter under a doubling cap, so clients that fail
+/// together spread their retries (see [`crate::backoff`]).
+fn request_backoff(config: &ClientConfig) -> std::result::Result<Backoff, InvalidBackoff> {
+    Backoff::new(
+        config.retry_base_delay,
+        config.retry_max_delay,
+        Backoff::FULL_JITTER,
+    )
 }
 
-/// Reads a response body chunk by chunk, refusing (without buffering further) once it would
-/// exceed `limit` bytes.
-pub(crate) async fn read_body_capped(
-    mut resp: reqwest::Response,
-    limit: usize,
-) -> std::result::Result<Vec<u8>, BodyReadError> {
-    if resp
-        .content_length()
-        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
-    {
-        return Err(BodyReadError::TooLarge);
-    }
-    let mut body = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len().saturating_add(chunk.len()) > limit {
-                    return Err(BodyReadError::TooLarge);
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(BodyReadError::Transport(transport_summary(&e))),
-        }
-    }
-}
-
-/// A short, printable excerpt of untrusted text: credentials redacted, control characters
-/// replaced, whitespace collapsed, at most 200 characters; `(empty body)` when nothing printable
-/// is left.
-pub(crate) fn sanitised_excerpt(bytes: &[u8]) -> String {
-    let s = sanitise(bytes);
-    if s.is_empty() {
-        "(empty body)".to_owned()
-    } else {
-        s
-    }
-}
-
-/// Like [`sanitised_excerpt`] but may return an empty string.
-fn sanitise(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_SCAN_BYTES)]);
-    let text = redact_credentials(&text);
-    let mut out = String::new();
-    let mut count = 0;
-    let mut last_space = true;
-    for c in text.chars() {
-        let c = if c.is_whitespace() {
-            ' '
-        } else if c.is_control() {
-            '?'
-        } else {
-            c
-        };
-        if c == ' ' && last_space {
-            continue;
-        }
-        last_space = c == ' ';
-        if count == EXCERPT_CHARS {
-            out.push('…');
-            break;
-        }
-        out.push(c);
-        count += 1;
-    }
-    out.trim_end().to_owned()
-}
-
-/// A sanitised, non-empty string field of an error answer.
-fn field(s: Option<&str>) -> Option<String> {
-    s.map(|s| sanitise(s.as_bytes())).filter(|s| !s.is_empty())
-}
-
-/// The backoff before retry number `retry` (0 for the first retry): the server's
-/// `Retry-After` when given, else a uniformly random delay in `[0, min(max, base·2^retry)]`
-/// (full jitter); never more than `max`.
-pub fn backoff_delay(
+/// The delay before retry number `retry` (0 for the first retry): the server's `Retry-After`
+/// when given, else [`Backoff::delay`]; never more than the backoff's `max`.
+fn retry_delay(
+    backoff: &Backoff,
     retry: u32,
-    base: Duration,
-    max: Duration,
     retry_after: Option<Duration>,
     rng: &mut impl Rng,
 ) -> Duration {
-    if let Some(after) = retry_after {
-        return after.min(max);
+    match retry_after {
+        Some(after) => after.min(backoff.max()),
+        None => backoff.delay(retry, rng),
     }
-    let ceiling = base
-        .checked_mul(2u32.saturating_pow(retry.min(31)))
-        .unwrap_or(max)
-        .min(max);
-    let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(rng.gen_range(0..=millis))
 }
 
 /// How a request authenticates.
@@ -200,6 +90,8 @@ struct Inner {
     config: ClientConfig,
     auth: ClientAuth,
     metrics: Option<ApiMetrics>,
+    /// Built from `retry_base_delay` and `retry_max_delay`, checked once in [`DcsClient::new`].
+    backoff: Backoff,
     /// `Host` header value: host, plus the port when it is not the scheme's default.
     host: String,
 }
@@ -287,33 +179,10 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// Maps a non-2xx answer onto [`Error::Api`].
-fn api_error(operation: &'static str, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
-    let header_id = field(headers.get("x-request-id").and_then(|v| v.to_str().ok()));
-    let parsed = serde_json::from_slice::<ErrorBody>(body)
-        .ok()
-        .filter(|e| e.error_code.is_some() || e.error_msg.is_some());
-    match parsed {
-        Some(e) => Error::Api {
-            operation,
-            status,
-            code: field(e.error_code.as_deref()),
-            message: field(e.error_msg.as_deref()).unwrap_or_default(),
-            request_id: header_id.or_else(|| field(e.request_id.as_deref())),
-        },
-        None => Error::Api {
-            operation,
-            status,
-            code: None,
-            message: sanitised_excerpt(body),
-            request_id: header_id,
-        },
-    }
-}
-
 impl DcsClient {
-    /// Builds a client; fails on an endpoint that is not an http(s) base URL or header values
-    /// that cannot be sent.
+    /// Builds a client; fails on an endpoint that is not an http(s) base URL, header values
+    /// that cannot be sent, or retry delays a backoff refuses (a zero base, a base above the
+    /// maximum).
     pub fn new(config: ClientConfig, metrics: Option<ApiMetrics>) -> Result<DcsClient> {
         const OP: &str = "NewClient";
         let endpoint = &config.endpoint;
@@ -334,6 +203,8 @@ impl DcsClient {
                 "the project id has characters a header cannot carry",
             ));
         }
+        let backoff = request_backoff(&config)
+            .map_err(|e| invalid(OP, format!("invalid retry delays: {e}")))?;
         let http = reqwest::Client::builder()
             // HTTP/1.1 like the official SDK: the signed Host header is sent as is.
             .http1_only()
@@ -380,6 +251,7 @@ impl DcsClient {
                 config,
                 auth,
                 metrics,
+                backoff,
                 host,
             }),
         })
@@ -580,10 +452,9 @@ impl DcsClient {
             if !error.is_retryable() || retry >= cfg.max_retries {
                 return Err(error);
             }
-            let delay = backoff_delay(
+            let delay = retry_delay(
+                &self.inner.backoff,
                 retry,
-                cfg.retry_base_delay,
-                cfg.retry_max_delay,
                 wait_hint,
                 &mut rand::thread_rng(),
             );
@@ -744,71 +615,6 @@ fn decode<T: DeserializeOwned>(operation: &'static str, answer: &Answer) -> Resu
         status: answer.status,
         message: sanitised_excerpt(e.to_string().as_bytes()),
     })
-}
-
-/// Parses a JSON body. Redis key names are bytes, and DCS passes them through: a body with
-/// invalid UTF-8 or lone UTF-16 surrogate escapes (`"\udc80"`), which serde_json rejects, is
-/// repaired (each bad byte sequence or lone surrogate becomes U+FFFD) and parsed again, so one
-/// odd key name does not cost the whole result.
-fn decode_body<T: DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
-    match serde_json::from_slice(body) {
-        Ok(v) => Ok(v),
-        Err(first) => match repair_json(body) {
-            Some(fixed) => serde_json::from_str(&fixed).map_err(|_| first),
-            None => Err(first),
-        },
-    }
-}
-
-/// `body` as UTF-8 with lone surrogate escapes inside strings replaced by `\ufffd`; `None` when
-/// nothing needed repair.
-pub(crate) fn repair_json(body: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    let mut changed = matches!(text, std::borrow::Cow::Owned(_));
-    let b = text.as_bytes();
-    let hex = |i: usize| -> Option<u16> {
-        let digits = std::str::from_utf8(b.get(i..i + 4)?).ok()?;
-        u16::from_str_radix(digits, 16).ok()
-    };
-    let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut i, mut copied) = (false, 0, 0);
-    while i < b.len() {
-        match b[i] {
-            b'"' => in_string = !in_string,
-            b'\\' if in_string => {
-                if b.get(i + 1) == Some(&b'u') {
-                    if let Some(unit) = hex(i + 2) {
-                        let paired_high = (0xD800..0xDC00).contains(&unit)
-                            && b.get(i + 6) == Some(&b'\\')
-                            && b.get(i + 7) == Some(&b'u')
-                            && hex(i + 8).is_some_and(|l| (0xDC00..0xE000).contains(&l));
-                        if paired_high {
-                            i += 12;
-                            continue;
-                        }
-                        if (0xD800..0xE000).contains(&unit) {
-                            out.push_str(&text[copied..i]);
-                            out.push_str("\\ufffd");
-                            changed = true;
-                            i += 6;
-                            copied = i;
-                            continue;
-                        }
-                    }
-                }
-                // Skip the escaped character, whatever it is.
-                i += 2;
-                continue;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    if !changed {
-        return None;
-    }
-    out.push_str(&text[copied.min(text.len())..]);
-    Some(out)
 }
 
 fn task_query(q: &TaskListQuery) -> Vec<(&'static str, String)> {
@@ -1027,6 +833,18 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    fn test_config() -> ClientConfig {
+        ClientConfig::new(
+            "http://127.0.0.1:9".parse().unwrap(),
+            "p",
+            Auth::AkSk {
+                access_key: "ak".into(),
+                secret_key: Secret::new("sk"),
+                security_token: None,
+            },
+        )
+    }
+
     #[test]
     fn query_is_sorted_and_encoded() {
         let q = build_query(&[
@@ -1040,116 +858,48 @@ mod tests {
     }
 
     #[test]
-    fn lone_surrogates_and_bad_utf8_cost_a_character_not_the_body() {
-        use crate::dcs::TaskRecord;
-        // serde_json alone refuses this body: a key name with a lone low surrogate.
-        let body = br#"{"id":"t","status":"success","keys":[{"name":"a\udc80b","freq":5},
-            {"name":"pair \ud83d\ude00 ok"},{"name":"high \ud800"},{"name":"end \ud800\u0041"},
-            {"name":"not one \\udc80"}]}"#;
-        assert!(serde_json::from_slice::<serde_json::Value>(body).is_err());
-        let t: TaskRecord = decode_body(body).unwrap();
-        let names: Vec<_> = t.keys.unwrap().into_iter().map(|k| k.name).collect();
-        assert_eq!(
-            names,
-            [
-                "a\u{fffd}b",
-                "pair \u{1f600} ok",
-                "high \u{fffd}",
-                "end \u{fffd}A",
-                "not one \\udc80"
-            ]
-        );
-        // Raw bytes that are not UTF-8 inside a string.
-        let mut raw = br#"{"id":"t","status":"success","keys":[{"name":"x"#.to_vec();
-        raw.extend_from_slice(&[0xff, 0xc3]);
-        raw.extend_from_slice(br#"y"}]}"#);
-        let t: TaskRecord = decode_body(&raw).unwrap();
-        assert_eq!(t.keys.unwrap()[0].name, "x\u{fffd}\u{fffd}y");
-        // A valid body is not touched; broken JSON stays an error.
-        assert_eq!(repair_json(br#"{"a":"\u00e9\\u"}"#), None);
-        assert!(decode_body::<TaskRecord>(br#"{"id":"t","status":"#).is_err());
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn repair_never_panics_and_keeps_valid_json(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            let _ = decode_body::<serde_json::Value>(&bytes);
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                proptest::prop_assert_eq!(decode_body::<serde_json::Value>(&bytes).unwrap(), v);
-            }
-        }
-
-        #[test]
-        fn any_escape_soup_in_a_string_parses(units in proptest::collection::vec(0u16..=0xffff, 0..8)) {
-            let escaped: String = units.iter().map(|u| format!("\\u{u:04x}")).collect();
-            let body = format!(r#"{{"id":"t","status":"success","keys":[{{"name":"{escaped}"}}]}}"#);
-            let t: crate::dcs::TaskRecord = decode_body(body.as_bytes()).unwrap();
-            let want = String::from_utf16_lossy(&units);
-            proptest::prop_assert_eq!(&t.keys.unwrap()[0].name, &want);
-        }
-    }
-
-    #[test]
-    fn excerpts_are_short_and_printable() {
-        assert_eq!(
-            sanitised_excerpt(b"<html>\n\t<b>Bad\x07 Gateway</b>  </html>"),
-            "<html> <b>Bad? Gateway</b> </html>"
-        );
-        assert_eq!(sanitised_excerpt(b""), "(empty body)");
-        let long = "word ".repeat(300);
-        let e = sanitised_excerpt(long.as_bytes());
-        assert_eq!(e.chars().count(), 201);
-        assert!(e.ends_with('…'));
-        assert_eq!(sanitised_excerpt(&[0xff, b'a']), "\u{fffd}a");
-    }
-
-    #[test]
-    fn quoted_credentials_are_redacted() {
-        let sig = "a".repeat(64);
-        let cases = [
-            ("X-Auth-Token: abc.def ok", "X-Auth-Token: *** ok"),
-            (r#"{"X-Security-Token":"st-1","id":"r1"}"#, r#"{"X-Security-Token":"***","id":"r1"}"#),
-            ("password=hunter2&user=bob", "password=***&user=bob"),
-            (
-                &format!("Authorization: SDK-HMAC-SHA256 Access=AK1, SignedHeaders=host, Signature={sig}"),
-                "Authorization: *** Access=AK1, SignedHeaders=host, Signature=***",
-            ),
-            (&format!("echo {sig}{sig} end"), "echo *** end"),
-            ("task_id=t-1 desk: 3", "task_id=t-1 desk: 3"),
-        ];
-        for (text, want) in cases {
-            assert_eq!(redact_credentials(text), want, "{text}");
-        }
-        // Redaction happens before the excerpt is cut, so no prefix of a token survives.
-        let body = format!("{}X-Auth-Token: {}", "p ".repeat(95), "t".repeat(50));
-        assert!(!sanitised_excerpt(body.as_bytes()).contains("ttt"));
-        assert_eq!(
-            redact_secrets("the sk is s3cr3t-value!".into(), &["s3cr3t-value", ""]),
-            "the sk is ***!"
-        );
-    }
-
-    #[test]
     fn backoff_is_full_jitter_under_a_doubling_cap() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let base = Duration::from_millis(100);
         let max = Duration::from_millis(1000);
+        let mut config = test_config();
+        config.retry_base_delay = base;
+        config.retry_max_delay = max;
+        let backoff = request_backoff(&config).unwrap();
         for retry in 0..40 {
             let cap = [100, 200, 400, 800, 1000][retry.min(4) as usize];
             let mut seen_high = false;
             for _ in 0..200 {
-                let d = backoff_delay(retry, base, max, None, &mut rng);
+                let d = retry_delay(&backoff, retry, None, &mut rng);
                 assert!(d <= Duration::from_millis(cap), "retry {retry}: {d:?}");
                 seen_high |= d >= Duration::from_millis(cap / 2);
             }
             assert!(seen_high, "retry {retry} never came near its cap");
         }
         let hint = Some(Duration::from_secs(7));
+        config.retry_max_delay = Duration::from_secs(30);
+        let long = request_backoff(&config).unwrap();
         assert_eq!(
-            backoff_delay(0, base, Duration::from_secs(30), hint, &mut rng),
+            retry_delay(&long, 0, hint, &mut rng),
             Duration::from_secs(7)
         );
-        assert_eq!(backoff_delay(0, base, max, hint, &mut rng), max);
+        assert_eq!(retry_delay(&backoff, 0, hint, &mut rng), max);
+    }
+
+    #[test]
+    fn invalid_retry_delays_are_refused_when_the_client_is_built() {
+        let mut config = test_config();
+        config.retry_base_delay = Duration::from_secs(5);
+        config.retry_max_delay = Duration::from_secs(1);
+        let Err(e) = DcsClient::new(config.clone(), None) else {
+            panic!("a base above the max was accepted");
+        };
+        assert!(e.to_string().contains("invalid retry delays"), "{e}");
+        config.retry_base_delay = Duration::ZERO;
+        let Err(e) = DcsClient::new(config, None) else {
+            panic!("a zero base was accepted");
+        };
+        assert!(e.to_string().contains("above zero"), "{e}");
     }
 
     #[test]
@@ -1166,41 +916,5 @@ mod tests {
             http::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&h), None);
-    }
-
-    #[test]
-    fn error_bodies_map_to_api_errors() {
-        let mut h = HeaderMap::new();
-        let e = api_error("CreateBigkeyScanTask", 400, &h,
-            br#"{"error_code":"DCS.4918","error_msg":"Instance bigkey analyze is running.","error_ext_msg":null}"#);
-        assert!(e.is_already_running());
-        assert_eq!(
-            e.to_string(),
-            "CreateBigkeyScanTask: HTTP 400 DCS.4918: Instance bigkey analyze is running."
-        );
-        let e = api_error("ShowInstance", 401, &h,
-            br#"{"error_code":"APIG.0301","error_msg":"Incorrect IAM authentication information: verify aksk signature fail","request_id":"body-id"}"#);
-        assert!(matches!(&e, Error::Api { request_id: Some(r), .. } if r == "body-id"));
-        h.insert("x-request-id", http::HeaderValue::from_static("hdr-id"));
-        let e = api_error(
-            "ShowInstance",
-            401,
-            &h,
-            br#"{"error_code":"APIG.0301","error_msg":"m","request_id":"body-id"}"#,
-        );
-        assert!(matches!(&e, Error::Api { request_id: Some(r), .. } if r == "hdr-id"));
-        let e = api_error(
-            "ShowInstance",
-            400,
-            &HeaderMap::new(),
-            br#"{"error_code":"","error_msg":"m"}"#,
-        );
-        assert!(
-            matches!(&e, Error::Api { code: None, request_id: None, message, .. } if message == "m")
-        );
-        let e = api_error("ShowInstance", 502, &h, b"<html>bad gateway</html>");
-        assert!(
-            matches!(&e, Error::Api { code: None, status: 502, message, .. } if message == "<html>bad gateway</html>")
-        );
     }
 }

@@ -3,9 +3,15 @@
 //! Every failure carries the operation it happened in. An [`Error::Api`] keeps the HTTP status,
 //! the DCS error code, its message and the request id; [`Error::api_code`] names the codes the
 //! exporter acts on. [`Error::failure_reason`] maps each error onto the bounded `reason` label of
-//! `dcs_analysis_failures_total`. No variant ever holds a credential.
+//! `dcs_analysis_failures_total`. No variant ever holds a credential: a non-2xx answer becomes
+//! an [`Error::Api`] here, its fields sanitised (`api_error`, shared by the client's calls).
 
 use std::time::Duration;
+
+use http::HeaderMap;
+
+use crate::dcs::model::ErrorBody;
+use crate::dcs::transport::{sanitise, sanitised_excerpt};
 
 /// Result type of the DCS client.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -263,6 +269,40 @@ impl Error {
     }
 }
 
+/// Maps a non-2xx answer onto [`Error::Api`].
+pub(crate) fn api_error(
+    operation: &'static str,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Error {
+    let header_id = field(headers.get("x-request-id").and_then(|v| v.to_str().ok()));
+    let parsed = serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .filter(|e| e.error_code.is_some() || e.error_msg.is_some());
+    match parsed {
+        Some(e) => Error::Api {
+            operation,
+            status,
+            code: field(e.error_code.as_deref()),
+            message: field(e.error_msg.as_deref()).unwrap_or_default(),
+            request_id: header_id.or_else(|| field(e.request_id.as_deref())),
+        },
+        None => Error::Api {
+            operation,
+            status,
+            code: None,
+            message: sanitised_excerpt(body),
+            request_id: header_id,
+        },
+    }
+}
+
+/// A sanitised, non-empty string field of an error answer.
+fn field(s: Option<&str>) -> Option<String> {
+    s.map(|s| sanitise(s.as_bytes())).filter(|s| !s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +364,42 @@ mod tests {
         assert_eq!(
             s,
             "CreateBigkeyScanTask: HTTP 400 DCS.4918: m (request id req-1)"
+        );
+    }
+
+    #[test]
+    fn error_bodies_map_to_api_errors() {
+        let mut h = HeaderMap::new();
+        let e = api_error("CreateBigkeyScanTask", 400, &h,
+            br#"{"error_code":"DCS.4918","error_msg":"Instance bigkey analyze is running.","error_ext_msg":null}"#);
+        assert!(e.is_already_running());
+        assert_eq!(
+            e.to_string(),
+            "CreateBigkeyScanTask: HTTP 400 DCS.4918: Instance bigkey analyze is running."
+        );
+        let e = api_error("ShowInstance", 401, &h,
+            br#"{"error_code":"APIG.0301","error_msg":"Incorrect IAM authentication information: verify aksk signature fail","request_id":"body-id"}"#);
+        assert!(matches!(&e, Error::Api { request_id: Some(r), .. } if r == "body-id"));
+        h.insert("x-request-id", http::HeaderValue::from_static("hdr-id"));
+        let e = api_error(
+            "ShowInstance",
+            401,
+            &h,
+            br#"{"error_code":"APIG.0301","error_msg":"m","request_id":"body-id"}"#,
+        );
+        assert!(matches!(&e, Error::Api { request_id: Some(r), .. } if r == "hdr-id"));
+        let e = api_error(
+            "ShowInstance",
+            400,
+            &HeaderMap::new(),
+            br#"{"error_code":"","error_msg":"m"}"#,
+        );
+        assert!(
+            matches!(&e, Error::Api { code: None, request_id: None, message, .. } if message == "m")
+        );
+        let e = api_error("ShowInstance", 502, &h, b"<html>bad gateway</html>");
+        assert!(
+            matches!(&e, Error::Api { code: None, status: 502, message, .. } if message == "<html>bad gateway</html>")
         );
     }
 }

@@ -18,9 +18,11 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::dcs::client::{read_body_capped, redact_secrets, sanitised_excerpt, BodyReadError};
+use crate::dcs::metrics::ApiMetrics;
+use crate::dcs::transport::{
+    read_body_capped, redact_secrets, sanitised_excerpt, transport_summary, BodyReadError,
+};
 use crate::dcs::{Error, Result};
-use crate::metrics::api::ApiMetrics;
 use crate::secret::Secret;
 
 /// The `operation` label of token requests in the API metrics (the IAM SDK's name).
@@ -371,27 +373,6 @@ fn iam_error_message(body: &[u8]) -> String {
         }
     }
     sanitised_excerpt(body)
-}
-
-/// A transport error's kind without the URL (which is harmless, but keeps messages short).
-pub(crate) fn transport_summary(e: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut msg = if e.is_connect() {
-        "connection failed".to_owned()
-    } else if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_body() || e.is_decode() {
-        "error reading the body".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    sanitised_excerpt(msg.as_bytes())
 }
 
 #[cfg(test)]

@@ -9,7 +9,11 @@
 //! - [`signer`]: SDK-HMAC-SHA256 request signing, a pure function of request, credentials and time.
 //! - [`iam`]: IAM password → token exchange with caching and renewal.
 //! - [`client`]: the reqwest client implementing [`DcsApi`], with timeouts, retries and a body cap.
+//! - [`transport`]: reading an answer's bytes and quoting them safely (body cap, excerpts,
+//!   credential redaction, JSON repair), shared by [`client`] and [`iam`].
 //! - [`limit`]: the limit on requests in flight, which the client takes per attempt.
+//! - [`metrics`]: the exporter's own metrics about its API calls, which the client and the IAM
+//!   token cache record (this module owns them, as [`crate::fleet`] owns its own).
 //!
 //! The scheduler talks to DCS only through the [`DcsApi`] trait, so its tests can use a fake.
 
@@ -17,16 +21,19 @@ pub mod client;
 pub mod error;
 pub mod iam;
 pub mod limit;
+pub mod metrics;
 pub mod model;
 pub mod offline;
 pub mod signer;
 pub mod timestamp;
+pub mod transport;
 
 use std::future::Future;
 use std::time::Duration;
 
 pub use client::DcsClient;
 pub use error::{ApiCode, Error, Result};
+pub use metrics::ApiMetrics;
 pub use model::*;
 pub use offline::{
     BackupList, BackupListQuery, GroupList, NodeList, OfflineAnalysisRequest, OfflineTaskDetails,

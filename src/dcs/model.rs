@@ -18,6 +18,10 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Path segment of every offline key analysis endpoint: `/{instance}/offline/key-analysis`
+/// (see [`offline`](super::offline)).
+pub const KEY_ANALYSIS_SEGMENT: &str = "offline/key-analysis";
+
 /// The key analyses DCS offers: the hot key and big key scans of the live instance, and the
 /// offline key analysis of a backup, which reports key families (largest prefixes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,7 +53,7 @@ impl Analysis {
         match self {
             Analysis::Hotkey => "hotkey-task",
             Analysis::Bigkey => "bigkey-task",
-            Analysis::Keyfamily => super::offline::KEY_ANALYSIS_SEGMENT,
+            Analysis::Keyfamily => KEY_ANALYSIS_SEGMENT,
         }
     }
 
@@ -58,7 +62,7 @@ impl Analysis {
         match self {
             Analysis::Hotkey => "hotkey-tasks",
             Analysis::Bigkey => "bigkey-tasks",
-            Analysis::Keyfamily => super::offline::KEY_ANALYSIS_SEGMENT,
+            Analysis::Keyfamily => KEY_ANALYSIS_SEGMENT,
         }
     }
 
@@ -604,7 +608,9 @@ pub(crate) mod lenient {
     pub(crate) fn parse<T: DeserializeOwned>(text: &str) -> Option<T> {
         match serde_json::from_str(text) {
             Ok(v) => Some(v),
-            Err(_) => serde_json::from_str(&crate::dcs::client::repair_json(text.as_bytes())?).ok(),
+            Err(_) => {
+                serde_json::from_str(&crate::dcs::transport::repair_json(text.as_bytes())?).ok()
+            }
         }
     }
 

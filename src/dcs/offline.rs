@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{lenient, KeyType, TaskStatus, TaskSummary};
 
-/// Path segment of every offline key analysis endpoint: `/{instance}/offline/key-analysis`.
-pub const KEY_ANALYSIS_SEGMENT: &str = "offline/key-analysis";
+pub use super::model::KEY_ANALYSIS_SEGMENT;
 
 /// SDK operation names of the calls around the offline key analysis.
 pub const OP_LIST_BACKUPS: &str = "ListBackupRecords";

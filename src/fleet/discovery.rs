@@ -15,11 +15,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::metrics::FleetMetrics;
+use crate::backoff::Backoff;
 use crate::config::DiscoveryConfig;
 use crate::dcs::{self, DcsApi, InstanceInfo, InstanceListQuery};
 
@@ -113,7 +116,8 @@ pub struct Listing {
 }
 
 /// One cloud's discovery loop: lists at once, then every `refresh`; retries a failed listing
-/// sooner (10 s, doubling up to `refresh`). Ends when `cancel` fires or the app is gone.
+/// sooner ([`retry_backoff`]: up to 10 s, doubling up to `refresh`, with jitter). Ends when
+/// `cancel` fires or the app is gone.
 pub async fn run_loop<C: DcsApi>(
     source: u64,
     cloud: String,
@@ -123,6 +127,8 @@ pub async fn run_loop<C: DcsApi>(
     tx: mpsc::Sender<Listing>,
     cancel: CancellationToken,
 ) {
+    let backoff = retry_backoff(refresh);
+    let mut rng = ChaCha8Rng::from_entropy();
     let mut failures = 0u32;
     loop {
         let result = tokio::select! {
@@ -162,7 +168,7 @@ pub async fn run_loop<C: DcsApi>(
                 } else {
                     debug!(error = %format!("{e:#}"), failures, "instance discovery failed again");
                 }
-                retry_delay(failures, refresh)
+                backoff.delay(failures - 1, &mut rng)
             }
         };
         tokio::select! {
@@ -172,11 +178,17 @@ pub async fn run_loop<C: DcsApi>(
     }
 }
 
-/// Delay before the next attempt after `failures` failed listings in a row.
-pub fn retry_delay(failures: u32, refresh: Duration) -> Duration {
-    RETRY_DELAY
-        .saturating_mul(1 << failures.saturating_sub(1).min(16))
-        .min(refresh)
+/// The backoff after failed listings: [`RETRY_DELAY`] doubling up to `refresh`, with equal
+/// jitter, so the replicas of a fleet that failed together (an API outage) spread their
+/// retries, yet never retry sooner than half the ceiling.
+pub fn retry_backoff(refresh: Duration) -> Backoff {
+    // `refresh` is at least 10 s in a validated config; a shorter one (tests) caps the base.
+    let base = RETRY_DELAY.min(refresh);
+    Backoff::new(base, refresh, Backoff::EQUAL_JITTER).unwrap_or(Backoff::fixed(
+        RETRY_DELAY,
+        RETRY_DELAY,
+        Backoff::EQUAL_JITTER,
+    ))
 }
 
 // Tests: `super::tests` (with a fake ListInstances), and tests/it/fleet.rs against the simulator.

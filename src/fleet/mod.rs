@@ -6,8 +6,9 @@
 //! - [`metrics`]: discovery and shard metrics in the exposition's registry.
 //!
 //! This module owns the step between the config and the scheduler. [`Discoveries`] runs one
-//! supervised discovery loop per cloud with `discovery:` (in the app's [`TaskTracker`], under the
-//! loops' [`CancellationToken`]) and keeps each cloud's latest successful listing. [`plan`] is a
+//! supervised discovery loop per cloud with `discovery:` (a service of the app's [`Supervisor`],
+//! under the loops' [`CancellationToken`]: a loop that panics or ends before it is cancelled
+//! fails the exporter instead of silently freezing the cloud's instance set) and keeps each cloud's latest successful listing. [`plan`] is a
 //! pure function from the config, those listings and this replica's [`FleetOptions`] to the
 //! scheduler's [`CloudPlan`]s: explicit instances first (they keep their settings and names, and
 //! are analysed whether or not discovery lists them), then discovered ones with the cloud's
@@ -25,12 +26,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info_span, Instrument};
 
 use crate::config::{CloudConfig, InstanceConfig, Mode};
 use crate::dcs::{DcsApi, InstanceInfo};
 use crate::scheduler::CloudPlan;
+use crate::supervisor::Supervisor;
 pub use discovery::Listing;
 pub use metrics::FleetMetrics;
 pub use shard::Shard;
@@ -172,7 +173,7 @@ pub struct Discoveries<C> {
     next_source: u64,
     tx: mpsc::Sender<Listing>,
     root: CancellationToken,
-    tracker: TaskTracker,
+    supervisor: Supervisor,
     metrics: FleetMetrics,
 }
 
@@ -180,7 +181,7 @@ impl<C: DcsApi> Discoveries<C> {
     /// Listings arrive on the receiver; hand each to [`accept`](Self::accept).
     pub fn new(
         root: CancellationToken,
-        tracker: TaskTracker,
+        supervisor: Supervisor,
         metrics: FleetMetrics,
     ) -> (Self, mpsc::Receiver<Listing>) {
         let (tx, rx) = mpsc::channel(16);
@@ -190,7 +191,7 @@ impl<C: DcsApi> Discoveries<C> {
             next_source: 0,
             tx,
             root,
-            tracker,
+            supervisor,
             metrics,
         };
         (d, rx)
@@ -243,7 +244,9 @@ impl<C: DcsApi> Discoveries<C> {
         let source = self.next_source;
         let token = self.root.child_token();
         let span = info_span!("discovery", cloud = %cfg.name);
-        self.tracker.spawn(
+        self.supervisor.spawn_service(
+            format!("discovery loop {}", cfg.name),
+            token.clone(),
             discovery::run_loop(
                 source,
                 cfg.name.clone(),

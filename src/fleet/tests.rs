@@ -444,7 +444,7 @@ async fn loop_refreshes_and_keeps_quiet_on_failure() {
     assert!(text(&registry).contains("dcs_discovery_errors_total{cloud=\"prod\"} 0"));
 
     // The next refresh fails twice: nothing is sent, each failure is counted, and the retries
-    // come after 10 s and 20 s instead of a whole interval.
+    // come after 5–10 s and 10–20 s (equal jitter) instead of a whole interval.
     fake.errors
         .lock()
         .unwrap()
@@ -453,7 +453,11 @@ async fn loop_refreshes_and_keeps_quiet_on_failure() {
     let t0 = tokio::time::Instant::now();
     let second = rx.recv().await.expect("listing after recovery");
     assert_eq!(second.instances.len(), 4);
-    assert_eq!(t0.elapsed(), refresh + Duration::from_secs(30));
+    let waited = t0.elapsed() - refresh;
+    assert!(
+        waited >= Duration::from_secs(15) && waited <= Duration::from_secs(30),
+        "{waited:?}"
+    );
     assert!(text(&registry).contains("dcs_discovery_errors_total{cloud=\"prod\"} 2"));
     assert_eq!(fake.calls(), 4);
 
@@ -465,9 +469,9 @@ async fn loop_refreshes_and_keeps_quiet_on_failure() {
 async fn discoveries_follow_the_config() {
     let registry = Registry::new();
     let metrics = FleetMetrics::register(&registry, "dcs", Shard::SINGLE).unwrap();
-    let tracker = TaskTracker::new();
+    let supervisor = Supervisor::new();
     let root = CancellationToken::new();
-    let (mut d, mut rx) = Discoveries::new(root.clone(), tracker.clone(), metrics);
+    let (mut d, mut rx) = Discoveries::new(root.clone(), supervisor.clone(), metrics);
     let fake = FakeList::with(fleet(5));
     let a = cloud("a", Vec::new(), Some(filter()));
     let b = cloud("b", vec![explicit("x", None)], None);
@@ -502,8 +506,9 @@ async fn discoveries_follow_the_config() {
     assert_eq!(d.listing(0).map(<[_]>::len), Some(5));
 
     root.cancel();
-    tracker.close();
-    tracker.wait().await;
+    supervisor.close();
+    supervisor.wait().await;
+    assert_eq!(supervisor.failure(), None);
 }
 
 fn auth_error() -> dcs::Error {
@@ -523,9 +528,9 @@ fn auth_error() -> dcs::Error {
 async fn a_reload_whose_new_client_fails_keeps_the_previous_instance_set() {
     let registry = Registry::new();
     let metrics = FleetMetrics::register(&registry, "dcs", Shard::SINGLE).unwrap();
-    let tracker = TaskTracker::new();
+    let supervisor = Supervisor::new();
     let root = CancellationToken::new();
-    let (mut d, mut rx) = Discoveries::new(root.clone(), tracker.clone(), metrics.clone());
+    let (mut d, mut rx) = Discoveries::new(root.clone(), supervisor.clone(), metrics.clone());
     let good = FakeList::with(fleet(4));
     let a = cloud("a", vec![explicit("x", None)], Some(filter()));
     d.sync(&[(&a, good.clone())]);
@@ -559,12 +564,13 @@ async fn a_reload_whose_new_client_fails_keeps_the_previous_instance_set() {
         .unwrap()
         .extend(std::iter::repeat_with(auth_error).take(10));
     d.sync(&[(&a, rotated.clone())]);
-    tokio::time::sleep(Duration::from_secs(35)).await;
+    // Failures at once and 5–10 s later; the third comes 10–20 s after the second.
+    tokio::time::sleep(Duration::from_secs(14)).await;
     assert!(rotated.calls() >= 2, "the new loop listed and failed");
     assert!(rx.try_recv().is_err(), "a failed listing sends nothing");
     assert_eq!(planned(&d, &rotated), before);
     assert!(text(&registry).contains("dcs_discovery_instances{cloud=\"a\"} 4"));
-    assert!(text(&registry).contains("dcs_discovery_errors_total{cloud=\"a\"} 3"));
+    assert!(text(&registry).contains("dcs_discovery_errors_total{cloud=\"a\"} 2"));
 
     // Once the new credentials work, the new listing replaces the old one.
     rotated.errors.lock().unwrap().clear();
@@ -575,8 +581,9 @@ async fn a_reload_whose_new_client_fails_keeps_the_previous_instance_set() {
     assert!(text(&registry).contains("dcs_discovery_instances{cloud=\"a\"} 2"));
 
     root.cancel();
-    tracker.close();
-    tracker.wait().await;
+    supervisor.close();
+    supervisor.wait().await;
+    assert_eq!(supervisor.failure(), None);
 }
 
 #[test]
@@ -605,4 +612,18 @@ fn unchanged_listing_details_do_not_invalidate_renderings() {
         .unwrap();
     assert_eq!(info.status.as_deref(), Some("RESTARTING"));
     assert!(store.read(|s| !s.instances.contains_key("id-00001")));
+}
+
+#[test]
+fn discovery_retries_double_from_ten_seconds_with_equal_jitter() {
+    use super::discovery::{retry_backoff, RETRY_DELAY};
+    use crate::backoff::Backoff;
+    let b = retry_backoff(Duration::from_secs(300));
+    let ceilings: Vec<_> = (0..7).map(|r| b.ceiling(r).as_secs()).collect();
+    assert_eq!(ceilings, [10, 20, 40, 80, 160, 300, 300]);
+    assert_eq!(b.jitter(), Backoff::EQUAL_JITTER);
+    // A refresh shorter than the first retry caps it instead of being refused.
+    let short = retry_backoff(Duration::from_secs(4));
+    assert_eq!(short.ceiling(0), Duration::from_secs(4));
+    assert!(RETRY_DELAY > Duration::from_secs(4));
 }

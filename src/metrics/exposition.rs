@@ -1,5 +1,5 @@
 //! The `/metrics` body: the snapshot rendering, cached per analysis result and per store
-//! generation, plus the exporter's own registry.
+//! generation, plus the exporter's own registry ([`registry`](super::registry)).
 //!
 //! # What is rendered when
 //! - **Per-key families** (tens of thousands of series) change only when an analysis publishes
@@ -39,19 +39,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flate2::{Compression, Crc};
-use prometheus::{Encoder, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::Registry;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::api::ApiMetrics;
-use super::body::{
-    crc_copy, gzip_trailer, stored_last, Body, Deflated, Deflater, Piece, GZIP_HEADER,
-};
+use super::body::{crc_copy, gzip_trailer, Body, Deflated, Deflater, Piece, GZIP_HEADER};
+use super::registry::OwnMetrics;
+pub use super::registry::{BuildInfo, REGISTRY_MAX_AGE};
 use super::render::{
     key_family_header, render_key_families, render_state, RenderOptions, KEY_FAMILY_COUNT,
 };
 use super::store::{AnalysisResult, Store};
-use crate::dcs::Analysis;
+use crate::dcs::{Analysis, ApiMetrics};
 
 /// Largest total of per-key text kept uncompressed (see the module docs): about 450 instances
 /// with 100 hot keys and 100 big keys each fit. A fleet past it holds up to this much until the
@@ -68,49 +67,18 @@ pub const MIN_REASSEMBLY_INTERVAL: Duration = Duration::from_millis(250);
 /// In the background, the next assembly waits at least this many times as long as the last one
 /// took (see [`Exposition::keep_assembled`]).
 pub const ASSEMBLY_PAUSE_FACTOR: u32 = 10;
-/// How long the encoded registry part (API request metrics, process metrics) is reused.
-pub const REGISTRY_MAX_AGE: Duration = Duration::from_secs(1);
-
-/// The labels of `{ns}_exporter_build_info`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BuildInfo {
-    pub version: &'static str,
-    pub revision: &'static str,
-}
-
-impl BuildInfo {
-    /// This build: the crate version and its source revision ([`crate::REVISION`]).
-    pub const CURRENT: BuildInfo = BuildInfo {
-        version: env!("CARGO_PKG_VERSION"),
-        revision: crate::REVISION,
-    };
-}
-
 /// Renders `/metrics` bodies from a store and the exporter's own registry.
 pub struct Exposition {
     store: Arc<Store>,
-    registry: Registry,
-    api: ApiMetrics,
-    reload_ok: IntGauge,
-    /// Fixed at creation: the registry's metrics were created under it.
-    namespace: String,
+    /// The exporter's own metrics; their namespace is fixed at creation.
+    own: OwnMetrics,
     cache: Mutex<Cache>,
     /// A copy of the last assembly, for scrapes that arrive while the next one is made.
     last_assembled: Mutex<Option<Arc<Assembled>>>,
-    registry_cache: Mutex<Option<Arc<RegistryPart>>>,
     /// Set while [`keep_assembled`](Exposition::keep_assembled) runs.
     background: AtomicBool,
     /// Signalled when the render options change, for `keep_assembled`.
     options_changed: tokio::sync::Notify,
-}
-
-/// The registry part of a body, encoded at `at`.
-struct RegistryPart {
-    at: Instant,
-    text: Bytes,
-    /// `text` as the final stored deflate block(s) of a gzip body.
-    stored: Bytes,
-    crc: Crc,
 }
 
 /// The rendered snapshot part and what it was rendered from.
@@ -240,46 +208,11 @@ impl Exposition {
         build: BuildInfo,
         process: bool,
     ) -> prometheus::Result<Exposition> {
-        let ns = opts.namespace.clone();
-        let registry = Registry::new();
-        let api = ApiMetrics::register(&registry, &ns)?;
-
-        let build_info = IntGauge::with_opts(
-            Opts::new(
-                "exporter_build_info",
-                "Version and source revision of this exporter; always 1.",
-            )
-            .namespace(ns.as_str())
-            .const_label("version", build.version)
-            .const_label("revision", build.revision),
-        )?;
-        build_info.set(1);
-        registry.register(Box::new(build_info))?;
-
-        let reload_ok = IntGauge::with_opts(
-            Opts::new(
-                "exporter_config_last_reload_successful",
-                "1 if the last load or reload of the configuration file succeeded, else 0.",
-            )
-            .namespace(ns.as_str()),
-        )?;
-        reload_ok.set(1);
-        registry.register(Box::new(reload_ok.clone()))?;
-
-        if process {
-            registry.register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))?;
-        }
-
+        let own = OwnMetrics::new(&opts.namespace, build, process)?;
         Ok(Exposition {
             store,
-            registry,
-            api,
-            reload_ok,
-            namespace: ns,
+            own,
             last_assembled: Mutex::new(None),
-            registry_cache: Mutex::new(None),
             background: AtomicBool::new(false),
             options_changed: tokio::sync::Notify::new(),
             cache: Mutex::new(Cache {
@@ -308,7 +241,7 @@ impl Exposition {
 
     /// Handles to the API request metrics, for the DCS clients.
     pub fn api_metrics(&self) -> ApiMetrics {
-        self.api.clone()
+        self.own.api_metrics()
     }
 
     /// The render options in force (the status page shows key names the way /metrics does).
@@ -319,17 +252,12 @@ impl Exposition {
     /// The exporter's own registry and the namespace its metrics use, for other parts of the
     /// exporter that register metrics of their own (discovery and shard metrics).
     pub fn registry(&self) -> (&Registry, &str) {
-        (&self.registry, &self.namespace)
+        self.own.registry()
     }
 
     /// Sets `{ns}_exporter_config_last_reload_successful`.
     pub fn set_config_reload_successful(&self, ok: bool) {
-        self.reload_ok.set(i64::from(ok));
-        // Shown at once, not after the registry part's cache expires.
-        *self
-            .registry_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.own.set_config_reload_successful(ok);
     }
 
     /// Replaces the render options (after a config reload) and drops the cached rendering.
@@ -338,13 +266,13 @@ impl Exposition {
     /// clients hold, were created under it): a different namespace is ignored with a warning
     /// and takes effect after a restart.
     pub fn set_render_options(&self, mut opts: RenderOptions) {
-        if opts.namespace != self.namespace {
+        if opts.namespace != self.own.namespace() {
             tracing::warn!(
-                current = %self.namespace,
+                current = %self.own.namespace(),
                 requested = %opts.namespace,
                 "the metrics namespace cannot change at run time; restart to apply it"
             );
-            opts.namespace.clone_from(&self.namespace);
+            opts.namespace = self.own.namespace().to_owned();
         }
         let mut cache = self.lock();
         cache.headers = headers(&opts);
@@ -414,7 +342,7 @@ impl Exposition {
     }
 
     fn with_registry(&self, snapshot: &Assembled, gzip: bool) -> Body {
-        let registry = self.registry_part();
+        let registry = self.own.part();
         if gzip {
             let mut crc = crc_copy(&snapshot.crc);
             crc.combine(&registry.crc);
@@ -429,34 +357,6 @@ impl Exposition {
         } else {
             Body::new(None, snapshot.plain.clone(), vec![registry.text.clone()])
         }
-    }
-
-    /// The encoded registry, at most [`REGISTRY_MAX_AGE`] old.
-    fn registry_part(&self) -> Arc<RegistryPart> {
-        let mut cached = self
-            .registry_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = cached.as_ref() {
-            if r.at.elapsed() < REGISTRY_MAX_AGE {
-                return r.clone();
-            }
-        }
-        let mut text = Vec::with_capacity(16 * 1024);
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut text) {
-            tracing::warn!(error = %e, "could not encode the exporter's own metrics");
-            text.clear();
-        }
-        let mut crc = Crc::new();
-        crc.update(&text);
-        let part = Arc::new(RegistryPart {
-            at: Instant::now(),
-            stored: Bytes::from(stored_last(&text)),
-            text: Bytes::from(text),
-            crc,
-        });
-        *cached = Some(part.clone());
-        part
     }
 
     /// The whole body for one scrape in one buffer (see [`body`](Self::body)).
@@ -662,7 +562,7 @@ impl Exposition {
 impl std::fmt::Debug for Exposition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Exposition")
-            .field("namespace", &self.namespace)
+            .field("namespace", &self.own.namespace())
             .finish_non_exhaustive()
     }
 }

@@ -2,19 +2,20 @@
 //!
 //! # Layout
 //! - [`store`]: the snapshot of results, failures and running tasks per instance and analysis.
-//! - [`api`]: the exporter's own API request metrics (explicit registry).
 //! - [`families`]: key families (keys and memory by key pattern) and their top-K bound.
 //! - [`keylabel`]: how a key name becomes the `key` label (cut with a hash suffix, or a digest).
 //! - [`render`]: the snapshot in the Prometheus text format (per key, per analysis, per instance).
 //! - [`body`]: response bodies made of shared pieces; deflate fragments joined into one gzip member.
-//! - [`exposition`]: the `/metrics` body: the cached snapshot rendering (plain and gzip) plus the
-//!   exporter's own registry (API metrics, build info, reload status, process metrics).
+//! - [`exposition`]: the `/metrics` body: the cached snapshot rendering (plain and gzip) with
+//!   the encoded registry appended.
+//! - [`registry`]: the exporter's own metrics registry (build info, reload status, process
+//!   metrics, and the metrics that [`crate::dcs`] and [`crate::fleet`] register in it).
 
-pub mod api;
 pub mod body;
 pub mod exposition;
 pub mod families;
 pub mod keylabel;
 pub mod keyrewrite;
+pub mod registry;
 pub mod render;
 pub mod store;

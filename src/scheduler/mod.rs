@@ -10,7 +10,11 @@
 //! - [`offline`]: the key family analysis (DCS offline key analysis of a backup) in the shape
 //!   the analysis loop follows.
 //!
-//! Every loop runs in the [`TaskTracker`] under a child of the root [`CancellationToken`];
+//! Every loop runs under the app's [`Supervisor`] and a child of the root
+//! [`CancellationToken`]: a loop that panics is logged by name and fails the exporter (readiness
+//! and exit code) instead of silently taking its instance's analysis with it. An analysis loop
+//! may end by itself (a `mode: off` analysis has nothing to do), so it is a plain supervised
+//! task; an instance details loop runs until cancelled, so ending earlier is a failure too.
 //! [`Scheduler::apply`] starts loops for new instances, restarts those whose settings or client
 //! changed, and stops (and forgets the series of) those no longer configured.
 
@@ -24,21 +28,31 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::config::{AnalysisSettings, InstanceConfig, Mode};
 use crate::dcs::{Analysis, DcsApi, InstanceInfo};
 use crate::metrics::store::{AnalysisSpec, InstanceSpec, Store};
 use crate::native::NativeTarget;
+use crate::supervisor::Supervisor;
 pub use analysis_loop::{AnalysisLoop, Shared};
 pub use clock::Clock;
 pub use source::{AnalysisSource, SourceError};
 
 /// How often instance details are refreshed.
 pub const INFO_REFRESH: Duration = Duration::from_secs(3600);
+
+/// Retries of a failed ShowInstance: 1 min, 2 min, 4 min … up to [`INFO_REFRESH`], equal
+/// jitter so the instances of a cloud that failed together do not retry together.
+pub const INFO_RETRY: crate::backoff::Backoff = crate::backoff::Backoff::fixed(
+    Duration::from_secs(60),
+    INFO_REFRESH,
+    crate::backoff::Backoff::EQUAL_JITTER,
+);
 
 /// The instances of one cloud and the client that reaches them.
 pub struct CloudPlan<C> {
@@ -108,7 +122,7 @@ pub struct Scheduler<C> {
     clock: Clock,
     limiter: Arc<Semaphore>,
     root: CancellationToken,
-    tracker: TaskTracker,
+    supervisor: Supervisor,
     loops: HashMap<(String, Analysis), Running<C>>,
     info: HashMap<String, InfoLoop<C>>,
     /// Seeds the loops' jitter in tests; `None` uses entropy.
@@ -122,14 +136,14 @@ impl<C: DcsApi> Scheduler<C> {
         clock: Clock,
         max_concurrent_requests: usize,
         root: CancellationToken,
-        tracker: TaskTracker,
+        supervisor: Supervisor,
     ) -> Self {
         Scheduler {
             store,
             clock,
             limiter: Arc::new(Semaphore::new(max_concurrent_requests.max(1))),
             root,
-            tracker,
+            supervisor,
             loops: HashMap::new(),
             info: HashMap::new(),
             seed: None,
@@ -281,6 +295,7 @@ impl<C: DcsApi> Scheduler<C> {
             let token = self.root.child_token();
             let seed = self.seed.map(|s| s ^ hash(&id) ^ analysis as u64);
             let span = info_span!("analysis", instance_id = %id, analysis = %analysis);
+            let task = format!("analysis loop {id} {analysis}");
             match &client {
                 SourceRef::Dcs(c) => {
                     let lp = AnalysisLoop::new(
@@ -291,8 +306,8 @@ impl<C: DcsApi> Scheduler<C> {
                         seed,
                     )
                     .with_fresh_backup(fresh_backup);
-                    self.tracker
-                        .spawn(Box::new(lp).run(token.clone()).instrument(span));
+                    self.supervisor
+                        .spawn(task, Box::new(lp).run(token.clone()).instrument(span));
                 }
                 SourceRef::Native(n) => {
                     let lp = AnalysisLoop::new(
@@ -303,8 +318,8 @@ impl<C: DcsApi> Scheduler<C> {
                         seed,
                     )
                     .with_fresh_backup(fresh_backup);
-                    self.tracker
-                        .spawn(Box::new(lp).run(token.clone()).instrument(span));
+                    self.supervisor
+                        .spawn(task, Box::new(lp).run(token.clone()).instrument(span));
                 }
             }
             self.loops.insert(
@@ -329,9 +344,14 @@ impl<C: DcsApi> Scheduler<C> {
                 self.limiter.clone(),
                 id.clone(),
                 name.is_none(),
+                self.seed.map(|s| s ^ hash(&id)),
                 token.clone(),
             );
-            self.tracker.spawn(fut.instrument(span));
+            self.supervisor.spawn_service(
+                format!("instance details loop {id}"),
+                token.clone(),
+                fut.instrument(span),
+            );
             self.info.insert(
                 id,
                 InfoLoop {
@@ -363,8 +383,13 @@ async fn info_loop<C: DcsApi>(
     limiter: Arc<Semaphore>,
     id: String,
     use_dcs_name: bool,
+    seed: Option<u64>,
     cancel: CancellationToken,
 ) {
+    let mut rng = match seed {
+        Some(s) => ChaCha8Rng::seed_from_u64(s),
+        None => ChaCha8Rng::from_entropy(),
+    };
     let mut failures = 0u32;
     let mut loaded = false;
     loop {
@@ -394,10 +419,10 @@ async fn info_loop<C: DcsApi>(
                 INFO_REFRESH
             }
             Err(e) => {
-                failures += 1;
                 warn!(error = %e, "cannot load instance details");
-                // 1 min, 2 min, 4 min … up to the refresh interval.
-                Duration::from_secs(60u64 << failures.min(6)).min(INFO_REFRESH)
+                let wait = INFO_RETRY.delay(failures, &mut rng);
+                failures = failures.saturating_add(1);
+                wait
             }
         };
         tokio::select! {

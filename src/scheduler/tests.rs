@@ -4,8 +4,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::supervisor::Supervisor;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::*;
 use crate::dcs::{
@@ -47,6 +47,10 @@ struct FakeState {
     race_on_create: bool,
     /// Every record reports this instead of its dates (`NaN`, `-1`, ...).
     odd_dates: Option<&'static str>,
+    /// ShowInstance calls still to fail with a 503.
+    show_errors: usize,
+    /// ListTasks panics: a bug in the code a loop calls.
+    panic_on_list: bool,
     next_id: u64,
 }
 
@@ -170,6 +174,9 @@ impl DcsApi for FakeDcs {
         _q: &TaskListQuery,
     ) -> dcs::Result<TaskList> {
         self.begin("list")?;
+        if self.with(|s| s.panic_on_list) {
+            crate::supervisor::tests::bug("injected bug in ListTasks");
+        }
         let tasks = self.with(|s| {
             s.tasks
                 .get(&(inst.to_owned(), a))
@@ -270,6 +277,14 @@ impl DcsApi for FakeDcs {
 
     async fn show_instance(&self, inst: &str) -> dcs::Result<InstanceInfo> {
         self.begin("show_instance")?;
+        let fail = self.with(|s| {
+            let fail = s.show_errors > 0;
+            s.show_errors = s.show_errors.saturating_sub(1);
+            fail
+        });
+        if fail {
+            return Err(api_err(503, "DCS.5000"));
+        }
         Ok(InstanceInfo {
             instance_id: inst.into(),
             name: format!("dcs-{inst}"),
@@ -324,7 +339,7 @@ struct Harness {
     store: Arc<Store>,
     sched: Scheduler<FakeDcs>,
     cancel: CancellationToken,
-    tracker: TaskTracker,
+    supervisor: Supervisor,
 }
 
 impl Harness {
@@ -333,15 +348,15 @@ impl Harness {
         let fake = FakeDcs::new(clock, duration);
         let store = Arc::new(Store::new());
         let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let sched =
-            Scheduler::new(store.clone(), clock, 4, cancel.clone(), tracker.clone()).with_seed(42);
+        let supervisor = Supervisor::new();
+        let sched = Scheduler::new(store.clone(), clock, 4, cancel.clone(), supervisor.clone())
+            .with_seed(42);
         Harness {
             fake,
             store,
             sched,
             cancel,
-            tracker,
+            supervisor,
         }
     }
 
@@ -363,10 +378,11 @@ impl Harness {
 
     async fn stop(self) {
         self.cancel.cancel();
-        self.tracker.close();
-        tokio::time::timeout(Duration::from_secs(5), self.tracker.wait())
+        self.supervisor.close();
+        tokio::time::timeout(Duration::from_secs(5), self.supervisor.wait())
             .await
             .expect("loops stop");
+        assert_eq!(self.supervisor.failure(), None, "no loop failed");
     }
 }
 
@@ -604,6 +620,63 @@ async fn api_errors_back_off_and_recover() {
     h.stop().await;
 }
 
+/// ShowInstance retries 1 min (with jitter: 30–60 s) after the first failure, then 1–2 min,
+/// as [`INFO_RETRY`] says; not 2 min after the first.
+#[tokio::test(start_paused = true)]
+async fn instance_details_retry_after_a_minute_then_back_off() {
+    let mut h = Harness::new(10.0);
+    h.fake.with(|s| s.show_errors = 2);
+    h.start(vec![instance("i1", settings(Mode::Observe, 3600, 300))]);
+    advance(29).await;
+    assert_eq!(h.fake.count("show_instance"), 1, "no retry before 30 s");
+    advance(31).await;
+    assert_eq!(
+        h.fake.count("show_instance"),
+        2,
+        "the first retry within a minute"
+    );
+    // The second retry comes 1–2 min after the first: between 90 s and 180 s.
+    advance(29).await;
+    assert_eq!(
+        h.fake.count("show_instance"),
+        2,
+        "the second retry waits 1–2 min"
+    );
+    advance(92).await;
+    assert_eq!(h.fake.count("show_instance"), 3);
+    let status = h.store.read(|s| {
+        s.instances
+            .get("i1")
+            .and_then(|i| i.info.as_ref())
+            .and_then(|i| i.status.clone())
+    });
+    assert_eq!(status.as_deref(), Some("RUNNING"));
+    h.stop().await;
+}
+
+/// A loop that panics is not lost: the supervisor names it, which fails readiness and the exit
+/// code in the app, and shutdown still completes.
+#[tokio::test(start_paused = true)]
+async fn a_loop_that_panics_is_seen_by_the_supervisor() {
+    let mut h = Harness::new(10.0);
+    h.fake.with(|s| s.panic_on_list = true);
+    // Hot keys panic on their first ListTasks; big keys are off, their loop is never a failure.
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
+    let failure = tokio::time::timeout(Duration::from_secs(600), h.supervisor.failed())
+        .await
+        .expect("the panic is seen");
+    assert_eq!(failure.task, "analysis loop i1 hotkey");
+    assert_eq!(
+        failure.failure,
+        crate::supervisor::Failure::Panicked("injected bug in ListTasks".into())
+    );
+    h.cancel.cancel();
+    h.supervisor.close();
+    tokio::time::timeout(Duration::from_secs(5), h.supervisor.wait())
+        .await
+        .expect("the other loops stop");
+}
+
 #[tokio::test(start_paused = true)]
 async fn failed_task_is_counted_as_task_failed() {
     let mut h = Harness::new(10.0);
@@ -657,7 +730,7 @@ fn sleeping_loops_stay_small() {
     assert!(analysis <= 1024, "analysis loop future: {analysis} bytes");
     let (store, limiter) = (Arc::new(Store::new()), Arc::new(Semaphore::new(1)));
     let info = output_size(|client: Arc<Client>, cancel: CancellationToken| {
-        info_loop(client, store, limiter, "id".into(), true, cancel)
+        info_loop(client, store, limiter, "id".into(), true, None, cancel)
     });
     assert!(info <= 1024, "instance details loop future: {info} bytes");
 }

@@ -13,7 +13,12 @@
 //! - [`offline`]: backups, nodes and the offline key analysis (key families) of a backup.
 //! - `state`: instances, task lifecycles computed lazily from timestamps, autoscan schedules.
 //! - `auth`: AK/SK signature verification and IAM tokens.
-//! - `http`: routing, request validation, fault injection and the response bodies.
+//! - `http`: the hyper server and the handling of one request: the request faults (latency,
+//!   throttling, errors), the simulated IAM, authentication and each operation.
+//! - `routes`: method and path parsed into the operation they name; query and paging helpers.
+//! - `reply`: answers, the DCS and gateway error bodies, and the response body type.
+//! - `faults`: the body faults (malformed, truncated, huge) applied to an answer.
+//! - `views`: the ListInstances and ShowInstance JSON of simulated instances.
 //! - `presets`: the instance sets of [`SimConfig::demo`] and [`SimConfig::generated`].
 //!
 //! # Behaviour where the documentation is silent (choices, not facts)
@@ -35,9 +40,13 @@ pub mod keyspace;
 pub mod offline;
 
 mod auth;
+mod faults;
 mod http;
 mod presets;
+mod reply;
+mod routes;
 mod state;
+mod views;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

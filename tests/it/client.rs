@@ -11,11 +11,11 @@ use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
+use dcs_key_exporter::dcs::ApiMetrics;
 use dcs_key_exporter::dcs::{
     signer, Analysis, ApiCode, Auth, AutoscanConfigRequest, ClientConfig, DcsApi, DcsClient, Error,
     InstanceListQuery, TaskListQuery, TaskStatus,
 };
-use dcs_key_exporter::metrics::api::ApiMetrics;
 use dcs_key_exporter::secret::Secret;
 
 const PROJECT: &str = "0123456789abcdef0123456789abcdef";

@@ -539,9 +539,9 @@ async fn hung_instances_do_not_starve_a_healthy_one() {
     let client = Arc::new(DcsClient::new(client, None).unwrap());
 
     let store = Arc::new(Store::new());
-    let (root, tracker) = (
+    let (root, supervisor) = (
         CancellationToken::new(),
-        tokio_util::task::TaskTracker::new(),
+        dcs_key_exporter::supervisor::Supervisor::new(),
     );
     let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -553,7 +553,7 @@ async fn hung_instances_do_not_starve_a_healthy_one() {
         Clock::anchored(wall),
         4,
         root.clone(),
-        tracker.clone(),
+        supervisor.clone(),
     )
     .with_seed(3);
     scheduler.set_start_jitter(Duration::from_secs(5));
@@ -630,9 +630,9 @@ async fn hung_instances_do_not_starve_a_healthy_one() {
         .count();
     assert_eq!(hung_results, 0, "the hung instances never answered");
     root.cancel();
-    tracker.close();
+    supervisor.close();
     drop(sim);
-    let _ = tokio::time::timeout(Duration::from_secs(120), tracker.wait()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(120), supervisor.wait()).await;
 }
 
 /// A call backing off between retries is not a request in flight: a shutdown ends it at once
