@@ -34,7 +34,7 @@
 //! | 0 | [`secret`], [`backoff`], [`supervisor`]; [`metrics::keylabel`], [`metrics::keyrewrite`], [`metrics::body`] | nothing in the crate |
 //! | 1 | [`dcs`] | 0 |
 //! | 2 | [`config`], [`simulator`], [`metrics`] (store, render, exposition) | 0–1 |
-//! | 3 | [`scheduler`] | 0–2 |
+//! | 3 | [`scheduler`], [`native`] | 0–2, and each other (see below) |
 //! | 4 | [`fleet`], [`server`] | 0–3 |
 //! | 5 | [`demo`] | 0–2 |
 //! | 6 | [`cli`], [`app`] | everything below |
@@ -46,6 +46,11 @@
 //! which import nothing else from the crate; in [`simulator`], `http` depends on `routes`,
 //! `views`, `faults` and `reply`, and `reply` on nothing of those; in [`metrics`],
 //! `exposition` depends on `registry` (the exporter's own metrics), never the reverse.
+//!
+//! One arrow still points both ways: [`native`] implements the scheduler's seam
+//! ([`scheduler::AnalysisSource`], [`scheduler::Clock`]) and the scheduler's plan names
+//! [`native::NativeTarget`]. Moving the seam below both (its key family steps name types of
+//! `scheduler::offline`) is the next step of this layering.
 #![forbid(unsafe_code)]
 
 pub mod app;
