@@ -415,6 +415,11 @@ async fn sizes(
     keys: &[Vec<u8>],
     memory: bool,
 ) -> redis::RedisResult<Vec<(usize, &'static str, Vec<Value>)>> {
+    // SCAN may answer a batch without keys (it stops after ten times COUNT empty buckets), and
+    // the client refuses an empty pipeline.
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut p = redis::pipe();
     p.ignore_errors();
     for k in keys {
@@ -570,6 +575,9 @@ pub async fn hotkeys(
     let mut budget = Budget::new(pace.keys_per_second);
     for &(db, _) in dbs {
         let work = |mut c: MultiplexedConnection, keys: Vec<Vec<u8>>| async move {
+            if keys.is_empty() {
+                return Ok((keys, Vec::new()));
+            }
             let mut p = redis::pipe();
             p.ignore_errors();
             for k in &keys {
