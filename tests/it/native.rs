@@ -387,9 +387,14 @@ async fn big_keys_are_read_on_the_replica_and_hot_keys_on_the_master() {
     plant(&master, &keys);
     let dbsize = |s: &Server, db: &str| s.cli(&["-n", db, "DBSIZE"]).trim().to_owned();
     wait_for("replica in sync", DEADLINE, || async {
+        // The replica says it is up before the master lists it as online; the exporter reads
+        // the master's list.
         (replica
             .cli(&["INFO", "replication"])
             .contains("master_link_status:up")
+            && master
+                .cli(&["INFO", "replication"])
+                .contains("state=online")
             && dbsize(&replica, "0") == dbsize(&master, "0")
             && dbsize(&replica, "3") == dbsize(&master, "3"))
         .then_some(())
@@ -944,10 +949,12 @@ async fn a_scan_past_its_timeout_fails_as_timeout_stops_and_keeps_the_last_resul
         Some(3.0),
         "last result kept"
     );
-    // The scan stopped with the timeout: the server sees no more SCAN calls.
+    // The scan stopped with the timeout: the server sees no more SCAN calls. The window ends
+    // well before the retry (the failure backoff is 2.5 s at least), leaving a second for a
+    // scrape that saw the failure late on a loaded machine.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let scans = calls(&server, "scan");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let later = calls(&server, "scan");
     assert!(
         later <= scans + 1,
