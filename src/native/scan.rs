@@ -1,33 +1,38 @@
 //! The scans: big keys on a replica (else the master), hot keys on the master.
 //!
 //! Both walk the whole keyspace of every database that holds keys (`INFO keyspace`) with
-//! `SCAN` and a large `COUNT`, one batch at a time, and keep only the top N per unit in a
-//! bounded heap: memory does not grow with the keyspace. Nothing here sends `KEYS`, a script or
-//! `DEBUG`.
+//! `SCAN` and a large `COUNT`, and keep only the top N per unit in a bounded heap: memory does
+//! not grow with the keyspace. Nothing here sends `KEYS`, a script or `DEBUG`.
 //!
-//! - **Big keys**: per batch, one pipeline of `TYPE` (which does not touch the key) and one of
-//!   the size command of each key's type (`STRLEN`, `LLEN`, `SCARD`, `ZCARD`, `HLEN`, `XLEN`);
-//!   the next batch's `SCAN` rides in the first pipeline, so a batch costs two round trips.
-//!   `MEMORY USAGE` (default sampling, which does not touch the key) is asked for the final top
-//!   N only. Every key passes through [`KeyObserver`], the hook a per-key aggregation (key
-//!   families, [`super::families`]) plugs into; an observer that wants every key's memory
+//! - **Big keys**: per batch, one pipeline of `TYPE` (which does not touch the key), then one
+//!   of the size command of each key's type (`STRLEN`, `LLEN`, `SCARD`, `ZCARD`, `HLEN`,
+//!   `XLEN`). `MEMORY USAGE` (default sampling, which does not touch the key) is asked for the
+//!   final top N only. Every key passes through [`KeyObserver`], the hook a per-key aggregation
+//!   (key families, [`super::families`]) plugs into; an observer that wants every key's memory
 //!   (`MEMORY USAGE`) and TTL (`PTTL`, which does not touch the key either) gets them in the
 //!   second pipeline of the batch.
-//! - **Hot keys**: per batch, one pipeline of `OBJECT FREQ` (and the next `SCAN`), which reads the LFU counter
+//! - **Hot keys**: per batch, one pipeline of `OBJECT FREQ`, which reads the LFU counter
 //!   without touching the key, before anything else looks at it; only the final top N are then
 //!   asked for their type and size. The server's own error tells that no LFU policy is set
 //!   (`CONFIG` may be disabled on managed services), which makes the analysis `unsupported`.
+//! - **Pipelining** ([`walk`]): the `SCAN` chain runs ahead of the per-key work, and at full
+//!   speed up to [`MAX_DEPTH`] batches are in flight on one connection, so the server has the
+//!   next batch queued while the exporter reads the last one.
 //! - **Throttle**: each node gets `keys_per_second`; batches are `keys_per_second / 200` keys
-//!   (10 to 1000), and the scan sleeps whenever it is ahead of its budget.
-//! - **Connection loss**: a batch that fails on a broken connection is retried on a new one
-//!   from the same cursor (a `SCAN` cursor is valid on any connection), up to
-//!   [`MAX_RECONNECTS`] times in a row.
+//!   (10 to 1000), one at a time until the budget exceeds full batches, and the scan sleeps
+//!   whenever it is ahead of its budget.
+//! - **Connection loss**: a walk that fails on a broken connection goes on, on a new one, from
+//!   the cursor after the last batch it processed (a `SCAN` cursor is valid on any
+//!   connection), up to [`MAX_RECONNECTS`] times in a row; the final `MEMORY USAGE`, type and
+//!   size requests for the winners reconnect the same way.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::{stream, StreamExt};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 use tokio::time::Instant;
@@ -40,6 +45,10 @@ use crate::dcs::{KeyRecord, KeyType, SizeUnit};
 pub const MAX_RECONNECTS: u32 = 5;
 /// The largest `SCAN COUNT` used.
 pub const MAX_BATCH: u32 = 1000;
+/// The most batches of one node's scan in flight at once.
+pub const MAX_DEPTH: u32 = 4;
+/// Wait before the first reconnect of a broken scan (times the failures in a row).
+pub const RECONNECT_DELAY: Duration = Duration::from_millis(200);
 
 /// One key seen by a big key scan, for [`KeyObserver`]s.
 pub struct ScannedKey<'a> {
@@ -94,6 +103,15 @@ impl Pace {
     fn batch(&self) -> u32 {
         (self.keys_per_second / 200).clamp(10, MAX_BATCH)
     }
+
+    /// Batches in flight at once: one while the throttle holds batches below [`MAX_BATCH`]
+    /// (a batch's work is then a short burst followed by a pause, and a second batch would only
+    /// make the burst longer), more as the budget grows past full batches, up to
+    /// [`MAX_DEPTH`], so that at full speed the server always has the next batch queued while
+    /// the exporter reads the previous one.
+    fn depth(&self) -> usize {
+        (self.keys_per_second / (200 * MAX_BATCH)).clamp(1, MAX_DEPTH) as usize
+    }
 }
 
 /// A heap entry: ordered by rank, ties broken by name so results are deterministic.
@@ -129,6 +147,16 @@ impl TopN {
         }
     }
 
+    /// Whether an entry of `rank` may enter (ties are decided by name in [`TopN::push`]), so
+    /// that a scan builds an entry only for keys that can.
+    fn admits(&self, rank: i64) -> bool {
+        self.heap.len() < self.n
+            || self
+                .heap
+                .peek()
+                .is_some_and(|Reverse(min)| rank >= min.rank)
+    }
+
     fn into_sorted(self) -> Vec<Ranked> {
         let mut v: Vec<Ranked> = self.heap.into_iter().map(|Reverse(r)| r).collect();
         v.sort_by(|a, b| b.cmp(a));
@@ -136,14 +164,16 @@ impl TopN {
     }
 }
 
-fn size_command(key_type: &str) -> Option<&'static str> {
+/// A type `TYPE` answers, as a static name, with the command that gives its size; `None`
+/// for types without one (`none`: the key vanished; module types).
+fn kind(key_type: &str) -> Option<(&'static str, &'static str)> {
     Some(match key_type {
-        "string" => "STRLEN",
-        "list" => "LLEN",
-        "set" => "SCARD",
-        "zset" => "ZCARD",
-        "hash" => "HLEN",
-        "stream" => "XLEN",
+        "string" => ("string", "STRLEN"),
+        "list" => ("list", "LLEN"),
+        "set" => ("set", "SCARD"),
+        "zset" => ("zset", "ZCARD"),
+        "hash" => ("hash", "HLEN"),
+        "stream" => ("stream", "XLEN"),
         _ => return None,
     })
 }
@@ -164,10 +194,10 @@ fn int(v: &Value) -> Option<i64> {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
+fn text(v: &Value) -> Option<&str> {
     match v {
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s),
+        Value::BulkString(b) => std::str::from_utf8(b).ok(),
         _ => None,
     }
 }
@@ -203,129 +233,9 @@ fn record(unit: &Unit, r: Ranked, freq: Option<i64>, size: Option<i64>) -> KeyRe
     }
 }
 
-/// Walks one database of one node batch by batch. A batch is committed (the cursor moves on)
-/// only once the caller has processed it, so a connection that breaks in between costs a
-/// reconnect and the same batch again, never a gap.
-struct Walker<'a> {
-    conn: &'a Connector,
-    node: &'a Node,
-    db: i64,
-    count: u32,
-    cursor: u64,
-    next: Option<u64>,
-    /// The batch after the current one, when the caller fetched it in its own pipeline.
-    pending: Option<(u64, Vec<Vec<u8>>)>,
-    failures: u32,
-}
-
-impl<'a> Walker<'a> {
-    fn new(conn: &'a Connector, node: &'a Node, db: i64, pace: Pace) -> Self {
-        Walker {
-            conn,
-            node,
-            db,
-            count: pace.batch(),
-            cursor: 0,
-            next: None,
-            pending: None,
-            failures: 0,
-        }
-    }
-
-    /// Appends the `SCAN` for the batch after the current one to `pipe` (so that it costs no
-    /// round trip of its own); returns whether it did (not after the last batch).
-    fn prefetch(&self, pipe: &mut redis::Pipeline) -> bool {
-        match self.next {
-            Some(n) if n != 0 => {
-                pipe.cmd("SCAN").arg(n).arg("COUNT").arg(self.count);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Takes the answer to the [`prefetch`](Walker::prefetch)ed `SCAN`.
-    fn prefetched(&mut self, answer: Option<Value>) {
-        self.pending = answer.and_then(|v| redis::from_redis_value(v).ok());
-    }
-
-    /// The next batch with the connection it came on; `None` once the walk is complete.
-    async fn batch(&mut self) -> Result<Option<(MultiplexedConnection, Vec<Vec<u8>>)>> {
-        loop {
-            if self.next == Some(0) {
-                return Ok(None);
-            }
-            if let Some((next, keys)) = self.pending.take() {
-                let c = match self.conn.get(self.node, self.db).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        self.recover(e.into()).await?;
-                        continue;
-                    }
-                };
-                self.next = Some(next);
-                return Ok(Some((c, keys)));
-            }
-            let attempt = async {
-                let mut c = self.conn.get(self.node, self.db).await?;
-                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                    .arg(self.cursor)
-                    .arg("COUNT")
-                    .arg(self.count)
-                    .query_async(&mut c)
-                    .await
-                    .map_err(|e| self.classify(e))?;
-                Ok::<_, Step>((c, next, keys))
-            };
-            match attempt.await {
-                Ok((c, next, keys)) => {
-                    self.next = Some(next);
-                    return Ok(Some((c, keys)));
-                }
-                Err(e) => self.recover(e).await?,
-            }
-        }
-    }
-
-    /// Marks the current batch done.
-    fn commit(&mut self) {
-        self.failures = 0;
-        if let Some(n) = self.next {
-            self.cursor = n;
-        }
-    }
-
-    fn classify(&self, e: redis::RedisError) -> Step {
-        let retry = retryable(&e);
-        let err = Error::from_redis(&self.node.label(), &e);
-        if retry {
-            Step::Retry(err)
-        } else {
-            Step::Fatal(err)
-        }
-    }
-
-    /// After a failed step: waits and allows another attempt from the same cursor, or gives
-    /// up with the error.
-    async fn recover(&mut self, e: Step) -> Result<()> {
-        self.conn.forget(self.node, self.db);
-        self.next = None;
-        self.pending = None;
-        match e {
-            Step::Retry(e) if self.failures < MAX_RECONNECTS => {
-                self.failures += 1;
-                tracing::warn!(node = %self.node.label(), db = self.db, attempt = self.failures,
-                    error = %e, "connection lost during a scan; resuming from the same cursor");
-                tokio::time::sleep(Duration::from_millis(200) * self.failures).await;
-                Ok(())
-            }
-            Step::Retry(e) | Step::Fatal(e) => Err(e),
-        }
-    }
-}
-
+/// What a failed step leads to.
 enum Step {
-    /// The connection broke: reconnect and try the batch again.
+    /// The connection broke: reconnect and try again from the same place.
     Retry(Error),
     Fatal(Error),
 }
@@ -337,6 +247,145 @@ impl From<Error> for Step {
             Error::Redis { .. } => Step::Retry(e),
             other => Step::Fatal(other),
         }
+    }
+}
+
+fn classify(node: &Node, e: redis::RedisError) -> Step {
+    let retry = retryable(&e);
+    let err = Error::from_redis(&node.label(), &e);
+    if retry {
+        Step::Retry(err)
+    } else {
+        Step::Fatal(err)
+    }
+}
+
+/// After a failed step on `db` of `node`: drops the pooled connection, waits a little longer
+/// with each failure in a row, and allows another attempt; gives up with the error after
+/// [`MAX_RECONNECTS`] failures in a row or on an error a new connection cannot cure.
+async fn recover(
+    conn: &Connector,
+    node: &Node,
+    db: i64,
+    failures: &mut u32,
+    step: Step,
+) -> Result<()> {
+    conn.forget(node, db);
+    match step {
+        Step::Retry(e) if *failures < MAX_RECONNECTS => {
+            *failures += 1;
+            tracing::warn!(node = %node.label(), db, attempt = *failures, error = %e,
+                "connection lost during a scan; going on from where it was on a new one");
+            tokio::time::sleep(RECONNECT_DELAY * *failures).await;
+            Ok(())
+        }
+        Step::Retry(e) | Step::Fatal(e) => Err(e),
+    }
+}
+
+/// Runs `f` on a pooled connection to `db` of `node`, on a new connection again when the
+/// connection breaks (as [`walk`] does).
+async fn with_reconnect<T, F, Fut>(conn: &Connector, node: &Node, db: i64, mut f: F) -> Result<T>
+where
+    F: FnMut(MultiplexedConnection) -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    let mut failures = 0;
+    loop {
+        let step = match conn.get(node, db).await {
+            Ok(c) => match f(c).await {
+                Ok(t) => return Ok(t),
+                Err(e) => classify(node, e),
+            },
+            Err(e) => Step::from(e),
+        };
+        recover(conn, node, db, &mut failures, step).await?;
+    }
+}
+
+/// Walks database `db` of `node`: `SCAN` batch after batch, `work` on each batch's keys, with
+/// up to [`Pace::depth`] batches in flight on one pipelined connection (the next `SCAN` goes
+/// out as soon as the previous cursor is known, not after the batch's work), then `take` on
+/// each batch's outcome in `SCAN` order, then the budget.
+///
+/// A batch is done only once `take` had it: when the connection breaks, the batches in flight
+/// are dropped and the walk goes on, on a new connection, from the cursor after the last batch
+/// taken (a `SCAN` cursor is valid on any connection): no gap, and no key seen twice beyond
+/// what `SCAN` itself may repeat.
+#[allow(clippy::too_many_arguments)]
+async fn walk<T, W, Fut>(
+    conn: &Connector,
+    node: &Node,
+    db: i64,
+    pace: Pace,
+    budget: &mut Budget,
+    counter: &Counter,
+    work: W,
+    mut take: impl FnMut(Vec<Vec<u8>>, T) -> Result<()>,
+) -> Result<()>
+where
+    W: Fn(MultiplexedConnection, Vec<Vec<u8>>) -> Fut,
+    Fut: Future<Output = redis::RedisResult<(Vec<Vec<u8>>, T)>>,
+{
+    let count = pace.batch();
+    let mut cursor = 0u64;
+    let mut failures = 0u32;
+    loop {
+        let c = match conn.get(node, db).await {
+            Ok(c) => c,
+            Err(e) => {
+                recover(conn, node, db, &mut failures, e.into()).await?;
+                continue;
+            }
+        };
+        // `Some(cursor)`: the next `SCAN` to send; `None`: the walk is complete.
+        let scans = stream::unfold(Some(cursor), |at| {
+            let mut c = c.clone();
+            async move {
+                let at = at?;
+                let r: redis::RedisResult<(u64, Vec<Vec<u8>>)> = redis::cmd("SCAN")
+                    .arg(at)
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut c)
+                    .await;
+                let then = match &r {
+                    Ok((next, _)) if *next != 0 => Some(*next),
+                    _ => None,
+                };
+                Some((r, then))
+            }
+        });
+        let work = &work;
+        let batches = scans
+            .map(|r| {
+                let c = c.clone();
+                async move {
+                    let (next, keys) = r?;
+                    let (keys, t) = work(c, keys).await?;
+                    Ok::<_, redis::RedisError>((next, keys, t))
+                }
+            })
+            .buffered(pace.depth());
+        // The batches in flight end with this block, before the wait for a new connection.
+        let e = {
+            let mut batches = std::pin::pin!(batches);
+            loop {
+                match batches.next().await {
+                    None => return Ok(()),
+                    Some(Ok((next, keys, t))) => {
+                        let n = keys.len() as u64;
+                        take(keys, t)?;
+                        cursor = next;
+                        failures = 0;
+                        counter.scanned.fetch_add(n, Ordering::Relaxed);
+                        budget.spend(n).await;
+                    }
+                    Some(Err(e)) => break e,
+                }
+            }
+        };
+        recover(conn, node, db, &mut failures, classify(node, e)).await?;
     }
 }
 
@@ -367,29 +416,31 @@ impl Budget {
 }
 
 /// Per key of a batch (by index): its type, its size (elements, or bytes for strings) and,
-/// with `memory`, its `MEMORY USAGE`, then with `ttl` its `PTTL`. Keys that vanished (`none`) or have a type without a
-/// size are left out. The next batch's `SCAN` rides along in the first pipeline.
+/// with `memory`, its `MEMORY USAGE`, then with `ttl` its `PTTL`. Keys that vanished (`none`)
+/// or have a type without a size are left out. Two round trips: the types, then the size
+/// commands they call for.
 async fn sizes(
     c: &mut MultiplexedConnection,
     keys: &[Vec<u8>],
-    walker: &mut Walker<'_>,
     memory: bool,
     ttl: bool,
-) -> redis::RedisResult<Vec<(usize, String, Vec<Value>)>> {
+) -> redis::RedisResult<Vec<(usize, &'static str, Vec<Value>)>> {
+    // SCAN may answer a batch without keys (it stops after ten times COUNT empty buckets), and
+    // the client refuses an empty pipeline.
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut p = redis::pipe();
     p.ignore_errors();
     for k in keys {
         p.cmd("TYPE").arg(k);
     }
-    let prefetch = walker.prefetch(&mut p);
-    let mut types: Vec<Value> = p.query_async(c).await?;
-    let next = if prefetch { types.pop() } else { None };
+    let types: Vec<Value> = p.query_async(c).await?;
     let mut p = redis::pipe();
     p.ignore_errors();
     let mut asked = Vec::new();
     for (i, t) in types.iter().enumerate() {
-        let Some(t) = text(t) else { continue };
-        let Some(cmd) = size_command(&t) else {
+        let Some((t, cmd)) = text(t).and_then(kind) else {
             continue;
         };
         p.cmd(cmd).arg(&keys[i]);
@@ -406,7 +457,6 @@ async fn sizes(
     } else {
         p.query_async(c).await?
     };
-    walker.prefetched(next);
     let per = 1 + usize::from(memory) + usize::from(ttl);
     Ok(asked
         .into_iter()
@@ -447,17 +497,12 @@ pub async fn bigkeys(
     let memory = observer.wants_memory();
     let ttl = observer.wants_ttl();
     for &(db, _) in dbs {
-        let mut w = Walker::new(conn, node, db, pace);
-        while let Some((mut c, keys)) = w.batch().await? {
-            let answers = match sizes(&mut c, &keys, &mut w, memory, ttl).await {
-                Ok(a) => a,
-                Err(e) => {
-                    let step = w.classify(e);
-                    w.recover(step).await?;
-                    continue;
-                }
-            };
-            for (name, key_type, answer) in answers {
+        let work = |mut c: MultiplexedConnection, keys: Vec<Vec<u8>>| async move {
+            let answers = sizes(&mut c, &keys, memory, ttl).await?;
+            Ok((keys, answers))
+        };
+        let take = |keys: Vec<Vec<u8>>, answers: Vec<(usize, &'static str, Vec<Value>)>| {
+            for (i, key_type, answer) in answers {
                 if let Some(e) = answer.iter().find_map(|v| fatal(node, v)) {
                     return Err(e);
                 }
@@ -466,32 +511,31 @@ pub async fn bigkeys(
                 let ttl_ms = answer.last().filter(|_| ttl).and_then(int);
                 observer.observe(&ScannedKey {
                     db,
-                    name: &keys[name],
-                    key_type: &key_type,
+                    name: &keys[i],
+                    key_type,
                     size,
                     memory,
                     ttl_ms,
                 });
                 let Some(size) = size else { continue };
-                let r = Ranked {
-                    rank: size,
-                    name: keys[name].clone(),
-                    db,
-                    key_type,
-                    memory,
-                };
-                if r.key_type == "string" {
-                    bytes.push(r);
+                let top = if key_type == "string" {
+                    &mut bytes
                 } else {
-                    elements.push(r);
+                    &mut elements
+                };
+                if top.admits(size) {
+                    top.push(Ranked {
+                        rank: size,
+                        name: keys[i].clone(),
+                        db,
+                        key_type: key_type.to_owned(),
+                        memory,
+                    });
                 }
             }
-            w.commit();
-            counter
-                .scanned
-                .fetch_add(keys.len() as u64, Ordering::Relaxed);
-            budget.spend(keys.len() as u64).await;
-        }
+            Ok(())
+        };
+        walk(conn, node, db, pace, &mut budget, counter, work, take).await?;
     }
     let mut winners: Vec<Ranked> = bytes.into_sorted();
     winners.extend(elements.into_sorted());
@@ -513,17 +557,17 @@ async fn memory_of(conn: &Connector, node: &Node, keys: &mut [Ranked]) -> Result
     dbs.sort_unstable();
     dbs.dedup();
     for db in dbs {
-        let mut c = conn.get(node, db).await?;
+        let idx: Vec<usize> = (0..keys.len()).filter(|&i| keys[i].db == db).collect();
         let mut p = redis::pipe();
         p.ignore_errors();
-        let idx: Vec<usize> = (0..keys.len()).filter(|&i| keys[i].db == db).collect();
         for &i in &idx {
             p.cmd("MEMORY").arg("USAGE").arg(&keys[i].name);
         }
-        let answers: Vec<Value> = p.query_async(&mut c).await.map_err(|e| {
-            conn.forget(node, db);
-            Error::from_redis(&node.label(), &e)
-        })?;
+        let answers: Vec<Value> = with_reconnect(conn, node, db, |mut c| {
+            let p = &p;
+            async move { p.query_async(&mut c).await }
+        })
+        .await?;
         for (&i, v) in idx.iter().zip(&answers) {
             if let Some(e) = fatal(node, v) {
                 return Err(e);
@@ -546,24 +590,19 @@ pub async fn hotkeys(
     let mut top = TopN::new(pace.top_n);
     let mut budget = Budget::new(pace.keys_per_second);
     for &(db, _) in dbs {
-        let mut w = Walker::new(conn, node, db, pace);
-        while let Some((mut c, keys)) = w.batch().await? {
+        let work = |mut c: MultiplexedConnection, keys: Vec<Vec<u8>>| async move {
+            if keys.is_empty() {
+                return Ok((keys, Vec::new()));
+            }
             let mut p = redis::pipe();
             p.ignore_errors();
             for k in &keys {
                 p.cmd("OBJECT").arg("FREQ").arg(k);
             }
-            let prefetch = w.prefetch(&mut p);
-            let mut freqs: Vec<Value> = match p.query_async(&mut c).await {
-                Ok(f) => f,
-                Err(e) => {
-                    let step = w.classify(e);
-                    w.recover(step).await?;
-                    continue;
-                }
-            };
-            let next = if prefetch { freqs.pop() } else { None };
-            let n = keys.len() as u64;
+            let freqs: Vec<Value> = p.query_async(&mut c).await?;
+            Ok((keys, freqs))
+        };
+        let take = |keys: Vec<Vec<u8>>, freqs: Vec<Value>| {
             for (name, v) in keys.into_iter().zip(&freqs) {
                 if let Value::ServerError(e) = v {
                     let e: redis::RedisError = e.clone().into();
@@ -579,44 +618,45 @@ pub async fn hotkeys(
                     continue;
                 }
                 let Some(freq) = int(v) else { continue };
-                top.push(Ranked {
-                    rank: freq,
-                    name,
-                    db,
-                    key_type: String::new(),
-                    memory: None,
-                });
+                if top.admits(freq) {
+                    top.push(Ranked {
+                        rank: freq,
+                        name,
+                        db,
+                        key_type: String::new(),
+                        memory: None,
+                    });
+                }
             }
-            w.prefetched(next);
-            w.commit();
-            counter.scanned.fetch_add(n, Ordering::Relaxed);
-            budget.spend(n).await;
-        }
+            Ok(())
+        };
+        walk(conn, node, db, pace, &mut budget, counter, work, take).await?;
     }
     // Type and size of the winners only, after their frequency was read.
     let winners = top.into_sorted();
     let mut out = Vec::with_capacity(winners.len());
     for r in winners {
-        let mut c = conn.get(node, r.db).await?;
-        let key_type: String = redis::cmd("TYPE")
-            .arg(&r.name)
-            .query_async(&mut c)
-            .await
-            .map_err(|e| Error::from_redis(&node.label(), &e))?;
-        let size = match size_command(&key_type) {
-            Some(cmd) => redis::cmd(cmd)
-                .arg(&r.name)
-                .query_async::<i64>(&mut c)
-                .await
-                .ok(),
-            None => None,
-        };
-        let freq = Some(r.rank);
-        let r = Ranked { key_type, ..r };
-        if r.key_type == "none" {
+        let (key_type, size) = with_reconnect(conn, node, r.db, |mut c| {
+            let name = &r.name;
+            async move {
+                let key_type: String = redis::cmd("TYPE").arg(name).query_async(&mut c).await?;
+                let size = match kind(&key_type) {
+                    Some((_, cmd)) => redis::cmd(cmd)
+                        .arg(name)
+                        .query_async::<i64>(&mut c)
+                        .await
+                        .ok(),
+                    None => None,
+                };
+                Ok((key_type, size))
+            }
+        })
+        .await?;
+        if key_type == "none" {
             continue;
         }
-        out.push(record(unit, r, freq, size));
+        let freq = Some(r.rank);
+        out.push(record(unit, Ranked { key_type, ..r }, freq, size));
     }
     Ok(out)
 }
@@ -661,5 +701,10 @@ mod tests {
         assert_eq!(p(10_000_000).batch(), 1000);
         assert_eq!(p(20_000).batch(), 100);
         assert_eq!(p(5).batch(), 10);
+        // One batch at a time at the default throttle; more only at full batches.
+        assert_eq!(p(20_000).depth(), 1);
+        assert_eq!(p(200_000).depth(), 1);
+        assert_eq!(p(400_000).depth(), 2);
+        assert_eq!(p(10_000_000).depth(), MAX_DEPTH as usize);
     }
 }
