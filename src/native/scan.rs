@@ -15,7 +15,7 @@
 //!   without touching the key, before anything else looks at it; only the final top N are then
 //!   asked for their type and size. The server's own error tells that no LFU policy is set
 //!   (`CONFIG` may be disabled on managed services), which makes the analysis `unsupported`.
-//! - **Pipelining** ([`walk`]): the `SCAN` chain runs ahead of the per-key work, and at full
+//! - **Pipelining** (`walk`): the `SCAN` chain runs ahead of the per-key work, and at full
 //!   speed up to [`MAX_DEPTH`] batches are in flight on one connection, so the server has the
 //!   next batch queued while the exporter reads the last one.
 //! - **Throttle**: each node gets `keys_per_second`; batches are `keys_per_second / 200` keys
