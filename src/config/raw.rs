@@ -13,7 +13,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub clouds: Vec<RawCloud>,
     #[serde(default)]
-    pub redis: Vec<super::redis::RawRedis>,
+    pub redis: Vec<RawRedis>,
     #[serde(default)]
     pub analysis: RawAnalysisSet,
     #[serde(default)]
@@ -156,4 +156,37 @@ pub struct RawApi {
     pub max_retries: Option<u32>,
     pub max_concurrent_requests: Option<u32>,
     pub max_response_bytes: Option<u64>,
+}
+
+/// One `redis:` entry as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub tls: Option<RawRedisTls>,
+    pub throttle: Option<RawThrottle>,
+    #[serde(default)]
+    pub analysis: RawAnalysisSet,
+}
+
+/// `redis[].tls`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedisTls {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
+}
+
+/// `redis[].throttle`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThrottle {
+    pub keys_per_second: Option<u64>,
 }

@@ -1,23 +1,16 @@
 //! `redis:`: Redis and Valkey servers the exporter analyses itself (see [`crate::native`]).
 //!
-//! The raw entry ([`RawRedis`]) refuses unknown keys like the rest of the file; validation
-//! turns it into a [`RedisTarget`]: a parsed address (`redis://` or `rediss://`, host and port,
+//! The raw entry ([`super::raw::RawRedis`]) refuses unknown keys like the rest of the file;
+//! validation (in `validate_redis.rs`) turns it into a [`RedisTarget`]: a parsed address (`redis://` or `rediss://`, host and port,
 //! credentials in the URL allowed but kept out of the id), the password from `${ENV}` or
 //! `password_file` as a [`Secret`], TLS files read once at load, the throttle, and the analysis
 //! settings with the global `analysis:` defaults under the target's own overrides. `mode:
 //! observe` means "ingest the records someone else created", which has no meaning for a server
 //! the exporter scans itself, so it is a problem naming the key.
 
-use std::path::PathBuf;
-
-use serde::Deserialize;
-use url::Url;
-
-use super::raw::RawAnalysisSet;
-use super::validate::Validator;
-use super::{AnalysisSettings, InstanceConfig, InstanceDefaults, Mode};
+use super::{AnalysisSettings, InstanceConfig, Mode};
 use crate::dcs::Analysis;
-use crate::native::families::FamilyRules;
+use crate::metrics::families::FamilyRules;
 use crate::secret::Secret;
 
 /// Keys per second and node scanned when `throttle.keys_per_second` is not set. See the
@@ -26,39 +19,6 @@ use crate::secret::Secret;
 pub const DEFAULT_KEYS_PER_SECOND: u32 = 20_000;
 /// The largest `throttle.keys_per_second` accepted.
 pub const MAX_KEYS_PER_SECOND: u32 = 10_000_000;
-
-/// One `redis:` entry as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRedis {
-    pub name: Option<String>,
-    pub address: Option<String>,
-    pub id: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_file: Option<String>,
-    pub tls: Option<RawRedisTls>,
-    pub throttle: Option<RawThrottle>,
-    #[serde(default)]
-    pub analysis: RawAnalysisSet,
-}
-
-/// `redis[].tls`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRedisTls {
-    pub ca_file: Option<String>,
-    pub cert_file: Option<String>,
-    pub key_file: Option<String>,
-    pub server_name: Option<String>,
-}
-
-/// `redis[].throttle`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawThrottle {
-    pub keys_per_second: Option<u64>,
-}
 
 /// Where a target listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,291 +105,6 @@ impl RedisTarget {
                 analysis: self.keyfamily,
                 fresh_backup: false,
             },
-        }
-    }
-}
-
-impl Validator<'_> {
-    pub(super) fn redis_target(
-        &mut self,
-        key: &str,
-        raw: &RawRedis,
-        defaults: &InstanceDefaults,
-        families: &FamilyRules,
-    ) -> RedisTarget {
-        let name = self.string(&format!("{key}.name"), &raw.name);
-        let address_text = self.required(&format!("{key}.address"), &raw.address);
-        let (address, url_user, url_password) = self.redis_address(key, &address_text);
-        let mut username = self.string(&format!("{key}.username"), &raw.username);
-        if let Some(u) = url_user {
-            if username.is_some() {
-                self.problem(
-                    format!("{key}.username"),
-                    "given both here and in the address; keep one",
-                );
-            } else {
-                username = Some(u);
-            }
-        }
-        if username.as_deref().is_some_and(|u| u.trim().is_empty()) {
-            self.problem(format!("{key}.username"), "must not be empty");
-        }
-        let mut password = self.secret(
-            &format!("{key}.password"),
-            &raw.password,
-            &raw.password_file,
-            false,
-        );
-        if let Some(p) = url_password {
-            if password.is_some() {
-                self.problem(
-                    format!("{key}.password"),
-                    "given both here and in the address; keep one",
-                );
-            } else {
-                password = Some(p);
-            }
-        }
-        let id = match self.string(&format!("{key}.id"), &raw.id) {
-            Some(id) if id.trim().is_empty() => {
-                self.problem(format!("{key}.id"), "must not be empty");
-                id
-            }
-            Some(id) => id,
-            None => address.display(),
-        };
-        let tls = self.redis_tls(key, raw.tls.as_ref(), address.tls);
-        let keys_per_second = match raw.throttle.as_ref().and_then(|t| t.keys_per_second) {
-            None => DEFAULT_KEYS_PER_SECOND,
-            Some(n) if (1..=u64::from(MAX_KEYS_PER_SECOND)).contains(&n) => n as u32,
-            Some(_) => {
-                self.problem(
-                    format!("{key}.throttle.keys_per_second"),
-                    format!("must be between 1 and {MAX_KEYS_PER_SECOND}"),
-                );
-                DEFAULT_KEYS_PER_SECOND
-            }
-        };
-        let mut settings = |a: Analysis, raw_a, base: AnalysisSettings| {
-            let k = format!("{key}.analysis.{a}");
-            let s = self.analysis(&k, raw_a, base);
-            if s.mode == Mode::Observe {
-                let from = if raw_a.and_then(|r| r.mode).is_some() {
-                    String::new()
-                } else {
-                    format!(" (inherited from analysis.{a}.mode)")
-                };
-                self.problem(
-                    format!("{k}.mode"),
-                    format!(
-                        "observe{from} has no meaning for a Redis or Valkey target, which the \
-                         exporter analyses itself; use trigger or off"
-                    ),
-                );
-            }
-            s
-        };
-        let hotkey = settings(
-            Analysis::Hotkey,
-            raw.analysis.hotkey.as_ref(),
-            defaults.hotkey,
-        );
-        let bigkey = settings(
-            Analysis::Bigkey,
-            raw.analysis.bigkey.as_ref(),
-            defaults.bigkey,
-        );
-        let raw_kf = raw.analysis.keyfamily.as_ref();
-        let kf = settings(Analysis::Keyfamily, raw_kf, defaults.keyfamily.analysis);
-        for (sub, r) in [
-            ("hotkey", &raw.analysis.hotkey),
-            ("bigkey", &raw.analysis.bigkey),
-        ] {
-            self.no_fresh_backup(&format!("{key}.analysis.{sub}"), r.as_ref());
-        }
-        let k = format!("{key}.analysis.keyfamily");
-        if let Some(r) = raw_kf {
-            for (field, given) in [
-                ("interval", r.interval.is_some()),
-                ("timeout", r.timeout.is_some()),
-            ] {
-                if given {
-                    self.problem(
-                        format!("{k}.{field}"),
-                        format!(
-                            "the key families of a Redis or Valkey target come with every big \
-                             key scan; set analysis.bigkey.{field}"
-                        ),
-                    );
-                }
-            }
-            if r.fresh_backup.is_some() {
-                self.problem(
-                    format!("{k}.fresh_backup"),
-                    "a Redis or Valkey target has no DCS backups; its key families come from \
-                     the big key scan",
-                );
-            }
-        }
-        if kf.mode == Mode::Trigger && bigkey.mode == Mode::Off {
-            let from = if raw_kf.and_then(|r| r.mode).is_some() {
-                String::new()
-            } else {
-                " (inherited from analysis.keyfamily.mode)".to_owned()
-            };
-            self.problem(
-                format!("{k}.mode"),
-                format!(
-                    "trigger{from} needs the big key scan, which is off; turn \
-                     analysis.bigkey on or set keyfamily to off"
-                ),
-            );
-        }
-        let keyfamily = AnalysisSettings {
-            interval: bigkey.interval,
-            timeout: bigkey.timeout,
-            ..kf
-        };
-        let families = self.families(
-            &format!("{k}.families"),
-            raw_kf.and_then(|r| r.families.as_ref()),
-            families,
-        );
-        RedisTarget {
-            id,
-            name,
-            address,
-            username,
-            password,
-            tls,
-            keys_per_second,
-            lfu_log_factor: defaults.lfu_log_factor,
-            hotkey,
-            bigkey,
-            keyfamily,
-            families,
-        }
-    }
-
-    /// Parses `redis://[user[:password]@]host[:port]` (or `rediss://`).
-    fn redis_address(
-        &mut self,
-        key: &str,
-        text: &str,
-    ) -> (RedisAddress, Option<String>, Option<Secret>) {
-        let key = format!("{key}.address");
-        let fallback = RedisAddress {
-            tls: false,
-            host: String::new(),
-            port: 6379,
-        };
-        if text.is_empty() {
-            return (fallback, None, None);
-        }
-        let url = match Url::parse(text) {
-            Ok(u) => u,
-            Err(e) => {
-                // Never echo the value: it may carry a password.
-                self.problem(&key, format!("not a redis:// or rediss:// URL: {e}"));
-                return (fallback, None, None);
-            }
-        };
-        let tls = match url.scheme() {
-            "redis" => false,
-            "rediss" => true,
-            other => {
-                self.problem(
-                    &key,
-                    format!("scheme {other}:// is not supported; use redis:// or rediss://"),
-                );
-                return (fallback, None, None);
-            }
-        };
-        let host = match url.host() {
-            Some(url::Host::Ipv6(a)) => a.to_string(),
-            Some(h) => h.to_string(),
-            None => {
-                self.problem(&key, "has no host");
-                return (fallback, None, None);
-            }
-        };
-        if !matches!(url.path(), "" | "/") {
-            self.problem(
-                &key,
-                "must not name a database: every database of the server is analysed",
-            );
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            self.problem(&key, "must not have a query or fragment");
-        }
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let user = Some(decode(url.username())).filter(|u| !u.is_empty());
-        let password = url.password().map(|p| Secret::new(decode(p)));
-        (
-            RedisAddress {
-                tls,
-                host,
-                port: url.port().unwrap_or(6379),
-            },
-            user,
-            password,
-        )
-    }
-
-    fn redis_tls(&mut self, key: &str, raw: Option<&RawRedisTls>, scheme_tls: bool) -> RedisTls {
-        let Some(raw) = raw else {
-            return RedisTls::default();
-        };
-        if !scheme_tls {
-            self.problem(
-                format!("{key}.tls"),
-                "is set but the address is redis://; use rediss:// for TLS",
-            );
-        }
-        let read = |v: &mut Self, field: &str, path: &Option<String>| -> Option<Vec<u8>> {
-            let k = format!("{key}.tls.{field}");
-            let p = v.string(&k, path)?;
-            let mut path = PathBuf::from(&p);
-            if path.is_relative() {
-                if let Some(base) = v.base_dir() {
-                    path = base.join(path);
-                }
-            }
-            match std::fs::read(&path) {
-                Ok(b) if b.is_empty() => {
-                    v.problem(&k, format!("{} is empty", path.display()));
-                    None
-                }
-                Ok(b) => Some(b),
-                Err(e) => {
-                    v.problem(&k, format!("cannot read {}: {e}", path.display()));
-                    None
-                }
-            }
-        };
-        let ca_pem = read(self, "ca_file", &raw.ca_file);
-        let client_cert_pem = read(self, "cert_file", &raw.cert_file);
-        let client_key_pem = read(self, "key_file", &raw.key_file)
-            .map(|b| Secret::new(String::from_utf8_lossy(&b).into_owned()));
-        if client_cert_pem.is_some() != client_key_pem.is_some() {
-            self.problem(
-                format!("{key}.tls"),
-                "cert_file and key_file go together (mutual TLS needs both)",
-            );
-        }
-        let server_name = self.string(&format!("{key}.tls.server_name"), &raw.server_name);
-        if server_name.as_deref().is_some_and(|s| s.trim().is_empty()) {
-            self.problem(format!("{key}.tls.server_name"), "must not be empty");
-        }
-        RedisTls {
-            ca_pem,
-            client_cert_pem,
-            client_key_pem,
-            server_name,
         }
     }
 }
@@ -527,7 +202,7 @@ mod tests {
             "the big key scan's"
         );
         assert_eq!(a.families.delimiter, "/");
-        assert_eq!(a.families.depth, crate::native::families::DEFAULT_DEPTH);
+        assert_eq!(a.families.depth, crate::metrics::families::DEFAULT_DEPTH);
         assert_eq!(a.families.family_of(b"t-acme/1"), "tenant:acme");
         let b = &c.redis[1];
         assert_eq!(b.keyfamily.top_n, 3);

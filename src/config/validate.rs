@@ -18,9 +18,9 @@ use super::{
     Problem, SchedulerSettings, MAX_SECRET_BYTES,
 };
 use crate::dcs::{Analysis, Auth, ClientConfig};
+use crate::metrics::families::{FamilyRule, FamilyRules, MAX_DEPTH};
 use crate::metrics::keylabel::{KeyLabelMode, DEFAULT_MAX_BYTES};
 use crate::metrics::keyrewrite::{KeyRewrite, KeyRule};
-use crate::native::families::{FamilyRule, FamilyRules, MAX_DEPTH};
 use crate::secret::Secret;
 
 /// Whether `id` looks like a Huawei Cloud project id: 32 hexadecimal digits.

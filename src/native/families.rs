@@ -26,121 +26,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use regex::Regex;
-
 use super::scan::{KeyObserver, ScannedKey};
+pub use crate::metrics::families::{
+    FamilyRule, FamilyRules, DEFAULT_DELIMITER, DEFAULT_DEPTH, MAX_DEPTH, MAX_FAMILY_BYTES,
+};
 use crate::metrics::families::{KeyFamily, KeyspaceTotal, ShardFamilies, OTHER};
 
 /// Families tracked per shard while scanning (see the module docs).
 pub const TRACKED_FAMILIES: usize = 10_000;
-/// Longest family name kept (bytes); longer names are cut at a character boundary.
-pub const MAX_FAMILY_BYTES: usize = 200;
-/// Default delimiter of automatic prefixes.
-pub const DEFAULT_DELIMITER: &str = ":";
-/// Default number of segments kept by automatic prefixes.
-pub const DEFAULT_DEPTH: usize = 3;
-/// Largest `depth` accepted.
-pub const MAX_DEPTH: usize = 16;
-
-/// One user rule: a key name matching `pattern` belongs to `family` (capture groups expanded).
-#[derive(Clone, Debug)]
-pub struct FamilyRule {
-    pub pattern: Regex,
-    pub family: String,
-}
-
-/// How key names become family names (`analysis.keyfamily.families`).
-#[derive(Clone, Debug)]
-pub struct FamilyRules {
-    pub delimiter: String,
-    pub depth: usize,
-    pub rules: Vec<FamilyRule>,
-}
-
-impl Default for FamilyRules {
-    fn default() -> Self {
-        FamilyRules {
-            delimiter: DEFAULT_DELIMITER.to_owned(),
-            depth: DEFAULT_DEPTH,
-            rules: Vec::new(),
-        }
-    }
-}
-
-impl PartialEq for FamilyRules {
-    fn eq(&self, o: &Self) -> bool {
-        self.delimiter == o.delimiter
-            && self.depth == o.depth
-            && self.rules.len() == o.rules.len()
-            && self
-                .rules
-                .iter()
-                .zip(&o.rules)
-                .all(|(a, b)| a.pattern.as_str() == b.pattern.as_str() && a.family == b.family)
-    }
-}
-
-/// Whether a segment is an id: all digits, 8 or more hex digits with at least one digit, or a
-/// UUID.
-fn is_id(s: &str) -> bool {
-    if s.is_empty() {
-        return false;
-    }
-    let b = s.as_bytes();
-    if b.iter().all(u8::is_ascii_digit) {
-        return true;
-    }
-    let has_digit = b.iter().any(u8::is_ascii_digit);
-    if b.len() >= 8 && has_digit && b.iter().all(u8::is_ascii_hexdigit) {
-        return true;
-    }
-    // 8-4-4-4-12
-    b.len() == 36
-        && s.split('-').map(str::len).eq([8, 4, 4, 4, 12])
-        && b.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-')
-}
-
-fn cut(mut s: String) -> String {
-    if s.len() > MAX_FAMILY_BYTES {
-        let mut end = MAX_FAMILY_BYTES;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
-}
-
-impl FamilyRules {
-    /// The family of a key name.
-    pub fn family_of(&self, name: &[u8]) -> String {
-        let name = String::from_utf8_lossy(name);
-        for r in &self.rules {
-            if let Some(c) = r.pattern.captures(&name) {
-                let mut out = String::new();
-                c.expand(&r.family, &mut out);
-                return cut(out);
-            }
-        }
-        let mut out = String::new();
-        let mut parts = name.split(self.delimiter.as_str());
-        for (i, seg) in parts.by_ref().take(self.depth).enumerate() {
-            if i > 0 {
-                out.push_str(&self.delimiter);
-            }
-            out.push_str(if is_id(seg) { "*" } else { seg });
-            if out.len() > MAX_FAMILY_BYTES {
-                return cut(out);
-            }
-        }
-        if parts.next().is_some() {
-            out.push_str(&self.delimiter);
-            out.push('*');
-        }
-        cut(out)
-    }
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Counts {
     keys: u64,
@@ -313,7 +206,7 @@ mod tests {
             rules: rules
                 .iter()
                 .map(|(p, f)| FamilyRule {
-                    pattern: Regex::new(p).unwrap(),
+                    pattern: regex::Regex::new(p).unwrap(),
                     family: (*f).into(),
                 })
                 .collect(),
