@@ -251,6 +251,10 @@ pub struct KeyRecord {
 /// Keys kept per ranking when a task is read: the hottest, and the biggest of each size unit.
 /// The largest `top_n` the config accepts, so cutting here never changes what is exported.
 pub const KEPT_KEYS: usize = 1000;
+/// Records DCS keeps per instance and analysis kind: one list page of this size sees them all,
+/// whatever their (undocumented) order.
+pub const DCS_KEPT_RECORDS: u32 = 100;
+
 /// Records of a task list kept when it is read: ten times the 100 records DCS keeps per
 /// instance and analysis (and the exporter asks for); a longer page ignored its limit.
 pub const KEPT_RECORDS: usize = 1000;

@@ -62,7 +62,7 @@ use crate::metrics::store::{FailureReason, RunningTask, Store, TaskOrigin};
 
 /// Records asked for per list call: DCS keeps at most 100 per instance and kind, so one page
 /// sees them all whatever their (undocumented) order.
-pub const LIST_LIMIT: u32 = 100;
+pub const LIST_LIMIT: u32 = dcs::DCS_KEPT_RECORDS;
 /// Expected task duration before one has been observed.
 pub const FIRST_EXPECTED: Duration = Duration::from_secs(5);
 /// Cycles in a row that may create a task without listing first (see the module docs).

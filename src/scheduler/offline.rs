@@ -21,7 +21,7 @@ use crate::dcs::{
 };
 
 /// Records asked for per list call (the loop's own limit for the scan tasks).
-const LIST_LIMIT: u32 = super::analysis_loop::LIST_LIMIT;
+const LIST_LIMIT: u32 = crate::dcs::DCS_KEPT_RECORDS;
 /// Backups asked for per list call.
 const BACKUP_LIMIT: u32 = 100;
 /// The first backup listing looks back this far (the order of records is not documented, so
