@@ -43,6 +43,7 @@ mod auth;
 mod faults;
 mod http;
 mod presets;
+mod refusal;
 mod reply;
 mod routes;
 mod state;

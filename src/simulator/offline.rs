@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use time::OffsetDateTime;
 
 use super::keyspace::{key_prefix, stable_hash, Keyspace, OfflineKey};
-use super::state::{uuid_from, Refusal};
+use super::refusal::{uuid_from, Refusal};
 use super::SimInstance;
 use crate::dcs::model::{KeyType, TaskStatus, TaskSummary};
 use crate::dcs::offline::{

@@ -11,11 +11,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use rand::{Rng, RngCore};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use time::{OffsetDateTime, Time};
 
 use super::keyspace::{Keyspace, KeyspaceParams};
+pub use super::refusal::{uuid_from, Refusal};
 use super::{Faults, SimInstance};
 use crate::dcs::model::{
     Analysis, AutoscanConfig, KeyRecord, ScanType, TaskRecord, TaskStatus, TaskSummary,
@@ -119,23 +120,6 @@ impl AnalysisState {
     }
 }
 
-/// Why a request against an instance was refused; mapped onto DCS error answers by the HTTP layer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// DCS.4922: hot key analysis unsupported (Redis 3.0 or non-LFU policy).
-    HotkeyUnsupported,
-    /// DCS.4918: an analysis of this kind is already waiting or running.
-    AlreadyRunning,
-    /// DCS.4049: the instance is not `RUNNING`.
-    InstanceNotRunning,
-    /// DCS.4941 / DCS.4942: no such task.
-    TaskNotFound,
-    /// DCS.4957: the task is still waiting or running.
-    TaskActive,
-    /// DCS.4800: an invalid parameter, named.
-    Invalid(&'static str),
-}
-
 /// One simulated instance: its description, keyspace and analysis records.
 #[derive(Debug)]
 pub struct InstanceState {
@@ -159,13 +143,6 @@ pub fn hotkey_supported(info: &SimInstance) -> bool {
         "allkeys-lfu" | "volatile-lfu"
     );
     !v3 && lfu
-}
-
-/// A random version-4 UUID from the simulator's seeded generator.
-pub fn uuid_from(rng: &mut ChaCha8Rng) -> String {
-    let mut b = [0u8; 16];
-    rng.fill_bytes(&mut b);
-    uuid::Builder::from_random_bytes(b).into_uuid().to_string()
 }
 
 /// Parses an autoscan time `HH:MM` (24 h, UTC).
