@@ -619,9 +619,12 @@ async fn hung_instances_do_not_starve_a_healthy_one() {
     );
     let first = published[0].1 - start;
     assert!(first <= INTERVAL, "the first result took {first:?}");
+    // Each call of a cycle may still wait for one attempt of each hung call queued before it
+    // (10 s × 10 hung ÷ 4 permits = 25 s, README "Failure behaviour"); the calls of one cycle
+    // rarely all do. Holding a permit through retries made gaps of 220 s and more.
     let slowest = gaps.iter().copied().max().unwrap_or(u64::MAX);
     assert!(
-        slowest <= INTERVAL.as_secs() + 30,
+        slowest <= INTERVAL.as_secs() + 60,
         "the healthy instance went {slowest} s without a result (interval {INTERVAL:?})"
     );
     let hung_results = hung
