@@ -187,7 +187,7 @@ impl Fleet {
     }
 
     /// Recomputes the plan and applies it to the scheduler.
-    fn apply(&mut self, scheduler: &mut Scheduler<DcsClient>) {
+    fn apply(&mut self, scheduler: &mut Scheduler<DcsClient, NativeTarget>) {
         let inputs = self
             .config
             .clouds

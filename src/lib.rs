@@ -33,10 +33,10 @@
 //! |---|---|---|
 //! | 0 | [`secret`], [`backoff`], [`supervisor`]; [`metrics::keylabel`], [`metrics::keyrewrite`], [`metrics::body`] | nothing in the crate |
 //! | 1 | [`dcs`] | 0 |
-//! | 2 | [`config`], [`simulator`], [`metrics`] (store, render, exposition) | 0–1 |
-//! | 3 | [`scheduler`], [`native`] | 0–2, and each other (see below) |
+//! | 2 | [`metrics`] (store, families, render, exposition), [`simulator`], then [`config`] | 0–1; [`config`] also the family naming rules of [`metrics::families`] |
+//! | 3 | [`scheduler`] | 0–2 |
 //! | 4 | [`fleet`], [`server`] | 0–3 |
-//! | 5 | [`demo`] | 0–2 |
+//! | 5 | [`native`], [`demo`] | 0–4 ([`native`] implements the scheduler's seam and uses the fleet's sharding) |
 //! | 6 | [`cli`], [`app`] | everything below |
 //!
 //! Within a module the files form no cycle either: in [`server`], `web_config` depends on
@@ -46,11 +46,11 @@
 //! which import nothing else from the crate; in [`simulator`], `http` depends on `routes`,
 //! `views`, `faults` and `reply`, and `reply` on nothing of those; in [`metrics`],
 //! `exposition` depends on `registry` (the exporter's own metrics), never the reverse.
-//!
-//! One arrow still points both ways: [`native`] implements the scheduler's seam
-//! ([`scheduler::AnalysisSource`], [`scheduler::Clock`]) and the scheduler's plan names
-//! [`native::NativeTarget`]. Moving the seam below both (its key family steps name types of
-//! `scheduler::offline`) is the next step of this layering.
+//! In [`config`], `validate_redis` (the `redis:` part of the validator) depends on `validate`,
+//! `redis` (the types) and `raw`, none of which imports it. In [`simulator`], `state` and
+//! `offline` share `refusal` and do not import each other. In [`scheduler`], `analysis_loop`
+//! depends on `source` and `offline`, never the reverse. The scheduler is generic over the
+//! native source type (`Scheduler<C, N>`), so it does not name [`native`].
 #![forbid(unsafe_code)]
 
 pub mod app;

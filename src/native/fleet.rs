@@ -35,7 +35,7 @@ pub fn reuse(
 }
 
 /// The targets this replica scans.
-pub fn plan(targets: &[Arc<NativeTarget>], opts: &FleetOptions) -> Vec<NativePlan> {
+pub fn plan(targets: &[Arc<NativeTarget>], opts: &FleetOptions) -> Vec<NativePlan<NativeTarget>> {
     if opts.observe_only {
         return Vec::new();
     }

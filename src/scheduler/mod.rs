@@ -37,7 +37,6 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::config::{AnalysisSettings, InstanceConfig, Mode};
 use crate::dcs::{Analysis, DcsApi, InstanceInfo};
 use crate::metrics::store::{AnalysisSpec, InstanceSpec, Store};
-use crate::native::NativeTarget;
 use crate::supervisor::Supervisor;
 pub use analysis_loop::{AnalysisLoop, Shared};
 pub use clock::Clock;
@@ -64,26 +63,27 @@ pub struct CloudPlan<C> {
     pub known_details: HashMap<String, InstanceInfo>,
 }
 
-/// A Redis or Valkey target the exporter analyses itself.
-pub struct NativePlan {
-    pub source: Arc<NativeTarget>,
+/// A Redis or Valkey target the exporter analyses itself (`N`: `native::NativeTarget`; the
+/// scheduler only needs it to be an [`AnalysisSource`], so it does not depend on `native`).
+pub struct NativePlan<N> {
+    pub source: Arc<N>,
     /// Its id, name and analysis settings (`lfu_log_factor` for the estimated accesses).
     pub instance: InstanceConfig,
 }
 
 /// Everything the scheduler runs: DCS instances per cloud, and native targets.
-pub struct Plan<C> {
+pub struct Plan<C, N = C> {
     pub clouds: Vec<CloudPlan<C>>,
-    pub native: Vec<NativePlan>,
+    pub native: Vec<NativePlan<N>>,
 }
 
 /// Where one loop's tasks come from.
-enum SourceRef<C> {
+enum SourceRef<C, N> {
     Dcs(Arc<C>),
-    Native(Arc<NativeTarget>),
+    Native(Arc<N>),
 }
 
-impl<C> Clone for SourceRef<C> {
+impl<C, N> Clone for SourceRef<C, N> {
     fn clone(&self) -> Self {
         match self {
             SourceRef::Dcs(c) => SourceRef::Dcs(c.clone()),
@@ -92,8 +92,8 @@ impl<C> Clone for SourceRef<C> {
     }
 }
 
-impl<C> SourceRef<C> {
-    fn same(&self, other: &SourceRef<C>) -> bool {
+impl<C, N> SourceRef<C, N> {
+    fn same(&self, other: &SourceRef<C, N>) -> bool {
         match (self, other) {
             (SourceRef::Dcs(a), SourceRef::Dcs(b)) => Arc::ptr_eq(a, b),
             (SourceRef::Native(a), SourceRef::Native(b)) => Arc::ptr_eq(a, b),
@@ -102,8 +102,11 @@ impl<C> SourceRef<C> {
     }
 }
 
-struct Running<C> {
-    client: SourceRef<C>,
+/// What one loop should run: its source, its settings and (key families) `fresh_backup`.
+type Wanted<C, N> = (SourceRef<C, N>, AnalysisSettings, bool);
+
+struct Running<C, N> {
+    client: SourceRef<C, N>,
     settings: AnalysisSettings,
     /// Key families: `fresh_backup`.
     fresh_backup: bool,
@@ -117,20 +120,20 @@ struct InfoLoop<C> {
 }
 
 /// Owns every loop; [`apply`](Scheduler::apply) a new plan on start and on reload.
-pub struct Scheduler<C> {
+pub struct Scheduler<C, N = C> {
     store: Arc<Store>,
     clock: Clock,
     limiter: Arc<Semaphore>,
     root: CancellationToken,
     supervisor: Supervisor,
-    loops: HashMap<(String, Analysis), Running<C>>,
+    loops: HashMap<(String, Analysis), Running<C, N>>,
     info: HashMap<String, InfoLoop<C>>,
     /// Seeds the loops' jitter in tests; `None` uses entropy.
     seed: Option<u64>,
     start_jitter: Duration,
 }
 
-impl<C: DcsApi> Scheduler<C> {
+impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
     pub fn new(
         store: Arc<Store>,
         clock: Clock,
@@ -181,14 +184,13 @@ impl<C: DcsApi> Scheduler<C> {
     }
 
     /// Makes the running loops match `plan`: DCS instances and native targets alike.
-    pub fn apply_plan(&mut self, plan: Plan<C>) {
+    pub fn apply_plan(&mut self, plan: Plan<C, N>) {
         let Plan {
             clouds: plan,
             native,
         } = plan;
         let mut specs = Vec::new();
-        let mut wanted: HashMap<(String, Analysis), (SourceRef<C>, AnalysisSettings, bool)> =
-            HashMap::new();
+        let mut wanted: HashMap<(String, Analysis), Wanted<C, N>> = HashMap::new();
         let mut wanted_info: HashMap<String, (Arc<C>, Option<String>)> = HashMap::new();
         let mut known: Vec<&InstanceInfo> = Vec::new();
         for cloud in &plan {
@@ -364,7 +366,7 @@ impl<C: DcsApi> Scheduler<C> {
     }
 }
 
-impl<C> Scheduler<C> {
+impl<C, N> Scheduler<C, N> {
     fn shared<S>(&self, client: Arc<S>) -> Shared<S> {
         Shared {
             client,

@@ -548,7 +548,7 @@ async fn hung_instances_do_not_starve_a_healthy_one() {
         .unwrap()
         .as_secs_f64();
     // Four permits for ten hung instances.
-    let mut scheduler = Scheduler::new(
+    let mut scheduler: Scheduler<_> = Scheduler::new(
         store.clone(),
         Clock::anchored(wall),
         4,
