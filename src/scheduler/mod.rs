@@ -102,6 +102,25 @@ impl<C, N> SourceRef<C, N> {
     }
 }
 
+/// The analyses of an instance that are not `off`, with their settings.
+fn enabled(inst: &InstanceConfig) -> impl Iterator<Item = (Analysis, AnalysisSettings)> + '_ {
+    Analysis::EVERY
+        .into_iter()
+        .map(|a| (a, *inst.analysis(a)))
+        .filter(|(_, s)| s.mode != Mode::Off)
+}
+
+/// What the store keeps of an analysis' settings (`dcs_analysis_interval_seconds`, the status
+/// page).
+fn spec_of(analysis: Analysis, s: &AnalysisSettings) -> AnalysisSpec {
+    AnalysisSpec {
+        analysis,
+        top_n: s.top_n,
+        mode: s.mode.as_str(),
+        interval: s.interval,
+    }
+}
+
 /// What one loop should run: its source, its settings and (key families) `fresh_backup`.
 type Wanted<C, N> = (SourceRef<C, N>, AnalysisSettings, bool);
 
@@ -202,17 +221,8 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
                     .or_else(|| inst.name.clone())
                     .unwrap_or_else(|| inst.id.clone());
                 let mut analyses = Vec::new();
-                for a in Analysis::EVERY {
-                    let s = *inst.analysis(a);
-                    if s.mode == Mode::Off {
-                        continue;
-                    }
-                    analyses.push(AnalysisSpec {
-                        analysis: a,
-                        top_n: s.top_n,
-                        mode: s.mode.as_str(),
-                        interval: s.interval,
-                    });
+                for (a, s) in enabled(inst) {
+                    analyses.push(spec_of(a, &s));
                     let fresh = a == Analysis::Keyfamily && inst.keyfamily.fresh_backup;
                     wanted.insert(
                         (inst.id.clone(), a),
@@ -237,17 +247,8 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
         for target in &native {
             let inst = &target.instance;
             let mut analyses = Vec::new();
-            for a in Analysis::EVERY {
-                let s = *inst.analysis(a);
-                if s.mode == Mode::Off {
-                    continue;
-                }
-                analyses.push(AnalysisSpec {
-                    analysis: a,
-                    top_n: s.top_n,
-                    mode: s.mode.as_str(),
-                    interval: s.interval,
-                });
+            for (a, s) in enabled(inst) {
+                analyses.push(spec_of(a, &s));
                 // A Redis target's key families are published by its big key scan: no loop.
                 if a == Analysis::Keyfamily {
                     continue;
