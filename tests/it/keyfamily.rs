@@ -242,15 +242,7 @@ async fn hashed_key_labels_hide_family_names() {
         "`other` is not a key name: never hashed"
     );
     assert_eq!(m.count("dcs_keyfamily_memory_bytes", HA), want.len());
-    let text = exp
-        .http
-        .get(format!("http://{}/metrics", exp.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = exp.text().await;
     for (family, _, _) in want.keys().filter(|k| k.0 != "other") {
         assert!(!names.contains(family), "{family} exported in clear");
         assert!(!text.contains(&format!("family=\"{family}\"")));

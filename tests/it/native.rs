@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::common::redis_server::{available, free_port, resp, Server};
-use crate::common::{start_exporter, wait_for, Exporter, Metrics, TempDir};
+use crate::common::{promtool_check, start_exporter, wait_for, Exporter, Metrics, TempDir};
 use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config::{self, Config};
 
@@ -57,45 +57,6 @@ async fn wait_failure(e: &Exporter, id: &str, analysis: &str, reason: &str) -> M
         (n.unwrap_or(0.0) >= 1.0).then_some(m)
     })
     .await
-}
-
-/// Runs `promtool check metrics` (with its lint) on the exporter's /metrics, when promtool is
-/// installed (CI installs it).
-async fn promtool_check(e: &Exporter) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let Ok(mut child) = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    else {
-        eprintln!("promtool not installed: exposition lint skipped");
-        return;
-    };
-    let body = e
-        .http
-        .get(format!("http://{}/metrics", e.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// (key label, value) of every sample of `family` for `id`, in exposition order.
@@ -271,7 +232,7 @@ async fn standalone_big_keys_are_the_known_biggest_with_their_memory_usage() {
         ),
         Some(1.0)
     );
-    promtool_check(&e).await;
+    promtool_check(&e.text().await);
     e.stop().await;
 }
 
@@ -875,7 +836,7 @@ async fn a_scan_shows_progress_and_resumes_after_its_connection_is_killed() {
             .flatten()
     })
     .await;
-    promtool_check(&e).await;
+    promtool_check(&e.text().await);
     let dbsize: f64 = ["0", "3"]
         .iter()
         .map(|db| {

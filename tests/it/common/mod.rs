@@ -79,16 +79,19 @@ pub async fn start_exporter(config: Config, opts: RunOptions, stop_deadline: Dur
 
 impl Exporter {
     pub async fn scrape(&self) -> Metrics {
-        let body = self
-            .http
+        Metrics(parse_exposition(&self.text().await))
+    }
+
+    /// The raw `/metrics` body.
+    pub async fn text(&self) -> String {
+        self.http
             .get(format!("http://{}/metrics", self.addr))
             .send()
             .await
             .expect("scrape")
             .text()
             .await
-            .expect("body");
-        Metrics(parse_exposition(&body))
+            .expect("body")
     }
 
     pub async fn stop(self) {
