@@ -16,6 +16,7 @@
 //! - [`conn`]: the per-node connection pool, TLS and the topology (standalone, master and
 //!   replicas, cluster).
 //! - [`scan`]: the big key and hot key scans, top N, throttle and resumption.
+//! - [`guess`]: key types guessed from key names, one command per key where right.
 //! - [`error`]: the error enum and its failure reasons.
 //! - [`fleet`]: sharding over replicas and reuse across reloads.
 //! - [`probe`]: `check-config --online`: version, role, shards, eviction policy.
@@ -24,6 +25,7 @@ pub mod conn;
 pub mod error;
 pub mod families;
 pub mod fleet;
+pub mod guess;
 pub mod probe;
 pub mod scan;
 

@@ -4,13 +4,15 @@
 //! `SCAN` and a large `COUNT`, and keep only the top N per unit in a bounded heap: memory does
 //! not grow with the keyspace. Nothing here sends `KEYS`, a script or `DEBUG`.
 //!
-//! - **Big keys**: per batch, one pipeline of `TYPE` (which does not touch the key), then one
-//!   of the size command of each key's type (`STRLEN`, `LLEN`, `SCARD`, `ZCARD`, `HLEN`,
-//!   `XLEN`). `MEMORY USAGE` (default sampling, which does not touch the key) is asked for the
-//!   final top N only. Every key passes through [`KeyObserver`], the hook a per-key aggregation
-//!   (key families, [`super::families`]) plugs into; an observer that wants every key's memory
+//! - **Big keys**: per batch, one pipeline of the size command of each key's type (`STRLEN`,
+//!   `LLEN`, `SCARD`, `ZCARD`, `HLEN`, `XLEN`), the type guessed from the shape of the key's
+//!   name ([`super::guess`]); keys whose guess the answer does not prove are asked `TYPE`
+//!   (which does not touch the key), then the right size command. `MEMORY USAGE` (default
+//!   sampling, which does not touch the key) is asked for the final top N only. Every key
+//!   passes through [`KeyObserver`], the hook a per-key aggregation (key families,
+//!   [`super::families`]) plugs into; an observer that wants every key's memory
 //!   (`MEMORY USAGE`) and TTL (`PTTL`, which does not touch the key either) gets them in the
-//!   second pipeline of the batch.
+//!   same pipeline as the size.
 //! - **Hot keys**: per batch, one pipeline of `OBJECT FREQ`, which reads the LFU counter
 //!   without touching the key, before anything else looks at it; only the final top N are then
 //!   asked for their type and size. The server's own error tells that no LFU policy is set
@@ -30,6 +32,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
@@ -39,6 +42,7 @@ use tokio::time::Instant;
 
 use super::conn::{keyspace, Connector, Node, Unit};
 use super::error::{retryable, Error, Result};
+use super::guess::{Kind, TypeGuess};
 use crate::dcs::{KeyRecord, KeyType, SizeUnit};
 
 /// Reconnects in a row before a node's scan gives up.
@@ -162,20 +166,6 @@ impl TopN {
         v.sort_by(|a, b| b.cmp(a));
         v
     }
-}
-
-/// A type `TYPE` answers, as a static name, with the command that gives its size; `None`
-/// for types without one (`none`: the key vanished; module types).
-fn kind(key_type: &str) -> Option<(&'static str, &'static str)> {
-    Some(match key_type {
-        "string" => ("string", "STRLEN"),
-        "list" => ("list", "LLEN"),
-        "set" => ("set", "SCARD"),
-        "zset" => ("zset", "ZCARD"),
-        "hash" => ("hash", "HLEN"),
-        "stream" => ("stream", "XLEN"),
-        _ => return None,
-    })
 }
 
 fn unit_of(key_type: &str) -> SizeUnit {
@@ -417,52 +407,94 @@ impl Budget {
 
 /// Per key of a batch (by index): its type, its size (elements, or bytes for strings) and,
 /// with `memory`, its `MEMORY USAGE`, then with `ttl` its `PTTL`. Keys that vanished (`none`)
-/// or have a type without a size are left out. Two round trips: the types, then the size
-/// commands they call for.
+/// or have a type without a size are left out.
+///
+/// One round trip for most keys: the size command of the type `guess` expects (see
+/// [`super::guess`]), with `MEMORY USAGE` and `PTTL`, which do not depend on the type. A key
+/// whose guess is answered `WRONGTYPE` or 0 (which does not prove the type: a vanished key, an
+/// empty string or stream) is asked `TYPE`, then the size command of its type, in two more
+/// round trips, as without a guess.
 async fn sizes(
     c: &mut MultiplexedConnection,
     keys: &[Vec<u8>],
     memory: bool,
     ttl: bool,
-) -> redis::RedisResult<Vec<(usize, &'static str, Vec<Value>)>> {
+    guess: &Mutex<TypeGuess>,
+) -> redis::RedisResult<Vec<(usize, Kind, Vec<Value>)>> {
     // SCAN may answer a batch without keys (it stops after ten times COUNT empty buckets), and
     // the client refuses an empty pipeline.
     if keys.is_empty() {
         return Ok(Vec::new());
     }
+    let guesses: Vec<Kind> = {
+        let mut g = guess.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.iter().map(|k| g.guess(k)).collect()
+    };
     let mut p = redis::pipe();
     p.ignore_errors();
-    for k in keys {
-        p.cmd("TYPE").arg(k);
-    }
-    let types: Vec<Value> = p.query_async(c).await?;
-    let mut p = redis::pipe();
-    p.ignore_errors();
-    let mut asked = Vec::new();
-    for (i, t) in types.iter().enumerate() {
-        let Some((t, cmd)) = text(t).and_then(kind) else {
-            continue;
-        };
-        p.cmd(cmd).arg(&keys[i]);
+    for (k, kind) in keys.iter().zip(&guesses) {
+        p.cmd(kind.size_command()).arg(k);
         if memory {
-            p.cmd("MEMORY").arg("USAGE").arg(&keys[i]);
+            p.cmd("MEMORY").arg("USAGE").arg(k);
         }
         if ttl {
-            p.cmd("PTTL").arg(&keys[i]);
+            p.cmd("PTTL").arg(k);
         }
-        asked.push((i, t));
     }
-    let answers: Vec<Value> = if asked.is_empty() {
-        Vec::new()
-    } else {
-        p.query_async(c).await?
-    };
+    let answers: Vec<Value> = p.query_async(c).await?;
     let per = 1 + usize::from(memory) + usize::from(ttl);
-    Ok(asked
-        .into_iter()
-        .zip(answers.chunks(per))
-        .map(|((i, t), pair)| (i, t, pair.to_vec()))
-        .collect())
+    let mut out = Vec::with_capacity(keys.len());
+    let mut unsure = Vec::new();
+    for (i, (answer, &kind)) in answers.chunks(per).zip(&guesses).enumerate() {
+        if proves_guess(&answer[0]) {
+            out.push((i, kind, answer.to_vec()));
+        } else {
+            unsure.push((i, answer));
+        }
+    }
+    if !unsure.is_empty() {
+        let mut p = redis::pipe();
+        p.ignore_errors();
+        for (i, _) in &unsure {
+            p.cmd("TYPE").arg(&keys[*i]);
+        }
+        let types: Vec<Value> = p.query_async(c).await?;
+        let mut p = redis::pipe();
+        p.ignore_errors();
+        let mut asked = Vec::new();
+        for ((i, answer), t) in unsure.into_iter().zip(&types) {
+            let Some(kind) = text(t).and_then(Kind::parse) else {
+                continue;
+            };
+            p.cmd(kind.size_command()).arg(&keys[i]);
+            asked.push((i, kind, answer));
+        }
+        if !asked.is_empty() {
+            let sizes: Vec<Value> = p.query_async(c).await?;
+            for ((i, kind, answer), size) in asked.into_iter().zip(sizes) {
+                let mut answer = answer.to_vec();
+                answer[0] = size;
+                out.push((i, kind, answer));
+            }
+        }
+    }
+    let mut g = guess.lock().unwrap_or_else(PoisonError::into_inner);
+    for (i, kind, _) in &out {
+        g.learn(&keys[*i], *kind);
+    }
+    Ok(out)
+}
+
+/// Whether the answer to the size command of a guessed type proves the guess: a size above 0
+/// does (only a key of that type has one); `WRONGTYPE` does not, nor does 0, which is also
+/// what a vanished key answers. Another error (a permission, a cluster redirection) is passed
+/// on for the scan to judge.
+fn proves_guess(answer: &Value) -> bool {
+    match answer {
+        Value::Int(n) => *n > 0,
+        Value::ServerError(e) => e.code() != "WRONGTYPE",
+        _ => false,
+    }
 }
 
 /// The databases of `node` that hold keys, with their key counts.
@@ -496,13 +528,15 @@ pub async fn bigkeys(
     let mut budget = Budget::new(pace.keys_per_second);
     let memory = observer.wants_memory();
     let ttl = observer.wants_ttl();
+    let guess = &Mutex::new(TypeGuess::new());
     for &(db, _) in dbs {
         let work = |mut c: MultiplexedConnection, keys: Vec<Vec<u8>>| async move {
-            let answers = sizes(&mut c, &keys, memory, ttl).await?;
+            let answers = sizes(&mut c, &keys, memory, ttl, guess).await?;
             Ok((keys, answers))
         };
-        let take = |keys: Vec<Vec<u8>>, answers: Vec<(usize, &'static str, Vec<Value>)>| {
-            for (i, key_type, answer) in answers {
+        let take = |keys: Vec<Vec<u8>>, answers: Vec<(usize, Kind, Vec<Value>)>| {
+            for (i, kind, answer) in answers {
+                let key_type = kind.name();
                 if let Some(e) = answer.iter().find_map(|v| fatal(node, v)) {
                     return Err(e);
                 }
@@ -640,8 +674,8 @@ pub async fn hotkeys(
             let name = &r.name;
             async move {
                 let key_type: String = redis::cmd("TYPE").arg(name).query_async(&mut c).await?;
-                let size = match kind(&key_type) {
-                    Some((_, cmd)) => redis::cmd(cmd)
+                let size = match Kind::parse(&key_type) {
+                    Some(kind) => redis::cmd(kind.size_command())
                         .arg(name)
                         .query_async::<i64>(&mut c)
                         .await
@@ -690,6 +724,22 @@ mod tests {
                 (7, b"k3".to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn only_a_positive_size_or_another_error_proves_a_guessed_type() {
+        let parse = |resp: &[u8]| redis::parse_redis_value(resp).unwrap();
+        assert!(proves_guess(&Value::Int(16)));
+        // A vanished key answers 0 to every size command; so do empty strings and streams.
+        assert!(!proves_guess(&Value::Int(0)));
+        assert!(!proves_guess(&parse(
+            b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+        )));
+        assert!(proves_guess(&parse(
+            b"-NOPERM this user has no permissions\r\n"
+        )));
+        assert!(proves_guess(&parse(b"-MOVED 3999 127.0.0.1:6381\r\n")));
+        assert!(!proves_guess(&Value::Nil));
     }
 
     #[test]

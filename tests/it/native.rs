@@ -236,6 +236,58 @@ async fn standalone_big_keys_are_the_known_biggest_with_their_memory_usage() {
     e.stop().await;
 }
 
+/// Big key scans guess each key's type from the shape of its name; keys of one shape but
+/// different types, and keys whose size (0) does not prove the guess, must come out exactly as
+/// they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_types_under_one_name_shape_and_empty_values_come_out_exact() {
+    if !available("mixed_shapes") {
+        return;
+    }
+    let server = Server::start(&[]).await;
+    let types = ["string", "list", "set", "zset", "hash", "stream"];
+    let mut keys: Vec<Planted> = (0..60i64)
+        .map(|i| Planted {
+            db: 0,
+            name: format!("mix:{i}").into_bytes(),
+            key_type: types[(i % 6) as usize],
+            size: 1 + i,
+        })
+        .collect();
+    plant(&server, &keys);
+    // An empty string and a stream emptied by XTRIM exist with size 0.
+    server.cli(&["SET", "mix:1000", ""]);
+    server.cli(&["XADD", "mix:1001", "*", "f", "v"]);
+    server.cli(&["XTRIM", "mix:1001", "MAXLEN", "0"]);
+    for (name, key_type) in [("mix:1000", "string"), ("mix:1001", "stream")] {
+        keys.push(Planted {
+            db: 0,
+            name: name.as_bytes().to_vec(),
+            key_type,
+            size: 0,
+        });
+    }
+    let dir = TempDir::new("native");
+    let id = server.url();
+    let e = start(
+        &format!(
+            "redis:\n  - address: {id}\n    analysis: {{hotkey: {{mode: off}}, bigkey: {{top_n: 100}}}}\nscheduler: {{start_jitter: 0s}}\n"
+        ),
+        &dir,
+    )
+    .await;
+    let m = wait_success(&e, &id, "bigkey").await;
+    assert_eq!(
+        keys_of(&m, "dcs_bigkey_size_bytes", &id),
+        expected_top(&keys, 100, true)
+    );
+    assert_eq!(
+        keys_of(&m, "dcs_bigkey_elements", &id),
+        expected_top(&keys, 100, false)
+    );
+    e.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hottest_keys_are_the_ones_the_workload_hit_most_read_before_any_touch() {
     if !available("hot_keys") {
@@ -782,6 +834,11 @@ async fn a_million_keys_scan_finds_the_planted_big_keys() {
         calls(&server, "scan") >= 1000,
         "the whole keyspace was walked"
     );
+    // One command per key: the type of a populated key is guessed from its name's shape, so
+    // `TYPE` is asked only while the guesses are learnt (and of the final winners).
+    assert!(calls(&server, "strlen") >= 1_000_000);
+    let types = calls(&server, "type");
+    assert!(types < 1000, "TYPE asked {types} times");
     e.stop().await;
 }
 
