@@ -20,9 +20,9 @@
 //! - **Pipelining** (`walk`): the `SCAN` chain runs ahead of the per-key work, and at full
 //!   speed up to [`MAX_DEPTH`] batches are in flight on one connection, so the server has the
 //!   next batch queued while the exporter reads the last one.
-//! - **Throttle**: each node gets `keys_per_second`; batches are `keys_per_second / 200` keys
+//! - **Throttle**: each node gets `keys_per_second`; batches are `keys_per_second / 1000` keys
 //!   (10 to 1000), one at a time until the budget exceeds full batches, and the scan sleeps
-//!   whenever it is ahead of its budget.
+//!   whenever it is ahead of its budget; one that fell behind does not catch up in a burst.
 //! - **Connection loss**: a walk that fails on a broken connection goes on, on a new one, from
 //!   the cursor after the last batch it processed (a `SCAN` cursor is valid on any
 //!   connection), up to [`MAX_RECONNECTS`] times in a row; the final `MEMORY USAGE`, type and
@@ -101,11 +101,11 @@ pub struct Pace {
 }
 
 impl Pace {
-    /// Keys per `SCAN`: a two-hundredth of a second's budget (10 to [`MAX_BATCH`]), so that
+    /// Keys per `SCAN`: a thousandth of a second's budget (10 to [`MAX_BATCH`]), so that
     /// one pipelined batch keeps the server busy only briefly at the default throttle (the
     /// server's other clients wait behind it) and round trips vanish at full speed.
     fn batch(&self) -> u32 {
-        (self.keys_per_second / 200).clamp(10, MAX_BATCH)
+        (self.keys_per_second / 1000).clamp(10, MAX_BATCH)
     }
 
     /// Batches in flight at once: one while the throttle holds batches below [`MAX_BATCH`]
@@ -114,7 +114,7 @@ impl Pace {
     /// [`MAX_DEPTH`], so that at full speed the server always has the next batch queued while
     /// the exporter reads the previous one.
     fn depth(&self) -> usize {
-        (self.keys_per_second / (200 * MAX_BATCH)).clamp(1, MAX_DEPTH) as usize
+        (self.keys_per_second / (1000 * MAX_BATCH)).clamp(1, MAX_DEPTH) as usize
     }
 }
 
@@ -379,28 +379,32 @@ where
     }
 }
 
-/// The per-node key budget.
+/// The per-node key budget: after each batch the scan waits until the batch's share of
+/// `keys_per_second` has passed. A scan that fell behind (a slow batch, a late timer) goes on
+/// at its pace from there instead of catching up in a burst of back-to-back batches, which
+/// would hold up the server's other clients just as a bigger batch would.
 pub struct Budget {
     keys_per_second: f64,
-    start: Instant,
-    spent: u64,
+    due: Instant,
 }
 
 impl Budget {
     pub fn new(keys_per_second: u32) -> Self {
         Budget {
             keys_per_second: f64::from(keys_per_second.max(1)),
-            start: Instant::now(),
-            spent: 0,
+            due: Instant::now(),
         }
     }
 
-    /// Counts `n` keys and sleeps while the scan is ahead of its budget.
+    /// Counts `n` keys and sleeps until their share of the budget has passed.
     pub async fn spend(&mut self, n: u64) {
-        self.spent += n;
-        let due = self.start + Duration::from_secs_f64(self.spent as f64 / self.keys_per_second);
-        if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
+        let share = Duration::from_secs_f64(n as f64 / self.keys_per_second);
+        let now = Instant::now();
+        // Behind by more than this batch's share: the lost time is not made up.
+        let earliest = now.checked_sub(share).unwrap_or(now);
+        self.due = self.due.max(earliest) + share;
+        if self.due > now {
+            tokio::time::sleep_until(self.due).await;
         }
     }
 }
@@ -742,6 +746,24 @@ mod tests {
         assert!(!proves_guess(&Value::Nil));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_scan_behind_its_budget_does_not_catch_up_in_a_burst() {
+        let mut b = Budget::new(1000);
+        let start = Instant::now();
+        b.spend(10).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(10));
+        // A slow batch: 100 ms instead of 10.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let late = Instant::now();
+        // The next batch goes at once, the one after waits its share: no run of batches
+        // making up the 90 ms lost.
+        b.spend(10).await;
+        assert_eq!(late.elapsed(), Duration::ZERO);
+        b.spend(10).await;
+        b.spend(10).await;
+        assert_eq!(late.elapsed(), Duration::from_millis(20));
+    }
+
     #[test]
     fn batch_follows_the_throttle_within_bounds() {
         let p = |k| Pace {
@@ -749,12 +771,12 @@ mod tests {
             top_n: 1,
         };
         assert_eq!(p(10_000_000).batch(), 1000);
-        assert_eq!(p(20_000).batch(), 100);
+        assert_eq!(p(20_000).batch(), 20);
         assert_eq!(p(5).batch(), 10);
         // One batch at a time at the default throttle; more only at full batches.
         assert_eq!(p(20_000).depth(), 1);
-        assert_eq!(p(200_000).depth(), 1);
-        assert_eq!(p(400_000).depth(), 2);
+        assert_eq!(p(1_000_000).depth(), 1);
+        assert_eq!(p(2_000_000).depth(), 2);
         assert_eq!(p(10_000_000).depth(), MAX_DEPTH as usize);
     }
 }
