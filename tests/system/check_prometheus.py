@@ -8,7 +8,10 @@ loads a copy of config/alerts.yml, then checks that
   interval of every shipped scrape config (deploy/prometheus/prometheus.yml,
   the ServiceMonitor, the README's example),
 * every panel query and every annotation query of every dashboard in
-  grafana/dashboards/ returns data (template variables are replaced by real
+  grafana/dashboards/ returns data (the panels of Redis and Valkey targets from
+  a second exporter analysing a real `redis-server` the check starts and fills:
+  one target at the default throttle, one slow enough that a scan is always in
+  progress for a while; skipped without `redis-server` unless --require-redis) (template variables are replaced by real
   values, see `substitute`; `label_values` and `query_result` variables with a
   value/text regex are resolved like Grafana does; `$__rate_interval` is what
   Grafana derives from that `timeInterval`),
@@ -19,7 +22,7 @@ The copy of the rules has every `for:` duration replaced by `--for` (default
 10s) so alerts fire within the time budget; thresholds are unchanged.
 
 Usage:
-    python3 tests/system/check_prometheus.py --exporter-bin target/debug/dcs-key-exporter [--timeout 120]
+    python3 tests/system/check_prometheus.py --exporter-bin target/debug/dcs-key-exporter [--timeout 120] [--require-redis]
 
 Needs `prometheus` (and optionally `promtool`) on PATH or given with
 --prometheus / --promtool. Prints one line per check and `N passed, M failed`;
@@ -36,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import time
+import socket
 import urllib.parse
 
 from harness import SetupError, free_port, http_get, run_check, start, stop, tail, wait_ready
@@ -292,7 +296,79 @@ def rules_copy(src, dst, for_duration):
     return n
 
 
-def prometheus_config(path, rules, target):
+# Metrics only Redis and Valkey targets export: their panels need the native exporter.
+NATIVE_ONLY = re.compile(r"dcs_bigkey_memory_bytes|dcs_analysis_scan_")
+
+
+def redis_command(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def start_redis(server_bin, tmp, procs, deadline):
+    """Starts redis-server on a loopback port with an LFU policy and fills it with keys of
+    every type (3,000 strings and 100 collections); returns its port."""
+    port = free_port()
+    data = os.path.join(tmp, "redis")
+    os.mkdir(data)
+    log = os.path.join(tmp, "redis.log")
+    proc = start([server_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                  "--dir", data, "--maxmemory-policy", "allkeys-lfu"], log)
+    procs.append(proc)
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SetupError(f"redis-server did not start:\n{tail(log)}")
+            time.sleep(0.1)
+    with sock:
+        cmds = bytearray()
+        for i in range(3000):
+            cmds += redis_command("SET", f"native:str:{i}", "x" * (16 + i))
+        for i in range(20):
+            members = [f"m{j}" for j in range(10 + 10 * i)]
+            cmds += redis_command("RPUSH", f"native:list:{i}", *members)
+            cmds += redis_command("SADD", f"native:set:{i}", *members)
+            cmds += redis_command("HSET", f"native:hash:{i}", *[x for m in members for x in (m, "v")])
+            cmds += redis_command("ZADD", f"native:zset:{i}", *[x for j, m in enumerate(members) for x in (j, m)])
+            cmds += redis_command("XADD", f"native:stream:{i}", "*", "f", "v")
+        cmds += redis_command("PING")
+        sock.sendall(cmds)
+        got = b""
+        while not got.endswith(b"+PONG\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise SetupError("redis-server closed the connection while being filled")
+            got += chunk
+        if b"\r\n-" in got or got.startswith(b"-"):
+            raise SetupError(f"redis-server refused a command while being filled: {got[:200]!r}")
+    return port
+
+
+def native_config(path, redis_port):
+    """Two targets on one server: `native-cache` at the default throttle (results within a
+    second), `native-slow` at 100 keys/s (a big key scan runs for 30 s of every minute)."""
+    address = f"redis://127.0.0.1:{redis_port}"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(
+            "redis:\n"
+            f"  - {{id: native-cache, name: native-cache, address: {json.dumps(address)}}}\n"
+            f"  - id: native-slow\n    name: native-slow\n    address: {json.dumps(address)}\n"
+            "    throttle: {keys_per_second: 100}\n"
+            "    analysis: {hotkey: {mode: off}, bigkey: {interval: 1m, timeout: 50s}}\n"
+            "analysis:\n"
+            "  hotkey: {interval: 1m, top_n: 10}\n"
+            "  bigkey: {interval: 1m, top_n: 10}\n"
+            "scheduler: {start_jitter: 0s}\n"
+        )
+
+
+def prometheus_config(path, rules, targets):
     with open(path, "w", encoding="utf-8") as f:
         f.write(
             "global:\n"
@@ -303,7 +379,7 @@ def prometheus_config(path, rules, target):
             "scrape_configs:\n"
             f"  - job_name: {JOB}\n"
             "    static_configs:\n"
-            f"      - targets: [{json.dumps(target)}]\n"
+            f"      - targets: {json.dumps(targets)}\n"
         )
 
 
@@ -355,6 +431,24 @@ def run(args, results, tmp):
         procs.append(exporter)
         wait_ready("exporter", f"http://127.0.0.1:{exporter_port}/-/ready", exporter, exporter_log, min(deadline, time.monotonic() + 30))
         results.ok("exporter ready", f"127.0.0.1:{exporter_port}")
+        targets = [f"127.0.0.1:{exporter_port}"]
+
+        redis_bin = shutil.which(args.redis_server)
+        if redis_bin:
+            redis_port = start_redis(redis_bin, tmp, procs, deadline)
+            native_port = free_port()
+            native_yaml = os.path.join(tmp, "native.yml")
+            native_config(native_yaml, redis_port)
+            native_log = os.path.join(tmp, "native-exporter.log")
+            native = start([args.exporter_bin, f"--config.file={native_yaml}",
+                            f"--web.listen-address=127.0.0.1:{native_port}"], native_log)
+            procs.append(native)
+            wait_ready("native exporter", f"http://127.0.0.1:{native_port}/-/ready", native, native_log,
+                       min(deadline, time.monotonic() + 30))
+            results.ok("native exporter ready", f"127.0.0.1:{native_port}, redis-server on 127.0.0.1:{redis_port}")
+            targets.append(f"127.0.0.1:{native_port}")
+        elif args.require_redis:
+            raise SetupError(f"{args.redis_server} not found (--require-redis)")
 
         rules = os.path.join(tmp, "alerts.yml")
         n = rules_copy(args.rules, rules, args.for_duration)
@@ -368,7 +462,7 @@ def run(args, results, tmp):
 
         prom_port = free_port()
         config = os.path.join(tmp, "prometheus.yml")
-        prometheus_config(config, rules, f"127.0.0.1:{exporter_port}")
+        prometheus_config(config, rules, targets)
         prom_log = os.path.join(tmp, "prometheus.log")
         prometheus = start(
             [
@@ -387,6 +481,10 @@ def run(args, results, tmp):
         dashboards, queries = load_dashboards(args.dashboards)
         if not queries:
             raise SetupError(f"no panel queries found in {args.dashboards}")
+        if not redis_bin:
+            for q in [q for q in queries if NATIVE_ONLY.search(q.expr)]:
+                results.skip(q.name, f"needs a Redis target; {args.redis_server} not found")
+                queries.remove(q)
 
         up = hot = None
         rules_state = (0, ["not checked"])
@@ -444,6 +542,8 @@ def main():
     parser.add_argument("--rules", default=os.path.join(ROOT, "config", "alerts.yml"), help="rule file to load")
     parser.add_argument("--dashboards", default=os.path.join(ROOT, "grafana", "dashboards"), help="folder of dashboard JSON files")
     parser.add_argument("--for", dest="for_duration", default="10s", help="replaces every `for:` duration of the rules (default 10s)")
+    parser.add_argument("--redis-server", default="redis-server", help="redis-server binary for the Redis target panels (default: from PATH)")
+    parser.add_argument("--require-redis", action="store_true", help="fail instead of skipping the Redis target panels without redis-server")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, config, TSDB)")
     args = parser.parse_args()
 

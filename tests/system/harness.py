@@ -28,6 +28,7 @@ class Results:
     def __init__(self):
         self.passed = 0
         self.failed = 0
+        self.skipped = 0
 
     def check(self, ok, name, detail=""):
         if ok:
@@ -43,9 +44,14 @@ class Results:
     def fail(self, name, detail=""):
         self.check(False, name, detail)
 
+    def skip(self, name, why):
+        self.skipped += 1
+        print(f"SKIP {name}: {why}", flush=True)
+
     def finish(self, setup_failed=False):
         """Prints the summary; returns the exit code."""
-        print(f"{self.passed} passed, {self.failed} failed", flush=True)
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
+        print(f"{self.passed} passed, {self.failed} failed{skipped}", flush=True)
         if setup_failed:
             return 2
         return 1 if self.failed else 0
