@@ -51,6 +51,9 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import machine
+from machine import cpu_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 AK = "SIMULATORACCESSKEY00"
 SK = "simulator-secret-key"
@@ -77,33 +80,8 @@ def log(msg: str) -> None:
 # Machine state
 
 
-def load1() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def compilers_running() -> int:
-    n = 0
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if (p / "comm").read_text().strip() in ("rustc", "cc1", "cc1plus", "ld", "cargo"):
-                    n += 1
-            except OSError:
-                pass
-    return n
-
-
 def wait_quiet(max_load: float, timeout: float, need_load: bool = True) -> dict:
-    """Waits until no compiler runs (and the 1-minute load is below max_load); returns the state."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = {"load1": load1(), "compilers": compilers_running()}
-        quiet = state["compilers"] == 0 and (not need_load or state["load1"] < max_load)
-        if quiet or time.monotonic() >= deadline:
-            state["quiet"] = quiet
-            return state
-        log(f"machine busy (load {state['load1']:.2f}, {state['compilers']} compiler processes); waiting")
-        time.sleep(min(30.0, max(1.0, deadline - time.monotonic())))
+    return machine.wait_quiet(max_load, timeout, need_load, log)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,13 +125,6 @@ def proc_status(pid: int) -> dict:
         if k in ("VmRSS", "VmHWM", "Threads"):
             out[k] = int(v.split()[0])
     return out
-
-
-def cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    # utime and stime are fields 14 and 15 of stat(5); fields[0] is field 3.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------------------------

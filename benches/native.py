@@ -41,6 +41,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import machine
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "dcs-key-exporter"
 MIB = 1024 * 1024
@@ -75,6 +77,21 @@ class Redis:
             raise SystemExit(f"redis-cli {args}: {r.stderr}")
         return r.stdout
 
+    def cpu(self) -> float:
+        return machine.cpu_seconds(self.proc.pid)
+
+    def calls(self) -> dict[str, int]:
+        """Calls per command since the last `CONFIG RESETSTAT` (the benchmark's own server)."""
+        return {m.group(1): int(m.group(2)) for m in re.finditer(
+            r"^cmdstat_([^:]+):calls=(\d+)", self.cli("INFO", "commandstats"), re.M)}
+
+    def round_trip_ms(self) -> float:
+        """Mean PING round trip of one client without pipelining: what bounds redis-cli."""
+        out = subprocess.run(
+            ["redis-benchmark", "-p", str(self.port), "-c", "1", "-n", "20000", "-t", "ping",
+             "--csv"], capture_output=True, text=True, check=True).stdout
+        return float(list(csv.DictReader(io.StringIO(out)))[-1]["avg_latency_ms"])
+
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait()
@@ -108,6 +125,14 @@ def timed(cmd: list[str]) -> float:
     t = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.monotonic() - t
+
+
+def per_key(calls: dict[str, int], keys: int) -> str:
+    """The commands a scan sent, per key of the keyspace (SCAN apart)."""
+    per = sorted(((n / keys, c) for c, n in calls.items() if c not in ("scan", "config|resetstat",
+                                                                        "info", "ping")),
+                 reverse=True)
+    return ", ".join(f"{c} {v:.3g}" for v, c in per if v >= 0.0005) or "none"
 
 
 class Exporter:
@@ -219,6 +244,10 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400_000,
                     help="GETs per redis-benchmark run")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--max-load", type=float, default=0.7,
+                    help="wait for a 1-minute load below this before the full-speed runs")
+    ap.add_argument("--quiet-timeout", type=float, default=600,
+                    help="longest wait for a quiet machine (s)")
     ap.add_argument("--families", action="store_true",
                     help="measure the cost of key families instead")
     args = ap.parse_args()
@@ -243,17 +272,34 @@ def main() -> None:
             populate(r, args.keys)
             total = int(r.cli("DBSIZE"))
             report("keys", f"{total:,}")
-            # 1. Full speed.
+            # 1. Full speed, on a quiet machine: redis-cli's times are bound by round trips,
+            # the exporter's by the server's work, and a busy machine moves both.
+            state = machine.wait_quiet(args.max_load, args.quiet_timeout)
+            report("load before the full-speed runs",
+                   f"{state['load1']:.2f}" + ("" if state["quiet"] else " (never went quiet)"))
+            report("loopback round trip (PING, one client)", f"{r.round_trip_ms() * 1000:.0f} us")
             times = {}
+
+            def measured(what: str, run) -> float:
+                r.cli("CONFIG", "RESETSTAT")
+                cpu = r.cpu()
+                took = run()
+                spent = r.cpu() - cpu
+                report(what, f"{took:.2f} s (server CPU {spent:.2f} s; per key: "
+                       f"{per_key(r.calls(), total)})")
+                return took
+
             for flag in ("--bigkeys", "--memkeys", "--hotkeys"):
-                times[flag] = timed(["redis-cli", "-p", str(r.port), flag])
-                report(f"redis-cli {flag}", f"{times[flag]:.2f} s")
+                times[flag] = measured(f"redis-cli {flag}",
+                                       lambda: timed(["redis-cli", "-p", str(r.port), flag]))
             for analysis, against in (("bigkey", ("--bigkeys", "--memkeys")),
                                       ("hotkey", ("--hotkeys",))):
-                e = Exporter(tmp, r.port, 10_000_000, analysis)
-                took = e.wait_result(analysis)
-                e.stop()
-                report(f"exporter {analysis} scan, full speed", f"{took:.2f} s")
+                def scan() -> float:
+                    e = Exporter(tmp, r.port, 10_000_000, analysis)
+                    took = e.wait_result(analysis)
+                    e.stop()
+                    return took
+                took = measured(f"exporter {analysis} scan, full speed", scan)
                 for flag in against:
                     report(f"  faster than redis-cli {flag}", f"{times[flag] / took:.1f}x")
             # 2. Impact on clients.
