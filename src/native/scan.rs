@@ -192,9 +192,9 @@ fn text(v: &Value) -> Option<&str> {
     }
 }
 
-/// A per-key server error that must end the scan (a missing ACL permission, a cluster node
-/// that sends the key elsewhere) rather than skip the key (it vanished or changed type between
-/// two round trips).
+/// A per-key server error that must end the scan (a missing ACL permission, a cluster that is
+/// down) rather than skip the key (it vanished, changed type or moved to another shard between
+/// two round trips: see [`moved_away`]).
 fn fatal(node: &Node, v: &Value) -> Option<Error> {
     let Value::ServerError(e) = v else {
         return None;
@@ -202,11 +202,27 @@ fn fatal(node: &Node, v: &Value) -> Option<Error> {
     let e: redis::RedisError = e.clone().into();
     match e.code() {
         Some("NOPERM" | "NOAUTH") => Some(Error::from_redis(&node.label(), &e)),
-        Some("MOVED" | "ASK" | "CLUSTERDOWN" | "TRYAGAIN") => Some(Error::Redis {
+        Some("CLUSTERDOWN" | "TRYAGAIN") => Some(Error::Redis {
             node: node.label(),
-            message: format!("key not served here (cluster resharding or failover?): {e}"),
+            message: format!("cluster not serving keys (failover?): {e}"),
         }),
         _ => None,
+    }
+}
+
+/// Whether a per-key answer says the key now lives on another shard (`MOVED`, `ASK`): a
+/// cluster resharding moved it between `SCAN` and the command. Such a key is left out of this
+/// shard's result, as a key deleted in between would be; the scan goes on.
+fn moved_away(v: &Value) -> bool {
+    matches!(v, Value::ServerError(e) if matches!(e.code(), "MOVED" | "ASK"))
+}
+
+/// Logs the keys a shard's scan left out because they moved to another shard.
+fn report_moved(node: &Node, analysis: &str, moved: u64) {
+    if moved > 0 {
+        tracing::warn!(node = %node.label(), analysis, keys = moved,
+            "keys moved to another shard while the scan ran (cluster resharding?); left out of \
+             this shard's result");
     }
 }
 
@@ -533,6 +549,7 @@ pub async fn bigkeys(
     let memory = observer.wants_memory();
     let ttl = observer.wants_ttl();
     let guess = &Mutex::new(TypeGuess::new());
+    let mut moved = 0u64;
     for &(db, _) in dbs {
         let work = |mut c: MultiplexedConnection, keys: Vec<Vec<u8>>| async move {
             let answers = sizes(&mut c, &keys, memory, ttl, guess).await?;
@@ -541,6 +558,10 @@ pub async fn bigkeys(
         let take = |keys: Vec<Vec<u8>>, answers: Vec<(usize, Kind, Vec<Value>)>| {
             for (i, kind, answer) in answers {
                 let key_type = kind.name();
+                if answer.first().is_some_and(moved_away) {
+                    moved += 1;
+                    continue;
+                }
                 if let Some(e) = answer.iter().find_map(|v| fatal(node, v)) {
                     return Err(e);
                 }
@@ -575,6 +596,7 @@ pub async fn bigkeys(
         };
         walk(conn, node, db, pace, &mut budget, counter, work, take).await?;
     }
+    report_moved(node, "bigkey", moved);
     let mut winners: Vec<Ranked> = bytes.into_sorted();
     winners.extend(elements.into_sorted());
     if !memory {
@@ -627,6 +649,7 @@ pub async fn hotkeys(
     let node = &unit.master;
     let mut top = TopN::new(pace.top_n);
     let mut budget = Budget::new(pace.keys_per_second);
+    let mut moved = 0u64;
     for &(db, _) in dbs {
         let work = |mut c: MultiplexedConnection, keys: Vec<Vec<u8>>| async move {
             if keys.is_empty() {
@@ -642,6 +665,10 @@ pub async fn hotkeys(
         };
         let take = |keys: Vec<Vec<u8>>, freqs: Vec<Value>| {
             for (name, v) in keys.into_iter().zip(&freqs) {
+                if moved_away(v) {
+                    moved += 1;
+                    continue;
+                }
                 if let Value::ServerError(e) = v {
                     let e: redis::RedisError = e.clone().into();
                     if e.to_string().contains("LFU") {
@@ -670,6 +697,7 @@ pub async fn hotkeys(
         };
         walk(conn, node, db, pace, &mut budget, counter, work, take).await?;
     }
+    report_moved(node, "hotkey", moved);
     // Type and size of the winners only, after their frequency was read.
     let winners = top.into_sorted();
     let mut out = Vec::with_capacity(winners.len());
@@ -677,7 +705,15 @@ pub async fn hotkeys(
         let (key_type, size) = with_reconnect(conn, node, r.db, |mut c| {
             let name = &r.name;
             async move {
-                let key_type: String = redis::cmd("TYPE").arg(name).query_async(&mut c).await?;
+                let key_type: String = match redis::cmd("TYPE").arg(name).query_async(&mut c).await
+                {
+                    Ok(t) => t,
+                    // Moved to another shard since its frequency was read: as if gone.
+                    Err(e) if matches!(e.code(), Some("MOVED" | "ASK")) => {
+                        return Ok(("none".to_owned(), None))
+                    }
+                    Err(e) => return Err(e),
+                };
                 let size = match Kind::parse(&key_type) {
                     Some(kind) => redis::cmd(kind.size_command())
                         .arg(name)
@@ -762,6 +798,31 @@ mod tests {
         b.spend(10).await;
         b.spend(10).await;
         assert_eq!(late.elapsed(), Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_key_moved_to_another_shard_is_skipped_and_a_cluster_down_ends_the_scan() {
+        let parse = |resp: &[u8]| redis::parse_redis_value(resp).unwrap();
+        let node = Node {
+            host: "10.0.0.1".into(),
+            port: 6379,
+        };
+        let moved = parse(b"-MOVED 3999 10.0.0.2:6379\r\n");
+        let ask = parse(b"-ASK 3999 10.0.0.2:6379\r\n");
+        for v in [&moved, &ask] {
+            assert!(moved_away(v));
+            assert!(fatal(&node, v).is_none());
+        }
+        let down = parse(b"-CLUSTERDOWN The cluster is down\r\n");
+        assert!(!moved_away(&down));
+        assert!(fatal(&node, &down).is_some());
+        let noperm = parse(b"-NOPERM this user has no permissions to run the 'strlen' command\r\n");
+        assert!(!moved_away(&noperm));
+        assert!(fatal(&node, &noperm).is_some());
+        let wrongtype = parse(b"-WRONGTYPE Operation against a key holding the wrong kind\r\n");
+        assert!(!moved_away(&wrongtype));
+        assert!(fatal(&node, &wrongtype).is_none());
+        assert!(!moved_away(&Value::Int(0)));
     }
 
     #[test]
