@@ -102,9 +102,9 @@ const LEGEND: &str = "<dl class=\"legend\">\n\
 <dt>running</dt><dd>a task is waiting or running in DCS and the exporter follows it.</dd>\n\
 <dt>failing ×N</dt><dd>the last N attempts produced no result; the last good result stays \
 exported. The details below give the error.</dd>\n\
-<dt>unsupported</dt><dd>DCS says the instance cannot run this analysis (Redis 3.0; for hot \
-keys also a <code>maxmemory-policy</code> that is not LFU). Not an error: asked again once a \
-day.</dd>\n\
+<dt>unsupported</dt><dd>the instance cannot run this analysis, as DCS (or the Redis server) \
+answered: hot keys need Redis 4.0 or later and an LFU <code>maxmemory-policy</code>. Not an \
+error: asked again once a day.</dd>\n\
 <dt>waiting</dt><dd>no result yet and no failure: the first analysis has not finished.</dd>\n\
 <dt>manual scan</dt><dd>the result comes from a task created through the DCS API: by this \
 exporter (<code>trigger</code> mode) or by someone in the DCS console. An <em>auto scan</em> is \
@@ -378,8 +378,9 @@ fn analysis(
     let supported = if st.supported {
         "<span class=\"ok\">yes</span>"
     } else {
-        "<span class=\"na\">no: DCS says this instance cannot run it (Redis 3.0; for hot keys \
-         also a maxmemory-policy that is not LFU). Not an error: asked again once a day</span>"
+        "<span class=\"na\">no: the instance cannot run it, as DCS (or the Redis server) \
+         answered (hot keys need Redis 4.0 or later and an LFU maxmemory-policy). Not an \
+         error: asked again once a day</span>"
     };
     let _ = writeln!(h, "<tr><th>supported</th><td>{supported}</td></tr>");
 
@@ -939,7 +940,7 @@ mod tests {
         let big_state = &big_section[..big_section.find("</table>").expect("table")];
         assert!(!big_state.contains("class=\"bad\""), "{big_state}");
         assert!(big_state.contains("<span class=\"na\">unsupported</span>: DCS.4919"));
-        assert!(big_state.contains("<span class=\"na\">no: DCS says"));
+        assert!(big_state.contains("<span class=\"na\">no: the instance cannot run it"));
     }
 
     #[test]
