@@ -263,6 +263,37 @@ fn malformed_project_and_instance_ids_are_reported() {
 }
 
 #[test]
+fn upper_case_ids_are_used_in_lower_case_with_a_warning_and_deduplicated() {
+    let upper = I1.to_ascii_uppercase();
+    let text =
+        minimal(&format!("      - id: {upper}\n")).replace(PROJECT, &PROJECT.to_ascii_uppercase());
+    // The same instance twice, once in upper case: a duplicate.
+    let msg = problems(&text);
+    assert!(
+        msg.contains(&format!(
+            "clouds[0].instances[1].id: duplicate instance {I1}"
+        )),
+        "{msg}"
+    );
+    // Alone, it loads in lower case, as DCS writes it, with a warning naming the key.
+    let text = minimal("")
+        .replace(I1, &upper)
+        .replace(PROJECT, &PROJECT.to_ascii_uppercase());
+    let checked = load_str_checked(&text, "test.yml", None, &env).expect("loads");
+    assert_eq!(checked.config.clouds[0].instances[0].id, I1);
+    assert_eq!(checked.config.clouds[0].client.project_id, PROJECT);
+    let keys: Vec<&str> = checked.warnings.iter().map(|w| w.key.as_str()).collect();
+    assert_eq!(keys, ["clouds[0].project_id", "clouds[0].instances[0].id"]);
+    assert!(
+        checked.warnings[1]
+            .message
+            .contains("DCS ids are lower case"),
+        "{:?}",
+        checked.warnings
+    );
+}
+
+#[test]
 fn a_timeout_longer_than_the_interval_is_a_warning_at_the_written_key() {
     let checked = |text: &str| {
         load_str_checked(text, "test.yml", None, &env)

@@ -74,6 +74,21 @@ impl<'a> Validator<'a> {
             .push(Problem::new(key.to_string(), msg.to_string()));
     }
 
+    /// DCS writes project and instance ids in lower case (API answers, the console, labels of
+    /// discovered instances): an id written with upper-case letters is used in lower case, so
+    /// that it matches those and a duplicate differing only in case is found, with a warning.
+    fn lower_case_id(&mut self, key: &str, id: String) -> String {
+        if !id.bytes().any(|b| b.is_ascii_uppercase()) {
+            return id;
+        }
+        let lower = id.to_ascii_lowercase();
+        self.warning(
+            key,
+            format!("{id:?} has upper-case letters; DCS ids are lower case: using {lower:?}"),
+        );
+        lower
+    }
+
     pub(super) fn problem(&mut self, key: impl fmt::Display, msg: impl fmt::Display) {
         self.problems
             .push(Problem::new(key.to_string(), msg.to_string()));
@@ -533,6 +548,7 @@ impl<'a> Validator<'a> {
             }
         };
         let project_id = self.required(&format!("{key}.project_id"), &raw.project_id);
+        let project_id = self.lower_case_id(&format!("{key}.project_id"), project_id);
         if !project_id.is_empty() && !is_project_id(&project_id) {
             self.problem(
                 format!("{key}.project_id"),
@@ -693,6 +709,7 @@ impl<'a> Validator<'a> {
         defaults: &InstanceDefaults,
     ) -> Option<InstanceConfig> {
         let id = self.required(&format!("{key}.id"), &raw.id);
+        let id = self.lower_case_id(&format!("{key}.id"), id);
         if !id.is_empty() && !is_instance_id(&id) {
             self.problem(
                 format!("{key}.id"),
