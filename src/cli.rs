@@ -125,9 +125,10 @@ pub struct Args {
 pub enum Sub {
     /// Validate the config file: exit 0, or print every problem and exit 2.
     CheckConfig {
-        /// Also call the DCS API to prove endpoint and credentials work: ShowInstance for every
-        /// configured instance, and ListInstances once for each cloud without instances or with
-        /// discovery. Exit code 1 if any call fails.
+        /// Also prove endpoints and credentials work: call the DCS API (ShowInstance for every
+        /// configured instance, ListInstances once for each cloud without instances or with
+        /// discovery) and connect to every Redis target (role, version, cluster shards,
+        /// eviction policy, whether hot key analysis is possible). Exit code 1 if any fails.
         #[arg(long)]
         online: bool,
     },
