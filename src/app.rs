@@ -28,7 +28,7 @@ use crate::metrics::exposition::Exposition;
 use crate::metrics::render::RenderOptions;
 use crate::metrics::store::Store;
 use crate::native::NativeTarget;
-use crate::scheduler::{Clock, Plan, Scheduler};
+use crate::scheduler::{Clock, Plan, Scheduler, SchedulerMetrics};
 use crate::server::{self, ServerState};
 use crate::supervisor::{Supervisor, TaskFailure};
 
@@ -289,6 +289,7 @@ pub async fn run_loaded(
     );
     scheduler.set_start_jitter(config.scheduler.start_jitter);
     let (registry, namespace) = exposition.registry();
+    scheduler.set_metrics(SchedulerMetrics::register(registry, namespace)?);
     let fleet_metrics = FleetMetrics::register(registry, namespace, opts.fleet.shard)?;
     let (discoveries, mut listings) =
         Discoveries::new(loops_token.clone(), loops.clone(), fleet_metrics.clone());

@@ -50,6 +50,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::metrics::SchedulerMetrics;
+
 use super::backoff;
 use super::clock::Clock;
 use super::offline::{Created, ShardSeen};
@@ -83,6 +85,8 @@ pub struct Shared<C> {
     pub clock: Clock,
     /// Upper bound of the start-up jitter.
     pub start_jitter: Duration,
+    /// Where future-dated records are counted; `None` counts nothing.
+    pub metrics: Option<SchedulerMetrics>,
 }
 
 /// One analysis of one instance.
@@ -576,6 +580,9 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
         if most > FUTURE_TOLERANCE {
             warn!(task_id = %task.id, ahead_seconds = most.round(),
                 "DCS dated a task in the future (clock skew); using the time it was seen instead");
+            if let Some(m) = &self.shared.metrics {
+                m.future_timestamp();
+            }
         }
         let mut fixed = task.clone();
         let seen = timestamp::format_unix(now);

@@ -9,6 +9,7 @@
 //! - [`clock`]: wall-clock time that tests can drive with tokio's paused clock.
 //! - [`offline`]: the key family analysis (DCS offline key analysis of a backup) in the shape
 //!   the analysis loop follows.
+//! - [`metrics`]: the scheduler's own counter (task records dated in the future).
 //!
 //! Every loop runs under the app's [`Supervisor`] and a child of the root
 //! [`CancellationToken`]: a loop that panics is logged by name and fails the exporter (readiness
@@ -21,6 +22,7 @@
 pub mod analysis_loop;
 pub mod backoff;
 pub mod clock;
+pub mod metrics;
 pub mod offline;
 pub mod source;
 
@@ -40,6 +42,7 @@ use crate::metrics::store::{AnalysisSpec, InstanceSpec, Store};
 use crate::supervisor::Supervisor;
 pub use analysis_loop::{AnalysisLoop, Shared};
 pub use clock::Clock;
+pub use metrics::SchedulerMetrics;
 pub use source::{AnalysisSource, SourceError};
 
 /// How often instance details are refreshed.
@@ -150,6 +153,7 @@ pub struct Scheduler<C, N = C> {
     /// Seeds the loops' jitter in tests; `None` uses entropy.
     seed: Option<u64>,
     start_jitter: Duration,
+    metrics: Option<SchedulerMetrics>,
 }
 
 impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
@@ -170,7 +174,13 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
             info: HashMap::new(),
             seed: None,
             start_jitter: crate::config::SchedulerSettings::default().start_jitter,
+            metrics: None,
         }
+    }
+
+    /// Counts what the loops started from now on see in `metrics` (future-dated records).
+    pub fn set_metrics(&mut self, metrics: SchedulerMetrics) {
+        self.metrics = Some(metrics);
     }
 
     /// Makes jitter deterministic (tests).
@@ -375,6 +385,7 @@ impl<C, N> Scheduler<C, N> {
             limiter: self.limiter.clone(),
             clock: self.clock,
             start_jitter: self.start_jitter,
+            metrics: self.metrics.clone(),
         }
     }
 }

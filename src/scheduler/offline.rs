@@ -566,6 +566,7 @@ mod tests {
             limiter: Arc::new(Semaphore::new(4)),
             clock,
             start_jitter: Duration::from_secs(10),
+            metrics: None,
         };
         let lp = AnalysisLoop::new(shared, "i1".into(), Analysis::Keyfamily, settings, Some(1))
             .with_fresh_backup(fresh_backup);

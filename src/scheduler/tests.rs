@@ -755,11 +755,15 @@ async fn a_record_dated_in_the_future_neither_leaks_nor_freezes_the_analysis() {
     h.fake.with(|s| s.skew_next = 3600.0);
     h.fake
         .add_task("i1", Analysis::Hotkey, T0 - 100.0, 20.0, ScanType::Auto);
+    let metrics = SchedulerMetrics::register(&prometheus::Registry::new(), "dcs").unwrap();
+    h.sched.set_metrics(metrics.clone());
     h.start(vec![instance("i1", settings(Mode::Trigger, 600, 300))]);
     advance(1).await;
     let r = h.state("i1").result.expect("published");
     assert_eq!(r.task_id, "task-1");
     assert_not_after(&r, T0 + 1.0);
+    // Counted, for the clock-skew alert.
+    assert_eq!(metrics.future_timestamps(), 1);
 
     // The interval counts from when the result was seen: the loop creates its own task after
     // ~600 s and publishes it, although the old record still claims to be newer.
@@ -770,6 +774,8 @@ async fn a_record_dated_in_the_future_neither_leaks_nor_freezes_the_analysis() {
     assert_eq!(r.task_id, "task-2");
     assert_not_after(&r, T0 + 701.0);
     assert_eq!(st.consecutive_failures, 0);
+    // The loop's own task was dated right: nothing more counted.
+    assert_eq!(metrics.future_timestamps(), 1);
     h.stop().await;
 }
 

@@ -41,6 +41,7 @@ use dcs_key_exporter::metrics::render::RenderOptions;
 use dcs_key_exporter::metrics::store::{
     AnalysisSpec, FailureReason, InstanceSpec, RunningTask, Store, TaskOrigin,
 };
+use dcs_key_exporter::scheduler::SchedulerMetrics;
 use dcs_key_exporter::server::{self, ServerState};
 use dcs_key_exporter::simulator::{Faults, SimClock, SimConfig, Simulator};
 
@@ -224,6 +225,7 @@ async fn the_demo_exposition_matches_the_golden_file() {
     fleet.set_shard_instances(ids.len());
     fleet.discovery_failed("demo");
     fleet.set_discovered("demo", ids.len());
+    SchedulerMetrics::register(registry, namespace).expect("scheduler metrics");
 
     one_round(&store, &exposition, &client, &sim.sim, &ids).await;
 
