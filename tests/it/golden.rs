@@ -6,17 +6,21 @@
 //! manual clock, one task per instance and analysis created and read through the real client
 //! (results, an unsupported analysis), then a failed task and a task left running; the exposition
 //! without process metrics and with fixed build info; fixed API request observations (the
-//! client's real latencies are not recorded) and fixed fleet gauges. Every family the exporter
+//! client's real latencies are not recorded) and fixed fleet gauges; key families from one
+//! offline key analysis per instance (refused on the single-node one, which has no backup),
+//! taken through the scheduler's own steps. Every family the exporter
 //! exposes today is in the file, except `process_*` and
 //! `dcs_discovery_last_success_timestamp_seconds`, which read the system clock.
 //!
 //! The file is not trusted blindly: the test checks its results against the simulator's ground
-//! truth (finish times, key counts, every hot key's frequency) and runs `promtool check metrics`
+//! truth (finish times, key counts, every hot key's frequency, the keyspace totals of every key
+//! family result) and runs `promtool check metrics`
 //! on it (here when promtool is installed; CI requires it and also checks the file in `.ci/run`).
 //!
 //! After an intended change, regenerate the file and review its diff:
 //! `UPDATE_GOLDEN=1 cargo test --locked golden`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +36,7 @@ use crate::common::{
     Metrics,
 };
 use dcs_key_exporter::config::{Config, Mode};
-use dcs_key_exporter::dcs::{Analysis, DcsApi, DcsClient, Operation, TaskStatus};
+use dcs_key_exporter::dcs::{timestamp, Analysis, DcsApi, DcsClient, Operation, TaskStatus};
 use dcs_key_exporter::demo;
 use dcs_key_exporter::fleet::metrics::FleetMetrics;
 use dcs_key_exporter::fleet::Shard;
@@ -41,7 +45,7 @@ use dcs_key_exporter::metrics::render::RenderOptions;
 use dcs_key_exporter::metrics::store::{
     AnalysisSpec, FailureReason, InstanceSpec, RunningTask, Store, TaskOrigin,
 };
-use dcs_key_exporter::scheduler::SchedulerMetrics;
+use dcs_key_exporter::scheduler::{offline, SchedulerMetrics};
 use dcs_key_exporter::server::{self, ServerState};
 use dcs_key_exporter::simulator::{Faults, SimClock, SimConfig, Simulator};
 
@@ -97,8 +101,57 @@ async fn one_round(
             }
         }
     }
+    // Key families: one offline key analysis per instance (of its first shard due), through
+    // the scheduler's own steps, as the analysis loop takes them.
+    let mut families = Vec::new();
+    for id in ids {
+        let mut topology = offline::Topology::default();
+        let op = Analysis::Keyfamily.operation(Operation::CreateTask);
+        let created = match offline::create(
+            client,
+            id,
+            true,
+            &BTreeMap::new(),
+            t0,
+            t0,
+            &mut topology,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                // A single-node instance has no backup to analyse: DCS refuses the request.
+                api.observe(op, Some(400), LATENCY);
+                let reason = FailureReason::from_error(&e);
+                store.record_failure(id, Analysis::Keyfamily, reason, format!("{e:#}"), t0);
+                continue;
+            }
+        };
+        api.observe(op, Some(200), LATENCY);
+        let offline::Created::Task { record, shard } = created else {
+            panic!("{id}: nothing to analyse");
+        };
+        store.count_task(id, Analysis::Keyfamily, &record.id, TaskOrigin::Created);
+        families.push((id.clone(), record.id, shard, topology));
+    }
     sim.clock().advance(LATER);
     let t1 = t0 + LATER.as_secs_f64();
+    for (id, task_id, shard, topology) in &families {
+        let (task, details) = offline::show(client, id, task_id)
+            .await
+            .expect("ShowOfflineKeyAnalysisTask");
+        api.observe(
+            Analysis::Keyfamily.operation(Operation::ShowTask),
+            Some(200),
+            LATENCY,
+        );
+        assert_eq!(task.status, TaskStatus::Success, "{id} {task_id}");
+        let details = details.expect("a successful task has a result");
+        assert_eq!(topology.shard_of(&details), *shard, "{id}");
+        let finished = task.finished_at.as_deref().and_then(timestamp::parse);
+        let fams = dcs_key_exporter::metrics::families::from_offline(&details, finished);
+        assert!(store.publish_families(id, Analysis::Keyfamily, &task, shard.clone(), fams));
+    }
     for (id, a, task_id) in &created {
         let op = a.operation(Operation::ShowTask);
         let task = client.show_task(id, *a, task_id).await.expect("show task");
@@ -162,7 +215,7 @@ fn specs(config: &Config) -> Vec<InstanceSpec> {
             id: i.id.clone(),
             name: i.name.clone().unwrap_or_else(|| i.id.clone()),
             lfu_log_factor: i.lfu_log_factor,
-            analyses: Analysis::ALL
+            analyses: Analysis::EVERY
                 .into_iter()
                 .map(|a| (a, *i.analysis(a)))
                 .filter(|(_, s)| s.mode != Mode::Off)
@@ -205,7 +258,8 @@ async fn the_demo_exposition_matches_the_golden_file() {
         ..SimConfig::demo()
     };
     let sim = start_sim(sim_config.clone()).await;
-    let config = demo::config_for(&sim.sim, &sim_config, sim.url.clone());
+    let mut config = demo::config_for(&sim.sim, &sim_config, sim.url.clone());
+    demo::enable_key_families(&mut config);
     let client = DcsClient::new(config.clouds[0].client.clone(), None).expect("client");
     let ids: Vec<String> = config.clouds[0]
         .instances
@@ -292,6 +346,39 @@ fn agrees_with_the_simulator(golden: &str, sim: &Simulator, ids: &[String]) {
             }
         }
     }
+    // Key families: the keyspace totals of each analysed shard are the simulator's keys of
+    // that shard as its backup held them.
+    let mut analysed = 0;
+    for id in ids {
+        let Some(task) = sim.offline_tasks(id).into_iter().next() else {
+            continue;
+        };
+        analysed += 1;
+        let mut want: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        for k in sim.offline_keys(id, task.group, task.backup_at) {
+            let e = want.entry(k.key_type.to_string()).or_default();
+            e.0 += 1.0;
+            e.1 += k.bytes as f64;
+        }
+        assert!(!want.is_empty(), "{id}: an empty keyspace proves nothing");
+        for (key_type, (keys, bytes)) in want {
+            let labels = [
+                ("instance_id", id.as_str()),
+                ("key_type", key_type.as_str()),
+            ];
+            assert_eq!(
+                m.get("dcs_keyspace_keys", &labels),
+                Some(keys),
+                "{id} {key_type}"
+            );
+            assert_eq!(
+                m.get("dcs_keyspace_memory_bytes", &labels),
+                Some(bytes),
+                "{id} {key_type}"
+            );
+        }
+    }
+    assert!(analysed >= 3, "only {analysed} key family results");
     // The demo preset has supported and unsupported analyses, and a flaky instance.
     assert!(published >= 6, "only {published} results published");
     assert!(m.sum("dcs_analysis_failures_total", "reason", "unsupported") >= 1.0);
