@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
 use crate::dcs::metrics::ApiMetrics;
 use crate::dcs::transport::{
     read_body_capped, redact_secrets, sanitised_excerpt, transport_summary, BodyReadError,
@@ -35,8 +36,14 @@ const RENEW_MAX_MARGIN: Duration = Duration::from_secs(3600);
 /// Lifetime assumed when the answer has no usable `expires_at` (the documented one is 24 h;
 /// assuming less only renews earlier).
 const FALLBACK_LIFETIME: Duration = Duration::from_secs(3600);
-/// After a failed renewal while the old token is still valid, wait this long before trying again.
-const RENEW_RETRY: Duration = Duration::from_secs(60);
+/// After failed renewals while the old token is still valid: the wait before trying again
+/// (30 s, doubling up to 5 minutes, equal jitter, so that replicas sharing an IAM user do not
+/// retry in step), never past the token's expiry.
+const RENEW_RETRY: Backoff = Backoff::fixed(
+    Duration::from_secs(30),
+    Duration::from_secs(300),
+    Backoff::EQUAL_JITTER,
+);
 
 /// Who asks for a token, and for which project.
 #[derive(Clone, PartialEq, Eq)]
@@ -69,6 +76,8 @@ struct Cached {
     renew_at: Instant,
     /// When the token stops being valid.
     expires: Instant,
+    /// Renewals failed in a row since the token was fetched.
+    failed_renewals: u32,
 }
 
 /// A cached IAM token with single-flight renewal.
@@ -115,6 +124,11 @@ fn token_error(status: Option<u16>, message: impl Into<String>) -> Error {
         status,
         message: message.into(),
     }
+}
+
+/// The wait after the renewal that failed `failed_before` times in a row before it.
+fn renew_retry(failed_before: u32, rng: &mut impl rand::Rng) -> Duration {
+    RENEW_RETRY.delay(failed_before, rng)
 }
 
 /// How long to keep using a token of this lifetime before renewing it.
@@ -168,7 +182,9 @@ impl TokenCache {
                 // Renewal failed but the old token is still good: keep it a little longer.
                 Some(c) if Instant::now() < c.expires => {
                     tracing::warn!(error = %e, "IAM token renewal failed; using the current token");
-                    c.renew_at = Instant::now() + RENEW_RETRY.min(c.expires - Instant::now());
+                    let wait = renew_retry(c.failed_renewals, &mut rand::thread_rng());
+                    c.failed_renewals = c.failed_renewals.saturating_add(1);
+                    c.renew_at = Instant::now() + wait.min(c.expires - Instant::now());
                     Ok(c.token.clone())
                 }
                 _ => {
@@ -323,6 +339,7 @@ impl TokenCache {
             token,
             renew_at: received + renew_after(lifetime),
             expires: received + lifetime,
+            failed_renewals: 0,
         };
         (Some(status), Ok(cached))
     }
@@ -378,6 +395,20 @@ fn iam_error_message(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_renewals_back_off_with_jitter_up_to_five_minutes() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..200 {
+            let first = renew_retry(0, &mut rng);
+            assert!((15..=30).contains(&first.as_secs()), "{first:?}");
+            let third = renew_retry(2, &mut rng);
+            assert!((60..=120).contains(&third.as_secs()), "{third:?}");
+            let late = renew_retry(20, &mut rng);
+            assert!((150..=300).contains(&late.as_secs()), "{late:?}");
+        }
+    }
 
     #[test]
     fn renewal_margin_is_a_tenth_of_the_lifetime_at_most_an_hour() {
