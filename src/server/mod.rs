@@ -1,9 +1,10 @@
 //! The HTTP server: `/metrics`, the status page, health, readiness and reload.
 //!
-//! Wired like hyper-util's graceful server example: an `auto::Builder` (HTTP/1.1, and HTTP/2
-//! with prior knowledge), one task per connection, and a [`GracefulShutdown`] drain bounded by a
-//! grace period. The caller binds the listener and owns the shutdown token, so tests run the
-//! server on `127.0.0.1:0`.
+//! An `auto::Builder` (HTTP/1.1, and HTTP/2 with prior knowledge), one task per connection, and
+//! a graceful drain bounded by a grace period: on the shutdown token every connection starts its
+//! own graceful shutdown (the same path that closes idle connections), and the server waits for
+//! them. The caller binds the listener and owns the shutdown token, so tests run the server on
+//! `127.0.0.1:0`.
 //!
 //! # Endpoints
 //! | path | methods | answer |
@@ -26,7 +27,8 @@
 //!
 //! Every connection is watched from the moment it is accepted ([`Limits`]): its first request
 //! (TLS handshake included) must arrive within [`HEADER_READ_TIMEOUT`], and once no request is
-//! in flight it is closed after [`IDLE_TIMEOUT`]. A request is in flight from its headers until
+//! in flight it is closed after [`IDLE_TIMEOUT`], gracefully (HTTP/2 clients get a GOAWAY
+//! frame; [`IDLE_CLOSE_WAIT`] bounds the close). A request is in flight from its headers until
 //! its response body is sent or dropped. So a client that connects and sends nothing, half an
 //! HTTP/2 preface, or nothing after the TLS handshake no longer holds a file descriptor for
 //! ever; hyper's own header timeout only starts when request bytes arrive.
@@ -54,7 +56,6 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -76,6 +77,8 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection without a request in flight stays open: longer than the usual
 /// scrape intervals (up to a minute), so Prometheus keeps reusing its connections.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a connection closed for being idle may take to finish closing.
+pub const IDLE_CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Upper bound on a request's headers: HTTP/1 read buffer and HTTP/2 header list size.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// How long `/-/reload` waits for the reload to be applied.
@@ -199,7 +202,6 @@ pub async fn serve_with_limits(
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32);
 
-    let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let mut accept_failures = 0u32;
     loop {
@@ -238,7 +240,7 @@ pub async fn serve_with_limits(
                     state: state.clone(),
                     web: web.clone(),
                     builder: builder.clone(),
-                    watcher: graceful.watcher(),
+                    stop: shutdown.clone(),
                 };
                 connections.spawn(conn.serve());
             }
@@ -250,10 +252,9 @@ pub async fn serve_with_limits(
         connections = connections.len(),
         "HTTP server stopping; draining connections"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Each connection saw `shutdown` too and is closing gracefully (GOAWAY on HTTP/2).
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             connections = connections.len(),
             grace_seconds = grace.as_secs_f64(),
@@ -364,7 +365,8 @@ struct Connection {
     state: Arc<ServerState>,
     web: Option<Arc<WebConfigWatcher>>,
     builder: auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    /// The server's shutdown: the connection closes gracefully when it is cancelled.
+    stop: CancellationToken,
 }
 
 impl Connection {
@@ -376,7 +378,7 @@ impl Connection {
             state,
             web,
             builder,
-            watcher,
+            stop,
         } = self;
         let tls = match &web {
             Some(w) => w.current().await.tls.clone(),
@@ -395,34 +397,73 @@ impl Connection {
                 }))
             }
         });
-        let serving = async {
-            match tls {
-                None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
-                }
-                Some(tls) => {
-                    let Some(stream) = tls::handshake(stream, peer, tls, HEADER_READ_TIMEOUT).await
-                    else {
-                        return Ok(());
-                    };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
-                }
+        let result = match tls {
+            None => {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                drive(conn, |c| c.graceful_shutdown(), &stop, &activity, peer).await
             }
-        };
-        let result = tokio::select! {
-            r = serving => r,
-            () = activity.idle_out() => {
-                tracing::debug!(%peer, "closing a connection without requests");
-                Ok(())
+            Some(tls) => {
+                // The handshake counts as part of the first request's wait.
+                let stream = tokio::select! {
+                    s = tls::handshake(stream, peer, tls, HEADER_READ_TIMEOUT) => s,
+                    () = activity.idle_out() => None,
+                    () = stop.cancelled() => None,
+                };
+                let Some(stream) = stream else {
+                    return;
+                };
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                drive(conn, |c| c.graceful_shutdown(), &stop, &activity, peer).await
             }
         };
         if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "connection closed with an error");
         }
+    }
+}
+
+/// Serves `conn` until it ends. On the server's shutdown, or once the connection has been
+/// without a request for longer than its [`Limits`] allow, it is closed gracefully with
+/// `graceful_shutdown` (HTTP/2: a GOAWAY frame, so the client knows not to send more; HTTP/1:
+/// closed after the response in progress). An idle connection gets [`IDLE_CLOSE_WAIT`] to
+/// finish closing (a client that never completed its HTTP/2 preface cannot hold it); on
+/// shutdown the server's grace period bounds it.
+async fn drive<C, E>(
+    conn: C,
+    graceful_shutdown: impl Fn(std::pin::Pin<&mut C>),
+    stop: &CancellationToken,
+    activity: &Activity,
+    peer: std::net::SocketAddr,
+) -> Result<(), E>
+where
+    C: std::future::Future<Output = Result<(), E>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    let mut give_up: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            () = stop.cancelled(), if !closing => {
+                closing = true;
+                graceful_shutdown(conn.as_mut());
+            }
+            () = activity.idle_out(), if !closing => {
+                tracing::debug!(%peer, "closing a connection without requests");
+                closing = true;
+                give_up = Some(Instant::now() + IDLE_CLOSE_WAIT);
+                graceful_shutdown(conn.as_mut());
+            }
+            () = sleep_until_some(give_up) => return Ok(()),
+        }
+    }
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -488,6 +488,55 @@ async fn kept_alive_connections_close_once_idle() {
     srv.stop().await;
 }
 
+/// The frame types an HTTP/2 server sends on `stream` until it closes the connection.
+async fn h2_frames_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let mut data = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => data.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server kept the connection open");
+    // Frame header: 24-bit length, type, flags, 31-bit stream id.
+    let mut types = Vec::new();
+    let mut at = 0;
+    while at + 9 <= data.len() {
+        let len = usize::from(data[at]) << 16
+            | usize::from(data[at + 1]) << 8
+            | usize::from(data[at + 2]);
+        types.push(data[at + 3]);
+        at += 9 + len;
+    }
+    types
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_told_with_goaway_before_it_is_closed() {
+    const SETTINGS: u8 = 0x4;
+    const GOAWAY: u8 = 0x7;
+    let (srv, _) = TestServer::start_with(false, SHUTDOWN_GRACE, SHORT).await;
+    let mut conn = tokio::net::TcpStream::connect(srv.addr)
+        .await
+        .expect("connect");
+    // The client preface, an empty SETTINGS frame, then nothing: idle.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, SETTINGS, 0, 0, 0, 0, 0]);
+    conn.write_all(&hello).await.expect("write");
+    let frames = h2_frames_until_closed(&mut conn).await;
+    assert_eq!(frames.first(), Some(&SETTINGS), "{frames:?}");
+    assert!(
+        frames.contains(&GOAWAY),
+        "closed without GOAWAY: {frames:?}"
+    );
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn a_request_in_flight_is_not_idle() {
     let (srv, reload_rx) = TestServer::start_with(true, SHUTDOWN_GRACE, SHORT).await;
