@@ -67,12 +67,17 @@ fn type_name(t: &Option<KeyType>) -> String {
         .unwrap_or_default()
 }
 
-/// The families and totals of one offline key analysis result.
+/// The families and totals of one offline key analysis result, filed under `shard` (the shard
+/// the result is published for, which may be known better than the result names it).
 ///
 /// Entries of `largest_key_prefixes` that repeat a (prefix, type) pair are summed, so that one
 /// series never appears twice. The per-type totals come from `type_num` and `type_bytes`.
-pub fn from_offline(d: &OfflineTaskDetails, finished_at: Option<f64>) -> ShardFamilies {
-    let shard = d.shard();
+pub fn from_offline(
+    d: &OfflineTaskDetails,
+    shard: &str,
+    finished_at: Option<f64>,
+) -> ShardFamilies {
+    let shard = shard.to_owned();
     let mut fams: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     for p in &d.largest_key_prefixes {
         let e = fams
@@ -348,7 +353,7 @@ mod tests {
                 "type_bytes":[{"type":"hash","bytes":1000},{"type":"string","bytes":20}]}"#,
         )
         .unwrap();
-        let s = from_offline(&d, Some(5.0));
+        let s = from_offline(&d, &d.shard(), Some(5.0));
         assert_eq!(s.key_count, 15, "no total_num: the per-type sum");
         assert_eq!(
             s.families,

@@ -50,10 +50,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::metrics::SchedulerMetrics;
-
 use super::backoff;
 use super::clock::Clock;
+use super::metrics::SchedulerMetrics;
 use super::offline::{Created, ShardSeen};
 use super::source::{AnalysisSource, SourceError};
 use crate::config::{AnalysisSettings, Mode};
@@ -632,13 +631,7 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
                         Some((id, s)) if *id == task.id && d.node_id.is_none() => s.clone(),
                         _ => self.topology.shard_of(&d),
                     };
-                    let mut fams = crate::metrics::families::from_offline(&d, finished);
-                    for f in &mut fams.families {
-                        f.shard.clone_from(&shard);
-                    }
-                    for t in &mut fams.totals {
-                        t.shard.clone_from(&shard);
-                    }
+                    let fams = crate::metrics::families::from_offline(&d, &shard, finished);
                     let n = fams.families.len();
                     let (id, a) = (&self.instance_id, self.analysis);
                     if store.publish_families(id, a, task, shard.clone(), fams) {

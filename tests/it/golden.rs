@@ -149,7 +149,7 @@ async fn one_round(
         let details = details.expect("a successful task has a result");
         assert_eq!(topology.shard_of(&details), *shard, "{id}");
         let finished = task.finished_at.as_deref().and_then(timestamp::parse);
-        let fams = dcs_key_exporter::metrics::families::from_offline(&details, finished);
+        let fams = dcs_key_exporter::metrics::families::from_offline(&details, shard, finished);
         assert!(store.publish_families(id, Analysis::Keyfamily, &task, shard.clone(), fams));
     }
     for (id, a, task_id) in &created {
