@@ -310,7 +310,7 @@ def main() -> None:
             # 2. Impact on clients: rounds of the three cases side by side (the differences are
             # near this machine's noise, so one round says little), medians reported.
             runs: dict[str, list[tuple[float, float, float]]] = {}
-            ended: list[int] = []
+            ended = 0  # rounds in which redis-cli finished before the workload did
 
             def workload(case: str, counted: str) -> None:
                 before, t = r.calls().get(counted, 0), time.monotonic()
@@ -329,7 +329,7 @@ def main() -> None:
                 time.sleep(0.5)
                 workload("redis-cli --bigkeys", "type")
                 if cli.poll() is not None:
-                    ended.append(1)
+                    ended += 1
                 cli.terminate()
                 cli.wait()
             for case, rounds in runs.items():
@@ -340,7 +340,7 @@ def main() -> None:
                 report(f"GET during {case}, median of {len(rounds)}",
                        f"{rps:,.0f} req/s, p99 {p99:.3f} ms{scan} (p99s: "
                        + " ".join(f"{x[1]:.3f}" for x in rounds) + ")"
-                       + (f" (redis-cli ended before the workload in {len(ended)} rounds)"
+                       + (f" (redis-cli ended before the workload in {ended} rounds)"
                           if ended and case.startswith("redis-cli") else ""))
             # 3. Memory.
             e = Exporter(tmp, r.port, 10_000_000, "bigkey")

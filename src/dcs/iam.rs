@@ -126,11 +126,6 @@ fn token_error(status: Option<u16>, message: impl Into<String>) -> Error {
     }
 }
 
-/// The wait after the renewal that failed `failed_before` times in a row before it.
-fn renew_retry(failed_before: u32, rng: &mut impl rand::Rng) -> Duration {
-    RENEW_RETRY.delay(failed_before, rng)
-}
-
 /// How long to keep using a token of this lifetime before renewing it.
 fn renew_after(lifetime: Duration) -> Duration {
     let margin = (lifetime / RENEW_FRACTION).min(RENEW_MAX_MARGIN);
@@ -182,7 +177,7 @@ impl TokenCache {
                 // Renewal failed but the old token is still good: keep it a little longer.
                 Some(c) if Instant::now() < c.expires => {
                     tracing::warn!(error = %e, "IAM token renewal failed; using the current token");
-                    let wait = renew_retry(c.failed_renewals, &mut rand::thread_rng());
+                    let wait = RENEW_RETRY.delay(c.failed_renewals, &mut rand::thread_rng());
                     c.failed_renewals = c.failed_renewals.saturating_add(1);
                     c.renew_at = Instant::now() + wait.min(c.expires - Instant::now());
                     Ok(c.token.clone())
@@ -401,11 +396,11 @@ mod tests {
         use rand::SeedableRng;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         for _ in 0..200 {
-            let first = renew_retry(0, &mut rng);
+            let first = RENEW_RETRY.delay(0, &mut rng);
             assert!((15..=30).contains(&first.as_secs()), "{first:?}");
-            let third = renew_retry(2, &mut rng);
+            let third = RENEW_RETRY.delay(2, &mut rng);
             assert!((60..=120).contains(&third.as_secs()), "{third:?}");
-            let late = renew_retry(20, &mut rng);
+            let late = RENEW_RETRY.delay(20, &mut rng);
             assert!((150..=300).contains(&late.as_secs()), "{late:?}");
         }
     }

@@ -214,7 +214,12 @@ fn fatal(node: &Node, v: &Value) -> Option<Error> {
 /// cluster resharding moved it between `SCAN` and the command. Such a key is left out of this
 /// shard's result, as a key deleted in between would be; the scan goes on.
 fn moved_away(v: &Value) -> bool {
-    matches!(v, Value::ServerError(e) if matches!(e.code(), "MOVED" | "ASK"))
+    matches!(v, Value::ServerError(e) if is_moved(e.code()))
+}
+
+/// Whether an error code is a cluster redirection to the key's new shard.
+fn is_moved(code: &str) -> bool {
+    matches!(code, "MOVED" | "ASK")
 }
 
 /// Logs the keys a shard's scan left out because they moved to another shard.
@@ -709,7 +714,7 @@ pub async fn hotkeys(
                 {
                     Ok(t) => t,
                     // Moved to another shard since its frequency was read: as if gone.
-                    Err(e) if matches!(e.code(), Some("MOVED" | "ASK")) => {
+                    Err(e) if e.code().is_some_and(is_moved) => {
                         return Ok(("none".to_owned(), None))
                     }
                     Err(e) => return Err(e),
@@ -766,9 +771,13 @@ mod tests {
         );
     }
 
+    /// A server answer from its RESP text.
+    fn parse(resp: &[u8]) -> Value {
+        redis::parse_redis_value(resp).unwrap()
+    }
+
     #[test]
     fn only_a_positive_size_or_another_error_proves_a_guessed_type() {
-        let parse = |resp: &[u8]| redis::parse_redis_value(resp).unwrap();
         assert!(proves_guess(&Value::Int(16)));
         // A vanished key answers 0 to every size command; so do empty strings and streams.
         assert!(!proves_guess(&Value::Int(0)));
@@ -802,7 +811,6 @@ mod tests {
 
     #[test]
     fn a_key_moved_to_another_shard_is_skipped_and_a_cluster_down_ends_the_scan() {
-        let parse = |resp: &[u8]| redis::parse_redis_value(resp).unwrap();
         let node = Node {
             host: "10.0.0.1".into(),
             port: 6379,

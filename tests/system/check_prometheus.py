@@ -8,13 +8,14 @@ loads a copy of config/alerts.yml, then checks that
   interval of every shipped scrape config (deploy/prometheus/prometheus.yml,
   the ServiceMonitor, the README's example),
 * every panel query and every annotation query of every dashboard in
-  grafana/dashboards/ returns data (the panels of Redis and Valkey targets from
-  a second exporter analysing a real `redis-server` the check starts and fills:
-  one target at the default throttle, one slow enough that a scan is always in
-  progress for a while; skipped without `redis-server` unless --require-redis) (template variables are replaced by real
+  grafana/dashboards/ returns data (template variables are replaced by real
   values, see `substitute`; `label_values` and `query_result` variables with a
   value/text regex are resolved like Grafana does; `$__rate_interval` is what
-  Grafana derives from that `timeInterval`),
+  Grafana derives from that `timeInterval`). The panels of Redis and Valkey
+  targets get their data from a second exporter analysing a real `redis-server`
+  the check starts and fills: one target at the default throttle, one slow
+  enough that a scan is in progress for a while. Without `redis-server` they
+  are skipped, or fail with --require-redis,
 * every alerting and recording rule evaluates without error,
 * the hot key alert (DcsHotKey) fires.
 
