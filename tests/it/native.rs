@@ -150,6 +150,18 @@ fn expected_top(keys: &[Planted], n: usize, strings: bool) -> Vec<(String, Strin
         .collect()
 }
 
+/// The exported big strings and big collections of `id` are the top `n` of `keys` per unit.
+fn assert_big_keys(m: &Metrics, id: &str, keys: &[Planted], n: usize) {
+    assert_eq!(
+        keys_of(m, "dcs_bigkey_size_bytes", id),
+        expected_top(keys, n, true)
+    );
+    assert_eq!(
+        keys_of(m, "dcs_bigkey_elements", id),
+        expected_top(keys, n, false)
+    );
+}
+
 fn dataset() -> Vec<Planted> {
     let p = |db, name: &[u8], key_type, size| Planted {
         db,
@@ -196,14 +208,7 @@ async fn standalone_big_keys_are_the_known_biggest_with_their_memory_usage() {
     )
     .await;
     let m = wait_success(&e, &id, "bigkey").await;
-    assert_eq!(
-        keys_of(&m, "dcs_bigkey_size_bytes", &id),
-        expected_top(&keys, 6, true)
-    );
-    assert_eq!(
-        keys_of(&m, "dcs_bigkey_elements", &id),
-        expected_top(&keys, 6, false)
-    );
+    assert_big_keys(&m, &id, &keys, 6);
     // The memory of every exported key is what the server says.
     let mut conn = sync(&server);
     let by_label: BTreeMap<String, &Planted> = keys
@@ -277,14 +282,7 @@ async fn mixed_types_under_one_name_shape_and_empty_values_come_out_exact() {
     )
     .await;
     let m = wait_success(&e, &id, "bigkey").await;
-    assert_eq!(
-        keys_of(&m, "dcs_bigkey_size_bytes", &id),
-        expected_top(&keys, 100, true)
-    );
-    assert_eq!(
-        keys_of(&m, "dcs_bigkey_elements", &id),
-        expected_top(&keys, 100, false)
-    );
+    assert_big_keys(&m, &id, &keys, 100);
     e.stop().await;
 }
 
