@@ -51,7 +51,11 @@
 //! `offline` share `refusal` and do not import each other. In [`scheduler`], `analysis_loop`
 //! depends on `source` and `offline`, never the reverse. The scheduler is generic over the
 //! native source type (`Scheduler<C, N>`), so it does not name [`native`].
-#![forbid(unsafe_code)]
+//!
+//! Unsafe code is denied; the one exception is the `sched_setscheduler` call that marks the
+//! scan threads as background work ([`native::runtime`]), which no safe wrapper offers
+//! without also resetting the thread's nice value.
+#![deny(unsafe_code)]
 
 pub mod app;
 pub mod backoff;

@@ -144,7 +144,7 @@ mod tests {
     fn refuses_a_fifo_without_blocking() {
         let d = scratch("fifo");
         let p = d.join("fifo");
-        // mkfifo(1) is the independent way to make one (no unsafe code in this crate).
+        // mkfifo(1) is the independent way to make one (no unsafe code here).
         let made = std::process::Command::new("mkfifo")
             .arg(&p)
             .status()

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -100,16 +100,89 @@ impl redis::io::AsyncDNSResolver for PinnedResolver {
     }
 }
 
+/// A new connection to database `db` of `node`.
+async fn connect(t: Arc<RedisTarget>, node: Node, db: i64) -> Result<MultiplexedConnection> {
+    let fail = |e: redis::RedisError| Error::from_redis(&node.label(), &e);
+    let addr = if t.address.tls {
+        ConnectionAddr::TcpTls {
+            host: t
+                .tls
+                .server_name
+                .clone()
+                .unwrap_or_else(|| node.host.clone()),
+            port: node.port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(node.host.clone(), node.port)
+    };
+    let mut settings = RedisConnectionInfo::default().set_db(db);
+    if let Some(u) = &t.username {
+        settings = settings.set_username(u);
+    }
+    if let Some(p) = &t.password {
+        settings = settings.set_password(p.expose());
+    }
+    let info = addr
+        .into_connection_info()
+        .map_err(fail)?
+        .set_redis_settings(settings);
+    let client = if t.address.tls {
+        let client_tls = match (&t.tls.client_cert_pem, &t.tls.client_key_pem) {
+            (Some(cert), Some(key)) => Some(ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.expose().as_bytes().to_vec(),
+            }),
+            _ => None,
+        };
+        Client::build_with_tls(
+            info,
+            TlsCertificates {
+                client_tls,
+                root_cert: t.tls.ca_pem.clone(),
+            },
+        )
+    } else {
+        Client::open(info)
+    }
+    .map_err(fail)?;
+    let mut config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    if t.address.tls && t.tls.server_name.is_some() {
+        config = config.set_dns_resolver(PinnedResolver {
+            host: node.host.clone(),
+            port: node.port,
+        });
+    }
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(fail)?;
+    // Redis 7.2+ and Valkey: nothing this connection sends changes a key's LFU counter or
+    // idle time. Older servers refuse the command; the scans order their reads instead.
+    let _: redis::RedisResult<()> = redis::cmd("CLIENT")
+        .arg("NO-TOUCH")
+        .arg("ON")
+        .query_async(&mut conn)
+        .await;
+    // A cluster replica answers key commands only after READONLY (else MOVED); anything
+    // but a cluster node refuses it, which is fine.
+    let _: redis::RedisResult<()> = redis::cmd("READONLY").query_async(&mut conn).await;
+    Ok(conn)
+}
+
 /// The connection pool of one target.
 pub struct Connector {
-    target: RedisTarget,
+    target: Arc<RedisTarget>,
     pool: Mutex<HashMap<(Node, i64), MultiplexedConnection>>,
 }
 
 impl Connector {
     pub fn new(target: RedisTarget) -> Self {
         Connector {
-            target,
+            target: Arc::new(target),
             pool: Mutex::new(HashMap::new()),
         }
     }
@@ -131,7 +204,8 @@ impl Connector {
         if let Some(c) = self.lock().get(&(node.clone(), db)) {
             return Ok(c.clone());
         }
-        let conn = self.connect(node, db).await?;
+        // Made on the scan threads, where the connection's driver task then lives.
+        let conn = super::runtime::run(connect(self.target.clone(), node.clone(), db)).await?;
         self.lock().insert((node.clone(), db), conn.clone());
         Ok(conn)
     }
@@ -154,79 +228,6 @@ impl Connector {
     /// Number of pooled connections.
     pub fn pooled(&self) -> usize {
         self.lock().len()
-    }
-
-    async fn connect(&self, node: &Node, db: i64) -> Result<MultiplexedConnection> {
-        let t = &self.target;
-        let fail = |e: redis::RedisError| Error::from_redis(&node.label(), &e);
-        let addr = if t.address.tls {
-            ConnectionAddr::TcpTls {
-                host: t
-                    .tls
-                    .server_name
-                    .clone()
-                    .unwrap_or_else(|| node.host.clone()),
-                port: node.port,
-                insecure: false,
-                tls_params: None,
-            }
-        } else {
-            ConnectionAddr::Tcp(node.host.clone(), node.port)
-        };
-        let mut settings = RedisConnectionInfo::default().set_db(db);
-        if let Some(u) = &t.username {
-            settings = settings.set_username(u);
-        }
-        if let Some(p) = &t.password {
-            settings = settings.set_password(p.expose());
-        }
-        let info = addr
-            .into_connection_info()
-            .map_err(fail)?
-            .set_redis_settings(settings);
-        let client = if t.address.tls {
-            let client_tls = match (&t.tls.client_cert_pem, &t.tls.client_key_pem) {
-                (Some(cert), Some(key)) => Some(ClientTlsConfig {
-                    client_cert: cert.clone(),
-                    client_key: key.expose().as_bytes().to_vec(),
-                }),
-                _ => None,
-            };
-            Client::build_with_tls(
-                info,
-                TlsCertificates {
-                    client_tls,
-                    root_cert: t.tls.ca_pem.clone(),
-                },
-            )
-        } else {
-            Client::open(info)
-        }
-        .map_err(fail)?;
-        let mut config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        if t.address.tls && t.tls.server_name.is_some() {
-            config = config.set_dns_resolver(PinnedResolver {
-                host: node.host.clone(),
-                port: node.port,
-            });
-        }
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(fail)?;
-        // Redis 7.2+ and Valkey: nothing this connection sends changes a key's LFU counter or
-        // idle time. Older servers refuse the command; the scans order their reads instead.
-        let _: redis::RedisResult<()> = redis::cmd("CLIENT")
-            .arg("NO-TOUCH")
-            .arg("ON")
-            .query_async(&mut conn)
-            .await;
-        // A cluster replica answers key commands only after READONLY (else MOVED); anything
-        // but a cluster node refuses it, which is fine.
-        let _: redis::RedisResult<()> = redis::cmd("READONLY").query_async(&mut conn).await;
-        Ok(conn)
     }
 
     /// Asks the seed what the target is made of.

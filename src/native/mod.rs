@@ -20,6 +20,7 @@
 //! - [`error`]: the error enum and its failure reasons.
 //! - [`fleet`]: sharding over replicas and reuse across reloads.
 //! - [`probe`]: `check-config --online`: version, role, shards, eviction policy.
+//! - [`runtime`]: the threads scans and their connections run on, marked as background work.
 
 pub mod conn;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod families;
 pub mod fleet;
 pub mod guess;
 pub mod probe;
+pub mod runtime;
 pub mod scan;
 
 use std::collections::VecDeque;
@@ -289,7 +291,7 @@ impl AnalysisSource for NativeTarget {
             created,
             topology,
         };
-        let handle = tokio::spawn(run.go());
+        let handle = runtime::spawn(run.go());
         if let Some(e) = self
             .lock()
             .of(analysis)
