@@ -87,9 +87,14 @@ fn background() {
         let param: libc::sched_param = std::mem::zeroed();
         libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) != 0
     };
+    // Said once, not once per thread (a seccomp profile refuses it on every thread alike).
+    static SAID: std::sync::Once = std::sync::Once::new();
     if failed {
-        warn!(error = %std::io::Error::last_os_error(),
-            "cannot mark a scan thread as background work (SCHED_BATCH); it keeps the default policy");
+        let e = std::io::Error::last_os_error();
+        SAID.call_once(|| {
+            warn!(error = %e,
+                "cannot mark the scan threads as background work (SCHED_BATCH); they keep the default policy");
+        });
     }
 }
 
