@@ -85,6 +85,8 @@ pub struct RunOptions {
     /// Where the exporter's long-running tasks run; the caller may have spawned its own
     /// already (signal handling, the demo simulator). Any failure among them stops the run.
     pub supervisor: Supervisor,
+    /// `--web.max-connections`.
+    pub max_connections: u32,
 }
 
 impl Default for RunOptions {
@@ -96,6 +98,7 @@ impl Default for RunOptions {
             fleet: FleetOptions::default(),
             web_config: None,
             supervisor: Supervisor::new(),
+            max_connections: server::MAX_CONNECTIONS,
         }
     }
 }
@@ -332,18 +335,22 @@ pub async fn run_loaded(
         reload: Some(reload_tx),
     });
     let server_token = shutdown.child_token();
-    let server = match opts.web_config.clone() {
-        Some(web) => supervisor.spawn_service(
-            "HTTP server",
-            server_token.clone(),
-            server::run_with_web_config(listener, state, web, server_token.clone()),
-        ),
-        None => supervisor.spawn_service(
-            "HTTP server",
-            server_token.clone(),
-            server::run(listener, state, server_token.clone()),
-        ),
+    let limits = server::Limits {
+        max_connections: opts.max_connections,
+        ..server::Limits::default()
     };
+    let server = supervisor.spawn_service(
+        "HTTP server",
+        server_token.clone(),
+        server::serve_with_limits(
+            listener,
+            state,
+            opts.web_config.clone(),
+            server_token.clone(),
+            server::SHUTDOWN_GRACE,
+            limits,
+        ),
+    );
     let _ = ready_tx.send(true);
 
     loop {

@@ -66,6 +66,18 @@ pub struct Args {
     )]
     pub web_config_file: Option<PathBuf>,
 
+    /// Most HTTP connections open at once; beyond it new connections wait (in the kernel's
+    /// accept queue) until one closes, so that a flood of clients cannot use up the file
+    /// descriptors the DCS and Redis connections need.
+    #[arg(
+        long = "web.max-connections",
+        env = "DCS_EXPORTER_WEB_MAX_CONNECTIONS",
+        default_value_t = crate::server::MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..),
+        value_name = "N"
+    )]
+    pub max_connections: u32,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long = "log.level", env = "DCS_EXPORTER_LOG_LEVEL", default_value = "info", global = true, value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: String,
@@ -236,6 +248,8 @@ pub struct ServeOptions {
     pub telemetry_path: String,
     pub namespace: String,
     pub fleet: FleetOptions,
+    /// `--web.max-connections`.
+    pub max_connections: u32,
 }
 
 impl Args {
@@ -307,6 +321,7 @@ impl Args {
                         shard,
                         observe_only: self.observe_only,
                     },
+                    max_connections: self.max_connections,
                 }))
             }
         }
@@ -579,6 +594,19 @@ mod tests {
         };
         assert_eq!(o.source, Source::Demo);
         assert_eq!(o.listen, "0.0.0.0:0".parse().expect("addr"));
+        assert_eq!(o.max_connections, 512, "Prometheus' own default");
+        let Ok(Command::Serve(o)) = command(&["--demo", "--web.max-connections=3"]) else {
+            panic!("demo");
+        };
+        assert_eq!(o.max_connections, 3);
+    }
+
+    #[test]
+    fn a_connection_limit_of_zero_is_refused() {
+        let e = Args::try_parse_from(["dcs-key-exporter", "--demo", "--web.max-connections=0"])
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("--web.max-connections"), "{e}");
     }
 
     #[test]

@@ -181,6 +181,7 @@ async fn serve(opts: ServeOptions) -> ExitCode {
         web_config,
         fleet: opts.fleet,
         supervisor: supervisor.clone(),
+        max_connections: opts.max_connections,
     };
     let result = app::run_loaded(
         source,

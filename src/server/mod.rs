@@ -25,6 +25,11 @@
 //! is closed at once, idle connections are closed, and requests in flight get
 //! [`SHUTDOWN_GRACE`] to finish before their connections are dropped.
 //!
+//! At most [`Limits::max_connections`] connections ([`MAX_CONNECTIONS`] unless
+//! `--web.max-connections` says otherwise) are open at once: at the limit the server stops
+//! accepting until one closes, as Prometheus' own server does, so a flood of clients cannot use
+//! up the file descriptors that the DCS and Redis connections need.
+//!
 //! Every connection is watched from the moment it is accepted ([`Limits`]): its first request
 //! (TLS handshake included) must arrive within [`HEADER_READ_TIMEOUT`], and once no request is
 //! in flight it is closed after [`IDLE_TIMEOUT`], gracefully (HTTP/2 clients get a GOAWAY
@@ -81,6 +86,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const IDLE_CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Upper bound on a request's headers: HTTP/1 read buffer and HTTP/2 header list size.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Default of `--web.max-connections` (Prometheus' own default for the same flag).
+pub const MAX_CONNECTIONS: u32 = 512;
+/// Least time between two warnings that the connection limit is reached.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 /// How long `/-/reload` waits for the reload to be applied.
 pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause after failed `accept`s in a row (e.g. out of file descriptors) before trying again:
@@ -152,13 +161,17 @@ pub async fn run_with_web_config(
     serve(listener, state, Some(web), shutdown, SHUTDOWN_GRACE).await
 }
 
-/// How long a connection may stay open without serving a request.
+/// How many connections may be open, and how long one may stay open without serving a
+/// request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// From accept to the first request's headers, TLS handshake included.
     pub first_request: Duration,
     /// Without a request in flight, after the first.
     pub idle: Duration,
+    /// Connections open at once (`--web.max-connections`); at the limit the server stops
+    /// accepting, and new connections wait in the kernel's accept queue until one closes.
+    pub max_connections: u32,
 }
 
 impl Default for Limits {
@@ -166,6 +179,7 @@ impl Default for Limits {
         Limits {
             first_request: HEADER_READ_TIMEOUT,
             idle: IDLE_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -204,7 +218,17 @@ pub async fn serve_with_limits(
 
     let mut connections = JoinSet::new();
     let mut accept_failures = 0u32;
+    let max_connections = limits.max_connections.max(1) as usize;
+    let mut warned_full: Option<Instant> = None;
     loop {
+        let full = connections.len() >= max_connections;
+        if full && warned_full.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
+            warned_full = Some(Instant::now());
+            tracing::warn!(
+                connections = connections.len(),
+                "HTTP connection limit (--web.max-connections) reached: new connections wait until one closes"
+            );
+        }
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
@@ -214,7 +238,7 @@ pub async fn serve_with_limits(
                     tracing::error!(error = %e, "connection task failed");
                 }
             }
-            accepted = listener.accept() => {
+            accepted = listener.accept(), if !full => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {

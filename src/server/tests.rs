@@ -420,6 +420,7 @@ async fn half_sent_requests_do_not_hold_the_shutdown() {
 const SHORT: Limits = Limits {
     first_request: Duration::from_millis(300),
     idle: Duration::from_millis(300),
+    max_connections: MAX_CONNECTIONS,
 };
 
 /// Reads until the server closes the connection (or resets it); fails after [`PATIENCE`].
@@ -460,6 +461,60 @@ async fn silent_connections_are_closed_from_accept() {
     closed_by_server(&mut line).await;
     // The server itself still answers.
     assert_eq!(get(&srv.url("/-/healthy")).await.status(), 200);
+    srv.stop().await;
+}
+
+/// Sends `GET /-/healthy` on `conn` and returns the status line, or `None` when no answer
+/// came within `wait`.
+async fn healthy_status(conn: &mut tokio::net::TcpStream, wait: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt as _;
+    conn.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(wait, conn.read(&mut buf)).await.ok()?;
+    let text = String::from_utf8_lossy(&buf[..n.expect("read")]).into_owned();
+    text.lines().next().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn at_the_connection_limit_a_new_connection_waits_for_one_to_close() {
+    let limits = Limits {
+        max_connections: 2,
+        ..Limits::default()
+    };
+    let (srv, _) = TestServer::start_with(false, SHUTDOWN_GRACE, limits).await;
+    let connect = || tokio::net::TcpStream::connect(srv.addr);
+    // Two kept-alive connections, each proven accepted by an answer.
+    let mut first = connect().await.expect("connect");
+    let mut second = connect().await.expect("connect");
+    for conn in [&mut first, &mut second] {
+        let status = healthy_status(conn, PATIENCE).await;
+        assert_eq!(status.as_deref(), Some("HTTP/1.1 200 OK"));
+    }
+    // A third connects (the kernel queues it) but is not served while both stay open.
+    let mut third = connect().await.expect("connect");
+    assert_eq!(
+        healthy_status(&mut third, Duration::from_millis(300)).await,
+        None,
+        "served beyond the limit"
+    );
+    // One closes: the third is accepted and its request answered.
+    drop(first);
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(PATIENCE, third.read(&mut buf))
+        .await
+        .expect("served once a connection closed")
+        .expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The second is still served on its own connection.
+    let status = healthy_status(&mut second, PATIENCE).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 200 OK"));
     srv.stop().await;
 }
 
