@@ -102,6 +102,11 @@ impl redis::io::AsyncDNSResolver for PinnedResolver {
 
 /// A new connection to database `db` of `node`.
 async fn connect(t: Arc<RedisTarget>, node: Node, db: i64) -> Result<MultiplexedConnection> {
+    // The connection's driver task is spawned where it is made.
+    debug_assert!(
+        super::runtime::on_scan_threads(),
+        "a connection made off the scan threads"
+    );
     let fail = |e: redis::RedisError| Error::from_redis(&node.label(), &e);
     let addr = if t.address.tls {
         ConnectionAddr::TcpTls {

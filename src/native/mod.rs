@@ -359,6 +359,10 @@ impl Run {
     }
 
     async fn go(self) {
+        debug_assert!(
+            runtime::on_scan_threads(),
+            "a scan run off the scan threads"
+        );
         let settings = *self.target.analysis(self.analysis);
         // The loop gives up following at the timeout; the scan stops there too, so that a
         // timed-out scan does not go on loading the server.

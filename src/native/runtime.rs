@@ -49,6 +49,12 @@ fn handle() -> Handle {
     }
 }
 
+/// Whether the caller runs where scans belong: on a scan thread, or anywhere when the scan
+/// threads could not be started. For `debug_assert!`s at the places that must run there.
+pub fn on_scan_threads() -> bool {
+    std::thread::current().name() == Some(THREAD_NAME) || matches!(SCANS.get(), Some(None))
+}
+
 /// Starts `fut` on the scan threads.
 pub fn spawn<F>(fut: F) -> JoinHandle<F::Output>
 where
@@ -133,6 +139,11 @@ mod tests {
         })
         .await;
         assert_eq!(name.as_deref(), Some(THREAD_NAME));
+        assert!(
+            !on_scan_threads(),
+            "the test's own thread is not a scan thread"
+        );
+        assert!(run(async { on_scan_threads() }).await);
         assert_eq!(policy, SCHED_BATCH);
         assert_eq!(nice, here.1, "the nice value is left as it is");
     }
