@@ -70,8 +70,9 @@ pub fn render_page(
     h.push_str("</style>\n</head>\n<body>\n<h1>dcs-key-exporter</h1>\n");
     h.push_str(
         "<p>Prometheus exporter for the hot key and big key analyses of Huawei Cloud DCS \
-         (managed Redis). It runs the analyses on a schedule (or picks up existing ones) and \
-         exports the newest completed result of each.</p>\n",
+         (managed Redis), and of Redis and Valkey servers it scans itself. It runs the analyses \
+         on a schedule (or picks up existing ones) and exports the newest completed result of \
+         each.</p>\n",
     );
     let _ = write!(
         h,
@@ -150,12 +151,13 @@ fn summary(h: &mut String, instances: &[&InstanceState], now: f64, keys: &Render
     }
     let _ = write!(
         h,
-        "<h2 id=\"summary\">Summary <span class=\"muted\">{n} instances · analyses: {ok} ok, \
+        "<h2 id=\"summary\">Summary <span class=\"muted\">{n} instance{s} · analyses: {ok} ok, \
          {running} running, {failing} failing, {unsupported} unsupported</span></h2>\n\
          <table class=\"summary\">\n<tr><th>instance</th><th>hot key analysis</th>\
          <th>big key analysis</th><th>last success</th><th>hottest key</th><th>freq</th>\
          <th>biggest key</th><th>size</th></tr>\n",
         n = instances.len(),
+        s = if instances.len() == 1 { "" } else { "s" },
     );
     for (n, inst) in instances.iter().enumerate() {
         let _ = write!(

@@ -252,6 +252,7 @@ fn summary_has_one_row_per_instance_linking_to_its_details() {
         .filter(|l| l.starts_with("<tr><td>"))
         .collect();
     assert_eq!(rows.len(), 301);
+    assert!(page.contains(">301 instances · analyses:"), "summary count");
     // Rows by name: the odd one ("orders-…") first, then prod-orders-cache-000 and on.
     let mut by_name: Vec<_> = snap.instances.values().collect();
     by_name.sort_by_key(|i| (i.name.clone(), i.id.clone()));
@@ -300,6 +301,12 @@ fn summary_has_one_row_per_instance_linking_to_its_details() {
         page.contains("<dt>last success</dt><dd>in the summary: when the newer"),
         "legend"
     );
+}
+
+#[test]
+fn one_instance_is_counted_in_the_singular() {
+    let page = render_page(&snapshot(), "/metrics", JAN1, &RenderOptions::default());
+    assert!(page.contains(">1 instance · analyses:"), "summary count");
 }
 
 #[test]
