@@ -28,7 +28,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 LABEL org.opencontainers.image.title="dcs-key-exporter" \
-      org.opencontainers.image.description="Prometheus exporter for Huawei Cloud DCS (Redis) hot key and big key analyses" \
+      org.opencontainers.image.description="Prometheus exporter for hot keys and big keys: Huawei Cloud DCS analyses and Redis/Valkey scans" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/dcs-key-exporter /usr/local/bin/dcs-key-exporter
 USER 65532:65532

@@ -18,10 +18,11 @@ use crate::simulator::SimConfig;
 /// Exit code for a bad command line or config.
 pub const EXIT_USAGE: u8 = 2;
 
-/// Prometheus exporter for the hot key and big key analyses of Huawei Cloud DCS (Redis).
+/// Prometheus exporter for hot keys and big keys: Huawei Cloud DCS analyses, Redis and Valkey scans.
 ///
-/// Runs DCS hot key and big key analyses on a schedule (or picks up those DCS runs by itself)
-/// and serves their results on /metrics. Try it without a cloud account: `dcs-key-exporter --demo`.
+/// Runs DCS hot key and big key analyses on a schedule (or picks up those DCS runs by itself),
+/// scans the Redis and Valkey servers listed under `redis:` for the same, and serves the results
+/// on /metrics. Try it without a cloud account: `dcs-key-exporter --demo`.
 /// Every flag can also be set with an environment variable: DCS_EXPORTER_ followed by the flag
 /// name in upper case with `.` and `-` as `_` (e.g. DCS_EXPORTER_CONFIG_FILE).
 #[derive(Parser, Debug)]
