@@ -4,8 +4,13 @@
 //! serde stops at the first error. So after an error at a key, that key and its value are
 //! blanked out of the text (`locate::without`, which keeps line numbers) and the text is
 //! parsed again, up to [`MAX_PARSE_PROBLEMS`] times. Each problem comes from the parser itself,
-//! on the text as written, with its line. Parsing stops early when an error cannot be
-//! located exactly (a syntax error, flow style): what follows is then not reported.
+//! on the text as written, with its line.
+//!
+//! A key inside a flow mapping (`hotkey: {mode: observe, tpo_n: 5}`) cannot be blanked out of
+//! the text line by line. From such a key on, the text is read once as a YAML value tree and
+//! the faulty keys are left out of the tree instead; those problems get the line of the
+//! nearest key the text shows (`locate::line_of`: the flow mapping's line). Only a syntax
+//! error, which leaves no tree, stops the check: what follows is then not reported.
 
 use super::locate;
 use super::raw::RawConfig;
@@ -18,6 +23,74 @@ pub const MAX_PARSE_PROBLEMS: usize = 50;
 /// inside a flow mapping `{…}`): the rest of the file is not checked yet.
 pub const STOPPED: &str = "; the check stopped here: fix this to see any problem after it";
 
+/// A parser problem: the key, its line (as the parser says), the message and the key's path
+/// in the value tree (`None` when a segment cannot be named, such as a key never read).
+struct Found {
+    key: String,
+    line: Option<usize>,
+    message: String,
+    path: Option<Vec<Step>>,
+}
+
+/// One step of a key's path in the value tree.
+#[derive(Clone, Debug, PartialEq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn found(e: serde_path_to_error::Error<serde_yaml_ng::Error>) -> Found {
+    use serde_path_to_error::Segment;
+    let path = e
+        .path()
+        .iter()
+        .map(|s| match s {
+            Segment::Map { key } => Some(Step::Key(key.clone())),
+            Segment::Seq { index } => Some(Step::Index(*index)),
+            Segment::Enum { .. } | Segment::Unknown => None,
+        })
+        .collect::<Option<Vec<_>>>();
+    // `?` stands for a key the parser never got to read (a syntax error): leave it out.
+    let mut key = e.path().to_string();
+    while let Some(k) = key.strip_suffix(".?") {
+        key = k.to_owned();
+    }
+    if key == "." || key == "?" {
+        key = "(top level)".into();
+    }
+    let inner = e.into_inner();
+    let line = inner.location().map(|l| l.line());
+    let mut message = inner.to_string();
+    if let Some(l) = inner.location() {
+        let at = format!(" at line {} column {}", l.line(), l.column());
+        if let Some(m) = message.strip_suffix(&at) {
+            message = m.to_owned();
+        }
+    }
+    // The YAML error names the enclosing mapping itself (`clouds[0]: unknown field …`);
+    // the key path is more precise, so drop that prefix.
+    if let Some((prefix, rest)) = message.split_once(": ") {
+        if key.starts_with(prefix) && !prefix.contains(' ') {
+            message = rest.to_owned();
+        }
+    }
+    Found {
+        key,
+        line,
+        message,
+        path,
+    }
+}
+
+/// Whether a problem at `key` only repeats one already reported: blanking a key can leave
+/// its parent empty or its item null, and what the parser then says about that parent
+/// repeats the first problem.
+fn repeats(removed: &[String], key: &str) -> bool {
+    removed
+        .iter()
+        .any(|r| r == key || (r.starts_with(key) && r[key.len()..].starts_with(['.', '['])))
+}
+
 /// The parsed config, if the text parses once its faulty keys are left out, and the problems.
 /// `None` with problems: the text could not be parsed at all (syntax).
 pub fn parse(text: &str) -> (Option<RawConfig>, Vec<Problem>) {
@@ -29,71 +102,111 @@ pub fn parse(text: &str) -> (Option<RawConfig>, Vec<Problem>) {
             return (Some(RawConfig::default()), problems);
         }
         let de = serde_yaml_ng::Deserializer::from_str(&current);
-        let e = match serde_path_to_error::deserialize::<_, RawConfig>(de) {
+        let f = match serde_path_to_error::deserialize::<_, RawConfig>(de) {
             Ok(raw) => return (Some(raw), problems),
-            Err(e) => e,
+            Err(e) => found(e),
         };
-        // `?` stands for a key the parser never got to read (a syntax error): leave it out.
-        let mut key = e.path().to_string();
-        while let Some(k) = key.strip_suffix(".?") {
-            key = k.to_owned();
-        }
-        if key == "." || key == "?" {
-            key = "(top level)".into();
-        }
-        let inner = e.into_inner();
-        let line = inner.location().map(|l| l.line());
-        let mut message = inner.to_string();
-        if let Some(l) = inner.location() {
-            let at = format!(" at line {} column {}", l.line(), l.column());
-            if let Some(m) = message.strip_suffix(&at) {
-                message = m.to_owned();
-            }
-        }
-        // The YAML error names the enclosing mapping itself (`clouds[0]: unknown field …`);
-        // the key path is more precise, so drop that prefix.
-        if let Some((prefix, rest)) = message.split_once(": ") {
-            if key.starts_with(prefix) && !prefix.contains(' ') {
-                message = rest.to_owned();
-            }
-        }
         // A syntax error stays where it is whatever is blanked: it is said once, and ends the
         // parse.
         if problems
             .iter()
-            .any(|p| p.line == line && p.message == message)
+            .any(|p| p.line == f.line && p.message == f.message)
         {
             return (None, problems);
         }
-        // Blanking a key can leave its parent empty or its item null; what the parser then
-        // says about that parent repeats the first problem.
-        let repeats = removed
-            .iter()
-            .any(|r| r == &key || (r.starts_with(&key) && r[key.len()..].starts_with(['.', '['])));
-        if !repeats {
+        if !repeats(&removed, &f.key) {
             problems.push(Problem {
-                key: key.clone(),
-                line,
-                message,
+                key: f.key.clone(),
+                line: f.line,
+                message: f.message,
             });
         }
-        let next = (!removed.contains(&key) && problems.len() < MAX_PARSE_PROBLEMS)
-            .then(|| locate::without(&current, &key))
-            .flatten();
-        match next {
+        if removed.contains(&f.key) || problems.len() >= MAX_PARSE_PROBLEMS {
+            return stopped(problems);
+        }
+        match locate::without(&current, &f.key) {
             Some(t) => {
-                removed.push(key);
+                removed.push(f.key);
                 current = t;
             }
-            None => {
-                // Nothing after this point was checked: say so, or the file looks clean once
-                // this one is fixed.
-                if let Some(p) = problems.last_mut() {
-                    p.message.push_str(STOPPED);
-                }
-                return (None, problems);
-            }
+            // Inside flow style: go on on the value tree.
+            None => return on_tree(&current, problems, removed),
         }
+    }
+}
+
+/// Nothing after the last problem was checked: say so, or the file looks clean once that one
+/// is fixed.
+fn stopped(mut problems: Vec<Problem>) -> (Option<RawConfig>, Vec<Problem>) {
+    if let Some(p) = problems.last_mut() {
+        p.message.push_str(STOPPED);
+    }
+    (None, problems)
+}
+
+/// Goes on from `text` (whose last problem is reported already) on its YAML value tree: each
+/// faulty key is left out of the tree, and the tree deserialized again.
+fn on_tree(
+    text: &str,
+    mut problems: Vec<Problem>,
+    mut removed: Vec<String>,
+) -> (Option<RawConfig>, Vec<Problem>) {
+    let Ok(mut tree) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
+        return stopped(problems);
+    };
+    loop {
+        let f = match serde_path_to_error::deserialize::<_, RawConfig>(tree.clone()) {
+            Ok(raw) => return (Some(raw), problems),
+            Err(e) => found(e),
+        };
+        // The tree reports the text's last problem again first.
+        let again = problems.last().is_some_and(|p| p.key == f.key);
+        if !again && !repeats(&removed, &f.key) {
+            problems.push(Problem {
+                line: locate::line_of(text, &f.key),
+                key: f.key.clone(),
+                message: f.message,
+            });
+        }
+        if removed.contains(&f.key) || problems.len() >= MAX_PARSE_PROBLEMS {
+            return stopped(problems);
+        }
+        match f.path {
+            Some(path) if remove(&mut tree, &path) => removed.push(f.key),
+            _ => return stopped(problems),
+        }
+    }
+}
+
+/// Leaves the value at `path` out of `tree`: a key is removed from its mapping, an item is
+/// made null (as blanking it in the text would). False when there is nothing at `path`.
+fn remove(tree: &mut serde_yaml_ng::Value, path: &[Step]) -> bool {
+    use serde_yaml_ng::Value;
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut at = tree;
+    for step in parents {
+        let next = match (step, at) {
+            (Step::Key(k), Value::Mapping(m)) => m.get_mut(k.as_str()),
+            (Step::Index(i), Value::Sequence(s)) => s.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(v) => at = v,
+            None => return false,
+        }
+    }
+    match (last, at) {
+        (Step::Key(k), Value::Mapping(m)) => m.remove(k.as_str()).is_some(),
+        (Step::Index(i), Value::Sequence(s)) => match s.get_mut(*i) {
+            Some(v) if !v.is_null() => {
+                *v = Value::Null;
+                true
+            }
+            _ => false,
+        },
+        _ => false,
     }
 }
 
@@ -150,21 +263,68 @@ api:
     }
 
     #[test]
-    fn a_problem_the_parser_cannot_skip_says_the_check_stopped() {
-        // Inside a flow mapping the bad key cannot be left out, so `api.max_retries` is not
-        // reached: the one problem says that the check stopped there.
+    fn every_problem_inside_flow_mappings_is_reported_too() {
         let text = "\
 clouds:
   - name: a
-    auth: {acces_key: x}
+    auth: {acces_key: x, secret_key: y}
+    instances:
+      - {id: one, analysis: {hotkey: {tpo_n: 5, top_n: 7}}}
+redis:
+  - {address: \"redis://h\", bogus: 1, throttle: {keys_per_second: many}}
 api:
   max_retries: -1
 ";
         let (raw, problems) = parse(text);
+        let got: Vec<_> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
+        assert_eq!(
+            got,
+            [
+                ("clouds[0].auth.acces_key", Some(3)),
+                // The nearest line the text shows: the item's.
+                ("clouds[0].instances[0].analysis.hotkey.tpo_n", Some(5)),
+                ("redis[0].bogus", Some(7)),
+                ("redis[0].throttle.keys_per_second", Some(7)),
+                ("api.max_retries", Some(9)),
+            ]
+        );
+        assert!(
+            problems.iter().all(|p| !p.message.contains(STOPPED)),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].message.starts_with("unknown field `tpo_n`"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[3].message.starts_with("invalid type"),
+            "{problems:?}"
+        );
+        // What is left parses: the good keys beside the faulty ones are kept.
+        let raw = raw.expect("parses without the faulty keys");
+        let cloud = &raw.clouds[0];
+        assert_eq!(
+            cloud.auth.as_ref().and_then(|a| a.secret_key.as_deref()),
+            Some("y")
+        );
+        let hot = cloud.instances[0].analysis.hotkey.as_ref().expect("hotkey");
+        assert_eq!(hot.top_n, Some(7));
+        assert_eq!(raw.redis[0].address.as_deref(), Some("redis://h"));
+    }
+
+    #[test]
+    fn a_problem_the_parser_cannot_skip_says_the_check_stopped() {
+        // After a syntax error (a tab) nothing more can be read, so `api.max_retries` is not
+        // reached: the last problem says that the check stopped there.
+        let text = "clouds:\n  - name: a\n\tregion: x\napi:\n  max_retries: -1\n";
+        let (raw, problems) = parse(text);
         assert!(raw.is_none());
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!(problems[0].key, "clouds[0].auth.acces_key");
-        assert!(problems[0].message.ends_with(STOPPED), "{problems:?}");
+        assert!(
+            problems.iter().all(|p| p.key != "api.max_retries"),
+            "{problems:?}"
+        );
+        let last = problems.last().expect("a problem");
+        assert!(last.message.ends_with(STOPPED), "{problems:?}");
         // In block style every problem is reported, and none says the check stopped.
         let (_, problems) = parse("clouds:\n  - name: a\n    regoin: x\napi:\n  max_retries: -1\n");
         assert_eq!(problems.len(), 2, "{problems:?}");
