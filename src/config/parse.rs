@@ -218,6 +218,10 @@ mod tests {
         parse(text).1.into_iter().map(|p| (p.key, p.line)).collect()
     }
 
+    fn keys_and_lines(problems: &[Problem]) -> Vec<(&str, Option<usize>)> {
+        problems.iter().map(|p| (p.key.as_str(), p.line)).collect()
+    }
+
     #[test]
     fn every_unknown_key_and_wrong_type_is_reported_with_its_line() {
         let text = "\
@@ -237,9 +241,8 @@ api:
   max_retries: -1
 ";
         let (raw, problems) = parse(text);
-        let got: Vec<_> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
         assert_eq!(
-            got,
+            keys_and_lines(&problems),
             [
                 ("clouds[0].regoin", Some(3)),
                 ("clouds[0].instances[0].analysis.hotkey.top_n", Some(8)),
@@ -276,9 +279,8 @@ api:
   max_retries: -1
 ";
         let (raw, problems) = parse(text);
-        let got: Vec<_> = problems.iter().map(|p| (p.key.as_str(), p.line)).collect();
         assert_eq!(
-            got,
+            keys_and_lines(&problems),
             [
                 ("clouds[0].auth.acces_key", Some(3)),
                 // The nearest line the text shows: the item's.

@@ -467,10 +467,15 @@ async fn silent_connections_are_closed_from_accept() {
 /// Sends `GET /-/healthy` on `conn` and returns the status line, or `None` when no answer
 /// came within `wait`.
 async fn healthy_status(conn: &mut tokio::net::TcpStream, wait: Duration) -> Option<String> {
-    use tokio::io::AsyncReadExt as _;
     conn.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("write");
+    status_line(conn, wait).await
+}
+
+/// The status line of the next answer on `conn`, or `None` when none came within `wait`.
+async fn status_line(conn: &mut tokio::net::TcpStream, wait: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt as _;
     let mut buf = [0u8; 1024];
     let n = tokio::time::timeout(wait, conn.read(&mut buf)).await.ok()?;
     let text = String::from_utf8_lossy(&buf[..n.expect("read")]).into_owned();
@@ -501,17 +506,8 @@ async fn at_the_connection_limit_a_new_connection_waits_for_one_to_close() {
     );
     // One closes: the third is accepted and its request answered.
     drop(first);
-    use tokio::io::AsyncReadExt as _;
-    let mut buf = [0u8; 1024];
-    let n = tokio::time::timeout(PATIENCE, third.read(&mut buf))
-        .await
-        .expect("served once a connection closed")
-        .expect("read");
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 200"),
-        "{:?}",
-        String::from_utf8_lossy(&buf[..n])
-    );
+    let status = status_line(&mut third, PATIENCE).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 200 OK"));
     // The second is still served on its own connection.
     let status = healthy_status(&mut second, PATIENCE).await;
     assert_eq!(status.as_deref(), Some("HTTP/1.1 200 OK"));
@@ -520,24 +516,12 @@ async fn at_the_connection_limit_a_new_connection_waits_for_one_to_close() {
 
 #[tokio::test]
 async fn kept_alive_connections_close_once_idle() {
-    use tokio::io::AsyncReadExt as _;
     let (srv, _) = TestServer::start_with(false, SHUTDOWN_GRACE, SHORT).await;
     let mut conn = tokio::net::TcpStream::connect(srv.addr)
         .await
         .expect("connect");
-    conn.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("write");
-    let mut buf = [0u8; 1024];
-    let n = tokio::time::timeout(PATIENCE, conn.read(&mut buf))
-        .await
-        .expect("answered")
-        .expect("read");
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 200"),
-        "{:?}",
-        String::from_utf8_lossy(&buf[..n])
-    );
+    let status = healthy_status(&mut conn, PATIENCE).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 200 OK"));
     // Kept alive by HTTP/1.1, then idle: closed.
     closed_by_server(&mut conn).await;
     srv.stop().await;
