@@ -18,6 +18,13 @@ and peak RSS on the same keyspace without families, with families (default namin
 dataset's few families), and with every key its own family (a rule `^.*$` -> `$0`, the worst
 case for the bounded family table).
 
+With --scrapes it measures how a full-speed scan affects scrapes of the exporter itself: the
+latency and rate of `wrk` hammering /metrics (4 connections, 8 s) while the exporter rescans
+1M keys at full speed, against the same exporter with no scan running, in rounds
+(--impact-rounds), medians reported with the scan's own key rate. --binary measures another
+build the same way (an older revision, for comparison). Needs `wrk` (Debian: `apt-get install
+wrk`).
+
 Needs Linux, Python 3.9+, redis-server, redis-cli and redis-benchmark on PATH (Debian:
 `apt-get install redis-server redis-tools`) and the release binary (built unless --no-build).
 Everything runs on loopback ports in a temporary directory.
@@ -25,6 +32,7 @@ Everything runs on loopback ports in a temporary directory.
     python3 benches/native.py                 # the full run (~10 min)
     python3 benches/native.py --keys 100000   # a quicker, smaller run
     python3 benches/native.py --families      # key families: scan time and RSS with/without
+    python3 benches/native.py --scrapes       # scrape latency during full-speed scans
 """
 
 from __future__ import annotations
@@ -139,7 +147,7 @@ def per_key(calls: dict[str, int], keys: int) -> str:
 
 class Exporter:
     def __init__(self, tmp: Path, redis_port: int, kps: int | None, analysis: str,
-                 interval: str = "1h", extra: str = "") -> None:
+                 interval: str = "1h", extra: str = "", binary: Path = BIN) -> None:
         self.port = free_port()
         throttle = f"    throttle: {{keys_per_second: {kps}}}\n" if kps else ""
         other = "bigkey" if analysis == "hotkey" else "hotkey"
@@ -151,7 +159,7 @@ class Exporter:
             f"{extra}scheduler: {{start_jitter: 0s}}\n")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [str(BIN), "--config.file", str(cfg),
+            [str(binary), "--config.file", str(cfg),
              "--web.listen-address", f"127.0.0.1:{self.port}", "--log.level", "warn"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -238,6 +246,55 @@ def families(keys: int, report) -> None:
             r.stop()
 
 
+def wrk(port: int) -> tuple[float, float, float]:
+    """(p50 ms, p99 ms, requests per second) of 4 connections fetching /metrics for 8 s."""
+    out = subprocess.run(["wrk", "-t1", "-c4", "-d8s", "--latency",
+                          f"http://127.0.0.1:{port}/metrics"],
+                         capture_output=True, text=True, check=True).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            raise SystemExit(f"no {label} latency in wrk's output:\n{out}")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m:
+        raise SystemExit(f"no request rate in wrk's output:\n{out}")
+    return ms("50%"), ms("99%"), float(m.group(1))
+
+
+def scrapes(keys: int, rounds: int, binary: Path, report) -> None:
+    """Scrape latency of the exporter with no scan running, and while it rescans the keyspace
+    at full speed (a new scan a second after each ends), in interleaved rounds."""
+    with tempfile.TemporaryDirectory(prefix="native-bench-") as t:
+        tmp = Path(t)
+        r = Redis(tmp, "scrapes")
+        try:
+            populate(r, keys)
+            report("keys", f"{int(r.cli('DBSIZE')):,}")
+            runs: dict[str, list[tuple[float, float, float, float]]] = {}
+            for _ in range(rounds):
+                for case, interval in (("no scan running", "1h"),
+                                       ("full-speed scans running", "1s")):
+                    e = Exporter(tmp, r.port, 10_000_000, "bigkey", interval=interval,
+                                 binary=binary)
+                    e.wait_result("bigkey")
+                    before, at = r.calls().get("strlen", 0), time.monotonic()
+                    p50, p99, rps = wrk(e.port)
+                    rate = (r.calls().get("strlen", 0) - before) / (time.monotonic() - at)
+                    e.stop()
+                    runs.setdefault(case, []).append((p50, p99, rps, rate))
+            for case, got in runs.items():
+                med = [statistics.median(x[i] for x in got) for i in range(4)]
+                scan = f", scanning {med[3]:,.0f} keys/s" if med[3] else ""
+                report(f"/metrics, {case}, median of {len(got)}",
+                       f"p50 {med[0]:.3f} ms, p99 {med[1]:.3f} ms, {med[2]:,.0f} req/s{scan} "
+                       "(p99s: " + " ".join(f"{x[1]:.3f}" for x in got) + ")")
+        finally:
+            r.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", type=int, default=1_000_000)
@@ -255,6 +312,10 @@ def main() -> None:
                     help="longest wait for a quiet machine (s)")
     ap.add_argument("--families", action="store_true",
                     help="measure the cost of key families instead")
+    ap.add_argument("--scrapes", action="store_true",
+                    help="measure scrape latency during full-speed scans instead")
+    ap.add_argument("--binary", type=Path, default=BIN,
+                    help="the exporter binary to measure with --scrapes")
     args = ap.parse_args()
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
@@ -264,8 +325,11 @@ def main() -> None:
         results.append((what, value))
         print(f"{what}: {value}", flush=True)
 
-    if args.families:
-        families(args.keys, report)
+    if args.families or args.scrapes:
+        if args.families:
+            families(args.keys, report)
+        else:
+            scrapes(args.keys, args.impact_rounds, args.binary, report)
         print("\n| measurement | value |\n|---|---|")
         for what, value in results:
             print(f"| {what} | {value} |")
