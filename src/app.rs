@@ -176,6 +176,8 @@ struct Fleet {
     /// Redis and Valkey targets, kept across reloads while their settings stay the same.
     natives: Vec<Arc<NativeTarget>>,
     store: Arc<Store>,
+    /// Gives the removed instances' memory back to the system.
+    heap: Arc<crate::heap::Trimmer>,
 }
 
 impl Fleet {
@@ -227,6 +229,9 @@ impl Fleet {
             clouds: plan.clouds,
             native,
         });
+        if removed > 0 {
+            self.heap.soon();
+        }
     }
 }
 
@@ -312,6 +317,7 @@ pub async fn run_loaded(
         handled: HashSet::new(),
         natives: Vec::new(),
         store: store.clone(),
+        heap: crate::heap::Trimmer::new(),
     };
     fleet.configure(config, first_clients);
     fleet.apply(&mut scheduler);

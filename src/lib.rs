@@ -22,16 +22,17 @@
 //! - [`cli`]: the command line, checked into the settings of each command, and the
 //!   `check-config` report; `main.rs` only wires it to [`app`].
 //!
-//! Beside them, three leaves that import nothing from the crate: [`secret`] (a value that never
-//! prints), [`backoff`] (the one retry backoff with jitter) and [`supervisor`] (named tasks whose
-//! panics, errors and early ends are seen).
+//! Beside them, four leaves that import nothing from the crate: [`secret`] (a value that never
+//! prints), [`backoff`] (the one retry backoff with jitter), [`supervisor`] (named tasks whose
+//! panics, errors and early ends are seen) and [`heap`] (freed memory given back after the
+//! fleet shrinks).
 //!
 //! # Layers
 //! A module imports only from its own layer's leaves or from layers below it:
 //!
 //! | layer | modules | imports from |
 //! |---|---|---|
-//! | 0 | [`secret`], [`backoff`], [`supervisor`]; [`metrics::keylabel`], [`metrics::keyrewrite`], [`metrics::body`] | nothing in the crate |
+//! | 0 | [`secret`], [`backoff`], [`supervisor`], [`heap`]; [`metrics::keylabel`], [`metrics::keyrewrite`], [`metrics::body`] | nothing in the crate |
 //! | 1 | [`dcs`] | 0 |
 //! | 2 | [`metrics`] (store, families, render, exposition), [`simulator`], then [`config`] | 0–1; [`config`] also the family naming rules of [`metrics::families`] |
 //! | 3 | [`scheduler`] | 0–2 |
@@ -52,9 +53,11 @@
 //! depends on `source` and `offline`, never the reverse. The scheduler is generic over the
 //! native source type (`Scheduler<C, N>`), so it does not name [`native`].
 //!
-//! Unsafe code is denied; the one exception is the `sched_setscheduler` call that marks the
-//! scan threads as background work ([`native::runtime`]), which no safe wrapper offers
-//! without also resetting the thread's nice value.
+//! Unsafe code is denied. Two calls into the C library are the exceptions, each in one
+//! function: `sched_setscheduler`, which marks the scan threads as background work
+//! ([`native::runtime`]; no safe wrapper offers it without also resetting the thread's nice
+//! value), and glibc's `malloc_trim`, which gives freed memory back after the fleet shrinks
+//! ([`heap`]).
 #![deny(unsafe_code)]
 
 pub mod app;
@@ -64,6 +67,7 @@ pub mod config;
 pub mod dcs;
 pub mod demo;
 pub mod fleet;
+pub mod heap;
 pub mod metrics;
 pub mod native;
 pub mod scheduler;
