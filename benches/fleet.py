@@ -52,6 +52,7 @@ import urllib.parse
 from pathlib import Path
 
 import machine
+from machine import wrk
 from machine import cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,32 +196,6 @@ def list_instances(port: int) -> list[dict]:
         out.extend(page)
         if not page or len(out) >= int(data.get("instance_num", len(out))):
             return out
-
-
-# --------------------------------------------------------------------------------------------
-# wrk
-
-
-def wrk(url: str, connections: int, threads: int, seconds: int, gz: bool, latency: bool) -> dict:
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
-    if latency:
-        cmd.append("--latency")
-    if gz:
-        cmd += ["-H", "Accept-Encoding: gzip"]
-    cmd.append(url)
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    res = {"cmd": " ".join(cmd), "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
-    m = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
-    if m:
-        res["transfer"] = m.group(1) + m.group(2)
-    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    res["non2xx"] = int(errs.group(1)) if errs else 0
-    sock = re.search(r"Socket errors: (.*)", out)
-    res["socket_errors"] = sock.group(1) if sock else ""
-    for pct, val, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
-        ms = float(val) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-        res[f"p{pct}_ms"] = round(ms, 3)
-    return res
 
 
 NGINX_CONF = """\

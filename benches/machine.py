@@ -1,12 +1,15 @@
-"""The state of the benchmark machine: load, compilers running, waiting for quiet.
+"""What the benchmark scripts share: the state of the machine (load, compilers running,
+waiting for quiet) and the load tool they drive (wrk).
 
-Shared by the benchmark scripts: timings on a shared machine mean something only when it is
-quiet, and every result says what load it was measured at.
+Timings on a shared machine mean something only when it is quiet, and every result says what
+load it was measured at.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -48,3 +51,27 @@ def cpu_seconds(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()
     # utime and stime are fields 14 and 15 of stat(5); fields[0] is field 3.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, connections: int, threads: int, seconds: int, gz: bool, latency: bool) -> dict:
+    """Runs wrk on `url`: requests per second, transfer, errors and (with `latency`) the
+    latency percentiles in ms (`p50_ms`, `p99_ms`, ...)."""
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
+    if latency:
+        cmd.append("--latency")
+    if gz:
+        cmd += ["-H", "Accept-Encoding: gzip"]
+    cmd.append(url)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    res = {"cmd": " ".join(cmd), "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    m = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    if m:
+        res["transfer"] = m.group(1) + m.group(2)
+    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non2xx"] = int(errs.group(1)) if errs else 0
+    sock = re.search(r"Socket errors: (.*)", out)
+    res["socket_errors"] = sock.group(1) if sock else ""
+    for pct, val, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        ms = float(val) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+        res[f"p{pct}_ms"] = round(ms, 3)
+    return res

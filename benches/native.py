@@ -38,6 +38,7 @@ Everything runs on loopback ports in a temporary directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import os
@@ -50,6 +51,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import machine
 
@@ -221,78 +223,62 @@ FAMILY_CONFIGS = (
 )
 
 
-def families(keys: int, report) -> None:
-    """Scan time and exporter peak RSS of a full-speed big key scan, with and without
-    families, on one server."""
+@contextlib.contextmanager
+def filled_server(name: str, keys: int, report) -> Iterator[tuple[Path, Redis]]:
+    """A temporary directory and a server in it filled with the dataset (its size reported),
+    stopped afterwards."""
     with tempfile.TemporaryDirectory(prefix="native-bench-") as t:
         tmp = Path(t)
-        r = Redis(tmp, "families")
+        r = Redis(tmp, name)
         try:
             populate(r, keys)
             report("keys", f"{int(r.cli('DBSIZE')):,}")
-            for what, extra in FAMILY_CONFIGS:
-                e = Exporter(tmp, r.port, 10_000_000, "bigkey", extra=extra)
-                took = e.wait_result("bigkey")
-                if extra:
-                    until = time.monotonic() + 60
-                    while e.value("dcs_analysis_keys", "keyfamily") is None:
-                        if time.monotonic() > until:
-                            raise SystemExit("no key families published")
-                        time.sleep(0.2)
-                hwm = e.hwm()
-                e.stop()
-                report(f"big key scan {what}", f"{took:.2f} s, peak RSS {hwm / MIB:.1f} MiB")
+            yield tmp, r
         finally:
             r.stop()
 
 
-def wrk(port: int) -> tuple[float, float, float]:
-    """(p50 ms, p99 ms, requests per second) of 4 connections fetching /metrics for 8 s."""
-    out = subprocess.run(["wrk", "-t1", "-c4", "-d8s", "--latency",
-                          f"http://127.0.0.1:{port}/metrics"],
-                         capture_output=True, text=True, check=True).stdout
-
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if not m:
-            raise SystemExit(f"no {label} latency in wrk's output:\n{out}")
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not m:
-        raise SystemExit(f"no request rate in wrk's output:\n{out}")
-    return ms("50%"), ms("99%"), float(m.group(1))
+def families(keys: int, report) -> None:
+    """Scan time and exporter peak RSS of a full-speed big key scan, with and without
+    families, on one server."""
+    with filled_server("families", keys, report) as (tmp, r):
+        for what, extra in FAMILY_CONFIGS:
+            e = Exporter(tmp, r.port, 10_000_000, "bigkey", extra=extra)
+            took = e.wait_result("bigkey")
+            if extra:
+                until = time.monotonic() + 60
+                while e.value("dcs_analysis_keys", "keyfamily") is None:
+                    if time.monotonic() > until:
+                        raise SystemExit("no key families published")
+                    time.sleep(0.2)
+            hwm = e.hwm()
+            e.stop()
+            report(f"big key scan {what}", f"{took:.2f} s, peak RSS {hwm / MIB:.1f} MiB")
 
 
 def scrapes(keys: int, rounds: int, binary: Path, report) -> None:
     """Scrape latency of the exporter with no scan running, and while it rescans the keyspace
     at full speed (a new scan a second after each ends), in interleaved rounds."""
-    with tempfile.TemporaryDirectory(prefix="native-bench-") as t:
-        tmp = Path(t)
-        r = Redis(tmp, "scrapes")
-        try:
-            populate(r, keys)
-            report("keys", f"{int(r.cli('DBSIZE')):,}")
-            runs: dict[str, list[tuple[float, float, float, float]]] = {}
-            for _ in range(rounds):
-                for case, interval in (("no scan running", "1h"),
-                                       ("full-speed scans running", "1s")):
-                    e = Exporter(tmp, r.port, 10_000_000, "bigkey", interval=interval,
-                                 binary=binary)
-                    e.wait_result("bigkey")
-                    before, at = r.calls().get("strlen", 0), time.monotonic()
-                    p50, p99, rps = wrk(e.port)
-                    rate = (r.calls().get("strlen", 0) - before) / (time.monotonic() - at)
-                    e.stop()
-                    runs.setdefault(case, []).append((p50, p99, rps, rate))
-            for case, got in runs.items():
-                med = [statistics.median(x[i] for x in got) for i in range(4)]
-                scan = f", scanning {med[3]:,.0f} keys/s" if med[3] else ""
-                report(f"/metrics, {case}, median of {len(got)}",
-                       f"p50 {med[0]:.3f} ms, p99 {med[1]:.3f} ms, {med[2]:,.0f} req/s{scan} "
-                       "(p99s: " + " ".join(f"{x[1]:.3f}" for x in got) + ")")
-        finally:
-            r.stop()
+    with filled_server("scrapes", keys, report) as (tmp, r):
+        runs: dict[str, list[tuple[float, float, float, float]]] = {}
+        for _ in range(rounds):
+            for case, interval in (("no scan running", "1h"),
+                                   ("full-speed scans running", "1s")):
+                e = Exporter(tmp, r.port, 10_000_000, "bigkey", interval=interval,
+                             binary=binary)
+                e.wait_result("bigkey")
+                before, at = r.calls().get("strlen", 0), time.monotonic()
+                w = machine.wrk(f"http://127.0.0.1:{e.port}/metrics", connections=4,
+                                threads=1, seconds=8, gz=False, latency=True)
+                rate = (r.calls().get("strlen", 0) - before) / (time.monotonic() - at)
+                e.stop()
+                runs.setdefault(case, []).append((w["p50_ms"], w["p99_ms"], w["rps"], rate))
+        for case, got in runs.items():
+            med = [statistics.median(x[i] for x in got) for i in range(4)]
+            scan = f", scanning {med[3]:,.0f} keys/s" if med[3] else ""
+            report(f"/metrics, {case}, median of {len(got)}",
+                   f"p50 {med[0]:.3f} ms, p99 {med[1]:.3f} ms, {med[2]:,.0f} req/s{scan} "
+                   "(p99s: " + " ".join(f"{x[1]:.3f}" for x in got) + ")")
 
 
 def main() -> None:
