@@ -32,6 +32,21 @@ pub struct KeyFamily {
     pub keys_without_ttl: Option<u64>,
 }
 
+#[cfg(test)]
+impl KeyFamily {
+    /// A family for tests, without a count of keys that never expire (as DCS gives them).
+    pub(crate) fn sample(name: &str, ty: &str, shard: &str, keys: u64, bytes: u64) -> Self {
+        KeyFamily {
+            family: name.into(),
+            key_type: ty.into(),
+            shard: shard.into(),
+            keys,
+            memory_bytes: bytes,
+            keys_without_ttl: None,
+        }
+    }
+}
+
 /// Keys and memory of one key type on one shard: the per-instance totals.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyspaceTotal {
@@ -286,26 +301,15 @@ impl FamilyRules {
 mod tests {
     use super::*;
 
-    fn fam(name: &str, ty: &str, shard: &str, keys: u64, bytes: u64) -> KeyFamily {
-        KeyFamily {
-            family: name.into(),
-            key_type: ty.into(),
-            shard: shard.into(),
-            keys,
-            memory_bytes: bytes,
-            keys_without_ttl: None,
-        }
-    }
-
     #[test]
     fn top_k_by_memory_and_the_rest_summed_per_type_and_shard() {
         let all = vec![
-            fam("a:", "hash", "g0", 10, 500),
-            fam("b:", "string", "g0", 99, 100),
-            fam("c:", "string", "g0", 5, 900),
-            fam("d:", "string", "g1", 7, 50),
-            fam("e:", "string", "g0", 1, 10),
-            fam("other", "string", "g0", 2, 3),
+            KeyFamily::sample("a:", "hash", "g0", 10, 500),
+            KeyFamily::sample("b:", "string", "g0", 99, 100),
+            KeyFamily::sample("c:", "string", "g0", 5, 900),
+            KeyFamily::sample("d:", "string", "g1", 7, 50),
+            KeyFamily::sample("e:", "string", "g0", 1, 10),
+            KeyFamily::sample("other", "string", "g0", 2, 3),
         ];
         let top = top_families(&all, 2);
         let got: Vec<_> = top
@@ -358,8 +362,8 @@ mod tests {
         assert_eq!(
             s.families,
             vec![
-                fam("s:", "string", "group-1", 2, 0),
-                fam("user:", "hash", "group-1", 10, 1000),
+                KeyFamily::sample("s:", "string", "group-1", 2, 0),
+                KeyFamily::sample("user:", "hash", "group-1", 10, 1000),
             ]
         );
         assert_eq!(s.totals[0].memory_bytes, 1000);

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use super::text::write_f64;
 use super::*;
 use crate::dcs::{InstanceInfo, KeyType, ScanType};
+use crate::metrics::families::KeyFamily;
 use crate::metrics::store::{AnalysisResult, AnalysisSpec, InstanceState, LastError, RunningTask};
 
 fn key(name: &str, ty: Option<KeyType>, db: Option<i64>, shard: Option<&str>) -> KeyRecord {
@@ -577,23 +578,6 @@ fn promtool_accepts_the_output() {
     }
 }
 
-fn family(
-    name: &str,
-    ty: &str,
-    shard: &str,
-    keys: u64,
-    bytes: u64,
-) -> crate::metrics::families::KeyFamily {
-    crate::metrics::families::KeyFamily {
-        family: name.into(),
-        key_type: ty.into(),
-        shard: shard.into(),
-        keys,
-        memory_bytes: bytes,
-        keys_without_ttl: None,
-    }
-}
-
 /// One instance with a key family result over two shards.
 fn families_example() -> Snapshot {
     use crate::metrics::families::{KeyspaceTotal, ShardFamilies};
@@ -615,10 +599,10 @@ fn families_example() -> Snapshot {
     };
     let mut r = result(Vec::new());
     r.families = vec![
-        family("test", "hash", "g0", 3, 300),
-        family("user:1:cart", "string", "g0", 1, 10),
-        family("user:2:cart", "string", "g0", 2, 20),
-        family("other", "string", "g1", 5, 50),
+        KeyFamily::sample("test", "hash", "g0", 3, 300),
+        KeyFamily::sample("user:1:cart", "string", "g0", 1, 10),
+        KeyFamily::sample("user:2:cart", "string", "g0", 2, 20),
+        KeyFamily::sample("other", "string", "g1", 5, 50),
     ];
     r.shards.insert(
         "g0".into(),
