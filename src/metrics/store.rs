@@ -283,7 +283,8 @@ pub struct AnalysisState {
 }
 
 impl AnalysisState {
-    fn new(spec: AnalysisSpec) -> Self {
+    /// A configured analysis that has not run yet: supported, nothing counted, no result.
+    pub(crate) fn new(spec: AnalysisSpec) -> Self {
         AnalysisState {
             spec,
             supported: true,

@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::text::write_f64;
@@ -22,22 +21,13 @@ fn key(name: &str, ty: Option<KeyType>, db: Option<i64>, shard: Option<&str>) ->
 
 fn state(analysis: Analysis, result: Option<AnalysisResult>) -> AnalysisState {
     AnalysisState {
-        spec: AnalysisSpec {
+        result: result.map(Arc::new),
+        ..AnalysisState::new(AnalysisSpec {
             analysis,
             top_n: 50,
             mode: "trigger",
             interval: std::time::Duration::from_secs(900),
-        },
-        supported: true,
-        running: None,
-        progress: None,
-        consecutive_failures: 0,
-        failures: BTreeMap::new(),
-        tasks_created: 0,
-        tasks_adopted: 0,
-        last_counted_task: None,
-        result: result.map(Arc::new),
-        last_error: None,
+        })
     }
 }
 
