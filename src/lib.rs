@@ -32,7 +32,7 @@
 //!
 //! | layer | modules | imports from |
 //! |---|---|---|
-//! | 0 | [`secret`], [`backoff`], [`supervisor`], [`heap`]; [`metrics::keylabel`], [`metrics::keyrewrite`], [`metrics::body`] | nothing in the crate |
+//! | 0 | [`secret`], [`backoff`], [`supervisor`], [`heap`]; [`metrics::keylabel`], [`metrics::keyrewrite`], [`metrics::compact`], [`metrics::body`] (which uses [`metrics::compact`]) | nothing else in the crate |
 //! | 1 | [`dcs`] | 0 |
 //! | 2 | [`metrics`] (store, families, render, exposition), [`simulator`], then [`config`] | 0–1; [`config`] also the family naming rules of [`metrics::families`] |
 //! | 3 | [`scheduler`] | 0–2 |

@@ -2,7 +2,8 @@
 //!
 //! A large `/metrics` body is assembled from pieces that are cached separately (one per metric
 //! family and analysis result), so a scrape only clones reference-counted pieces: no piece is
-//! copied into a contiguous buffer, and a piece cached compressed is inflated while it is sent.
+//! copied into a contiguous buffer, and a piece kept in [`Compact`] form is written out in
+//! chunks of [`CHUNK`] bytes while it is sent, so a scrape holds one chunk, not the body.
 //!
 //! # One gzip member from many fragments
 //! Each cached piece is also kept as a [`Deflated`] fragment: a raw deflate stream of its own
@@ -18,8 +19,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use hyper::body::{Frame, SizeHint};
+
+use super::compact::Compact;
+
+/// Size of the chunks [`Compact`] pieces are written out in: below glibc's mmap threshold as
+/// the exporter sets it (64 KiB), so chunk buffers are reused from the heap, never mapped and
+/// unmapped per chunk.
+pub const CHUNK: usize = 32 * 1024;
 
 /// gzip member header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
 pub const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -38,7 +46,9 @@ impl Deflated {
     }
 
     /// The uncompressed text.
+    #[cfg(test)]
     pub fn inflate(&self) -> Bytes {
+        use flate2::{Decompress, FlushDecompress};
         let want = self.crc.amount() as usize;
         let mut out = Vec::with_capacity(want);
         let mut d = Decompress::new(false);
@@ -156,25 +166,18 @@ pub fn crc_copy(crc: &Crc) -> Crc {
     c
 }
 
-/// One piece of a body: bytes to send as they are, or a fragment to inflate while sending.
+/// One piece of a body: bytes to send as they are, or compact text to write out while sending.
 #[derive(Clone, Debug)]
 pub enum Piece {
     Bytes(Bytes),
-    Inflate(Arc<Deflated>),
+    Compact(Arc<Compact>),
 }
 
 impl Piece {
     fn len(&self) -> u64 {
         match self {
             Piece::Bytes(b) => b.len() as u64,
-            Piece::Inflate(d) => d.text_len(),
-        }
-    }
-
-    fn bytes(&self) -> Bytes {
-        match self {
-            Piece::Bytes(b) => b.clone(),
-            Piece::Inflate(d) => d.inflate(),
+            Piece::Compact(c) => c.text_len(),
         }
     }
 }
@@ -186,6 +189,8 @@ pub struct Body {
     head: Option<Bytes>,
     pieces: Option<Arc<[Piece]>>,
     next: usize,
+    /// Where in `pieces[next]` (a [`Compact`]) writing goes on.
+    at: usize,
     /// In reverse order: popped from the end.
     tail: Vec<Bytes>,
     remaining: u64,
@@ -203,6 +208,7 @@ impl Body {
             head,
             pieces: Some(pieces),
             next: 0,
+            at: 0,
             tail,
             remaining,
         }
@@ -223,11 +229,32 @@ impl Body {
         loop {
             let chunk = if let Some(h) = self.head.take() {
                 h
-            } else if let Some(p) = self.pieces.as_ref().and_then(|p| p.get(self.next).cloned()) {
-                self.next += 1;
-                p.bytes()
+            } else if let Some(pieces) = &self.pieces {
+                match pieces.get(self.next) {
+                    Some(Piece::Bytes(b)) => {
+                        self.next += 1;
+                        b.clone()
+                    }
+                    Some(Piece::Compact(_)) => {
+                        // Consecutive compact pieces share chunks: many are a few KiB.
+                        let mut buf = Vec::with_capacity(CHUNK + 1024);
+                        while let Some(Piece::Compact(c)) = pieces.get(self.next) {
+                            if c.write_to(&mut self.at, &mut buf, CHUNK) {
+                                self.next += 1;
+                                self.at = 0;
+                            }
+                            if buf.len() >= CHUNK {
+                                break;
+                            }
+                        }
+                        Bytes::from(buf)
+                    }
+                    None => {
+                        self.pieces = None;
+                        continue;
+                    }
+                }
             } else {
-                self.pieces = None;
                 self.tail.pop()?
             };
             if !chunk.is_empty() {
@@ -381,24 +408,47 @@ pub(crate) mod tests {
 
     #[test]
     fn body_sends_head_pieces_and_tail_in_order_with_exact_length() {
-        let mut d = Deflater::new(Compression::fast());
-        let inflated = Arc::new(d.fragment(b"-inflated-"));
+        let compact = |t: &[u8]| Piece::Compact(Arc::new(Compact::new(t)));
+        // Compact pieces larger than a chunk, and runs of small ones that share chunks.
+        let big: Vec<u8> = (0..3 * CHUNK / 40)
+            .flat_map(|i| format!("m{{k=\"{i:08}\"}} {}\n", i % 97).into_bytes())
+            .collect();
         let pieces: Arc<[Piece]> = vec![
             Piece::Bytes(Bytes::from_static(b"one")),
             Piece::Bytes(Bytes::new()),
-            Piece::Inflate(inflated),
+            compact(b"-compact-"),
+            compact(&big),
+            compact(b"a{b=\"c\"} 1\n"),
+            compact(b""),
+            compact(&big),
+            Piece::Bytes(Bytes::from_static(b"two")),
         ]
         .into();
-        let body = Body::new(
+        let expected = [
+            &b"head:one-compact-"[..],
+            &big,
+            b"a{b=\"c\"} 1\n",
+            &big,
+            b"two|t1|t2",
+        ]
+        .concat();
+        let mut body = Body::new(
             Some(Bytes::from_static(b"head:")),
             pieces,
             vec![Bytes::from_static(b"|t1"), Bytes::from_static(b"|t2")],
         );
         assert_eq!(
             hyper::body::Body::size_hint(&body).exact(),
-            Some(b"head:one-inflated-|t1|t2".len() as u64)
+            Some(expected.len() as u64)
         );
-        assert_eq!(body.into_bytes(), &b"head:one-inflated-|t1|t2"[..]);
+        let mut sent = Vec::new();
+        while let Some(chunk) = body.next_chunk() {
+            // A chunk of compact text stops at the first line end past CHUNK.
+            assert!(chunk.len() < CHUNK + 100, "{}", chunk.len());
+            sent.extend_from_slice(&chunk);
+            assert_eq!(body.len(), (expected.len() - sent.len()) as u64);
+        }
+        assert_eq!(sent, expected);
         assert_eq!(Body::from("x").into_bytes(), &b"x"[..]);
         assert!(Body::default().into_bytes().is_empty());
     }

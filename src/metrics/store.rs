@@ -176,6 +176,8 @@ pub fn rank_keys(analysis: Analysis, keys: &[KeyRecord], top_n: usize) -> Vec<Ke
         Analysis::Hotkey => {
             ranked.sort_by_key(|k| std::cmp::Reverse(k.freq.unwrap_or(i64::MIN)));
             ranked.truncate(top_n);
+            // Kept until the next result: without the keys cut off.
+            ranked.shrink_to_fit();
             ranked
         }
         // Key family analyses report no keys of their own.
@@ -189,6 +191,7 @@ pub fn rank_keys(analysis: Analysis, keys: &[KeyRecord], top_n: usize) -> Vec<Ke
                 *n += 1;
                 *n <= top_n
             });
+            ranked.shrink_to_fit();
             ranked
         }
     }

@@ -300,6 +300,24 @@ fn render_families(
 
 /// Writes the per-analysis and per-instance families (everything but the per-key families).
 pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>) {
+    render_state_families(snapshot, opts, |family| out.extend_from_slice(family));
+}
+
+/// The text of [`render_state`], handed to `emit` one metric family at a time (HELP and TYPE
+/// lines, then its samples), so that a caller caching families needs no more than one at once.
+pub fn render_state_families(
+    snapshot: &Snapshot,
+    opts: &RenderOptions,
+    mut emit: impl FnMut(&[u8]),
+) {
+    let mut buf: Vec<u8> = Vec::new();
+    let out = &mut buf;
+    let mut flush = |out: &mut Vec<u8>| {
+        if !out.is_empty() {
+            emit(out);
+            out.clear();
+        }
+    };
     // Label blocks are escaped once into one arena and shared by every family.
     let mut arena: Vec<u8> = Vec::new();
     let mut analyses: Vec<AnalysisSeries<'_>> = Vec::new();
@@ -329,6 +347,7 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
         &analyses,
         result_value(|r| Some(Value::Int(r.key_count))),
     );
+    flush(out);
     analysis_family(
         out,
         ns,
@@ -337,6 +356,7 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
         &analyses,
         result_value(|r| r.duration_seconds().map(Value::Float)),
     );
+    flush(out);
     analysis_family(
         out,
         ns,
@@ -345,6 +365,7 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
         &analyses,
         result_value(|r| r.queue_seconds().map(Value::Float)),
     );
+    flush(out);
     analysis_family(
         out,
         ns,
@@ -353,6 +374,7 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
         &analyses,
         result_value(|r| r.finished_at.map(Value::Float)),
     );
+    flush(out);
     analysis_family(
         out,
         ns,
@@ -361,6 +383,7 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
         &analyses,
         |a| Some(Value::Int(a.state.consecutive_failures)),
     );
+    flush(out);
 
     if !analyses.is_empty() {
         header(out, ns, &ANALYSIS_FAILURES);
@@ -377,6 +400,7 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
                 );
             }
         }
+        flush(out);
         header(out, ns, &ANALYSIS_TASKS);
         for a in &analyses {
             for (origin, n) in [
@@ -393,17 +417,21 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
                 );
             }
         }
+        flush(out);
     }
 
     analysis_family(out, ns, &ANALYSIS_SUPPORTED, arena, &analyses, |a| {
         Some(Value::Int(u64::from(a.state.supported)))
     });
+    flush(out);
     analysis_family(out, ns, &ANALYSIS_RUNNING, arena, &analyses, |a| {
         Some(Value::Int(u64::from(a.state.running.is_some())))
     });
+    flush(out);
     analysis_family(out, ns, &ANALYSIS_INTERVAL, arena, &analyses, |a| {
         Some(Value::Float(a.state.spec.interval.as_secs_f64()))
     });
+    flush(out);
     analysis_family(
         out,
         ns,
@@ -417,6 +445,7 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
                 .map(|p| Value::Int(p.keys_scanned))
         },
     );
+    flush(out);
     analysis_family(
         out,
         ns,
@@ -425,6 +454,7 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
         &analyses,
         |a| a.state.progress.as_ref().map(|p| Value::Int(p.keys_total)),
     );
+    flush(out);
     analysis_family(out, ns, &ANALYSIS_SCAN_COMPLETION, arena, &analyses, |a| {
         a.state
             .progress
@@ -432,6 +462,7 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
             .and_then(|p| p.estimated_completion())
             .map(Value::Float)
     });
+    flush(out);
 
     let mark = out.len();
     header(out, ns, &INSTANCE_INFO);
@@ -457,6 +488,7 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
     if !any {
         out.truncate(mark);
     }
+    flush(out);
 }
 
 /// The key's size if its unit is `unit` and the size is known and not negative.
