@@ -143,8 +143,11 @@ impl Compact {
         let mut label_ends = Vec::new();
         let mut label_ids: std::collections::HashMap<&[u8], u32> = Default::default();
         let mut all_records = Vec::with_capacity(texts.len());
+        // One scratch buffer, copied out at its exact size: what is kept for long is allocated
+        // once, not grown and shrunk (which leaves holes in the heap).
+        let mut records = Vec::with_capacity(texts.iter().map(|t| t.len()).max().unwrap_or(0) / 4);
         for text in texts {
-            let mut records = Vec::with_capacity(text.len() / 8);
+            records.clear();
             for line in lines(text) {
                 let sample = cut(line).and_then(|s| {
                     let head = match head_ids.iter().position(|h| *h == s.name) {
@@ -181,19 +184,19 @@ impl Compact {
                     }
                 }
             }
-            all_records.push((records, text.len() as u64));
+            all_records.push((Box::<[u8]>::from(records.as_slice()), text.len() as u64));
         }
         let dict = Arc::new(Dictionary {
-            heads: heads.into(),
-            head_ends: head_ends.into(),
-            labels: labels.into(),
-            label_ends: label_ends.into(),
+            heads: heads.as_slice().into(),
+            head_ends: head_ends.as_slice().into(),
+            labels: labels.as_slice().into(),
+            label_ends: label_ends.as_slice().into(),
         });
         all_records
             .into_iter()
             .map(|(records, text_len)| Compact {
                 dict: dict.clone(),
-                records: records.into(),
+                records,
                 text_len,
             })
             .collect()

@@ -28,6 +28,22 @@
 //!   configured analysis from the start, every failure reason included, so that `rate()` and
 //!   alerts work before the first failure.
 //!
+//! # Adding a family or a label
+//! Everything downstream of the text is generic: the exposition caches each per-result family
+//! by its index in `KEY_FAMILIES`, and keeps any text compact by its label blocks
+//! ([`compact`](super::compact)), whatever the names and labels are. So:
+//! - **A per-key (per-result) family**: a `Family` in `catalog`, placed in `KEY_FAMILIES` where
+//!   it should appear in the output (and `KEY_FAMILY_COUNT` raised); then its value in
+//!   [`render_key_families`] (the compiler points at each `values` array to extend). Its
+//!   samples are rendered once per result and cached like the others.
+//! - **A per-analysis or per-instance family**: a `Family` in `catalog` and one
+//!   `analysis_family` call (or a block like `dcs_instance_info`'s) in
+//!   [`render_state_families`], followed by `flush(out)`: each family is handed on alone, so
+//!   that only families whose text changed are compressed again.
+//! - **A label**: added where the label block is built (`label(&mut labels, ...)`, in the
+//!   order it should appear). The golden file (`tests/golden/`) and the contract
+//!   (`metrics.md`) change with it.
+//!
 //! # Layout
 //! - `catalog`: every family's name, type and HELP text, and the order of the per-result ones.
 //! - `text`: the text format's pieces (headers, samples, label escaping, numbers).
