@@ -119,6 +119,14 @@ def stop(proc: subprocess.Popen | None) -> None:
         proc.wait()
 
 
+def children(pid: int) -> list[int]:
+    """Child processes of `pid` (nginx's workers)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def proc_status(pid: int) -> dict:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -486,6 +494,8 @@ def run_scale(args, binary: Path, n: int, workdir: Path) -> dict:
         )
 
         window = 2 * interval if quick or n > 500 else max(3 * interval, 45)
+        if args.scrapes_only:
+            window = 0
         poller.running.set()
         t_from = time.time()
         log(f"measuring API economy and lag for {window}s")
@@ -521,25 +531,41 @@ def run_scale(args, binary: Path, n: int, workdir: Path) -> dict:
         nginx, nginx_port = start_nginx(workdir / f"n{n}", plain, gz)
         ngz, nh = get(nginx_port, "/metrics", gz=True)
         assert nh.get("content-encoding") == "gzip" and ngz == gz, "nginx must serve the same .gz"
-        secs = args.wrk_seconds if n <= 500 else max(3, args.wrk_seconds // 2)
+        secs = args.wrk_seconds
         scrape = {}
+        pids = {"exporter": [exp.proc.pid], "nginx": [nginx.pid] + children(nginx.pid)}
         for enc in ("plain", "gzip"):
-            for target, port in (("exporter", exp.port), ("nginx", nginx_port)):
-                q = wait_quiet(args.max_load, args.quiet_timeout, need_load=False)
-                r = wrk(
-                    f"http://127.0.0.1:{port}/metrics",
-                    args.connections,
-                    args.threads,
-                    secs,
-                    enc == "gzip",
-                    latency=True,
-                )
-                r["load1_before"] = q["load1"]
+            # Rounds alternate between the two servers, so that a change in what else runs on
+            # the machine falls on both; the ratio is of the summed requests.
+            runs: dict = {"exporter": [], "nginx": []}
+            for _ in range(args.rounds):
+                for target, port in (("exporter", exp.port), ("nginx", nginx_port)):
+                    q = wait_quiet(args.max_load, args.quiet_timeout, need_load=False)
+                    cpu0 = sum(cpu_seconds(p) for p in pids[target])
+                    r = wrk(
+                        f"http://127.0.0.1:{port}/metrics",
+                        args.connections,
+                        args.threads,
+                        secs,
+                        enc == "gzip",
+                        latency=True,
+                    )
+                    cpu = sum(cpu_seconds(p) for p in pids[target]) - cpu0
+                    r["load1_before"] = q["load1"]
+                    r["cpu_ms_per_request"] = round(1000 * cpu / max(1, r["rps"] * secs), 2)
+                    runs[target].append(r)
+                    log(f"wrk {target:8} {enc:5}: {r['rps']:8.1f} req/s  p99 {r.get('p99_ms')} ms  "
+                        f"{r['cpu_ms_per_request']} ms CPU per request (load {q['load1']:.1f})")
+            for target, rs in runs.items():
+                r = dict(rs[-1])
+                r["rps"] = round(sum(x["rps"] for x in rs) / len(rs), 2)
+                r["rounds_rps"] = [x["rps"] for x in rs]
+                r["cpu_ms_per_request"] = round(
+                    statistics.median(x["cpu_ms_per_request"] for x in rs), 2)
                 scrape[f"{target}_{enc}"] = r
-                log(f"wrk {target:8} {enc:5}: {r['rps']:8.1f} req/s  p99 {r.get('p99_ms')} ms")
             ratio = scrape[f"exporter_{enc}"]["rps"] / max(1e-9, scrape[f"nginx_{enc}"]["rps"])
             scrape[f"ratio_{enc}"] = round(ratio, 3)
-            log(f"exporter/nginx {enc}: {ratio:.2f}")
+            log(f"exporter/nginx {enc}: {ratio:.2f} over {args.rounds} rounds")
             for target, port in (("exporter", exp.port), ("nginx", nginx_port)):
                 r = wrk(f"http://127.0.0.1:{port}/metrics", 1, 1, secs, enc == "gzip", latency=True)
                 scrape[f"{target}_{enc}_1conn"] = r
@@ -555,6 +581,8 @@ def run_scale(args, binary: Path, n: int, workdir: Path) -> dict:
         nginx = None
         exp.stop()
         exp = None
+        if args.scrapes_only:
+            return res
 
         # ---- idle phase: every analysis runs once at start, the next one is an hour away.
         exp = Exporter(
@@ -617,6 +645,8 @@ def summary(results: list[dict]) -> str:
         ("exporter gzip req/s", lambda r: r["scrape"]["exporter_gzip"]["rps"]),
         ("nginx gzip req/s", lambda r: r["scrape"]["nginx_gzip"]["rps"]),
         ("ratio gzip", lambda r: r["scrape"]["ratio_gzip"]),
+        ("CPU ms / request plain, exporter / nginx", lambda r: "{} / {}".format(r["scrape"]["exporter_plain"]["cpu_ms_per_request"], r["scrape"]["nginx_plain"]["cpu_ms_per_request"])),
+        ("CPU ms / request gzip, exporter / nginx", lambda r: "{} / {}".format(r["scrape"]["exporter_gzip"]["cpu_ms_per_request"], r["scrape"]["nginx_gzip"]["cpu_ms_per_request"])),
         ("p50 / p99 ms plain, 1 conn", lambda r: "{p50_ms} / {p99_ms}".format(**r["scrape"]["exporter_plain_1conn"])),
         ("  nginx", lambda r: "{p50_ms} / {p99_ms}".format(**r["scrape"]["nginx_plain_1conn"])),
         ("p50 / p99 ms gzip, 1 conn", lambda r: "{p50_ms} / {p99_ms}".format(**r["scrape"]["exporter_gzip_1conn"])),
@@ -640,7 +670,7 @@ def summary(results: list[dict]) -> str:
         for r in results:
             try:
                 cells.append(str(f(r)))
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, ZeroDivisionError):
                 cells.append("–")
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(out)
@@ -652,14 +682,20 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--time-scale", type=float, default=0.05, help="simulator task duration factor")
     ap.add_argument("--interval", type=int, default=15, help="analysis interval in the busy phase (s)")
-    ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--wrk-seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--wrk-seconds", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="wrk runs per server and encoding, alternating between the two")
     ap.add_argument("--idle-seconds", type=int, default=30)
     ap.add_argument("--poll-period", type=float, default=0.5, help="lag poller period (s)")
     ap.add_argument("--max-load", type=float, default=0.7, help="wait for a 1-minute load below this")
     ap.add_argument("--quiet-timeout", type=float, default=600, help="longest wait for a quiet machine (s)")
     ap.add_argument("--no-build", action="store_true", help="use the existing release binary")
+    ap.add_argument("--binary", type=Path, help="use this exporter binary (implies --no-build)")
+    ap.add_argument("--scrapes-only", action="store_true",
+                    help="after the warm-up, measure scrapes and memory only (no API economy, "
+                         "lag or idle phase)")
     ap.add_argument("--quick", action="store_true", help="short phases (smoke run)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--json", type=Path, help="write all results here")
@@ -674,11 +710,11 @@ def main() -> int:
         if not shutil.which(tool):
             print(f"error: {tool} not found on PATH (Debian: apt-get install wrk nginx)", file=sys.stderr)
             return 2
-    if not args.no_build:
+    if not args.no_build and not args.binary:
         log("cargo build --release")
         subprocess.run(["cargo", "build", "--release", "--locked", "--bin", "dcs-key-exporter"], cwd=ROOT, check=True)
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    binary = target / "release" / "dcs-key-exporter"
+    binary = args.binary or target / "release" / "dcs-key-exporter"
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     log(f"binary {binary} (HEAD {rev}), {os.cpu_count()} CPUs, wrk {args.connections} connections x {args.threads} threads")
 
