@@ -22,12 +22,52 @@ use bytes::Bytes;
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use hyper::body::{Frame, SizeHint};
 
-use super::compact::Compact;
+use super::compact::{Compact, WILD};
 
-/// Size of the chunks [`Compact`] pieces are written out in: below glibc's mmap threshold as
-/// the exporter sets it (64 KiB), so chunk buffers are reused from the heap, never mapped and
-/// unmapped per chunk.
+/// Size of the chunks [`Compact`] pieces are written out in.
 pub const CHUNK: usize = 32 * 1024;
+/// Chunk buffers: a chunk ends at the first line end past [`CHUNK`], so a buffer holds lines of
+/// up to 4 KiB beyond it (a longer line ends the chunk early, or gets a buffer of its own).
+const CHUNK_BUFFER: usize = CHUNK + 4096 + WILD;
+/// Chunk buffers kept for reuse: four connections with a few chunks queued each.
+const POOLED_CHUNKS: usize = 64;
+
+/// Chunk buffers sent and returned, reused without being allocated or cleared again.
+static POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// A buffer compact text is written into; sent as [`Bytes`] (`Bytes::from_owner`), and back
+/// in the pool once sent.
+struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Chunk {
+    fn take() -> Chunk {
+        let pooled = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        Chunk {
+            buf: pooled.unwrap_or_else(|| vec![0; CHUNK_BUFFER]),
+            len: 0,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        if self.buf.len() == CHUNK_BUFFER {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < POOLED_CHUNKS {
+                pool.push(std::mem::take(&mut self.buf));
+            }
+        }
+    }
+}
 
 /// gzip member header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
 pub const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -123,8 +163,6 @@ impl Deflater {
                 }
             }
         }
-        // Cached for a long time: do not keep the growth slack.
-        out.shrink_to_fit();
         out
     }
 }
@@ -237,17 +275,21 @@ impl Body {
                     }
                     Some(Piece::Compact(_)) => {
                         // Consecutive compact pieces share chunks: many are a few KiB.
-                        let mut buf = Vec::with_capacity(CHUNK + 1024);
+                        let mut chunk = Chunk::take();
+                        let mut pos = 0;
                         while let Some(Piece::Compact(c)) = pieces.get(self.next) {
-                            if c.write_to(&mut self.at, &mut buf, CHUNK) {
+                            if c.write_into(&mut self.at, &mut chunk.buf, &mut pos, CHUNK) {
                                 self.next += 1;
                                 self.at = 0;
-                            }
-                            if buf.len() >= CHUNK {
+                            } else if pos == 0 {
+                                // A line longer than a chunk buffer: a buffer of its own.
+                                chunk.buf = vec![0; c.line_len(self.at) + WILD];
+                            } else {
                                 break;
                             }
                         }
-                        Bytes::from(buf)
+                        chunk.len = pos;
+                        Bytes::from_owner(chunk)
                     }
                     None => {
                         self.pieces = None;
@@ -413,6 +455,9 @@ pub(crate) mod tests {
         let big: Vec<u8> = (0..3 * CHUNK / 40)
             .flat_map(|i| format!("m{{k=\"{i:08}\"}} {}\n", i % 97).into_bytes())
             .collect();
+        // A line longer than a chunk buffer, between two short ones.
+        let giant = format!("m{{k=\"{}\"}} 1\nm{{k=\"x\"}} 2\n", "g".repeat(2 * CHUNK));
+        let giant = [&b"m 0\n"[..], giant.as_bytes()].concat();
         let pieces: Arc<[Piece]> = vec![
             Piece::Bytes(Bytes::from_static(b"one")),
             Piece::Bytes(Bytes::new()),
@@ -421,6 +466,7 @@ pub(crate) mod tests {
             compact(b"a{b=\"c\"} 1\n"),
             compact(b""),
             compact(&big),
+            compact(&giant),
             Piece::Bytes(Bytes::from_static(b"two")),
         ]
         .into();
@@ -429,6 +475,7 @@ pub(crate) mod tests {
             &big,
             b"a{b=\"c\"} 1\n",
             &big,
+            &giant,
             b"two|t1|t2",
         ]
         .concat();
@@ -443,8 +490,10 @@ pub(crate) mod tests {
         );
         let mut sent = Vec::new();
         while let Some(chunk) = body.next_chunk() {
-            // A chunk of compact text stops at the first line end past CHUNK.
-            assert!(chunk.len() < CHUNK + 100, "{}", chunk.len());
+            // A chunk of compact text stops at the first line end past CHUNK (or holds one
+            // longer line).
+            assert!(chunk.len() < CHUNK + 100 || chunk.len() < 2 * CHUNK + 100);
+            assert!(!chunk.is_empty());
             sent.extend_from_slice(&chunk);
             assert_eq!(body.len(), (expected.len() - sent.len()) as u64);
         }

@@ -50,7 +50,8 @@ use super::compact::Compact;
 use super::registry::OwnMetrics;
 pub use super::registry::{BuildInfo, REGISTRY_MAX_AGE};
 use super::render::{
-    key_family_header, render_key_families, render_state_families, RenderOptions, KEY_FAMILY_COUNT,
+    key_family_header, render_key_families_into, render_state_families, KeyFamilies, RenderOptions,
+    KEY_FAMILY_COUNT,
 };
 use super::store::{AnalysisResult, Store};
 use crate::dcs::{Analysis, ApiMetrics};
@@ -402,6 +403,8 @@ impl Exposition {
         let mut cached = Deflater::new(CACHED_LEVEL);
         let mut units = HashMap::with_capacity(cache.units.len());
         let mut order = Vec::new();
+        // Reused for every result rendered: only the compact forms are allocated to be kept.
+        let mut texts: KeyFamilies = Default::default();
         for inst in snapshot.instances.values() {
             for (&analysis, state) in &inst.analyses {
                 let Some(result) = &state.result else {
@@ -418,7 +421,7 @@ impl Exposition {
                     }
                     _ => {
                         cache.unit_renders += 1;
-                        let texts = render_key_families(inst, analysis, result, &cache.opts);
+                        render_key_families_into(inst, analysis, result, &cache.opts, &mut texts);
                         let (index, texts): (Vec<usize>, Vec<&[u8]>) = texts
                             .iter()
                             .enumerate()

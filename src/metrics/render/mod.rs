@@ -165,8 +165,23 @@ pub fn render_key_families(
     result: &AnalysisResult,
     opts: &RenderOptions,
 ) -> KeyFamilies {
-    let ns = opts.namespace.as_str();
     let mut out: KeyFamilies = Default::default();
+    render_key_families_into(inst, analysis, result, opts, &mut out);
+    out
+}
+
+/// [`render_key_families`] into buffers the caller reuses (cleared first).
+pub fn render_key_families_into(
+    inst: &InstanceState,
+    analysis: Analysis,
+    result: &AnalysisResult,
+    opts: &RenderOptions,
+    out: &mut KeyFamilies,
+) {
+    let ns = opts.namespace.as_str();
+    for family in out.iter_mut() {
+        family.clear();
+    }
     // Every family shares the key's label block (`a="x",b="y"`), escaped once.
     let mut labels = Vec::with_capacity(256);
     let mut seen = HashSet::with_capacity(result.keys.len());
@@ -226,8 +241,7 @@ pub fn render_key_families(
             }
         }
     }
-    render_families(inst, result, opts, &mut out);
-    out
+    render_families(inst, result, opts, out);
 }
 
 /// The key family and keyspace samples of one result. Family names go through the key
