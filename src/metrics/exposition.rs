@@ -33,6 +33,10 @@
 //! slices of the assembled gzip body, so the fragments and the body that scrapes send share
 //! their bytes. Whether a state family changed is told by a digest of its text, so its old
 //! text need not be kept either.
+//!
+//! Results are replaced every few minutes, and their pieces freed among pieces that stay: the
+//! background assembler asks [`heap`](crate::heap) to give those pages back to the system
+//! after assemblies that replaced results (at most once per [`crate::heap::TRIM_DELAY`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +83,8 @@ pub struct Exposition {
     background: AtomicBool,
     /// Signalled when the render options change, for `keep_assembled`.
     options_changed: tokio::sync::Notify,
+    /// Gives the pages of replaced results back to the system (see the module docs).
+    trimmer: Arc<crate::heap::Trimmer>,
 }
 
 /// The rendered snapshot part and what it was rendered from.
@@ -213,6 +219,7 @@ impl Exposition {
             last_assembled: Mutex::new(None),
             background: AtomicBool::new(false),
             options_changed: tokio::sync::Notify::new(),
+            trimmer: crate::heap::Trimmer::new(),
             cache: Mutex::new(Cache {
                 headers: headers(&opts),
                 opts,
@@ -300,12 +307,18 @@ impl Exposition {
         loop {
             let exposition = self.clone();
             let started = Instant::now();
+            let rendered = self.result_renders();
             if let Err(e) =
                 tokio::task::spawn_blocking(move || exposition.snapshot_part(true)).await
             {
                 tracing::error!(error = %e, "assembling /metrics failed");
             }
             let took = started.elapsed();
+            if self.result_renders() != rendered {
+                // Replaced results were freed, among pieces that stay: their pages go back
+                // to the system (at most one trim per `heap::TRIM_DELAY`).
+                self.trimmer.soon();
+            }
             tracing::trace!(?took, "assembled /metrics");
             tokio::select! {
                 _ = cancel.cancelled() => break,
