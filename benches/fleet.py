@@ -716,7 +716,10 @@ def main() -> int:
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     binary = args.binary or target / "release" / "dcs-key-exporter"
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    log(f"binary {binary} (HEAD {rev}), {os.cpu_count()} CPUs, wrk {args.connections} connections x {args.threads} threads")
+    if args.binary:
+        # The build measured, not the checkout: `--version` names its revision.
+        rev = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
+    log(f"binary {binary} ({rev}), {os.cpu_count()} CPUs, wrk {args.connections} connections x {args.threads} threads")
 
     results = []
     with tempfile.TemporaryDirectory(prefix="dcs-fleet-bench-") as tmp:

@@ -10,7 +10,7 @@
 //!
 //! Lines that are not `name{labels} value` (HELP and TYPE lines, samples without labels) are
 //! kept as they are. The parts are cut from the text and joined with the same separators, so
-//! [`Compact::write_to`] gives back exactly the text it was made from, whatever the line says.
+//! [`Compact::write_into`] gives back exactly the text it was made from, whatever the line says.
 //! About 20 bytes per sample line are kept instead of 180, and expanding costs a few small
 //! copies per line, with no decompression, so a plain scrape of a large fleet is written out
 //! without the exporter holding the whole text.
