@@ -47,8 +47,8 @@
 //! which import nothing else from the crate; in [`simulator`], `http` depends on `routes`,
 //! `views`, `faults` and `reply`, and `reply` on nothing of those; in [`metrics`],
 //! `exposition` depends on `registry` (the exporter's own metrics), never the reverse.
-//! In [`config`], `validate_redis` (the `redis:` part of the validator) depends on `validate`,
-//! `redis` (the types) and `raw`, none of which imports it. In [`simulator`], `state` and
+//! In [`config`], the validator (`validate`, one file per part of the file) depends on `raw`
+//! and on the types it produces (`redis`), neither of which imports it. In [`simulator`], `state` and
 //! `offline` share `refusal` and do not import each other. In [`scheduler`], `analysis_loop`
 //! depends on `source` and `offline`, never the reverse. The scheduler is generic over the
 //! native source type (`Scheduler<C, N>`), so it does not name [`native`].

@@ -16,7 +16,6 @@ pub mod raw;
 pub mod redis;
 pub mod reload;
 pub mod validate;
-mod validate_redis;
 
 use std::collections::BTreeMap;
 use std::fmt;

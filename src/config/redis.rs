@@ -1,7 +1,7 @@
 //! `redis:`: Redis and Valkey servers the exporter analyses itself (see [`crate::native`]).
 //!
 //! The raw entry ([`super::raw::RawRedis`]) refuses unknown keys like the rest of the file;
-//! validation (in `validate_redis.rs`) turns it into a [`RedisTarget`]: a parsed address (`redis://` or `rediss://`, host and port,
+//! validation (`validate/redis.rs`) turns it into a [`RedisTarget`]: a parsed address (`redis://` or `rediss://`, host and port,
 //! credentials in the URL allowed but kept out of the id), the password from `${ENV}` or
 //! `password_file` as a [`Secret`], TLS files read once at load, the throttle, and the analysis
 //! settings with the global `analysis:` defaults under the target's own overrides. `mode:

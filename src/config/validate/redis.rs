@@ -1,16 +1,14 @@
-//! Validation of `redis:` targets: [`RawRedis`] entries into [`RedisTarget`]s, a part of the
-//! [`Validator`] kept beside the types it produces.
-
-use std::path::PathBuf;
+//! `redis:`: each [`RawRedis`] entry into a [`RedisTarget`] (address, credentials, TLS,
+//! throttle, and the analysis settings laid over the global defaults).
 
 use url::Url;
 
-use super::raw::{RawRedis, RawRedisTls};
-use super::redis::{
+use super::super::raw::{RawRedis, RawRedisTls};
+use super::super::redis::{
     RedisAddress, RedisTarget, RedisTls, DEFAULT_KEYS_PER_SECOND, MAX_KEYS_PER_SECOND,
 };
-use super::validate::Validator;
-use super::{AnalysisSettings, InstanceDefaults, Mode};
+use super::super::{AnalysisSettings, InstanceDefaults, Mode};
+use super::Validator;
 use crate::dcs::Analysis;
 use crate::metrics::families::FamilyRules;
 use crate::secret::Secret;
@@ -259,12 +257,7 @@ impl Validator<'_> {
         let read = |v: &mut Self, field: &str, path: &Option<String>| -> Option<Vec<u8>> {
             let k = format!("{key}.tls.{field}");
             let p = v.string(&k, path)?;
-            let mut path = PathBuf::from(&p);
-            if path.is_relative() {
-                if let Some(base) = v.base_dir() {
-                    path = base.join(path);
-                }
-            }
+            let path = v.resolve(&p);
             match std::fs::read(&path) {
                 Ok(b) if b.is_empty() => {
                     v.problem(&k, format!("{} is empty", path.display()));
