@@ -53,11 +53,12 @@
 //! depends on `source` and `offline`, never the reverse. The scheduler is generic over the
 //! native source type (`Scheduler<C, N>`), so it does not name [`native`].
 //!
-//! Unsafe code is denied. Two calls into the C library are the exceptions, each in one
+//! Unsafe code is denied. Three calls into the C library are the exceptions, each in one
 //! function: `sched_setscheduler`, which marks the scan threads as background work
 //! ([`native::runtime`]; no safe wrapper offers it without also resetting the thread's nice
-//! value), and glibc's `malloc_trim`, which gives freed memory back after the fleet shrinks
-//! ([`heap`]).
+//! value), glibc's `malloc_trim`, which gives freed memory back after the fleet shrinks
+//! ([`heap`]), and `fstatfs`, which tells a configured file on procfs or sysfs from a real one
+//! ([`config::file`]).
 #![deny(unsafe_code)]
 
 pub mod app;

@@ -284,3 +284,71 @@ async fn a_missing_config_file_is_refused() {
     let wrong = check(&path, &["no-such-file.yaml", "cannot read config file"]).await;
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
+
+/// Every file a config names gets the checks the config file gets, in `check-config` and at
+/// the start: a FIFO answers at once instead of blocking, `/dev/zero` and procfs are refused
+/// unread, and so is a file of 100 MiB. Generated: a FIFO cannot be committed.
+#[tokio::test]
+async fn files_named_by_a_config_are_refused_without_blocking() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("config-files");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let huge = dir.join("huge.pem");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(100 << 20)
+        .unwrap();
+    let mut wrong = Vec::new();
+    let not_a_file =
+        |it: &str| format!("is not a regular file (it is {it}); give the path of a file");
+    let procfs = not_a_file("on procfs, made up by the kernel as it is read");
+    for (file, what) in [
+        (
+            fifo.display().to_string(),
+            [not_a_file("a FIFO"), not_a_file("a FIFO")],
+        ),
+        (
+            "/dev/zero".to_owned(),
+            [not_a_file("a device"), not_a_file("a device")],
+        ),
+        (
+            "/proc/self/environ".to_owned(),
+            [procfs.clone(), procfs.clone()],
+        ),
+        (
+            huge.display().to_string(),
+            // Secrets and keys, certificates.
+            [
+                "is larger than 65536 bytes".to_owned(),
+                "is larger than 1048576 bytes".to_owned(),
+            ],
+        ),
+    ] {
+        let config = dir.join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "redis:\n  - address: rediss://127.0.0.1:6380\n    password_file: {file}\n    tls:\n      ca_file: {file}\n      cert_file: {file}\n      key_file: {file}\n"
+            ),
+        )
+        .unwrap();
+        let fragments: Vec<String> = [
+            ("redis[0].password_file", 3, &what[0]),
+            ("redis[0].tls.ca_file", 5, &what[1]),
+            ("redis[0].tls.cert_file", 6, &what[1]),
+            ("redis[0].tls.key_file", 7, &what[0]),
+        ]
+        .iter()
+        .map(|(key, line, what)| format!("{key}: cannot read {file}: {what} (line {line})"))
+        .collect();
+        let fragments: Vec<&str> = fragments.iter().map(String::as_str).collect();
+        wrong.extend(check(&config, &fragments).await);
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}

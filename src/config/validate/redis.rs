@@ -8,6 +8,7 @@ use super::super::redis::{
     RedisAddress, RedisTarget, RedisTls, DEFAULT_KEYS_PER_SECOND, MAX_KEYS_PER_SECOND,
 };
 use super::super::{AnalysisSettings, InstanceDefaults, Mode};
+use super::files::Holds;
 use super::Validator;
 use crate::dcs::Analysis;
 use crate::metrics::families::FamilyRules;
@@ -254,26 +255,16 @@ impl Validator<'_> {
                 "is set but the address is redis://; use rediss:// for TLS",
             );
         }
-        let read = |v: &mut Self, field: &str, path: &Option<String>| -> Option<Vec<u8>> {
+        let mut read = |field: &str, path: &Option<String>, holds: Holds| {
             let k = format!("{key}.tls.{field}");
-            let p = v.string(&k, path)?;
-            let path = v.resolve(&p);
-            match std::fs::read(&path) {
-                Ok(b) if b.is_empty() => {
-                    v.problem(&k, format!("{} is empty", path.display()));
-                    None
-                }
-                Ok(b) => Some(b),
-                Err(e) => {
-                    v.problem(&k, format!("cannot read {}: {e}", path.display()));
-                    None
-                }
-            }
+            let p = self.string(&k, path)?;
+            self.file(&k, &p, holds)
         };
-        let ca_pem = read(self, "ca_file", &raw.ca_file);
-        let client_cert_pem = read(self, "cert_file", &raw.cert_file);
-        let client_key_pem = read(self, "key_file", &raw.key_file)
-            .map(|b| Secret::new(String::from_utf8_lossy(&b).into_owned()));
+        let ca_pem = read("ca_file", &raw.ca_file, Holds::Certificates);
+        let client_cert_pem = read("cert_file", &raw.cert_file, Holds::Certificates);
+        let client_key_pem = read("key_file", &raw.key_file, Holds::Key)
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(Secret::new);
         if client_cert_pem.is_some() != client_key_pem.is_some() {
             self.problem(
                 format!("{key}.tls"),
