@@ -180,6 +180,37 @@ const CASES: &[(&str, &[&str])] = &[
         &["clouds", "at least one cloud is required"],
     ),
     ("scalar_document.yaml", &["(top level)", "invalid type"]),
+    (
+        "redis_port_zero.yaml",
+        &[
+            "redis[0].address: port 0 is not a port a server listens on",
+            "line 4",
+        ],
+    ),
+    (
+        "redis_bad_escape.yaml",
+        &[
+            "redis[0].address: the password in the address has an invalid percent escape",
+            "write a literal `%` as %25",
+            "line 4",
+        ],
+    ),
+    (
+        "redis_password_procfs.yaml",
+        &[
+            "redis[0].password_file: cannot read /proc/self/environ: is not a regular file (it \
+             is on procfs",
+            "line 5",
+        ],
+    ),
+    (
+        "redis_bad_address.yaml",
+        &[
+            "redis[0].address: not a Redis address",
+            "write redis://HOST:PORT (rediss:// for TLS) or HOST:PORT",
+            "line 3",
+        ],
+    ),
 ];
 
 fn corpus() -> PathBuf {
@@ -263,6 +294,33 @@ fn the_table_covers_the_whole_corpus() {
         files, listed,
         "every fixture has a row, every row a fixture"
     );
+}
+
+/// A refused address is named by its key, never repeated: it may hold a password.
+#[tokio::test]
+async fn a_refused_address_never_repeats_its_password() {
+    let path = corpus().join("redis_bad_escape.yaml");
+    let path = path.to_str().expect("UTF-8 path");
+    for args in [
+        vec!["check-config".to_owned(), format!("--config.file={path}")],
+        vec![
+            format!("--config.file={path}"),
+            "--web.listen-address=127.0.0.1:0".to_owned(),
+        ],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args).await;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("redis[0].address"), "{text}");
+        assert!(
+            !text.contains("s3cr"),
+            "{args:?} repeats the password: {text}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -9,9 +9,10 @@
 //! - `analysis`: the analysis settings (`analysis:` and each instance's or target's
 //!   overrides) and the key family naming rules;
 //! - `cloud`: `clouds:`, their credentials, instances and discovery;
-//! - `redis`: `redis:` targets and their TLS settings;
+//! - `redis`: `redis:` targets and their TLS settings, and `address`: what their address says;
 //! - `files`: every file the config names (secrets, certificates), read with the same checks.
 
+mod address;
 mod analysis;
 mod cloud;
 mod files;

@@ -1,13 +1,12 @@
 //! `redis:`: each [`RawRedis`] entry into a [`RedisTarget`] (address, credentials, TLS,
 //! throttle, and the analysis settings laid over the global defaults).
 
-use url::Url;
-
 use super::super::raw::{RawRedis, RawRedisTls};
 use super::super::redis::{
     RedisAddress, RedisTarget, RedisTls, DEFAULT_KEYS_PER_SECOND, MAX_KEYS_PER_SECOND,
 };
 use super::super::{AnalysisSettings, InstanceDefaults, Mode};
+use super::address;
 use super::files::Holds;
 use super::Validator;
 use crate::dcs::Analysis;
@@ -176,73 +175,26 @@ impl Validator<'_> {
         }
     }
 
-    /// Parses `redis://[user[:password]@]host[:port]` (or `rediss://`).
+    /// The `address` of the target at `key`: see [`address::parse`].
     fn redis_address(
         &mut self,
         key: &str,
         text: &str,
     ) -> (RedisAddress, Option<String>, Option<Secret>) {
         let key = format!("{key}.address");
-        let fallback = RedisAddress {
-            tls: false,
-            host: String::new(),
-            port: 6379,
-        };
         if text.is_empty() {
+            let fallback = RedisAddress {
+                tls: false,
+                host: String::new(),
+                port: address::DEFAULT_PORT,
+            };
             return (fallback, None, None);
         }
-        let url = match Url::parse(text) {
-            Ok(u) => u,
-            Err(e) => {
-                // Never echo the value: it may carry a password.
-                self.problem(&key, format!("not a redis:// or rediss:// URL: {e}"));
-                return (fallback, None, None);
-            }
-        };
-        let tls = match url.scheme() {
-            "redis" => false,
-            "rediss" => true,
-            other => {
-                self.problem(
-                    &key,
-                    format!("scheme {other}:// is not supported; use redis:// or rediss://"),
-                );
-                return (fallback, None, None);
-            }
-        };
-        let host = match url.host() {
-            Some(url::Host::Ipv6(a)) => a.to_string(),
-            Some(h) => h.to_string(),
-            None => {
-                self.problem(&key, "has no host");
-                return (fallback, None, None);
-            }
-        };
-        if !matches!(url.path(), "" | "/") {
-            self.problem(
-                &key,
-                "must not name a database: every database of the server is analysed",
-            );
+        let parsed = address::parse(text);
+        for p in parsed.problems {
+            self.problem(&key, p);
         }
-        if url.query().is_some() || url.fragment().is_some() {
-            self.problem(&key, "must not have a query or fragment");
-        }
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let user = Some(decode(url.username())).filter(|u| !u.is_empty());
-        let password = url.password().map(|p| Secret::new(decode(p)));
-        (
-            RedisAddress {
-                tls,
-                host,
-                port: url.port().unwrap_or(6379),
-            },
-            user,
-            password,
-        )
+        (parsed.address, parsed.user, parsed.password)
     }
 
     fn redis_tls(&mut self, key: &str, raw: Option<&RawRedisTls>, scheme_tls: bool) -> RedisTls {
