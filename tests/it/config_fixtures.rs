@@ -181,6 +181,24 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     ("scalar_document.yaml", &["(top level)", "invalid type"]),
     (
+        "unknown_key_redis_hotkey.yaml",
+        &[
+            "redis[0].analysis.hotkey.fresh_backup: unknown field `fresh_backup`, expected one \
+             of `mode`, `interval`, `timeout`, `top_n`; only analysis.keyfamily takes \
+             fresh_backup",
+            "line 8",
+        ],
+    ),
+    (
+        "unknown_key_redis_keyfamily.yaml",
+        &[
+            "redis[0].analysis.keyfamily.interval: unknown field `interval`, expected one of \
+             `mode`, `top_n`, `families`; the key families of a Redis or Valkey target come \
+             with every big key scan: set analysis.bigkey.interval",
+            "line 7",
+        ],
+    ),
+    (
         "redis_port_zero.yaml",
         &[
             "redis[0].address: port 0 is not a port a server listens on",

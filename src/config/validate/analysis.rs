@@ -13,33 +13,17 @@ use super::Validator;
 use crate::metrics::families::{FamilyRule, FamilyRules, MAX_DEPTH};
 
 impl Validator<'_> {
+    /// DCS's key family analysis: its schedule, and `fresh_backup`.
     pub(super) fn keyfamily(
         &mut self,
         key: &str,
-        raw: Option<&RawAnalysis>,
+        schedule: Option<&RawAnalysis>,
+        fresh_backup: Option<bool>,
         base: KeyfamilySettings,
     ) -> KeyfamilySettings {
         KeyfamilySettings {
-            analysis: self.analysis(key, raw, base.analysis),
-            fresh_backup: raw
-                .and_then(|r| r.fresh_backup)
-                .unwrap_or(base.fresh_backup),
-        }
-    }
-
-    /// `fresh_backup` and `families` belong to the key family analysis only.
-    pub(super) fn no_fresh_backup(&mut self, key: &str, raw: Option<&RawAnalysis>) {
-        if raw.is_some_and(|r| r.fresh_backup.is_some()) {
-            self.problem(
-                format!("{key}.fresh_backup"),
-                "only analysis.keyfamily takes fresh_backup",
-            );
-        }
-        if raw.is_some_and(|r| r.families.is_some()) {
-            self.problem(
-                format!("{key}.families"),
-                "only analysis.keyfamily takes families",
-            );
+            analysis: self.analysis(key, schedule, base.analysis),
+            fresh_backup: fresh_backup.unwrap_or(base.fresh_backup),
         }
     }
 

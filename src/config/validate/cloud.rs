@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::super::raw::{RawAuth, RawCloud, RawDiscovery, RawInstance};
+use super::super::raw::{RawAuth, RawCloud, RawDiscovery, RawInstance, RawInstanceKeyfamily};
 use super::super::{ApiSettings, CloudConfig, DiscoveryConfig, InstanceConfig, InstanceDefaults};
 use super::Validator;
 use crate::dcs::{Auth, ClientConfig};
@@ -261,28 +261,15 @@ impl Validator<'_> {
             ),
             keyfamily: self.keyfamily(
                 &format!("{key}.analysis.keyfamily"),
-                raw.analysis.keyfamily.as_ref(),
+                raw.analysis
+                    .keyfamily
+                    .as_ref()
+                    .map(RawInstanceKeyfamily::schedule)
+                    .as_ref(),
+                raw.analysis.keyfamily.as_ref().and_then(|k| k.fresh_backup),
                 defaults.keyfamily,
             ),
         };
-        for (sub, r) in [
-            ("hotkey", &raw.analysis.hotkey),
-            ("bigkey", &raw.analysis.bigkey),
-        ] {
-            self.no_fresh_backup(&format!("{key}.analysis.{sub}"), r.as_ref());
-        }
-        if raw
-            .analysis
-            .keyfamily
-            .as_ref()
-            .is_some_and(|k| k.families.is_some())
-        {
-            self.problem(
-                format!("{key}.analysis.keyfamily.families"),
-                "DCS names the families of its offline key analysis itself; families: applies \
-                 to Redis targets (redis:) only",
-            );
-        }
         (!id.is_empty()).then_some(cfg)
     }
 

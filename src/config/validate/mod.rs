@@ -9,7 +9,8 @@
 //! - `analysis`: the analysis settings (`analysis:` and each instance's or target's
 //!   overrides) and the key family naming rules;
 //! - `cloud`: `clouds:`, their credentials, instances and discovery;
-//! - `redis`: `redis:` targets and their TLS settings, and `address`: what their address says;
+//! - `redis`: `redis:` targets and their TLS settings, `address`: what their address says, and
+//!   `redis_analysis`: what the exporter's own scans of them do;
 //! - `files`: every file the config names (secrets, certificates), read with the same checks.
 
 mod address;
@@ -17,6 +18,7 @@ mod analysis;
 mod cloud;
 mod files;
 mod redis;
+mod redis_analysis;
 mod settings;
 
 use std::collections::HashSet;
@@ -24,7 +26,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::RawConfig;
+use super::raw::{RawConfig, RawKeyfamily};
 use super::{duration, AnalysisSettings, Config, InstanceDefaults, KeyfamilySettings, Problem};
 use crate::dcs::Analysis;
 use crate::metrics::families::FamilyRules;
@@ -148,16 +150,15 @@ impl<'a> Validator<'a> {
             ),
             keyfamily: self.keyfamily(
                 "analysis.keyfamily",
-                raw.analysis.keyfamily.as_ref(),
+                raw.analysis
+                    .keyfamily
+                    .as_ref()
+                    .map(RawKeyfamily::schedule)
+                    .as_ref(),
+                raw.analysis.keyfamily.as_ref().and_then(|k| k.fresh_backup),
                 KeyfamilySettings::default(),
             ),
         };
-        for (key, raw) in [
-            ("analysis.hotkey", &raw.analysis.hotkey),
-            ("analysis.bigkey", &raw.analysis.bigkey),
-        ] {
-            self.no_fresh_backup(key, raw.as_ref());
-        }
         let families = self.families(
             "analysis.keyfamily.families",
             raw.analysis

@@ -5,11 +5,10 @@ use super::super::raw::{RawRedis, RawRedisTls};
 use super::super::redis::{
     RedisAddress, RedisTarget, RedisTls, DEFAULT_KEYS_PER_SECOND, MAX_KEYS_PER_SECOND,
 };
-use super::super::{AnalysisSettings, InstanceDefaults, Mode};
+use super::super::InstanceDefaults;
 use super::address;
 use super::files::Holds;
 use super::Validator;
-use crate::dcs::Analysis;
 use crate::metrics::families::FamilyRules;
 use crate::secret::Secret;
 
@@ -74,89 +73,10 @@ impl Validator<'_> {
                 DEFAULT_KEYS_PER_SECOND
             }
         };
-        let mut settings = |a: Analysis, raw_a, base: AnalysisSettings| {
-            let k = format!("{key}.analysis.{a}");
-            let s = self.analysis(&k, raw_a, base);
-            if s.mode == Mode::Observe {
-                let from = if raw_a.and_then(|r| r.mode).is_some() {
-                    String::new()
-                } else {
-                    format!(" (inherited from analysis.{a}.mode)")
-                };
-                self.problem(
-                    format!("{k}.mode"),
-                    format!(
-                        "observe{from} has no meaning for a Redis or Valkey target, which the \
-                         exporter analyses itself; use trigger or off"
-                    ),
-                );
-            }
-            s
-        };
-        let hotkey = settings(
-            Analysis::Hotkey,
-            raw.analysis.hotkey.as_ref(),
-            defaults.hotkey,
-        );
-        let bigkey = settings(
-            Analysis::Bigkey,
-            raw.analysis.bigkey.as_ref(),
-            defaults.bigkey,
-        );
-        let raw_kf = raw.analysis.keyfamily.as_ref();
-        let kf = settings(Analysis::Keyfamily, raw_kf, defaults.keyfamily.analysis);
-        for (sub, r) in [
-            ("hotkey", &raw.analysis.hotkey),
-            ("bigkey", &raw.analysis.bigkey),
-        ] {
-            self.no_fresh_backup(&format!("{key}.analysis.{sub}"), r.as_ref());
-        }
-        let k = format!("{key}.analysis.keyfamily");
-        if let Some(r) = raw_kf {
-            for (field, given) in [
-                ("interval", r.interval.is_some()),
-                ("timeout", r.timeout.is_some()),
-            ] {
-                if given {
-                    self.problem(
-                        format!("{k}.{field}"),
-                        format!(
-                            "the key families of a Redis or Valkey target come with every big \
-                             key scan; set analysis.bigkey.{field}"
-                        ),
-                    );
-                }
-            }
-            if r.fresh_backup.is_some() {
-                self.problem(
-                    format!("{k}.fresh_backup"),
-                    "a Redis or Valkey target has no DCS backups; its key families come from \
-                     the big key scan",
-                );
-            }
-        }
-        if kf.mode == Mode::Trigger && bigkey.mode == Mode::Off {
-            let from = if raw_kf.and_then(|r| r.mode).is_some() {
-                String::new()
-            } else {
-                " (inherited from analysis.keyfamily.mode)".to_owned()
-            };
-            self.problem(
-                format!("{k}.mode"),
-                format!(
-                    "trigger{from} needs the big key scan, which is off; turn \
-                     analysis.bigkey on or set keyfamily to off"
-                ),
-            );
-        }
-        let keyfamily = AnalysisSettings {
-            interval: bigkey.interval,
-            timeout: bigkey.timeout,
-            ..kf
-        };
-        let families = self.families(
-            &format!("{k}.families"),
-            raw_kf.and_then(|r| r.families.as_ref()),
+        let analysis = self.redis_analysis(
+            &format!("{key}.analysis"),
+            &raw.analysis,
+            defaults,
             families,
         );
         RedisTarget {
@@ -168,10 +88,10 @@ impl Validator<'_> {
             tls,
             keys_per_second,
             lfu_log_factor: defaults.lfu_log_factor,
-            hotkey,
-            bigkey,
-            keyfamily,
-            families,
+            hotkey: analysis.hotkey,
+            bigkey: analysis.bigkey,
+            keyfamily: analysis.keyfamily,
+            families: analysis.families,
         }
     }
 
