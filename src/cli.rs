@@ -3,16 +3,17 @@
 //! report ([`check_config`]). All of it is tested without starting a process: the binary only
 //! parses, sets up logging and runs what [`Args::into_command`] returns.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::config::flags::RedisFlags;
 use crate::config::{self, ConfigError};
 use crate::dcs::{DcsApi, DcsClient, InstanceListQuery};
 use crate::fleet::shard::ShardError;
 use crate::fleet::{FleetOptions, Shard};
+use crate::secret::Secret;
 use crate::simulator::SimConfig;
 
 /// Exit code for a bad command line or config.
@@ -22,7 +23,8 @@ pub const EXIT_USAGE: u8 = 2;
 ///
 /// Runs DCS hot key and big key analyses on a schedule (or picks up those DCS runs by itself),
 /// scans the Redis and Valkey servers listed under `redis:` for the same, and serves the results
-/// on /metrics. Try it without a cloud account: `dcs-key-exporter --demo`.
+/// on /metrics. Try it without a cloud account: `dcs-key-exporter --demo`; against your own
+/// Redis or Valkey, without a config file: `dcs-key-exporter --redis.addr=127.0.0.1:6379`.
 /// Every flag can also be set with an environment variable: DCS_EXPORTER_ followed by the flag
 /// name in upper case with `.` and `-` as `_` (e.g. DCS_EXPORTER_CONFIG_FILE).
 #[derive(Parser, Debug)]
@@ -125,6 +127,54 @@ pub struct Args {
     )]
     pub shard_count: u32,
 
+    /// Scan this Redis or Valkey server, without a config file: redis://HOST:PORT,
+    /// rediss://HOST:PORT (TLS) or HOST:PORT; for a cluster, any node. Repeat the flag, or
+    /// separate addresses with commas, for several servers. Each gets the documented defaults
+    /// (hot keys every 15m, big keys every 1h, 20000 keys/s per node), and the scans start at
+    /// once. A config file can do more (per-target settings, TLS files, DCS instances):
+    /// config/redis.yaml is a start.
+    #[arg(
+        long = "redis.addr",
+        env = "DCS_EXPORTER_REDIS_ADDR",
+        value_name = "URL",
+        value_delimiter = ',',
+        value_parser = secret,
+        hide_env_values = true,
+        global = true
+    )]
+    pub redis_addr: Vec<Secret>,
+
+    /// ACL user for the --redis.addr servers (or in the address: redis://USER@HOST:PORT).
+    #[arg(
+        long = "redis.user",
+        env = "DCS_EXPORTER_REDIS_USER",
+        value_name = "NAME",
+        global = true
+    )]
+    pub redis_user: Option<String>,
+
+    /// Password for the --redis.addr servers. Prefer the environment variable, or
+    /// --redis.password-file: a flag's value is visible to every user of the host (ps).
+    #[arg(
+        long = "redis.password",
+        env = "DCS_EXPORTER_REDIS_PASSWORD",
+        value_name = "PASSWORD",
+        value_parser = secret,
+        hide_env_values = true,
+        global = true
+    )]
+    pub redis_password: Option<Secret>,
+
+    /// File holding the password for the --redis.addr servers (a trailing newline is ignored),
+    /// read with the checks of any secret file.
+    #[arg(
+        long = "redis.password-file",
+        env = "DCS_EXPORTER_REDIS_PASSWORD_FILE",
+        value_name = "PATH",
+        global = true
+    )]
+    pub redis_password_file: Option<PathBuf>,
+
     /// Never create analysis tasks: every analysis configured `trigger` runs as `observe`
     /// (the standby replica of a high-availability pair).
     #[arg(
@@ -136,7 +186,8 @@ pub struct Args {
 
 #[derive(Subcommand, Debug)]
 pub enum Sub {
-    /// Validate the config file: exit 0, or print every problem and exit 2.
+    /// Validate the config (--config.file, or the --redis.addr flags): exit 0, or print every
+    /// problem and exit 2.
     CheckConfig {
         /// Also prove endpoints and credentials work: call the DCS API (ShowInstance for every
         /// configured instance, ListInstances once for each cloud without instances or with
@@ -204,10 +255,31 @@ pub enum UsageError {
     TimeScale,
     #[error(transparent)]
     Shard(#[from] ShardError),
-    #[error("no config: pass --config.file=PATH, or try --demo")]
+    #[error(
+        "no config: pass --config.file=PATH, or --redis.addr=HOST:PORT to scan a Redis or \
+         Valkey server, or try --demo"
+    )]
     NoConfig,
-    #[error("check-config needs --config.file=PATH")]
+    #[error("check-config needs --config.file=PATH or --redis.addr=URL")]
     CheckNeedsConfig,
+    #[error(
+        "--redis.addr scans the servers it names without a config file: leave out \
+         --config.file (or DCS_EXPORTER_CONFIG_FILE), or list the servers under redis: in the \
+         file (config/redis.yaml shows how)"
+    )]
+    RedisAddrWithConfig,
+    #[error(
+        "--demo runs its own simulator and config: leave out --redis.addr (or \
+         DCS_EXPORTER_REDIS_ADDR), or drop --demo"
+    )]
+    DemoTakesNoRedisAddr,
+    #[error(
+        "{0} applies to the servers of --redis.addr, which is not given; in a config file, \
+         set redis[].username, password or password_file"
+    )]
+    RedisCredentialsWithoutAddr(&'static str),
+    #[error("give either --redis.password (DCS_EXPORTER_REDIS_PASSWORD) or --redis.password-file, not both")]
+    RedisPasswordTwice,
     #[error(
         "--demo runs its own simulator and config: leave out --config.file \
          (or DCS_EXPORTER_CONFIG_FILE), or drop --demo to use the file"
@@ -218,6 +290,11 @@ pub enum UsageError {
          (or DCS_EXPORTER_CONFIG_FILE); point the exporter at it with `endpoint:` in its config"
     )]
     SimulateTakesNoConfig,
+    #[error(
+        "simulate serves a DCS API and scans no Redis server: leave out --redis.addr (or \
+         DCS_EXPORTER_REDIS_ADDR)"
+    )]
+    SimulateTakesNoRedisAddr,
 }
 
 /// What to run, with checked settings.
@@ -225,8 +302,8 @@ pub enum UsageError {
 pub enum Command {
     /// The exporter.
     Serve(ServeOptions),
-    /// `check-config`.
-    CheckConfig { config_file: PathBuf, online: bool },
+    /// `check-config`: of a file or of the `--redis.*` flags (never [`Source::Demo`]).
+    CheckConfig { source: Source, online: bool },
     /// `simulate`.
     Simulate { listen: SocketAddr, sim: SimConfig },
 }
@@ -238,6 +315,34 @@ pub enum Source {
     Demo,
     /// `--config.file`.
     File(PathBuf),
+    /// `--redis.addr` and its credentials.
+    Redis(RedisFlags),
+}
+
+impl Source {
+    /// Loads the config of a file or of the flags; `None` for the demo, whose config comes
+    /// with its simulator. Blocking: async code runs it on a blocking thread.
+    pub fn load(&self) -> Option<Result<config::Loaded, ConfigError>> {
+        match self {
+            Source::Demo => None,
+            Source::File(p) => Some(config::load_file_checked(p)),
+            Source::Redis(flags) => Some(config::flags::load(flags)),
+        }
+    }
+
+    /// The file's path, or where flags come from, for messages.
+    pub fn shown(&self) -> String {
+        match self {
+            Source::Demo => "--demo".to_owned(),
+            Source::File(p) => p.display().to_string(),
+            Source::Redis(_) => config::flags::SOURCE.to_owned(),
+        }
+    }
+}
+
+/// Parses a flag value that may be (or hold) a secret.
+fn secret(s: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(s))
 }
 
 /// The exporter's checked settings.
@@ -256,11 +361,17 @@ pub struct ServeOptions {
 impl Args {
     /// Checks the flags and says what to run. `hostname` is for `--shard.index=from-hostname`.
     pub fn into_command(self, hostname: Option<&str>) -> Result<Command, UsageError> {
+        let redis = self.redis_flags()?;
         match self.command {
-            Some(Sub::CheckConfig { online }) => Ok(Command::CheckConfig {
-                config_file: self.config_file.ok_or(UsageError::CheckNeedsConfig)?,
-                online,
-            }),
+            Some(Sub::CheckConfig { online }) => {
+                let source = match (self.config_file, redis) {
+                    (Some(_), Some(_)) => return Err(UsageError::RedisAddrWithConfig),
+                    (Some(p), None) => Source::File(p),
+                    (None, Some(r)) => Source::Redis(r),
+                    (None, None) => return Err(UsageError::CheckNeedsConfig),
+                };
+                Ok(Command::CheckConfig { source, online })
+            }
             Some(Sub::Simulate {
                 seed,
                 instances,
@@ -276,6 +387,9 @@ impl Args {
                 };
                 if self.config_file.is_some() {
                     return Err(UsageError::SimulateTakesNoConfig);
+                }
+                if redis.is_some() {
+                    return Err(UsageError::SimulateTakesNoRedisAddr);
                 }
                 sim.seed = seed;
                 sim.access_key = access_key;
@@ -306,11 +420,14 @@ impl Args {
                     return Err(UsageError::TelemetryPath);
                 }
                 let shard = Shard::from_flags(&self.shard_index, self.shard_count, hostname)?;
-                let source = match (self.demo, self.config_file) {
-                    (true, Some(_)) => return Err(UsageError::DemoTakesNoConfig),
-                    (true, None) => Source::Demo,
-                    (false, Some(p)) => Source::File(p),
-                    (false, None) => return Err(UsageError::NoConfig),
+                let source = match (self.demo, self.config_file, redis) {
+                    (true, Some(_), _) => return Err(UsageError::DemoTakesNoConfig),
+                    (true, None, Some(_)) => return Err(UsageError::DemoTakesNoRedisAddr),
+                    (true, None, None) => Source::Demo,
+                    (false, Some(_), Some(_)) => return Err(UsageError::RedisAddrWithConfig),
+                    (false, Some(p), None) => Source::File(p),
+                    (false, None, Some(r)) => Source::Redis(r),
+                    (false, None, None) => return Err(UsageError::NoConfig),
                 };
                 Ok(Command::Serve(ServeOptions {
                     listen: parse_listen(self.listen_address.as_deref().unwrap_or(DEFAULT_LISTEN))?,
@@ -326,6 +443,34 @@ impl Args {
                 }))
             }
         }
+    }
+}
+
+impl Args {
+    /// The `--redis.*` flags, when `--redis.addr` is given; credentials without it are refused
+    /// rather than ignored.
+    fn redis_flags(&self) -> Result<Option<RedisFlags>, UsageError> {
+        if self.redis_addr.is_empty() {
+            for (given, flag) in [
+                (self.redis_user.is_some(), "--redis.user"),
+                (self.redis_password.is_some(), "--redis.password"),
+                (self.redis_password_file.is_some(), "--redis.password-file"),
+            ] {
+                if given {
+                    return Err(UsageError::RedisCredentialsWithoutAddr(flag));
+                }
+            }
+            return Ok(None);
+        }
+        if self.redis_password.is_some() && self.redis_password_file.is_some() {
+            return Err(UsageError::RedisPasswordTwice);
+        }
+        Ok(Some(RedisFlags {
+            addrs: self.redis_addr.clone(),
+            user: self.redis_user.clone(),
+            password: self.redis_password.clone(),
+            password_file: self.redis_password_file.clone(),
+        }))
     }
 }
 
@@ -386,30 +531,37 @@ pub struct CheckReport {
     pub exit: u8,
 }
 
-/// `check-config`: loads the config (on a blocking thread) and reports every problem and
-/// warning; with `online`, also calls DCS for every configured instance (ShowInstance) and
-/// once per cloud without instances or with discovery (ListInstances), going on after a
-/// failure so that every broken instance is named.
-pub async fn check_config(path: &Path, online: bool) -> CheckReport {
-    let p = path.to_owned();
-    let loaded = tokio::task::spawn_blocking(move || config::load_file_checked(&p))
+/// `check-config`: loads the config (of a file, or of the `--redis.*` flags; on a blocking
+/// thread) and reports every problem and warning; with `online`, also calls DCS for every
+/// configured instance (ShowInstance) and once per cloud without instances or with discovery
+/// (ListInstances), and connects to every Redis target, going on after a failure so that
+/// every broken instance is named.
+pub async fn check_config(source: &Source, online: bool) -> CheckReport {
+    let shown = source.shown();
+    let s = source.clone();
+    let loaded = tokio::task::spawn_blocking(move || s.load())
         .await
         .unwrap_or_else(|e| {
-            Err(ConfigError::Read {
-                path: path.display().to_string(),
+            Some(Err(ConfigError::Read {
+                path: shown.clone(),
                 source: config::ReadError::Io(std::io::Error::other(e.to_string())),
-            })
+            }))
         });
-    let shown = path.display();
     let loaded = match loaded {
-        Ok(l) => l,
-        Err(e) => {
+        Some(Ok(l)) => l,
+        Some(Err(e)) => {
             return CheckReport {
                 lines: e
                     .problems()
                     .into_iter()
                     .map(|p| format!("error: {p}"))
                     .collect(),
+                exit: EXIT_USAGE,
+            }
+        }
+        None => {
+            return CheckReport {
+                lines: vec![format!("error: {}", UsageError::CheckNeedsConfig)],
                 exit: EXIT_USAGE,
             }
         }
@@ -427,21 +579,20 @@ pub async fn check_config(path: &Path, online: bool) -> CheckReport {
         .iter()
         .filter(|c| c.discovery.is_some())
         .count();
-    let mut summary = format!(
-        "{shown}: OK ({}, {}",
-        plural(config.clouds.len(), "cloud"),
-        plural(instances, "instance")
-    );
-    if discovering > 0 {
-        let _ = write!(summary, ", discovery in {discovering} of them");
+    // What the config holds; clouds are not mentioned in a config of Redis targets only.
+    let mut parts = Vec::new();
+    if !config.clouds.is_empty() || config.redis.is_empty() {
+        parts.push(plural(config.clouds.len(), "cloud"));
+        parts.push(plural(instances, "instance"));
+        if discovering > 0 {
+            let last = parts.pop().unwrap_or_default();
+            parts.push(format!("{last}, discovery in {discovering} of them"));
+        }
     }
     if !config.redis.is_empty() {
-        let _ = write!(
-            summary,
-            ", {}",
-            plural(config.redis.len(), "Redis/Valkey target")
-        );
+        parts.push(plural(config.redis.len(), "Redis/Valkey target"));
     }
+    let mut summary = format!("{shown}: OK ({}", parts.join(", "));
     summary.push(')');
     lines.push(summary);
     if !online {
@@ -613,7 +764,11 @@ mod tests {
     #[test]
     fn bad_flags_are_usage_errors() {
         let cases: [(&[&str], &str); 8] = [
-            (&[], "no config: pass --config.file=PATH, or try --demo"),
+            (
+                &[],
+                "no config: pass --config.file=PATH, or --redis.addr=HOST:PORT to scan a Redis \
+                 or Valkey server, or try --demo",
+            ),
             (
                 &["--demo", "--web.listen-address=9797"],
                 "\"9797\" is not HOST:PORT",
@@ -627,7 +782,10 @@ mod tests {
                 "must start with '/'",
             ),
             (&["--demo", "--shard.index=3", "--shard.count=3"], "shard"),
-            (&["check-config"], "check-config needs --config.file=PATH"),
+            (
+                &["check-config"],
+                "check-config needs --config.file=PATH or --redis.addr=URL",
+            ),
             // A flag that would be silently ignored is refused instead.
             (
                 &["--demo", "--config.file=c.yaml"],
@@ -642,6 +800,116 @@ mod tests {
             let e = command(args).expect_err("refused").to_string();
             assert!(e.contains(want), "{args:?}: {e}");
         }
+    }
+
+    #[test]
+    fn redis_addr_runs_without_a_config_file() {
+        let Ok(Command::Serve(o)) = command(&[
+            "--redis.addr=127.0.0.1:6379,redis://10.0.0.5:6380",
+            "--redis.addr",
+            "rediss://cache:7000",
+            "--redis.user=exporter",
+            "--redis.password-file=pw",
+        ]) else {
+            panic!("serve");
+        };
+        let Source::Redis(flags) = o.source else {
+            panic!("{:?}", o.source);
+        };
+        let addrs: Vec<&str> = flags.addrs.iter().map(Secret::expose).collect();
+        assert_eq!(
+            addrs,
+            [
+                "127.0.0.1:6379",
+                "redis://10.0.0.5:6380",
+                "rediss://cache:7000"
+            ]
+        );
+        assert_eq!(flags.user.as_deref(), Some("exporter"));
+        assert_eq!(flags.password_file, Some(PathBuf::from("pw")));
+        // An address may hold a password: the options never print it.
+        let Ok(Command::Serve(o)) = command(&["--redis.addr=redis://:hunter2@h"]) else {
+            panic!("serve");
+        };
+        assert!(!format!("{o:?}").contains("hunter2"), "{o:?}");
+        // check-config takes the flags too, after the subcommand as well as before.
+        let Ok(Command::CheckConfig { source, online }) =
+            command(&["check-config", "--online", "--redis.addr=h:1"])
+        else {
+            panic!("check-config");
+        };
+        assert!(online);
+        assert!(matches!(source, Source::Redis(f) if f.addrs == [Secret::new("h:1")]));
+    }
+
+    #[test]
+    fn redis_flags_that_would_be_ignored_are_refused() {
+        let cases: [(&[&str], &str); 7] = [
+            (
+                &["--redis.addr=h", "--config.file=c.yaml"],
+                "--redis.addr scans the servers it names without a config file",
+            ),
+            (
+                &["check-config", "--redis.addr=h", "--config.file=c.yaml"],
+                "--redis.addr scans the servers it names without a config file",
+            ),
+            (
+                &["--demo", "--redis.addr=h"],
+                "--demo runs its own simulator",
+            ),
+            (&["simulate", "--redis.addr=h"], "simulate serves a DCS API"),
+            (
+                &["--config.file=c.yaml", "--redis.password-file=pw"],
+                "--redis.password-file applies to the servers of --redis.addr",
+            ),
+            (
+                &["--demo", "--redis.user=u"],
+                "--redis.user applies to the servers of --redis.addr",
+            ),
+            (
+                &[
+                    "--redis.addr=h",
+                    "--redis.password=x",
+                    "--redis.password-file=pw",
+                ],
+                "give either --redis.password",
+            ),
+        ];
+        for (args, want) in cases {
+            let e = command(args).expect_err("refused").to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn check_config_of_redis_flags_names_the_flag() {
+        let Ok(Command::CheckConfig { source, .. }) =
+            command(&["check-config", "--redis.addr=h:0"])
+        else {
+            panic!("check-config");
+        };
+        let r = check_config(&source, false).await;
+        assert_eq!(r.exit, 2);
+        assert_eq!(
+            r.lines,
+            [
+                "error: command line: --redis.addr: port 0 is not a port a server listens on: \
+              give its port (6379 when left out)"
+            ]
+        );
+        let Ok(Command::CheckConfig { source, .. }) =
+            command(&["check-config", "--redis.addr=h:6379,h2"])
+        else {
+            panic!("check-config");
+        };
+        let r = check_config(&source, false).await;
+        assert_eq!(
+            (r.exit, r.lines),
+            (
+                0,
+                vec!["command line: OK (2 Redis/Valkey targets)".to_owned()]
+            )
+        );
     }
 
     /// The help must say what the flags do and what the README promises: `check-config
@@ -662,6 +930,24 @@ mod tests {
             check.contains("ShowInstance for every configured instance"),
             "{check}"
         );
+        // The flags of a start without a config file, with their variables (values hidden).
+        let root = cmd
+            .render_long_help()
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for want in [
+            "--redis.addr <URL>",
+            "[env: DCS_EXPORTER_REDIS_ADDR]",
+            "--redis.user <NAME>",
+            "--redis.password <PASSWORD>",
+            "[env: DCS_EXPORTER_REDIS_PASSWORD]",
+            "--redis.password-file <PATH>",
+            "dcs-key-exporter --redis.addr=127.0.0.1:6379",
+        ] {
+            assert!(root.contains(want), "{want}: {root}");
+        }
         let sim = cmd
             .find_subcommand_mut("simulate")
             .expect("simulate")
@@ -751,7 +1037,7 @@ mod tests {
             "clouds:\n  - regoin: x\n    project_id: nope\n    nmae: y\n",
         )
         .expect("write");
-        let r = check_config(&bad, false).await;
+        let r = check_config(&Source::File(bad.clone()), false).await;
         assert_eq!(r.exit, 2);
         let text = r.lines.join("\n");
         for want in ["clouds[0].regoin", "clouds[0].nmae", "clouds[0].project_id"] {
@@ -765,7 +1051,7 @@ mod tests {
             "clouds:\n  - region: r\n    project_id: 0123456789abcdef0123456789abcdef\n    auth: {access_key: a, secret_key: s}\n    instances: [{id: 5560df16-cebf-4473-95c4-d1b573c16e79}]\nanalysis:\n  hotkey: {interval: 1m, timeout: 5m}\n",
         )
         .expect("write");
-        let r = check_config(&warned, false).await;
+        let r = check_config(&Source::File(warned.clone()), false).await;
         assert_eq!(r.exit, 0, "{:?}", r.lines);
         assert!(r.lines[0].starts_with("warning: "), "{:?}", r.lines);
         assert!(
@@ -790,9 +1076,12 @@ mod tests {
             .status()
             .expect("mkfifo runs");
         assert!(made.success());
-        let r = tokio::time::timeout(std::time::Duration::from_secs(10), check_config(&p, false))
-            .await
-            .expect("check-config does not hang on a FIFO");
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            check_config(&Source::File(p.clone()), false),
+        )
+        .await
+        .expect("check-config does not hang on a FIFO");
         assert_eq!(r.exit, 2);
         assert!(
             r.lines[0].contains("is not a regular file (it is a FIFO)"),
@@ -826,7 +1115,7 @@ mod tests {
         let d = scratch("online");
         let p = d.join("config.yaml");
         std::fs::write(&p, yaml).expect("write");
-        let r = check_config(&p, true).await;
+        let r = check_config(&Source::File(p.clone()), true).await;
         let text = r.lines.join("\n");
         assert_eq!(r.exit, 1, "{text}");
         let failed: Vec<&String> = r.lines.iter().filter(|l| l.contains("FAILED")).collect();
@@ -853,7 +1142,7 @@ mod tests {
             .expect("read")
             .replace(secret.expose(), "not-the-secret-key");
         std::fs::write(&p, wrong).expect("write");
-        let r = check_config(&p, true).await;
+        let r = check_config(&Source::File(p.clone()), true).await;
         let text = r.lines.join("\n");
         let failed: Vec<&String> = r.lines.iter().filter(|l| l.contains("FAILED")).collect();
         assert_eq!(failed.len(), known.len() + 2, "{text}");
@@ -865,7 +1154,7 @@ mod tests {
         supervisor.wait().await;
         assert_eq!(supervisor.failure(), None);
         // Unreachable: nothing listens on the endpoint any more.
-        let r = check_config(&p, true).await;
+        let r = check_config(&Source::File(p.clone()), true).await;
         let text = r.lines.join("\n");
         assert!(
             text.contains("(the endpoint cannot be reached from here"),

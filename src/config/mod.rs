@@ -7,10 +7,12 @@
 //! the wrong type by leaving that key out and parsing again, and the validator collects as it
 //! goes. Files are read by [`mod@file`]: regular files only, opened without blocking, with a size
 //! bound ([`MAX_CONFIG_BYTES`], [`MAX_SECRET_BYTES`], [`MAX_CERT_BYTES`]); every path the config
-//! names is read that way.
+//! names is read that way. [`flags`] makes a config of `redis:` targets from `--redis.addr`
+//! instead, through the same validator.
 
 pub mod duration;
 pub mod file;
+pub mod flags;
 mod locate;
 pub mod parse;
 pub mod raw;

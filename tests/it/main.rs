@@ -20,5 +20,6 @@ mod native_families;
 mod process;
 mod reliability;
 mod secrets;
+mod self_hosted;
 mod simulator;
 mod web_config;

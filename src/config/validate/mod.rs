@@ -38,7 +38,15 @@ pub(super) struct Validator<'a> {
     /// Legal but probably unintended settings.
     warnings: Vec<Problem>,
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// Whether `${NAME}` is expanded (in a file; a value from the command line is taken as
+    /// given: the shell has expanded what it meant to).
+    expand_env: bool,
     base_dir: Option<&'a Path>,
+}
+
+/// The environment of a validator that expands nothing.
+fn no_env(_: &str) -> Option<String> {
+    None
 }
 
 impl<'a> Validator<'a> {
@@ -50,7 +58,17 @@ impl<'a> Validator<'a> {
             problems: Vec::new(),
             warnings: Vec::new(),
             env,
+            expand_env: true,
             base_dir,
+        }
+    }
+
+    /// A validator of values given on the command line: taken as written, no `${NAME}`
+    /// expansion; relative paths start from the working directory.
+    pub(super) fn literal() -> Validator<'static> {
+        Validator {
+            expand_env: false,
+            ..Validator::new(&no_env, None)
         }
     }
 
@@ -71,6 +89,9 @@ impl<'a> Validator<'a> {
 
     /// Expands `${NAME}` references; an unset variable is a problem.
     fn expand(&mut self, key: &str, value: &str) -> String {
+        if !self.expand_env {
+            return value.to_owned();
+        }
         let mut out = String::with_capacity(value.len());
         let mut rest = value;
         while let Some(start) = rest.find("${") {
@@ -252,6 +273,13 @@ mod tests {
         // Every bad reference is reported, not only the first.
         let (_, p) = expand("${X} ${Y}");
         assert_eq!(p.len(), 2, "{p:?}");
+    }
+
+    #[test]
+    fn a_literal_validator_expands_nothing() {
+        let mut v = Validator::literal();
+        assert_eq!(v.expand("k", "p${A}ss${"), "p${A}ss${");
+        assert!(v.finish().0.is_empty());
     }
 
     #[test]
