@@ -330,3 +330,38 @@ pub struct RawRedisTls {
 pub struct RawThrottle {
     pub keys_per_second: Option<u64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misplaced_field_is_pointed_to_where_it_belongs() {
+        assert_eq!(
+            without_indices("redis[12].analysis[0].x"),
+            "redis[].analysis[].x"
+        );
+        let hint = |k: &str| elsewhere(k).unwrap_or_default();
+        assert!(
+            hint("redis[3].analysis.keyfamily.timeout").ends_with("set analysis.bigkey.timeout")
+        );
+        assert!(hint("redis[0].analysis.keyfamily.fresh_backup").contains("no DCS backups"));
+        assert!(hint("clouds[1].instances[2].analysis.keyfamily.families").starts_with("DCS names"));
+        for k in [
+            "analysis.hotkey.families",
+            "redis[0].analysis.bigkey.fresh_backup",
+            "clouds[0].instances[0].analysis.hotkey.fresh_backup",
+        ] {
+            assert!(hint(k).starts_with("only analysis.keyfamily takes"), "{k}");
+        }
+        // Valid elsewhere or nowhere: nothing to add.
+        for k in [
+            "analysis.keyfamily.interval",
+            "redis[0].bogus",
+            "clouds[0].regoin",
+            "scrape",
+        ] {
+            assert_eq!(elsewhere(k), None, "{k}");
+        }
+    }
+}
