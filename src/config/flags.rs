@@ -61,7 +61,7 @@ pub fn load(flags: &RedisFlags) -> Result<Loaded, ConfigError> {
     let count = flags.addrs.len();
     let mut problems: Vec<Problem> = Vec::new();
     for p in found {
-        let p = Problem::new(flag_of(&p.key, count), p.message);
+        let p = Problem::new(flag_of(&p.key, count, flags), p.message);
         // A password file is read once per target: say its problem once.
         if !problems.contains(&p) {
             problems.push(p);
@@ -79,7 +79,7 @@ pub fn load(flags: &RedisFlags) -> Result<Loaded, ConfigError> {
 
 /// The flag a config key of a flag-made config comes from: `redis[1].address` is the second
 /// `--redis.addr` (numbered only when there are several).
-fn flag_of(key: &str, count: usize) -> String {
+fn flag_of(key: &str, count: usize, flags: &RedisFlags) -> String {
     let parsed = key.strip_prefix("redis[").and_then(|rest| {
         let (index, field) = rest.split_once("].")?;
         Some((index.parse::<usize>().ok()?, field))
@@ -90,6 +90,8 @@ fn flag_of(key: &str, count: usize) -> String {
     let flag = match field {
         "address" | "id" => "--redis.addr",
         "username" => "--redis.user",
+        // A password both in an address and from a flag: the flag given.
+        "password" if flags.password_file.is_some() => "--redis.password-file",
         "password" => "--redis.password",
         "password_file" => "--redis.password-file",
         _ => return key.to_owned(),
@@ -221,6 +223,14 @@ mod tests {
         assert_eq!(
             problems(&f),
             ["command line: --redis.password: given both here and in the address; keep one"]
+        );
+        f.password = None;
+        f.password_file = Some("/nonexistent/pw".into());
+        let p = problems(&f);
+        assert!(
+            p.iter()
+                .all(|m| m.starts_with("command line: --redis.password-file: ")),
+            "{p:?}"
         );
         assert_eq!(
             problems(&flags(&[""])),
