@@ -130,19 +130,34 @@ pub(crate) fn plant(server: &Server, keys: &[Planted]) {
     server.pipe(&out);
 }
 
-/// The name the exporter must give a key: itself when it is UTF-8; else its readable form,
+/// The name the exporter must give a key: itself when it is UTF-8 without control characters;
+/// else its readable form (each byte that is not UTF-8 and each control character as `\xNN`),
 /// `~b:` and the first 16 hex digits of the SHA-256 of its bytes (so that names differing only
-/// in invalid bytes keep apart).
+/// in such bytes keep apart, and nothing raw reaches a label).
 pub fn exported_name(raw: &[u8]) -> String {
     use sha2::Digest;
-    match std::str::from_utf8(raw) {
-        Ok(s) => s.to_owned(),
-        Err(_) => format!(
-            "{}~b:{}",
-            String::from_utf8_lossy(raw),
-            &hex::encode(sha2::Sha256::digest(raw))[..16]
-        ),
+    if let Ok(s) = std::str::from_utf8(raw) {
+        if !s.chars().any(char::is_control) {
+            return s.to_owned();
+        }
     }
+    let mut out = String::new();
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                let mut b = [0u8; 4];
+                for byte in c.encode_utf8(&mut b).bytes() {
+                    out.push_str(&format!("\\x{byte:02x}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    format!("{out}~b:{}", &hex::encode(sha2::Sha256::digest(raw))[..16])
 }
 
 /// The top `n` per unit of `keys`, as the exporter must rank them: (name, type, db, size).
