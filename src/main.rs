@@ -77,7 +77,7 @@ fn tune_malloc() {}
 async fn async_main(command: Command) -> ExitCode {
     match command {
         Command::CheckConfig { source, online } => {
-            let report = cli::check_config(&source, online).await;
+            let report = cli::check_source(&source, online).await;
             for line in &report.lines {
                 println!("{line}");
             }

@@ -1,6 +1,8 @@
 //! `check-config`: what it prints and its exit code, for a config file or the `--redis.*`
 //! flags; with `--online`, what DCS and each Redis target answer.
 
+use std::path::Path;
+
 use super::{Source, UsageError, EXIT_USAGE};
 use crate::config::{self, ConfigError};
 use crate::dcs::{DcsApi, DcsClient, InstanceListQuery};
@@ -29,12 +31,17 @@ pub struct CheckReport {
     pub exit: u8,
 }
 
+/// `check-config --config.file=PATH`: [`check_source`] of a file.
+pub async fn check_config(path: &Path, online: bool) -> CheckReport {
+    check_source(&Source::File(path.to_owned()), online).await
+}
+
 /// `check-config`: loads the config (of a file, or of the `--redis.*` flags; on a blocking
 /// thread) and reports every problem and warning; with `online`, also calls DCS for every
 /// configured instance (ShowInstance) and once per cloud without instances or with discovery
 /// (ListInstances), and connects to every Redis target, going on after a failure so that
 /// every broken instance is named.
-pub async fn check_config(source: &Source, online: bool) -> CheckReport {
+pub async fn check_source(source: &Source, online: bool) -> CheckReport {
     let shown = source.shown();
     let s = source.clone();
     let loaded = tokio::task::spawn_blocking(move || s.load())
@@ -157,7 +164,13 @@ pub async fn check_config(source: &Source, online: bool) -> CheckReport {
     }
     for target in &config.redis {
         match crate::native::probe::check_online(target).await {
-            Ok(report) => lines.push(format!("redis {}: OK: {report}", target.id)),
+            Ok(report) if report.problems().is_empty() => {
+                lines.push(format!("redis {}: OK: {report}", target.id))
+            }
+            Ok(report) => {
+                failed += 1;
+                lines.push(format!("redis {}: FAILED: {report}", target.id));
+            }
             Err(e) => {
                 failed += 1;
                 lines.push(format!("redis {}: FAILED: {e}", target.id));
@@ -186,7 +199,7 @@ mod tests {
         else {
             panic!("check-config");
         };
-        let r = check_config(&source, false).await;
+        let r = check_source(&source, false).await;
         assert_eq!(r.exit, 2);
         assert_eq!(
             r.lines,
@@ -200,7 +213,7 @@ mod tests {
         else {
             panic!("check-config");
         };
-        let r = check_config(&source, false).await;
+        let r = check_source(&source, false).await;
         assert_eq!(
             (r.exit, r.lines),
             (
@@ -219,7 +232,7 @@ mod tests {
             "clouds:\n  - regoin: x\n    project_id: nope\n    nmae: y\n",
         )
         .expect("write");
-        let r = check_config(&Source::File(bad.clone()), false).await;
+        let r = check_config(&bad, false).await;
         assert_eq!(r.exit, 2);
         let text = r.lines.join("\n");
         for want in ["clouds[0].regoin", "clouds[0].nmae", "clouds[0].project_id"] {
@@ -233,7 +246,7 @@ mod tests {
             "clouds:\n  - region: r\n    project_id: 0123456789abcdef0123456789abcdef\n    auth: {access_key: a, secret_key: s}\n    instances: [{id: 5560df16-cebf-4473-95c4-d1b573c16e79}]\nanalysis:\n  hotkey: {interval: 1m, timeout: 5m}\n",
         )
         .expect("write");
-        let r = check_config(&Source::File(warned.clone()), false).await;
+        let r = check_config(&warned, false).await;
         assert_eq!(r.exit, 0, "{:?}", r.lines);
         assert!(r.lines[0].starts_with("warning: "), "{:?}", r.lines);
         assert!(
@@ -258,12 +271,9 @@ mod tests {
             .status()
             .expect("mkfifo runs");
         assert!(made.success());
-        let r = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            check_config(&Source::File(p.clone()), false),
-        )
-        .await
-        .expect("check-config does not hang on a FIFO");
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), check_config(&p, false))
+            .await
+            .expect("check-config does not hang on a FIFO");
         assert_eq!(r.exit, 2);
         assert!(
             r.lines[0].contains("is not a regular file (it is a FIFO)"),
@@ -297,7 +307,7 @@ mod tests {
         let d = scratch("online");
         let p = d.join("config.yaml");
         std::fs::write(&p, yaml).expect("write");
-        let r = check_config(&Source::File(p.clone()), true).await;
+        let r = check_config(&p, true).await;
         let text = r.lines.join("\n");
         assert_eq!(r.exit, 1, "{text}");
         let failed: Vec<&String> = r.lines.iter().filter(|l| l.contains("FAILED")).collect();
@@ -324,7 +334,7 @@ mod tests {
             .expect("read")
             .replace(secret.expose(), "not-the-secret-key");
         std::fs::write(&p, wrong).expect("write");
-        let r = check_config(&Source::File(p.clone()), true).await;
+        let r = check_config(&p, true).await;
         let text = r.lines.join("\n");
         let failed: Vec<&String> = r.lines.iter().filter(|l| l.contains("FAILED")).collect();
         assert_eq!(failed.len(), known.len() + 2, "{text}");
@@ -336,7 +346,7 @@ mod tests {
         supervisor.wait().await;
         assert_eq!(supervisor.failure(), None);
         // Unreachable: nothing listens on the endpoint any more.
-        let r = check_config(&Source::File(p.clone()), true).await;
+        let r = check_config(&p, true).await;
         let text = r.lines.join("\n");
         assert!(
             text.contains("(the endpoint cannot be reached from here"),

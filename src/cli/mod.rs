@@ -1,6 +1,6 @@
 //! The command line: the flags as clap parses them ([`Args`]), checked into what each command
 //! needs ([`Command`]), as ripgrep turns its `LowArgs` into `HiArgs`; and the `check-config`
-//! report ([`check_config`], in `check`). All of it is tested without starting a process: the binary only
+//! report ([`check_source`], in `check`). All of it is tested without starting a process: the binary only
 //! parses, sets up logging and runs what [`Args::into_command`] returns.
 
 use std::net::SocketAddr;
@@ -510,4 +510,4 @@ mod check;
 #[cfg(test)]
 mod tests;
 
-pub use check::{check_config, CheckReport};
+pub use check::{check_config, check_source, CheckReport};
