@@ -147,8 +147,21 @@ mod tests {
         assert_eq!(t.username.as_deref(), Some("u"));
         assert_eq!(t.password.as_ref().map(Secret::expose), Some("p@ss"));
         assert_eq!(t.keys_per_second, DEFAULT_KEYS_PER_SECOND);
-        assert_eq!(t.hotkey, AnalysisSettings::default_for(Analysis::Hotkey));
-        assert_eq!(t.bigkey, AnalysisSettings::default_for(Analysis::Bigkey));
+        assert_eq!(
+            t.hotkey,
+            AnalysisSettings {
+                timeout: crate::config::redis::AUTO_FOLLOW,
+                ..AnalysisSettings::default_for(Analysis::Hotkey)
+            }
+        );
+        assert_eq!(t.scan_timeout(Analysis::Hotkey), None, "auto");
+        assert_eq!(
+            t.bigkey,
+            AnalysisSettings {
+                timeout: crate::config::redis::AUTO_FOLLOW,
+                ..AnalysisSettings::default_for(Analysis::Bigkey)
+            }
+        );
         assert_eq!(t.keyfamily.mode, Mode::Off);
     }
 

@@ -76,9 +76,31 @@ pub struct RedisTarget {
     pub keyfamily: AnalysisSettings,
     /// How key names become families.
     pub families: FamilyRules,
+    /// The time limit of a hot key scan, when the target sets one (`None`: `auto`, see
+    /// [`AUTO_FOLLOW`]).
+    pub hotkey_timeout: Option<std::time::Duration>,
+    /// The same for big key scans.
+    pub bigkey_timeout: Option<std::time::Duration>,
 }
 
+/// How long the scheduler follows a native scan whose `timeout` is `auto` (the default): a
+/// scan is not cut off while it makes progress at its pace, whatever the size of the node;
+/// it fails as `timeout` only when it walks no key for [`STALL_LIMIT`]. This bound only keeps
+/// a loop from following a scan forever.
+pub const AUTO_FOLLOW: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// A native scan with `timeout: auto` that walks no key for this long fails as `timeout`.
+pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 impl RedisTarget {
+    /// The time limit of a scan of `analysis`: the target's own, or `None` for `auto` (cut off
+    /// only when it stalls).
+    pub fn scan_timeout(&self, analysis: Analysis) -> Option<std::time::Duration> {
+        match analysis {
+            Analysis::Hotkey => self.hotkey_timeout,
+            Analysis::Bigkey | Analysis::Keyfamily => self.bigkey_timeout,
+        }
+    }
+
     pub fn analysis(&self, analysis: Analysis) -> &AnalysisSettings {
         match analysis {
             Analysis::Hotkey => &self.hotkey,
@@ -140,7 +162,14 @@ mod tests {
         assert_eq!(a.username.as_deref(), Some("u@x"));
         assert_eq!(a.password.as_ref().map(Secret::expose), Some("p:w"));
         assert_eq!(a.keys_per_second, DEFAULT_KEYS_PER_SECOND);
-        assert_eq!(a.hotkey, AnalysisSettings::default_for(Analysis::Hotkey));
+        assert_eq!(
+            a.hotkey,
+            AnalysisSettings {
+                timeout: crate::config::redis::AUTO_FOLLOW,
+                ..AnalysisSettings::default_for(Analysis::Hotkey)
+            }
+        );
+        assert_eq!(a.scan_timeout(Analysis::Hotkey), None, "auto");
         let b = &c.redis[1];
         assert_eq!(b.id, "rediss://[::1]:7000");
         assert!(b.address.tls);

@@ -263,9 +263,17 @@ pub struct ScanProgress {
     pub started_at: f64,
     /// Unix seconds of this measurement.
     pub at: f64,
+    /// Unix seconds at which the scan's own `timeout` cuts it off (`None`: `auto`, cut off only
+    /// when it stalls).
+    pub deadline: Option<f64>,
 }
 
 impl ScanProgress {
+    /// Whether the scan, at its pace so far, ends after its deadline (it will be cut off).
+    pub fn misses_deadline(&self) -> bool {
+        matches!((self.estimated_completion(), self.deadline), (Some(eta), Some(d)) if eta > d)
+    }
+
     /// When the scan should end at its pace so far (Unix seconds); `None` before any key.
     pub fn estimated_completion(&self) -> Option<f64> {
         let elapsed = self.at - self.started_at;

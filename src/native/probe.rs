@@ -159,6 +159,23 @@ pub struct Report {
     pub eviction_policy: String,
     /// ACL permissions the configured analyses need and the user lacks, with what needs them.
     pub missing: Vec<(String, &'static str)>,
+    /// How long each scan takes at the node's budget (`hotkey`/`bigkey`, node, keys, time).
+    pub scans: Vec<ScanEstimate>,
+    /// The target's own timeouts (`None`: `auto`).
+    pub timeouts: [(&'static str, Option<std::time::Duration>); 2],
+}
+
+/// How long one analysis' scan of one node takes at the node's budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanEstimate {
+    pub analysis: &'static str,
+    pub node: String,
+    pub keys: u64,
+    /// Alone on the node.
+    pub alone: std::time::Duration,
+    /// With the other analysis scanning the same node at the same time (they share its
+    /// budget); `None` when they read different nodes or one is off.
+    pub shared: Option<std::time::Duration>,
 }
 
 impl Report {
@@ -167,12 +184,33 @@ impl Report {
         self.eviction_policy.contains("lfu")
     }
 
-    /// What would make the configured analyses fail (missing permissions).
+    /// What would make the configured analyses fail: missing permissions, and a timeout the
+    /// target sets that is shorter than its scans take at the throttle.
     pub fn problems(&self) -> Vec<String> {
-        self.missing
+        let mut out: Vec<String> = self
+            .missing
             .iter()
             .map(|(perm, what)| format!("the ACL user lacks {perm} (needed by {what})"))
-            .collect()
+            .collect();
+        for (analysis, timeout) in self.timeouts {
+            let Some(timeout) = timeout else { continue };
+            let worst = self
+                .scans
+                .iter()
+                .filter(|e| e.analysis == analysis)
+                .map(|e| e.shared.unwrap_or(e.alone))
+                .max();
+            if let Some(worst) = worst.filter(|w| *w > timeout) {
+                out.push(format!(
+                    "analysis.{analysis}.timeout {} is shorter than the scan takes ({}): it \
+                     would be cut off every time; use auto, or raise it or \
+                     throttle.keys_per_second",
+                    crate::config::duration::format(timeout),
+                    crate::config::duration::format(worst)
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -198,6 +236,23 @@ impl std::fmt::Display for Report {
                 "not possible (needs an LFU maxmemory-policy)"
             }
         )?;
+        for e in &self.scans {
+            write!(
+                f,
+                "; {} scan of {} ({} keys): about {}",
+                e.analysis,
+                e.node,
+                e.keys,
+                crate::config::duration::format(e.alone)
+            )?;
+            if let Some(shared) = e.shared {
+                write!(
+                    f,
+                    " ({} while the other scan of the node runs)",
+                    crate::config::duration::format(shared)
+                )?;
+            }
+        }
         for p in self.problems() {
             write!(f, "; {p}")?;
         }
@@ -255,6 +310,7 @@ pub async fn check_online(target: &RedisTarget) -> Result<Report> {
             }
         }
     }
+    let scans = estimates(&conn, &topology, target).await?;
     Ok(Report {
         version,
         role,
@@ -262,5 +318,48 @@ pub async fn check_online(target: &RedisTarget) -> Result<Report> {
         shards,
         eviction_policy,
         missing,
+        scans,
+        timeouts: [
+            ("hotkey", target.hotkey_timeout),
+            ("bigkey", target.bigkey_timeout),
+        ],
     })
+}
+
+/// How long each configured scan takes at the node's budget, from the keys each node holds.
+async fn estimates(
+    conn: &Connector,
+    topology: &super::topology::Topology,
+    target: &RedisTarget,
+) -> Result<Vec<ScanEstimate>> {
+    use crate::config::Mode;
+    let kps = f64::from(target.keys_per_second.max(1));
+    let mut out = Vec::new();
+    for unit in &topology.units {
+        let big = super::scan::bigkey_node(conn, unit).await;
+        let hot = unit.master.clone();
+        let on = |m: Mode| m != Mode::Off;
+        let both_here = on(target.hotkey.mode) && on(target.bigkey.mode) && big == hot;
+        for (analysis, node, mode) in [
+            ("hotkey", &hot, target.hotkey.mode),
+            ("bigkey", &big, target.bigkey.mode),
+        ] {
+            if !on(mode) {
+                continue;
+            }
+            let keys: u64 = keyspace(&conn.info(node, "keyspace").await?)
+                .iter()
+                .map(|(_, n)| n)
+                .sum();
+            let alone = std::time::Duration::from_secs_f64(keys as f64 / kps);
+            out.push(ScanEstimate {
+                analysis,
+                node: node.label(),
+                keys,
+                alone,
+                shared: both_here.then(|| alone * 2),
+            });
+        }
+    }
+    Ok(out)
 }

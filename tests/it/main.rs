@@ -18,6 +18,7 @@ mod key_privacy;
 mod keyfamily;
 mod native;
 mod native_acl;
+mod native_big;
 mod native_families;
 mod native_truth;
 mod process;

@@ -92,6 +92,8 @@ impl Validator<'_> {
             bigkey: analysis.bigkey,
             keyfamily: analysis.keyfamily,
             families: analysis.families,
+            hotkey_timeout: analysis.hotkey_timeout,
+            bigkey_timeout: analysis.bigkey_timeout,
         }
     }
 

@@ -9,6 +9,7 @@
 //! are checked here.
 
 use super::super::raw::{RawAnalysis, RawRedisAnalysisSet, RawRedisKeyfamily};
+use super::super::redis::AUTO_FOLLOW;
 use super::super::{AnalysisSettings, InstanceDefaults, Mode};
 use super::Validator;
 use crate::dcs::Analysis;
@@ -21,6 +22,9 @@ pub(super) struct RedisAnalysis {
     /// Mode and `top_n` of its own; interval and timeout of the big key scan.
     pub keyfamily: AnalysisSettings,
     pub families: FamilyRules,
+    /// The scans' own time limits (`None`: `auto`).
+    pub hotkey_timeout: Option<std::time::Duration>,
+    pub bigkey_timeout: Option<std::time::Duration>,
 }
 
 impl Validator<'_> {
@@ -32,12 +36,12 @@ impl Validator<'_> {
         defaults: &InstanceDefaults,
         families: &FamilyRules,
     ) -> RedisAnalysis {
-        let hotkey =
+        let (hotkey, hotkey_timeout) =
             self.native_analysis(key, Analysis::Hotkey, raw.hotkey.as_ref(), defaults.hotkey);
-        let bigkey =
+        let (bigkey, bigkey_timeout) =
             self.native_analysis(key, Analysis::Bigkey, raw.bigkey.as_ref(), defaults.bigkey);
         let raw_kf = raw.keyfamily.as_ref();
-        let kf = self.native_analysis(
+        let (kf, _) = self.native_analysis(
             key,
             Analysis::Keyfamily,
             raw_kf.map(RawRedisKeyfamily::schedule).as_ref(),
@@ -73,19 +77,36 @@ impl Validator<'_> {
             bigkey,
             keyfamily,
             families,
+            hotkey_timeout,
+            bigkey_timeout,
         }
     }
 
-    /// One analysis of a target: the common settings, without `observe`.
+    /// One analysis of a target: the common settings, without `observe`, and its scans' time
+    /// limit. A scan's `timeout` is `auto` unless the target sets one: the global
+    /// `analysis.*.timeout` is how long to follow a DCS task, and a native scan of a big node
+    /// must not be cut off by it. `auto` follows the scan for [`AUTO_FOLLOW`] and cuts it off
+    /// only when it stalls.
     fn native_analysis(
         &mut self,
         key: &str,
         analysis: Analysis,
         raw: Option<&RawAnalysis>,
         base: AnalysisSettings,
-    ) -> AnalysisSettings {
+    ) -> (AnalysisSettings, Option<std::time::Duration>) {
         let k = format!("{key}.{analysis}");
-        let s = self.analysis(&k, raw, base);
+        let fixed = raw.is_some_and(|r| r.timeout.as_deref().is_some_and(|t| t.trim() != "auto"));
+        let raw_auto = raw.map(|r| RawAnalysis {
+            timeout: r.timeout.clone().filter(|_| fixed),
+            ..r.clone()
+        });
+        let mut s = self.analysis(&k, raw_auto.as_ref(), base);
+        let timeout = if fixed {
+            Some(s.timeout)
+        } else {
+            s.timeout = AUTO_FOLLOW;
+            None
+        };
         if s.mode == Mode::Observe {
             let from = if raw.and_then(|r| r.mode).is_some() {
                 String::new()
@@ -100,7 +121,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        s
+        (s, timeout)
     }
 }
 
@@ -155,7 +176,17 @@ mod tests {
                 top_n: 5,
             }
         );
-        assert_eq!(a.hotkey, AnalysisSettings::default_for(Analysis::Hotkey));
+        assert_eq!(
+            a.hotkey,
+            AnalysisSettings {
+                timeout: AUTO_FOLLOW,
+                ..AnalysisSettings::default_for(Analysis::Hotkey)
+            }
+        );
+        assert_eq!(
+            (a.hotkey_timeout, a.bigkey_timeout),
+            (None, Some(std::time::Duration::from_secs(45 * 60)))
+        );
         // Without the big key scan there is nothing to build them from.
         let off = RawRedisAnalysisSet {
             bigkey: Some(RawAnalysis {
@@ -172,6 +203,33 @@ mod tests {
               analysis.bigkey on or set keyfamily to off"
             ]
         );
+    }
+
+    #[test]
+    fn a_scan_timeout_is_auto_unless_the_target_sets_one() {
+        // A global timeout (how long to follow a DCS task) does not cut native scans.
+        let mut d = defaults();
+        d.bigkey.timeout = std::time::Duration::from_secs(60);
+        let raw = |t: Option<&str>| RawRedisAnalysisSet {
+            bigkey: Some(RawAnalysis {
+                timeout: t.map(Into::into),
+                ..RawAnalysis::default()
+            }),
+            ..RawRedisAnalysisSet::default()
+        };
+        let (a, p) = check(&raw(None), &d);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!((a.bigkey_timeout, a.bigkey.timeout), (None, AUTO_FOLLOW));
+        let (a, p) = check(&raw(Some("auto")), &d);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(a.bigkey_timeout, None);
+        let (a, p) = check(&raw(Some("5m")), &d);
+        assert!(p.is_empty(), "{p:?}");
+        let five = std::time::Duration::from_secs(300);
+        assert_eq!((a.bigkey_timeout, a.bigkey.timeout), (Some(five), five));
+        let (_, p) = check(&raw(Some("soon")), &d);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("r.analysis.bigkey.timeout"), "{p:?}");
     }
 
     #[test]

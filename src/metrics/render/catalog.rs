@@ -180,6 +180,13 @@ pub(super) const ANALYSIS_SCAN_COMPLETION: Family = Family {
     help: "Unix time at which the running scan of a Redis or Valkey target should end at its \
            pace so far; present only while such a scan runs and has visited keys.",
 };
+pub(super) const ANALYSIS_SCAN_DEADLINE: Family = Family {
+    name: "analysis_scan_deadline_timestamp_seconds",
+    kind: Kind::Gauge,
+    help: "Unix time at which the running scan of a Redis or Valkey target is cut off by the \
+           timeout the target sets; present only while such a scan runs (a scan whose timeout \
+           is auto has none). A scan whose estimated completion is later will not finish.",
+};
 pub(super) const ANALYSIS_SCAN_TOUCHES_KEYS: Family = Family {
     name: "analysis_scan_touches_keys",
     kind: Kind::Gauge,

@@ -437,6 +437,13 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
             .map(Value::Float)
     });
 
+    analysis_family(out, ns, &ANALYSIS_SCAN_DEADLINE, arena, &analyses, |a| {
+        a.state
+            .progress
+            .as_ref()
+            .and_then(|p| p.deadline)
+            .map(Value::Float)
+    });
     analysis_family(
         out,
         ns,

@@ -275,6 +275,7 @@ fn memory_of_native_big_keys_and_scan_progress_are_rendered() {
     h.memory = Some(1_234_567);
     let mut st = state(Analysis::Bigkey, Some(result(vec![h])));
     st.progress = Some(crate::metrics::store::ScanProgress {
+        deadline: None,
         keys_scanned: 250,
         keys_total: 1000,
         started_at: 100.0,

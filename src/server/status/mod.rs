@@ -403,6 +403,15 @@ fn analysis(
                 if let Some(eta) = p.estimated_completion() {
                     let _ = write!(h, ", done about {}", when(eta, now));
                 }
+                if let (true, Some(d)) = (p.misses_deadline(), p.deadline) {
+                    let _ = write!(
+                        h,
+                        "; <span class=\"bad\">cut off by its timeout {} before it can \
+                         finish</span> (set the target's timeout to auto, or raise it or \
+                         throttle.keys_per_second)",
+                        when(d, now)
+                    );
+                }
             }
         }
         None => h.push_str("none"),
