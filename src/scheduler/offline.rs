@@ -567,6 +567,7 @@ mod tests {
             clock,
             start_jitter: Duration::from_secs(10),
             metrics: None,
+            reloads: tokio::sync::watch::channel(0).1,
         };
         let lp = AnalysisLoop::new(shared, "i1".into(), Analysis::Keyfamily, settings, Some(1))
             .with_fresh_backup(fresh_backup);

@@ -134,12 +134,7 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
                     &task.id,
                     TaskOrigin::Created,
                 );
-                if self.unsupported {
-                    self.unsupported = false;
-                    self.shared
-                        .store
-                        .set_supported(&self.instance_id, self.analysis, true);
-                }
+                self.supported();
                 info!(task_id = %task.id, "created analysis task");
                 let created = self.time_of(task.created_at.as_deref());
                 self.follow_and_publish(task.id, task.status, created, TaskOrigin::Created, cancel)
@@ -181,23 +176,6 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
                     Err(list) => self.fail(list.failure_reason(), &list.to_string()),
                 }
             }
-            Err(e) if e.is_unsupported() => {
-                // Not a failure streak: the store counts the reason but keeps
-                // consecutive_failures at 0, so the daily re-check does not alert as failing.
-                self.unsupported = true;
-                self.consecutive_failures = 0;
-                self.shared.store.record_failure(
-                    &self.instance_id,
-                    self.analysis,
-                    FailureReason::Unsupported,
-                    e.to_string(),
-                    self.shared.clock.now_unix(),
-                );
-                let recheck = backoff::UNSUPPORTED_RECHECK.max(self.settings.interval);
-                warn!(recheck_in = %crate::config::duration::format(recheck),
-                    "instance does not support this analysis; not asking again until the re-check");
-                recheck
-            }
             Err(e) => self.fail(e.failure_reason(), &e.to_string()),
         }
     }
@@ -226,10 +204,8 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
                     .set_running(&self.instance_id, self.analysis, running);
                 self.settings.interval
             }
-            Err(e) => {
-                let wait = self.fail(e.failure_reason(), &e.to_string());
-                wait.min(self.settings.interval)
-            }
+            // The failure backoff is at most one interval.
+            Err(e) => self.fail(e.failure_reason(), &e.to_string()),
         }
     }
 }

@@ -1,5 +1,9 @@
 //! Following a task to its end: polls at its expected end (learned from the previous run),
-//! gives up at the analysis' timeout, and publishes a success.
+//! gives up at the analysis' time limit, and publishes a success.
+//!
+//! The limit is asked of [`AnalysisLoop::time_limit`] at every poll, so that a limit that
+//! depends on the task (a scan whose length follows from the keyspace and its pace, told by
+//! the source while it runs) plugs in there alone.
 
 use std::time::Duration;
 
@@ -61,22 +65,28 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
                 FailureReason::TaskFailed,
                 &format!("task {task_id} ended with status {status}"),
             ),
-            Ok(Outcome::TimedOut) => {
-                self.fail(
-                    FailureReason::Timeout,
-                    &format!(
-                        "task {task_id} still unfinished after the {} timeout",
-                        crate::config::duration::format(self.settings.timeout)
-                    ),
-                );
-                // Asking again soon cannot make a slow or stuck task finish sooner.
-                self.settings.interval
-            }
+            // Asking again soon cannot make a slow or stuck task finish sooner.
+            Ok(Outcome::TimedOut(limit)) => self.fail_then(
+                FailureReason::Timeout,
+                &format!(
+                    "task {task_id} still unfinished after the {} timeout",
+                    crate::config::duration::format(limit)
+                ),
+                Some(self.settings.interval),
+            ),
             Ok(Outcome::Cancelled) => Duration::ZERO,
             Err(e) => self.fail(e.failure_reason(), &e.to_string()),
         }
     }
 
+    /// How long a task may take from its creation before the loop gives up following it: the
+    /// analysis' `timeout`.
+    pub(super) fn time_limit(&self) -> Duration {
+        self.settings.timeout
+    }
+
+    /// Polls a task until it ends, the time limit passes or `cancel` fires; keeps the store's
+    /// running task current meanwhile.
     pub(super) async fn follow(
         &mut self,
         task_id: &str,
@@ -103,21 +113,17 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
                 }),
             );
             let age = started.elapsed();
-            let Some(left) = self
-                .settings
-                .timeout
-                .checked_sub(age)
-                .filter(|d| !d.is_zero())
-            else {
-                return Ok(Outcome::TimedOut);
+            let limit = self.time_limit();
+            let Some(left) = limit.checked_sub(age).filter(|d| !d.is_zero()) else {
+                return Ok(Outcome::TimedOut(limit));
             };
             let wait = backoff::next_poll(age, expected, left);
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(Outcome::Cancelled),
                 _ = tokio::time::sleep(wait) => {}
             }
-            if started.elapsed() >= self.settings.timeout {
-                return Ok(Outcome::TimedOut);
+            if started.elapsed() >= limit {
+                return Ok(Outcome::TimedOut(limit));
             }
             let task = self
                 .show_any(task_id)

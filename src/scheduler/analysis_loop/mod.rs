@@ -34,8 +34,9 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::debug;
 
 use super::clock::Clock;
 use super::metrics::SchedulerMetrics;
@@ -65,10 +66,12 @@ pub struct Shared<C> {
     /// Global limit on API requests in flight, taken per attempt (see [`dcs::limit`]).
     pub limiter: Arc<Semaphore>,
     pub clock: Clock,
-    /// Upper bound of the start-up jitter.
+    /// Upper bound of the start-up jitter of this loop (see [`super::backoff::start_window`]).
     pub start_jitter: Duration,
     /// Where future-dated records are counted; `None` counts nothing.
     pub metrics: Option<SchedulerMetrics>,
+    /// Changes on every config reload: an unsupported analysis then asks again at once.
+    pub reloads: watch::Receiver<u64>,
 }
 
 /// One analysis of one instance.
@@ -91,7 +94,7 @@ pub struct AnalysisLoop<C> {
     clean: bool,
     /// Cycles since the last list call.
     unlisted: u32,
-    /// Whether DCS said the analysis is unsupported.
+    /// Whether the source said the analysis is unsupported.
     unsupported: bool,
     consecutive_failures: u64,
     /// The loop's stop token (set by `run`): once it fires, its calls send nothing more.
@@ -111,7 +114,8 @@ pub struct AnalysisLoop<C> {
 enum Outcome {
     Success(TaskRecord),
     Failed(String),
-    TimedOut,
+    /// Still unfinished at the time limit (given).
+    TimedOut(Duration),
     Cancelled,
 }
 
@@ -183,12 +187,20 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
         self.stop = cancel.clone();
         // The steps are boxed so that a sleeping loop's task holds only the loop's own state
         // (see `call`).
+        let mut reloads = self.shared.reloads.clone();
+        reloads.borrow_and_update();
         let mut wait = Box::pin(self.startup(&cancel)).await;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
+                Ok(()) = reloads.changed(), if self.unsupported => {
+                    debug!("config reloaded: asking again whether the instance supports the analysis");
+                }
             }
+            // A reload from now on, while this cycle's answer may already be on its way,
+            // asks again after it.
+            reloads.borrow_and_update();
             wait = match self.settings.mode {
                 Mode::Trigger => Box::pin(self.trigger_cycle(&cancel)).await,
                 Mode::Observe => Box::pin(self.observe_cycle()).await,

@@ -62,10 +62,7 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
             finished
         };
         self.consecutive_failures = 0;
-        if self.unsupported {
-            self.unsupported = false;
-            store.set_supported(&self.instance_id, self.analysis, true);
-        }
+        self.supported();
     }
 
     pub(super) fn remember_created(&mut self, id: &str) {

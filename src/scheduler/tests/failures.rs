@@ -124,10 +124,10 @@ async fn a_success_that_counts_keys_but_lists_none_keeps_the_last_keys() {
     let good = h.state("i1").result.expect("published");
     assert_eq!(good.keys.len(), 2);
 
-    // The next task (created at ~750 s, done at ~780 s) is answered hollow at its poll; the
-    // retry comes 2.5–5 s later.
+    // One instance starts at once: the next task (created at 600 s, done at 630 s) is
+    // answered hollow at its poll; the retry comes 2.5–5 s later.
     h.fake.with(|s| s.hollow_shows = 1);
-    advance(482).await;
+    advance(332).await;
     let st = h.state("i1");
     assert_eq!(st.failures.get(&FailureReason::ApiError), Some(&1));
     assert_eq!(
@@ -146,5 +146,58 @@ async fn a_success_that_counts_keys_but_lists_none_keeps_the_last_keys() {
     let r = h.state("i1").result.unwrap();
     assert_ne!(r.task_id, good.task_id);
     assert_eq!(r.keys.len(), 2);
+    h.stop().await;
+}
+
+/// The log line of a failed attempt says when the next attempt comes, and it comes then: one
+/// interval after a timeout (asking again soon cannot make a stuck task finish), the backoff
+/// after an API error.
+#[tokio::test(start_paused = true)]
+async fn the_retry_log_line_says_when_the_next_attempt_comes() {
+    let logs = Logs::capture();
+    let mut h = Harness::new(30.0);
+    // A task that never ends, created 5 s before start: it times out 115 s after start.
+    h.fake
+        .add_task("i1", Analysis::Hotkey, T0 - 5.0, 1e9, ScanType::Manual);
+    h.start(vec![instance("i1", settings(Mode::Trigger, 600, 120))]);
+    advance(130).await;
+    let timed_out = h.state("i1").last_error.expect("a failure");
+    assert_eq!(timed_out.reason, FailureReason::Timeout);
+    // The next attempt's list call fails.
+    h.fake
+        .with(|s| s.errors.push_back(api_err(503, "DCS.5000")));
+    advance(610).await;
+    // Then the list adopts the stuck task again, which times out at once: a third line.
+    let lines = logs.lines("analysis attempt failed");
+    assert!(lines.len() >= 2, "{lines:#?}");
+    assert_eq!(field(&lines[0], "reason"), "\"timeout\"");
+    assert_eq!(field(&lines[1], "reason"), "\"api_error\"");
+    let retry_in = |line: &str| {
+        crate::config::duration::parse(field(line, "retry_in"))
+            .unwrap()
+            .as_secs_f64()
+    };
+    let lists: Vec<f64> = h
+        .times("list")
+        .into_iter()
+        .filter(|t| *t > timed_out.at)
+        .collect();
+    assert!(lists.len() >= 2, "{lists:?}");
+    // Logged to the millisecond (cut), and tokio's timers fire on the next millisecond.
+    let after_timeout = lists[0] - timed_out.at;
+    assert!(
+        (after_timeout - retry_in(&lines[0])).abs() < 2e-3,
+        "logged {} but came after {after_timeout} s",
+        lines[0]
+    );
+    assert_eq!(after_timeout.round(), 600.0, "one interval later");
+    let after_error = lists[1] - lists[0];
+    assert!(
+        (after_error - retry_in(&lines[1])).abs() < 2e-3,
+        "logged {} but came after {after_error} s",
+        lines[1]
+    );
+    // The second failure in a row: 5–10 s.
+    assert!((5.0..=10.0).contains(&after_error), "{after_error}");
     h.stop().await;
 }

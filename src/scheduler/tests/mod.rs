@@ -1,8 +1,10 @@
 //! Scheduler tests on tokio's paused clock against an in-memory fake of the DCS API.
 //!
-//! This file holds the fake and the harness; the tests are grouped by what they check:
+//! This file holds the fakes and the harness; the tests are grouped by what they check:
 //! `cycles` (creating, polling, adopting), `failures`, `dates` (DCS clocks ahead of ours),
-//! `reload` and `unsupported`.
+//! `reload` (applying a new plan, start-up spread) and `unsupported`. A native target is the
+//! same fake behind the seam's own implementation ([`FakeNative`]), as `native::NativeTarget`
+//! implements it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -42,6 +44,8 @@ struct FakeTask {
 struct FakeState {
     tasks: HashMap<(String, Analysis), Vec<FakeTask>>,
     calls: Vec<&'static str>,
+    /// When each of `calls` came (Unix seconds).
+    call_times: Vec<f64>,
     unsupported: HashSet<(String, Analysis)>,
     /// Errors returned by the next calls, whatever they are.
     errors: VecDeque<dcs::Error>,
@@ -156,8 +160,10 @@ impl FakeDcs {
 
     /// Logs a call; analysis calls take the next injected error, if any.
     fn begin(&self, op: &'static str) -> dcs::Result<()> {
+        let now = self.clock.now_unix();
         self.with(|s| {
             s.calls.push(op);
+            s.call_times.push(now);
             if op == "show_instance" {
                 return Ok(());
             }
@@ -344,10 +350,47 @@ fn bigkey_instance(id: &str, big: AnalysisSettings) -> InstanceConfig {
     }
 }
 
+/// A native target as the scheduler sees it: the fake's tasks behind the seam's own
+/// implementation, which re-checks an unsupported analysis every interval (the check is cheap)
+/// and stops its own tasks when a loop stops.
+struct FakeNative {
+    dcs: Arc<FakeDcs>,
+    /// Every `stop_tasks` call.
+    stopped: Mutex<Vec<LoopId>>,
+}
+
+impl AnalysisSource for FakeNative {
+    type Error = dcs::Error;
+
+    async fn list_tasks(&self, id: &str, a: Analysis, q: &TaskListQuery) -> dcs::Result<TaskList> {
+        DcsApi::list_tasks(&*self.dcs, id, a, q).await
+    }
+
+    async fn create_task(&self, id: &str, a: Analysis) -> dcs::Result<TaskRecord> {
+        DcsApi::create_task(&*self.dcs, id, a).await
+    }
+
+    async fn show_task(&self, id: &str, a: Analysis, task: &str) -> dcs::Result<TaskRecord> {
+        DcsApi::show_task(&*self.dcs, id, a, task).await
+    }
+
+    fn unsupported_recheck(&self, interval: Duration) -> Duration {
+        interval
+    }
+
+    fn stop_tasks(&self, instance_id: &str, analysis: Analysis) {
+        self.stopped
+            .lock()
+            .unwrap()
+            .push((instance_id.to_owned(), analysis));
+    }
+}
+
 struct Harness {
     fake: Arc<FakeDcs>,
+    native: Arc<FakeNative>,
     store: Arc<Store>,
-    sched: Scheduler<FakeDcs>,
+    sched: Scheduler<FakeDcs, FakeNative>,
     cancel: CancellationToken,
     supervisor: Supervisor,
 }
@@ -362,6 +405,10 @@ impl Harness {
         let sched = Scheduler::new(store.clone(), clock, 4, cancel.clone(), supervisor.clone())
             .with_seed(42);
         Harness {
+            native: Arc::new(FakeNative {
+                dcs: fake.clone(),
+                stopped: Mutex::new(Vec::new()),
+            }),
             fake,
             store,
             sched,
@@ -370,14 +417,45 @@ impl Harness {
         }
     }
 
-    fn start(&mut self, instances: Vec<InstanceConfig>) {
-        let plan = vec![CloudPlan {
+    /// Applies a plan of DCS instances (a start, or a reload).
+    fn start(&mut self, instances: Vec<InstanceConfig>) -> Changes {
+        self.apply(instances, Vec::new())
+    }
+
+    /// Applies a plan of native targets.
+    fn start_native(&mut self, targets: Vec<InstanceConfig>) -> Changes {
+        self.apply(Vec::new(), targets)
+    }
+
+    /// Applies a plan of DCS instances and native targets (all of them behind
+    /// [`Harness::native`]).
+    fn apply(&mut self, instances: Vec<InstanceConfig>, targets: Vec<InstanceConfig>) -> Changes {
+        let clouds = vec![CloudPlan {
             name: "c".into(),
             client: self.fake.clone(),
             instances,
             known_details: HashMap::new(),
         }];
-        self.sched.apply(plan);
+        let native = targets
+            .into_iter()
+            .map(|instance| NativePlan {
+                source: self.native.clone(),
+                instance,
+            })
+            .collect();
+        self.sched.apply_plan(Plan { clouds, native })
+    }
+
+    /// When the calls named `op` came (Unix seconds).
+    fn times(&self, op: &str) -> Vec<f64> {
+        self.fake.with(|s| {
+            s.calls
+                .iter()
+                .zip(&s.call_times)
+                .filter(|(c, _)| **c == op)
+                .map(|(_, t)| *t)
+                .collect()
+        })
     }
 
     fn state(&self, id: &str) -> crate::metrics::store::AnalysisState {
@@ -398,6 +476,61 @@ impl Harness {
 
 async fn advance(secs: u64) {
     tokio::time::sleep(Duration::from_secs(secs)).await;
+}
+
+/// The log lines written on this thread while it lives (a paused-clock test runs every loop on
+/// its own thread), without colours.
+struct Logs {
+    buf: Arc<Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+/// Where [`Logs`] writes.
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture() -> Logs {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || LogWriter(writer.clone()))
+            .finish();
+        Logs {
+            buf,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    /// The lines that contain `text`.
+    fn lines(&self, text: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.buf.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(text))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// The value of `field=` in a log line (up to the next space).
+fn field<'a>(line: &'a str, field: &str) -> &'a str {
+    let at = line
+        .find(&format!(" {field}="))
+        .unwrap_or_else(|| panic!("no {field} in {line}"));
+    let rest = &line[at + field.len() + 2..];
+    rest.split(' ').next().unwrap_or("")
 }
 
 /// Thousands of loops sleep most of the time: a sleeping loop's task must not be sized for the
