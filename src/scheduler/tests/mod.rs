@@ -2,7 +2,8 @@
 //!
 //! This file holds the fakes and the harness; the tests are grouped by what they check:
 //! `cycles` (creating, polling, adopting), `failures`, `dates` (DCS clocks ahead of ours),
-//! `reload` (applying a new plan, start-up spread) and `unsupported`. A native target is the
+//! `reload` (applying a new plan, start-up spread), `unsupported` and `offline` (key families
+//! from DCS backups, with a fake of their own). A native target is the
 //! same fake behind the seam's own implementation ([`FakeNative`]), as `native::NativeTarget`
 //! implements it.
 
@@ -24,6 +25,7 @@ use crate::metrics::store::FailureReason;
 mod cycles;
 mod dates;
 mod failures;
+mod offline;
 mod reload;
 mod unsupported;
 
