@@ -361,7 +361,7 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
                 Some(_) => changes.restarted.push(key.clone()),
                 None => changes.stopped.push(key.clone()),
             }
-            keep
+            false
         });
         self.info.retain(|id, l| {
             let keep = wanted_info.get(id).is_some_and(|(client, name)| {
