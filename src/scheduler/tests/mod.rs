@@ -501,8 +501,52 @@ impl std::io::Write for LogWriter {
     }
 }
 
+/// The process-wide subscriber once [`Logs`] are captured: it takes no event, but says each
+/// log statement may interest someone. Without it, while one subscriber is registered,
+/// `tracing` asks only the default of the thread that reaches a statement first: reached first
+/// by another test's thread (which has none), the statement is cached as "nobody listens",
+/// and [`Logs`] would never see it.
+struct Undecided;
+
+impl tracing::Subscriber for Undecided {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::OFF)
+    }
+
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 impl Logs {
     fn capture() -> Logs {
+        static UNDECIDED: std::sync::Once = std::sync::Once::new();
+        UNDECIDED.call_once(|| {
+            // Nothing else in the library's tests sets one; if something did, its own
+            // subscriber decides, and registering this one fails harmlessly.
+            let _ = tracing::subscriber::set_global_default(Undecided);
+        });
         let buf = Arc::new(Mutex::new(Vec::new()));
         let writer = buf.clone();
         let subscriber = tracing_subscriber::fmt()
