@@ -101,11 +101,11 @@ mod tests {
         let first = targets(3);
         let running = reuse(&[], &first, &store, Clock::System);
         let mut changed = first.clone();
-        // Pace and hot key settings: the same target takes them in place.
-        changed[1].keys_per_second += 1;
+        // Its name and hot key settings: the same target takes them in place.
+        changed[1].name = Some("renamed".into());
         changed[1].hotkey.top_n += 1;
-        // Another user: new connections, a new target.
-        changed[2].username = Some("other".into());
+        // Another key budget (which its connections hold): a new target.
+        changed[2].keys_per_second += 1;
         let next = reuse(&running, &changed, &store, Clock::System);
         assert!(Arc::ptr_eq(&running[0], &next[0]));
         assert!(Arc::ptr_eq(&running[1], &next[1]));
