@@ -24,5 +24,6 @@ mod native_truth;
 mod process;
 mod reliability;
 mod secrets;
+mod self_hosted;
 mod simulator;
 mod web_config;
