@@ -21,7 +21,7 @@
 //! - [`walk`]: `SCAN` over one database of one node, pipelined, resumed after a lost
 //!   connection, and only on the same server process.
 //! - [`scan`]: the big key and hot key scans of a node, top N.
-//! - [`run`]: one scan of a target, its shards side by side, its progress.
+//! - `run`: one scan of a target, its shards side by side, its progress.
 //! - [`guess`]: key types guessed from key names, one command per key where right.
 //! - [`families`]: key families, aggregated from every key a big key scan sees.
 //! - [`error`]: the error enum and its failure reasons.

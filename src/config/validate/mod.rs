@@ -1,7 +1,7 @@
 //! The second stage: [`RawConfig`] to the typed [`Config`], collecting every [`Problem`].
 //!
 //! Each check names the key it concerns; the caller adds the line. Strings are `${VAR}`-expanded
-//! here, where the key is known. The [`Validator`] holds what every check shares (the problems
+//! here, where the key is known. The `Validator` holds what every check shares (the problems
 //! found, the environment, the directory relative paths start from) and its basic readers
 //! (strings, required values, durations); each part of the file has a file of its own:
 //!
