@@ -63,37 +63,40 @@ impl Server {
     pub async fn start_with(args: &[&str], cli_args: Vec<String>, tls: Option<()>) -> Server {
         let dir = TempDir::new("redis");
         let port = free_port();
-        let mut cmd = Command::new("redis-server");
-        if tls.is_some() {
-            cmd.args(["--port", "0", "--tls-port", &port.to_string()]);
-        } else {
-            cmd.args(["--port", &port.to_string()]);
-        }
-        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.dir())
-            .args(["--logfile", "server.log"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().expect("redis-server starts");
+        let child = spawn(args, tls, &dir, port);
         let server = Server {
             port,
             child,
             dir,
             cli_args,
         };
+        server.ready().await;
+        server
+    }
+
+    /// Stops the server (`SHUTDOWN SAVE`, which writes its data to disk, or `SHUTDOWN NOSAVE`)
+    /// and starts a new process with the same arguments, port and directory: with `save` it
+    /// loads the data back, without it starts empty. The new process has a new `run_id`.
+    pub async fn restart(&mut self, args: &[&str], save: bool) {
+        let _ = self.try_cli(&["SHUTDOWN", if save { "SAVE" } else { "NOSAVE" }]);
+        let _ = self.child.wait();
+        self.child = spawn(args, None, &self.dir, self.port);
+        self.ready().await;
+    }
+
+    /// Waits until the server answers PING.
+    async fn ready(&self) {
         for _ in 0..100 {
-            if server
-                .try_cli(&["PING"])
-                .is_some_and(|o| o.trim() == "PONG")
-            {
-                return server;
+            if self.try_cli(&["PING"]).is_some_and(|o| o.trim() == "PONG") {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let log = std::fs::read_to_string(server.dir.path("server.log")).unwrap_or_default();
-        panic!("redis-server on port {port} did not answer PING; its log:\n{log}");
+        let log = std::fs::read_to_string(self.dir.path("server.log")).unwrap_or_default();
+        panic!(
+            "redis-server on port {} did not answer PING; its log:\n{log}",
+            self.port
+        );
     }
 
     fn try_cli(&self, args: &[&str]) -> Option<String> {
@@ -141,6 +144,24 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `redis-server` process on `port` keeping its files in `dir`.
+fn spawn(args: &[&str], tls: Option<()>, dir: &TempDir, port: u16) -> Child {
+    let mut cmd = Command::new("redis-server");
+    if tls.is_some() {
+        cmd.args(["--port", "0", "--tls-port", &port.to_string()]);
+    } else {
+        cmd.args(["--port", &port.to_string()]);
+    }
+    cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.dir())
+        .args(["--logfile", "server.log"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd.spawn().expect("redis-server starts")
 }
 
 /// One command in RESP, for [`Server::pipe`].
