@@ -17,6 +17,7 @@ mod key_privacy;
 mod keyfamily;
 mod native;
 mod native_families;
+mod native_matrix;
 mod process;
 mod reliability;
 mod secrets;
