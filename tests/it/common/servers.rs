@@ -345,8 +345,15 @@ pub fn assert_ran_on_each_engine(test: &str, outcomes: &[(&'static ServerBin, Ou
     for engine in [Engine::Redis, Engine::Valkey] {
         assert!(
             ran.contains(&engine),
-            "{test}: ran on no {} server of the list, but DCS_EXPORTER_REDIS_TESTS=require",
-            engine.as_str()
+            "{}: applies to no {} server of {SERVERS_VAR} ({:?}), but \
+             DCS_EXPORTER_REDIS_TESTS=require (tests/servers/install.py installs servers it \
+             applies to)",
+            test_name(test),
+            engine.as_str(),
+            outcomes
+                .iter()
+                .map(|(b, o)| format!("{}: {o:?}", b.name))
+                .collect::<Vec<_>>()
         );
     }
 }

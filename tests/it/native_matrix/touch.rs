@@ -20,8 +20,7 @@ const SET_IDLE: i64 = 86_400;
 fn not_here(bin: &ServerBin) -> Option<Outcome> {
     (!bin.has_no_touch()).then(|| {
         Outcome::NotApplicable(format!(
-            "{} {} has no CLIENT NO-TOUCH (Redis 7.2+, Valkey): its scans touch keys, as the \
-             README says",
+            "{} {} has no CLIENT NO-TOUCH (Redis 7.2+ and Valkey have it)",
             bin.engine.as_str(),
             bin.version
         ))
