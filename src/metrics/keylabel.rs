@@ -74,6 +74,26 @@ pub fn key_label<'a>(name: &'a str, mode: &KeyLabelMode) -> Cow<'a, str> {
     }
 }
 
+/// Marker between the readable form of a name that is not valid UTF-8 and the hash of its bytes.
+const BYTES_MARKER: &str = "~b:";
+
+/// A key name from its raw bytes (Redis and Valkey keys are byte strings): the name itself when
+/// it is valid UTF-8; otherwise its readable form (each invalid byte sequence as U+FFFD)
+/// followed by `~b:` and the first 16 hex digits of the SHA-256 of the raw bytes. Two names that
+/// differ only in their invalid bytes (`\xfe\xff`, `\xff\xfe`) so keep apart instead of
+/// becoming one label.
+pub fn name_from_bytes(raw: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(raw) {
+        Ok(name) => Cow::Borrowed(name),
+        Err(_) => {
+            let mut name = String::from_utf8_lossy(raw).into_owned();
+            name.push_str(BYTES_MARKER);
+            push_hex(&mut name, &Sha256::digest(raw));
+            Cow::Owned(name)
+        }
+    }
+}
+
 /// The largest index `<= max` that is a character boundary of `s`.
 fn floor_char_boundary(s: &str, max: usize) -> usize {
     if max >= s.len() {
@@ -89,7 +109,11 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
 
 /// Appends the first [`HASH_HEX_DIGITS`] hex digits of SHA-256(`name`).
 fn push_digest_hex(out: &mut String, name: &str) {
-    let digest = Sha256::digest(name.as_bytes());
+    push_hex(out, &Sha256::digest(name.as_bytes()));
+}
+
+/// Appends the first [`HASH_HEX_DIGITS`] hex digits of `digest`.
+fn push_hex(out: &mut String, digest: &[u8]) {
     for byte in &digest[..HASH_HEX_DIGITS / 2] {
         // Writing to a String cannot fail.
         let _ = write!(out, "{byte:02x}");
@@ -104,6 +128,21 @@ mod tests {
     // SHA-256("test") = 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
     // (FIPS 180-2 style known answer, also `printf test | sha256sum`).
     const SHA256_TEST_PREFIX: &str = "9f86d081884c7d65";
+
+    #[test]
+    fn names_that_differ_only_in_invalid_bytes_keep_apart() {
+        assert!(matches!(
+            name_from_bytes(b"user:1"),
+            Cow::Borrowed("user:1")
+        ));
+        let a = name_from_bytes(b"k\xfe\xff");
+        let b = name_from_bytes(b"k\xff\xfe");
+        assert_ne!(a, b);
+        assert!(a.starts_with("k\u{fffd}\u{fffd}~b:"), "{a}");
+        // The suffix is the hash of the raw bytes: `printf 'k\xfe\xff' | sha256sum`.
+        assert_eq!(&a[a.len() - 16..], "6c24e0c1a55b2d8e");
+        assert_eq!(a.len(), "k\u{fffd}\u{fffd}~b:".len() + 16);
+    }
 
     #[test]
     fn short_names_are_kept_and_borrowed() {

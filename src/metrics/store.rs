@@ -23,17 +23,38 @@ pub enum FailureReason {
     ApiError,
     /// 401 / 403.
     Auth,
-    /// DCS.4919 / DCS.4922.
+    /// DCS.4919 / DCS.4922, or a Redis or Valkey server that cannot do the analysis.
     Unsupported,
+    /// Redis and Valkey targets: the server could not be reached, or the connection broke or
+    /// timed out.
+    Connection,
+    /// Redis and Valkey targets: the server answered with an error (loading, busy, out of
+    /// memory, a cluster that is down…).
+    ServerError,
+    /// Redis and Valkey targets: an answer that cannot be right (too large, out of step with
+    /// the commands, of the wrong shape).
+    ProtocolError,
+    /// Redis and Valkey targets: the server restarted or was flushed during the scan, so its
+    /// result was not published.
+    ServerChanged,
 }
 
 impl FailureReason {
+    /// The reasons every analysis exports (at 0 until they happen).
     pub const ALL: [FailureReason; 5] = [
         FailureReason::TaskFailed,
         FailureReason::Timeout,
         FailureReason::ApiError,
         FailureReason::Auth,
         FailureReason::Unsupported,
+    ];
+
+    /// The reasons only the analyses of Redis and Valkey targets have.
+    pub const NATIVE: [FailureReason; 4] = [
+        FailureReason::Connection,
+        FailureReason::ServerError,
+        FailureReason::ProtocolError,
+        FailureReason::ServerChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +64,10 @@ impl FailureReason {
             FailureReason::ApiError => "api_error",
             FailureReason::Auth => "auth",
             FailureReason::Unsupported => "unsupported",
+            FailureReason::Connection => "connection",
+            FailureReason::ServerError => "server_error",
+            FailureReason::ProtocolError => "protocol_error",
+            FailureReason::ServerChanged => "server_changed",
         }
     }
 

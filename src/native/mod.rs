@@ -13,10 +13,17 @@
 //!   loop restarts (a reload) while its scan still runs and picks that scan up again.
 //!
 //! # Layout
-//! - [`conn`]: the per-node connection pool, TLS and the topology (standalone, master and
-//!   replicas, cluster).
-//! - [`scan`]: the big key and hot key scans, top N, throttle and resumption.
+//! - [`resp`]: the exporter's own Redis protocol client: bounded replies, answers checked
+//!   against their commands, one pipelined connection per node, a process-wide cap.
+//! - [`conn`]: the connections of a target (one per node, every database) and its topology.
+//! - [`topology`]: standalone, master and replicas, cluster, read from the server.
+//! - [`pace`]: one key budget per node, shared by every scan of it.
+//! - [`walk`]: `SCAN` over one database of one node, pipelined, resumed after a lost
+//!   connection, and only on the same server process.
+//! - [`scan`]: the big key and hot key scans of a node, top N.
+//! - [`run`]: one scan of a target, its shards side by side, its progress.
 //! - [`guess`]: key types guessed from key names, one command per key where right.
+//! - [`families`]: key families, aggregated from every key a big key scan sees.
 //! - [`error`]: the error enum and its failure reasons.
 //! - [`fleet`]: sharding over replicas and reuse across reloads.
 //! - [`probe`]: `check-config --online`: version, role, shards, eviction policy.
@@ -27,37 +34,38 @@ pub mod error;
 pub mod families;
 pub mod fleet;
 pub mod guess;
+pub mod pace;
 pub mod probe;
+pub mod resp;
+mod run;
 pub mod runtime;
 pub mod scan;
+pub mod topology;
+pub mod walk;
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use tracing::{info, warn};
-
 use crate::config::redis::RedisTarget;
 use crate::dcs::{
-    timestamp, Analysis, InstanceInfo, KeyRecord, ScanType, TaskList, TaskListQuery, TaskRecord,
-    TaskStatus, TaskSummary,
+    timestamp, Analysis, InstanceInfo, ScanType, TaskList, TaskListQuery, TaskRecord, TaskStatus,
+    TaskSummary,
 };
-use crate::metrics::store::{ScanProgress, Store};
+use crate::metrics::store::Store;
 use crate::scheduler::{AnalysisSource, Clock, SourceError};
-use conn::{Connector, Topology};
+use conn::Connector;
 pub use error::{Error, Result};
-use families::{FamilyObserver, FamilyTable, TRACKED_FAMILIES};
-use scan::{Counter, NoObserver, Pace};
+use run::Run;
+use topology::Topology;
 
 /// Task records kept per analysis (the newest; older ones are forgotten).
 pub const KEPT_TASKS: usize = 10;
 /// How often a running scan updates its progress in the store.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-struct Entry {
+pub(crate) struct Entry {
     record: TaskRecord,
     abort: Option<tokio::task::AbortHandle>,
     /// Why the scan failed, when it says (credentials, permissions, no LFU policy, a node
@@ -67,7 +75,7 @@ struct Entry {
 }
 
 #[derive(Default)]
-struct Tasks {
+pub(crate) struct Tasks {
     next_id: u64,
     hotkey: VecDeque<Entry>,
     bigkey: VecDeque<Entry>,
@@ -159,29 +167,7 @@ impl NativeTarget {
         let Some(unit) = topology.units.first() else {
             return Ok(());
         };
-        let node = &unit.master;
-        for (db, _) in scan::databases(&self.conn, node).await? {
-            let mut c = self.conn.get(node, db).await?;
-            let key: Option<Vec<u8>> = redis::cmd("RANDOMKEY")
-                .query_async(&mut c)
-                .await
-                .map_err(|e| Error::from_redis(&node.label(), &e))?;
-            let Some(key) = key else { continue };
-            return match redis::cmd("OBJECT")
-                .arg("FREQ")
-                .arg(&key)
-                .query_async::<Option<i64>>(&mut c)
-                .await
-            {
-                Err(e) if e.to_string().contains("LFU") => Err(Error::Unsupported {
-                    node: node.label(),
-                    message: format!("hot key analysis needs an LFU maxmemory-policy: {e}"),
-                }),
-                Err(e) => Err(Error::from_redis(&node.label(), &e)),
-                Ok(_) => Ok(()),
-            };
-        }
-        Ok(())
+        probe::lfu(&self.conn, &unit.master).await
     }
 }
 
@@ -245,7 +231,8 @@ impl AnalysisSource for NativeTarget {
             InstanceInfo {
                 instance_id: self.target.id.clone(),
                 name: self.target.name.clone().unwrap_or_default(),
-                engine_version: topology.version.clone(),
+                engine: Some(topology.engine.name.to_owned()),
+                engine_version: topology.engine.version.clone(),
                 spec_code: Some(topology.kind().to_owned()),
                 sharding_count: Some(topology.units.len() as i64),
                 ..InstanceInfo::default()
@@ -326,217 +313,5 @@ impl AnalysisSource for NativeTarget {
             }
         });
         std::future::ready(out)
-    }
-}
-
-/// One scan, running as its own task and writing its outcome into the task table.
-struct Run {
-    target: RedisTarget,
-    conn: Arc<Connector>,
-    store: Arc<Store>,
-    clock: Clock,
-    tasks: Arc<Mutex<Tasks>>,
-    analysis: Analysis,
-    task_id: String,
-    created: f64,
-    topology: Topology,
-}
-
-impl Run {
-    fn update(&self, f: impl FnOnce(&mut TaskRecord), error: Option<Error>) {
-        let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = t
-            .of(self.analysis)
-            .iter_mut()
-            .find(|e| e.record.id == self.task_id)
-        {
-            f(&mut e.record);
-            e.error = error;
-            if !e.record.status.is_active() {
-                e.abort = None;
-            }
-        }
-    }
-
-    async fn go(self) {
-        debug_assert!(
-            runtime::on_scan_threads(),
-            "a scan run off the scan threads"
-        );
-        let settings = *self.target.analysis(self.analysis);
-        // The loop gives up following at the timeout; the scan stops there too, so that a
-        // timed-out scan does not go on loading the server.
-        let left = settings.timeout.saturating_sub(Duration::from_secs_f64(
-            (self.clock.now_unix() - self.created).max(0.0),
-        ));
-        let outcome = std::panic::AssertUnwindSafe(tokio::time::timeout(left, self.scan()))
-            .catch_unwind()
-            .await;
-        let now = self.clock.now_unix();
-        self.store
-            .set_progress(&self.target.id, self.analysis, None);
-        match outcome {
-            Ok(Ok(Ok(keys))) => {
-                info!(target = %self.target.id, analysis = %self.analysis, keys = keys.len(),
-                    "scan finished");
-                self.update(
-                    |r| {
-                        r.status = TaskStatus::Success;
-                        r.finished_at = Some(timestamp::format_unix(now));
-                        r.num = Some(keys.len() as i64);
-                        r.keys = Some(keys);
-                    },
-                    None,
-                );
-            }
-            other => {
-                let (why, error) = match other {
-                    Ok(Ok(Err(e))) => (format!("{e}"), Some(e)),
-                    Ok(Err(_)) => (
-                        format!(
-                            "stopped at the {} timeout",
-                            crate::config::duration::format(settings.timeout)
-                        ),
-                        None,
-                    ),
-                    Err(_) => ("the scan panicked".to_owned(), None),
-                    Ok(Ok(Ok(_))) => unreachable!("handled above"),
-                };
-                warn!(target = %self.target.id, analysis = %self.analysis, error = %why,
-                    "scan failed");
-                self.update(
-                    |r| {
-                        r.status = TaskStatus::Failed;
-                        r.finished_at = Some(timestamp::format_unix(now));
-                    },
-                    error,
-                );
-            }
-        }
-    }
-
-    async fn scan(&self) -> Result<Vec<KeyRecord>> {
-        let settings = *self.target.analysis(self.analysis);
-        let pace = Pace {
-            keys_per_second: self.target.keys_per_second,
-            top_n: settings.top_n,
-        };
-        let started = self.clock.now_unix();
-        self.update(
-            |r| {
-                r.status = TaskStatus::Running;
-                r.started_at = Some(timestamp::format_unix(started));
-            },
-            None,
-        );
-        // Which node each shard is read on, and what it holds.
-        let mut plan = Vec::new();
-        let mut total = 0u64;
-        for unit in &self.topology.units {
-            let node = match self.analysis {
-                Analysis::Bigkey | Analysis::Keyfamily => scan::bigkey_node(&self.conn, unit).await,
-                Analysis::Hotkey => unit.master.clone(),
-            };
-            let dbs = scan::databases(&self.conn, &node).await?;
-            total += dbs.iter().map(|(_, n)| n).sum::<u64>();
-            plan.push((unit, node, dbs));
-        }
-        let counter = Arc::new(Counter::default());
-        let progress = {
-            let counter = counter.clone();
-            let store = self.store.clone();
-            let id = self.target.id.clone();
-            let analysis = self.analysis;
-            let clock = self.clock;
-            async move {
-                loop {
-                    store.set_progress(
-                        &id,
-                        analysis,
-                        Some(ScanProgress {
-                            keys_scanned: counter.scanned.load(Ordering::Relaxed),
-                            keys_total: total,
-                            started_at: started,
-                            at: clock.now_unix(),
-                        }),
-                    );
-                    tokio::time::sleep(PROGRESS_EVERY).await;
-                }
-            }
-        };
-        // Shards are scanned side by side, each at its own node's budget.
-        let with_families = self.analysis == Analysis::Bigkey && self.target.families_on();
-        let scans = plan.iter().map(|(unit, node, dbs)| {
-            let counter = &counter;
-            async move {
-                match self.analysis {
-                    Analysis::Bigkey if with_families => {
-                        let mut obs = FamilyObserver::new(&self.target.families, TRACKED_FAMILIES);
-                        let keys =
-                            scan::bigkeys(&self.conn, unit, node, dbs, pace, counter, &mut obs)
-                                .await?;
-                        Ok((keys, Some((unit.shard.clone(), obs.table))))
-                    }
-                    Analysis::Bigkey => {
-                        scan::bigkeys(&self.conn, unit, node, dbs, pace, counter, &mut NoObserver)
-                            .await
-                            .map(|k| (k, None))
-                    }
-                    Analysis::Hotkey => scan::hotkeys(&self.conn, unit, dbs, pace, counter)
-                        .await
-                        .map(|k| (k, None)),
-                    Analysis::Keyfamily => Err(<Error as SourceError>::not_offered(
-                        "the DCS offline key analysis",
-                    )),
-                }
-            }
-        });
-        let all = tokio::select! {
-            r = futures_util::future::try_join_all(scans) => r?,
-            _ = progress => unreachable!("the progress loop never ends"),
-        };
-        let mut keys = Vec::new();
-        let mut tables = Vec::new();
-        for (k, t) in all {
-            keys.extend(k);
-            tables.extend(t);
-        }
-        if with_families {
-            self.publish_families(started, tables);
-        }
-        Ok(keys)
-    }
-
-    /// Publishes the key families a successful big key scan built, shard by shard, under
-    /// `analysis="keyfamily"`; shards the target no longer has are dropped. Only a scan that
-    /// covered every shard gets here, so the families never mix a partial walk in.
-    fn publish_families(&self, started: f64, tables: Vec<(Option<String>, FamilyTable)>) {
-        let now = self.clock.now_unix();
-        let task = TaskRecord {
-            id: self.task_id.clone(),
-            instance_id: Some(self.target.id.clone()),
-            status: TaskStatus::Success,
-            scan_type: Some(ScanType::Manual),
-            created_at: Some(timestamp::format_unix(self.created)),
-            started_at: Some(timestamp::format_unix(started)),
-            finished_at: Some(timestamp::format_unix(now)),
-            num: None,
-            keys: None,
-        };
-        let mut shards = Vec::new();
-        for (shard, table) in tables {
-            let shard = shard.unwrap_or_default();
-            let fams = table.finish(&shard, &self.task_id, Some(now));
-            self.store.publish_families(
-                &self.target.id,
-                Analysis::Keyfamily,
-                &task,
-                shard.clone(),
-                fams,
-            );
-            shards.push(shard);
-        }
-        self.store
-            .retain_shards(&self.target.id, Analysis::Keyfamily, &shards);
     }
 }

@@ -1,8 +1,51 @@
-//! `check-config --online` for Redis and Valkey targets: connect, and say what was found.
+//! Questions a target answers in one or two commands: whether it can give hot keys from its LFU
+//! counters, and, for `check-config --online`, what it is.
 
-use super::conn::{field, Connector};
-use super::error::Result;
+use super::conn::Connector;
+use super::error::{Error, Result};
+use super::resp::{Cmd, Expect, Limits, Value};
+use super::topology::{field, keyspace, Engine, Node};
 use crate::config::redis::RedisTarget;
+
+/// Whether `node` keeps LFU counters: its answer to `OBJECT FREQ` on a random key of each
+/// database that has keys (neither command touches the key). An empty server cannot tell yet,
+/// which is not an error.
+pub async fn lfu(conn: &Connector, node: &Node) -> Result<()> {
+    for (db, _) in keyspace(&conn.info(node, "keyspace").await?) {
+        let key = conn
+            .call(
+                node,
+                Some(db),
+                Cmd::new("RANDOMKEY").expect(Expect::TextOrNil, Limits::text(1 << 20)),
+            )
+            .await?;
+        let Some(key) = key.as_bytes().map(<[u8]>::to_vec) else {
+            continue;
+        };
+        let freq = conn
+            .get(node)
+            .await?
+            .one(
+                Some(db),
+                Cmd::new("OBJECT FREQ")
+                    .arg(&key)
+                    .expect(Expect::IntOrNil, Limits::SMALL),
+            )
+            .await
+            .map_err(|e| Error::from_conn(&node.label(), e))?;
+        return match freq {
+            Value::Error(e) if e.line().contains("LFU") => Err(Error::Unsupported {
+                node: node.label(),
+                message: format!(
+                    "hot key analysis from OBJECT FREQ needs an LFU maxmemory-policy: {e}"
+                ),
+            }),
+            Value::Error(e) => Err(Error::from_server(&node.label(), "OBJECT FREQ", &e)),
+            _ => Ok(()),
+        };
+    }
+    Ok(())
+}
 
 /// What the server says about itself, for `check-config --online`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,10 +99,7 @@ pub async fn check_online(target: &RedisTarget) -> Result<Report> {
     let seed = conn.seed();
     let info = conn.info(&seed, "all").await?;
     let topology = conn.topology().await?;
-    let version = match field(&info, "valkey_version") {
-        Some(v) => format!("valkey {v}"),
-        None => format!("redis {}", field(&info, "redis_version").unwrap_or("?")),
-    };
+    let version = Engine::from_info(&info).describe();
     let role = match field(&info, "role") {
         Some("slave") => "replica",
         Some(r) => r,

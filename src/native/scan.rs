@@ -1,58 +1,41 @@
-//! The scans: big keys on a replica (else the master), hot keys on the master.
+//! The scans of one node: big keys on a replica (else the master), hot keys on the master.
 //!
-//! Both walk the whole keyspace of every database that holds keys (`INFO keyspace`) with
-//! `SCAN` and a large `COUNT`, and keep only the top N per unit in a bounded heap: memory does
-//! not grow with the keyspace. Nothing here sends `KEYS`, a script or `DEBUG`.
+//! Both walk the whole keyspace of every database that holds keys (`INFO keyspace`, see
+//! [`super::walk`]) and keep only the top N in a bounded heap: memory does not grow with the
+//! keyspace. Nothing here sends `KEYS`, a script or `DEBUG`.
 //!
 //! - **Big keys**: per batch, one pipeline of the size command of each key's type (`STRLEN`,
 //!   `LLEN`, `SCARD`, `ZCARD`, `HLEN`, `XLEN`), the type guessed from the shape of the key's
 //!   name ([`super::guess`]); keys whose guess the answer does not prove are asked `TYPE`
-//!   (which does not touch the key), then the right size command. `MEMORY USAGE` (default
-//!   sampling, which does not touch the key) is asked for the final top N only. Every key
-//!   passes through [`KeyObserver`], the hook a per-key aggregation (key families,
-//!   [`super::families`]) plugs into; an observer that wants every key's memory
-//!   (`MEMORY USAGE`) and TTL (`PTTL`, which does not touch the key either) gets them in the
-//!   same pipeline as the size.
+//!   (which does not touch the key), then the right size command. Every key passes through
+//!   [`KeyObserver`], the hook a per-key aggregation (key families, [`super::families`]) plugs
+//!   into; an observer that wants every key's memory (`MEMORY USAGE`) and TTL (`PTTL`, which
+//!   does not touch the key either) gets them in the same pipeline as the size. At the end the
+//!   winners are asked `MEMORY USAGE` (default sampling, which does not touch the key): a
+//!   winner deleted meanwhile answers nil and is left out.
 //! - **Hot keys**: per batch, one pipeline of `OBJECT FREQ`, which reads the LFU counter
 //!   without touching the key, before anything else looks at it; only the final top N are then
-//!   asked for their type and size. The server's own error tells that no LFU policy is set
-//!   (`CONFIG` may be disabled on managed services), which makes the analysis `unsupported`.
-//! - **Pipelining** (`walk`): the `SCAN` chain runs ahead of the per-key work, and at full
-//!   speed up to [`MAX_DEPTH`] batches are in flight on one connection, so the server has the
-//!   next batch queued while the exporter reads the last one.
-//! - **Throttle**: each node gets `keys_per_second`; batches are `keys_per_second / 1000` keys
-//!   (10 to 1000), one at a time until the budget exceeds full batches, and the scan sleeps
-//!   whenever it is ahead of its budget; one that fell behind does not catch up in a burst.
-//! - **Connection loss**: a walk that fails on a broken connection goes on, on a new one, from
-//!   the cursor after the last batch it processed (a `SCAN` cursor is valid on any
-//!   connection), up to [`MAX_RECONNECTS`] times in a row; the final `MEMORY USAGE`, type and
-//!   size requests for the winners reconnect the same way.
+//!   asked their type and size (a winner whose type is `none` by then is left out). The
+//!   server's own error tells that no LFU policy is set (`CONFIG` may be disabled on managed
+//!   services), which makes the analysis `unsupported`.
+//! - **Errors per key**: a key that moved to another shard (`MOVED`, `ASK`) or changed type
+//!   between two commands is left out, as a key deleted in between would be; any other error
+//!   ends the scan with a reason (a refused command is `auth` and names the command; `LOADING`,
+//!   `BUSY`, `OOM`, `CLUSTERDOWN` and the like are `server_error`).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
-use futures_util::{stream, StreamExt};
-use redis::aio::MultiplexedConnection;
-use redis::Value;
-use tokio::time::Instant;
-
-use super::conn::{keyspace, Connector, Node, Unit};
-use super::error::{retryable, Error, Result};
+use super::conn::Connector;
+use super::error::{Error, Result};
 use super::guess::{Kind, TypeGuess};
+use super::pace::{Counter, Pace};
+use super::resp::{Cmd, Connection, Expect, Limits, Value};
+use super::topology::{Node, Unit};
+use super::walk::{walk, with_reconnect, Guard};
 use crate::dcs::{KeyRecord, KeyType, SizeUnit};
-
-/// Reconnects in a row before a node's scan gives up.
-pub const MAX_RECONNECTS: u32 = 5;
-/// The largest `SCAN COUNT` used.
-pub const MAX_BATCH: u32 = 1000;
-/// The most batches of one node's scan in flight at once.
-pub const MAX_DEPTH: u32 = 4;
-/// Wait before the first reconnect of a broken scan (times the failures in a row).
-pub const RECONNECT_DELAY: Duration = Duration::from_millis(200);
+use crate::metrics::keylabel::name_from_bytes;
 
 /// One key seen by a big key scan, for [`KeyObserver`]s.
 pub struct ScannedKey<'a> {
@@ -85,37 +68,6 @@ pub struct NoObserver;
 
 impl KeyObserver for NoObserver {
     fn observe(&mut self, _: &ScannedKey<'_>) {}
-}
-
-/// Counts keys across the nodes of one scan.
-#[derive(Default)]
-pub struct Counter {
-    pub scanned: AtomicU64,
-}
-
-/// Per-node settings of a scan.
-#[derive(Clone, Copy, Debug)]
-pub struct Pace {
-    pub keys_per_second: u32,
-    pub top_n: usize,
-}
-
-impl Pace {
-    /// Keys per `SCAN`: a thousandth of a second's budget (10 to [`MAX_BATCH`]), so that
-    /// one pipelined batch keeps the server busy only briefly at the default throttle (the
-    /// server's other clients wait behind it) and round trips vanish at full speed.
-    fn batch(&self) -> u32 {
-        (self.keys_per_second / 1000).clamp(10, MAX_BATCH)
-    }
-
-    /// Batches in flight at once: one while the throttle holds batches below [`MAX_BATCH`]
-    /// (a batch's work is then a short burst followed by a pause, and a second batch would only
-    /// make the burst longer), more as the budget grows past full batches, up to
-    /// [`MAX_DEPTH`], so that at full speed the server always has the next batch queued while
-    /// the exporter reads the previous one.
-    fn depth(&self) -> usize {
-        (self.keys_per_second / (1000 * MAX_BATCH)).clamp(1, MAX_DEPTH) as usize
-    }
 }
 
 /// A heap entry: ordered by rank, ties broken by name so results are deterministic.
@@ -176,50 +128,32 @@ fn unit_of(key_type: &str) -> SizeUnit {
     }
 }
 
-fn int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(i) => Some(*i),
-        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-        _ => None,
-    }
+/// What a per-key answer means for the scan.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// An answer to use.
+    Fine,
+    /// The key moved to another shard (`MOVED`, `ASK`: a resharding) since `SCAN` listed it.
+    Moved,
+    /// The key changed type since it was sized (`WRONGTYPE`): left out like a deleted key.
+    Skip,
 }
 
-fn text(v: &Value) -> Option<&str> {
-    match v {
-        Value::SimpleString(s) => Some(s),
-        Value::BulkString(b) => std::str::from_utf8(b).ok(),
-        _ => None,
-    }
-}
-
-/// A per-key server error that must end the scan (a missing ACL permission, a cluster that is
-/// down) rather than skip the key (it vanished, changed type or moved to another shard between
-/// two round trips: see [`moved_away`]).
-fn fatal(node: &Node, v: &Value) -> Option<Error> {
-    let Value::ServerError(e) = v else {
-        return None;
+/// Judges the answer of `command` about one key: a usable answer, a key to leave out, or an
+/// error that ends the scan (a refused command, a server that cannot serve).
+fn judge(node: &Node, command: &str, v: &Value) -> Result<Verdict> {
+    let Value::Error(e) = v else {
+        return Ok(Verdict::Fine);
     };
-    let e: redis::RedisError = e.clone().into();
     match e.code() {
-        Some("NOPERM" | "NOAUTH") => Some(Error::from_redis(&node.label(), &e)),
-        Some("CLUSTERDOWN" | "TRYAGAIN") => Some(Error::Redis {
+        "MOVED" | "ASK" => Ok(Verdict::Moved),
+        "WRONGTYPE" => Ok(Verdict::Skip),
+        "CLUSTERDOWN" | "TRYAGAIN" => Err(Error::Server {
             node: node.label(),
-            message: format!("cluster not serving keys (failover?): {e}"),
+            message: format!("{command}: cluster not serving keys (failover?): {e}"),
         }),
-        _ => None,
+        _ => Err(Error::from_server(&node.label(), command, e)),
     }
-}
-
-/// Whether a per-key answer says the key now lives on another shard (`MOVED`, `ASK`): a
-/// cluster resharding moved it between `SCAN` and the command. Such a key is left out of this
-/// shard's result, as a key deleted in between would be; the scan goes on.
-fn moved_away(v: &Value) -> bool {
-    matches!(v, Value::ServerError(e) if is_moved(e.code()))
-}
-
-/// Whether an error code is a cluster redirection to the key's new shard.
-fn is_moved(code: &str) -> bool {
-    matches!(code, "MOVED" | "ASK")
 }
 
 /// Logs the keys a shard's scan left out because they moved to another shard.
@@ -231,9 +165,32 @@ fn report_moved(node: &Node, analysis: &str, moved: u64) {
     }
 }
 
+/// The `key_type` of a `TYPE` answer: one of Redis' own types, or a module type's name (nine
+/// characters of `A-Z a-z 0-9 - _`, as modules must name their types). `None` for `none`
+/// (the key is gone); anything else is no answer `TYPE` gives.
+fn type_of(node: &Node, v: &Value) -> Result<Option<String>> {
+    let t = v.as_text().unwrap_or_default();
+    if t == "none" {
+        return Ok(None);
+    }
+    let module = t.len() == 9
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if Kind::parse(t).is_some() || module {
+        return Ok(Some(t.to_owned()));
+    }
+    Err(Error::Protocol {
+        node: node.label(),
+        message: format!(
+            "TYPE answered {:?}, which is no key type",
+            super::resp::codec::printable(v.as_bytes().unwrap_or_default(), 40)
+        ),
+    })
+}
+
 fn record(unit: &Unit, r: Ranked, freq: Option<i64>, size: Option<i64>) -> KeyRecord {
     KeyRecord {
-        name: String::from_utf8_lossy(&r.name).into_owned(),
+        name: name_from_bytes(&r.name).into_owned(),
         key_type: Some(KeyType::from(r.key_type.as_str())),
         shard: unit.shard.clone(),
         db: Some(r.db),
@@ -244,195 +201,29 @@ fn record(unit: &Unit, r: Ranked, freq: Option<i64>, size: Option<i64>) -> KeyRe
     }
 }
 
-/// What a failed step leads to.
-enum Step {
-    /// The connection broke: reconnect and try again from the same place.
-    Retry(Error),
-    Fatal(Error),
+fn conn_err(node: &Node) -> impl Fn(super::resp::ConnError) -> Error + '_ {
+    move |e| Error::from_conn(&node.label(), e)
 }
 
-impl From<Error> for Step {
-    fn from(e: Error) -> Self {
-        // Connecting failed: worth another try unless the server refused the credentials.
-        match e {
-            Error::Redis { .. } => Step::Retry(e),
-            other => Step::Fatal(other),
-        }
-    }
+fn size_cmd(kind: Kind, key: &[u8]) -> Cmd {
+    Cmd::new(kind.size_command())
+        .arg(key)
+        .expect(Expect::Int, Limits::SMALL)
 }
 
-fn classify(node: &Node, e: redis::RedisError) -> Step {
-    let retry = retryable(&e);
-    let err = Error::from_redis(&node.label(), &e);
-    if retry {
-        Step::Retry(err)
-    } else {
-        Step::Fatal(err)
-    }
+fn memory_cmd(key: &[u8]) -> Cmd {
+    Cmd::new("MEMORY USAGE")
+        .arg(key)
+        .expect(Expect::IntOrNil, Limits::SMALL)
 }
 
-/// After a failed step on `db` of `node`: drops the pooled connection, waits a little longer
-/// with each failure in a row, and allows another attempt; gives up with the error after
-/// [`MAX_RECONNECTS`] failures in a row or on an error a new connection cannot cure.
-async fn recover(
-    conn: &Connector,
-    node: &Node,
-    db: i64,
-    failures: &mut u32,
-    step: Step,
-) -> Result<()> {
-    conn.forget(node, db);
-    match step {
-        Step::Retry(e) if *failures < MAX_RECONNECTS => {
-            *failures += 1;
-            tracing::warn!(node = %node.label(), db, attempt = *failures, error = %e,
-                "connection lost during a scan; going on from where it was on a new one");
-            tokio::time::sleep(RECONNECT_DELAY * *failures).await;
-            Ok(())
-        }
-        Step::Retry(e) | Step::Fatal(e) => Err(e),
-    }
+fn type_cmd(key: &[u8]) -> Cmd {
+    Cmd::new("TYPE").arg(key).expect(Expect::Text, Limits::WORD)
 }
 
-/// Runs `f` on a pooled connection to `db` of `node`, on a new connection again when the
-/// connection breaks (as [`walk`] does).
-async fn with_reconnect<T, F, Fut>(conn: &Connector, node: &Node, db: i64, mut f: F) -> Result<T>
-where
-    F: FnMut(MultiplexedConnection) -> Fut,
-    Fut: Future<Output = redis::RedisResult<T>>,
-{
-    let mut failures = 0;
-    loop {
-        let step = match conn.get(node, db).await {
-            Ok(c) => match f(c).await {
-                Ok(t) => return Ok(t),
-                Err(e) => classify(node, e),
-            },
-            Err(e) => Step::from(e),
-        };
-        recover(conn, node, db, &mut failures, step).await?;
-    }
-}
-
-/// Walks database `db` of `node`: `SCAN` batch after batch, `work` on each batch's keys, with
-/// up to [`Pace::depth`] batches in flight on one pipelined connection (the next `SCAN` goes
-/// out as soon as the previous cursor is known, not after the batch's work), then `take` on
-/// each batch's outcome in `SCAN` order, then the budget.
-///
-/// A batch is done only once `take` had it: when the connection breaks, the batches in flight
-/// are dropped and the walk goes on, on a new connection, from the cursor after the last batch
-/// taken (a `SCAN` cursor is valid on any connection): no gap, and no key seen twice beyond
-/// what `SCAN` itself may repeat.
-#[allow(clippy::too_many_arguments)]
-async fn walk<T, W, Fut>(
-    conn: &Connector,
-    node: &Node,
-    db: i64,
-    pace: Pace,
-    budget: &mut Budget,
-    counter: &Counter,
-    work: W,
-    mut take: impl FnMut(Vec<Vec<u8>>, T) -> Result<()>,
-) -> Result<()>
-where
-    W: Fn(MultiplexedConnection, Vec<Vec<u8>>) -> Fut,
-    Fut: Future<Output = redis::RedisResult<(Vec<Vec<u8>>, T)>>,
-{
-    let count = pace.batch();
-    let mut cursor = 0u64;
-    let mut failures = 0u32;
-    loop {
-        let c = match conn.get(node, db).await {
-            Ok(c) => c,
-            Err(e) => {
-                recover(conn, node, db, &mut failures, e.into()).await?;
-                continue;
-            }
-        };
-        // `Some(cursor)`: the next `SCAN` to send; `None`: the walk is complete.
-        let scans = stream::unfold(Some(cursor), |at| {
-            let mut c = c.clone();
-            async move {
-                let at = at?;
-                let r: redis::RedisResult<(u64, Vec<Vec<u8>>)> = redis::cmd("SCAN")
-                    .arg(at)
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async(&mut c)
-                    .await;
-                let then = match &r {
-                    Ok((next, _)) if *next != 0 => Some(*next),
-                    _ => None,
-                };
-                Some((r, then))
-            }
-        });
-        let work = &work;
-        let batches = scans
-            .map(|r| {
-                let c = c.clone();
-                async move {
-                    let (next, keys) = r?;
-                    let (keys, t) = work(c, keys).await?;
-                    Ok::<_, redis::RedisError>((next, keys, t))
-                }
-            })
-            .buffered(pace.depth());
-        // The batches in flight end with this block, before the wait for a new connection.
-        let e = {
-            let mut batches = std::pin::pin!(batches);
-            loop {
-                match batches.next().await {
-                    None => return Ok(()),
-                    Some(Ok((next, keys, t))) => {
-                        let n = keys.len() as u64;
-                        take(keys, t)?;
-                        cursor = next;
-                        failures = 0;
-                        counter.scanned.fetch_add(n, Ordering::Relaxed);
-                        budget.spend(n).await;
-                    }
-                    Some(Err(e)) => break e,
-                }
-            }
-        };
-        recover(conn, node, db, &mut failures, classify(node, e)).await?;
-    }
-}
-
-/// The per-node key budget: after each batch the scan waits until the batch's share of
-/// `keys_per_second` has passed. A scan that fell behind (a slow batch, a late timer) goes on
-/// at its pace from there instead of catching up in a burst of back-to-back batches, which
-/// would hold up the server's other clients just as a bigger batch would.
-pub struct Budget {
-    keys_per_second: f64,
-    due: Instant,
-}
-
-impl Budget {
-    pub fn new(keys_per_second: u32) -> Self {
-        Budget {
-            keys_per_second: f64::from(keys_per_second.max(1)),
-            due: Instant::now(),
-        }
-    }
-
-    /// Counts `n` keys and sleeps until their share of the budget has passed.
-    pub async fn spend(&mut self, n: u64) {
-        let share = Duration::from_secs_f64(n as f64 / self.keys_per_second);
-        let now = Instant::now();
-        // Behind by more than this batch's share: the lost time is not made up.
-        let earliest = now.checked_sub(share).unwrap_or(now);
-        self.due = self.due.max(earliest) + share;
-        if self.due > now {
-            tokio::time::sleep_until(self.due).await;
-        }
-    }
-}
-
-/// Per key of a batch (by index): its type, its size (elements, or bytes for strings) and,
-/// with `memory`, its `MEMORY USAGE`, then with `ttl` its `PTTL`. Keys that vanished (`none`)
-/// or have a type without a size are left out.
+/// Per key of a batch (by index): its type, then the answers of its size command and, with
+/// `memory`, `MEMORY USAGE`, then with `ttl` `PTTL`. Keys that vanished (`none`) or have a
+/// type without a size are left out.
 ///
 /// One round trip for most keys: the size command of the type `guess` expects (see
 /// [`super::guess`]), with `MEMORY USAGE` and `PTTL`, which do not depend on the type. A key
@@ -440,14 +231,15 @@ impl Budget {
 /// empty string or stream) is asked `TYPE`, then the size command of its type, in two more
 /// round trips, as without a guess.
 async fn sizes(
-    c: &mut MultiplexedConnection,
+    c: &Connection,
+    node: &Node,
+    db: i64,
     keys: &[Vec<u8>],
     memory: bool,
     ttl: bool,
     guess: &Mutex<TypeGuess>,
-) -> redis::RedisResult<Vec<(usize, Kind, Vec<Value>)>> {
-    // SCAN may answer a batch without keys (it stops after ten times COUNT empty buckets), and
-    // the client refuses an empty pipeline.
+) -> Result<Vec<(usize, Kind, Vec<Value>)>> {
+    // SCAN may answer a batch without keys (it stops after ten times COUNT empty buckets).
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -455,19 +247,18 @@ async fn sizes(
         let mut g = guess.lock().unwrap_or_else(PoisonError::into_inner);
         keys.iter().map(|k| g.guess(k)).collect()
     };
-    let mut p = redis::pipe();
-    p.ignore_errors();
-    for (k, kind) in keys.iter().zip(&guesses) {
-        p.cmd(kind.size_command()).arg(k);
+    let per = 1 + usize::from(memory) + usize::from(ttl);
+    let mut cmds = Vec::with_capacity(keys.len() * per);
+    for (k, &kind) in keys.iter().zip(&guesses) {
+        cmds.push(size_cmd(kind, k));
         if memory {
-            p.cmd("MEMORY").arg("USAGE").arg(k);
+            cmds.push(memory_cmd(k));
         }
         if ttl {
-            p.cmd("PTTL").arg(k);
+            cmds.push(Cmd::new("PTTL").arg(k).expect(Expect::Int, Limits::SMALL));
         }
     }
-    let answers: Vec<Value> = p.query_async(c).await?;
-    let per = 1 + usize::from(memory) + usize::from(ttl);
+    let answers = c.run(Some(db), &cmds).await.map_err(conn_err(node))?;
     let mut out = Vec::with_capacity(keys.len());
     let mut unsure = Vec::new();
     for (i, (answer, &kind)) in answers.chunks(per).zip(&guesses).enumerate() {
@@ -478,25 +269,32 @@ async fn sizes(
         }
     }
     if !unsure.is_empty() {
-        let mut p = redis::pipe();
-        p.ignore_errors();
-        for (i, _) in &unsure {
-            p.cmd("TYPE").arg(&keys[*i]);
-        }
-        let types: Vec<Value> = p.query_async(c).await?;
-        let mut p = redis::pipe();
-        p.ignore_errors();
-        let mut asked = Vec::new();
+        let asked: Vec<Cmd> = unsure.iter().map(|(i, _)| type_cmd(&keys[*i])).collect();
+        let types = c.run(Some(db), &asked).await.map_err(conn_err(node))?;
+        let mut sized = Vec::new();
+        let mut cmds = Vec::new();
         for ((i, answer), t) in unsure.into_iter().zip(&types) {
-            let Some(kind) = text(t).and_then(Kind::parse) else {
+            match judge(node, "TYPE", t)? {
+                Verdict::Fine => {}
+                Verdict::Moved => {
+                    // Counted as moved by the caller, from this answer.
+                    let mut a = answer.to_vec();
+                    a[0] = t.clone();
+                    out.push((i, Kind::String, a));
+                    continue;
+                }
+                Verdict::Skip => continue,
+            }
+            // `none` (gone) and module types (no size command) are left out.
+            let Some(kind) = type_of(node, t)?.as_deref().and_then(Kind::parse) else {
                 continue;
             };
-            p.cmd(kind.size_command()).arg(&keys[i]);
-            asked.push((i, kind, answer));
+            cmds.push(size_cmd(kind, &keys[i]));
+            sized.push((i, kind, answer));
         }
-        if !asked.is_empty() {
-            let sizes: Vec<Value> = p.query_async(c).await?;
-            for ((i, kind, answer), size) in asked.into_iter().zip(sizes) {
+        if !cmds.is_empty() {
+            let sizes = c.run(Some(db), &cmds).await.map_err(conn_err(node))?;
+            for ((i, kind, answer), size) in sized.into_iter().zip(sizes) {
                 let mut answer = answer.to_vec();
                 answer[0] = size;
                 out.push((i, kind, answer));
@@ -504,8 +302,10 @@ async fn sizes(
         }
     }
     let mut g = guess.lock().unwrap_or_else(PoisonError::into_inner);
-    for (i, kind, _) in &out {
-        g.learn(&keys[*i], *kind);
+    for (i, kind, answer) in &out {
+        if matches!(answer[0], Value::Int(_)) {
+            g.learn(&keys[*i], *kind);
+        }
     }
     Ok(out)
 }
@@ -517,14 +317,9 @@ async fn sizes(
 fn proves_guess(answer: &Value) -> bool {
     match answer {
         Value::Int(n) => *n > 0,
-        Value::ServerError(e) => e.code() != "WRONGTYPE",
+        Value::Error(e) => e.code() != "WRONGTYPE",
         _ => false,
     }
-}
-
-/// The databases of `node` that hold keys, with their key counts.
-pub async fn databases(conn: &Connector, node: &Node) -> Result<Vec<(i64, u64)>> {
-    Ok(keyspace(&conn.info(node, "keyspace").await?))
 }
 
 /// The node a big key scan of `unit` reads: the first replica that answers, else the master.
@@ -537,10 +332,12 @@ pub async fn bigkey_node(conn: &Connector, unit: &Unit) -> Node {
     unit.master.clone()
 }
 
-/// Big key scan of one shard: the top N per unit (bytes, elements) of every database, with
+/// Big key scan of one node: the top N per unit (bytes, elements) of every database, with
 /// the `MEMORY USAGE` of the winners (of every key when the observer wants it).
+#[allow(clippy::too_many_arguments)]
 pub async fn bigkeys(
     conn: &Connector,
+    guard: &Guard,
     unit: &Unit,
     node: &Node,
     dbs: &[(i64, u64)],
@@ -550,35 +347,49 @@ pub async fn bigkeys(
 ) -> Result<Vec<KeyRecord>> {
     let mut bytes = TopN::new(pace.top_n);
     let mut elements = TopN::new(pace.top_n);
-    let mut budget = Budget::new(pace.keys_per_second);
     let memory = observer.wants_memory();
     let ttl = observer.wants_ttl();
     let guess = &Mutex::new(TypeGuess::new());
     let mut moved = 0u64;
-    for &(db, _) in dbs {
-        let work = |mut c: MultiplexedConnection, keys: Vec<Vec<u8>>| async move {
-            let answers = sizes(&mut c, &keys, memory, ttl, guess).await?;
+    for &(db, before) in dbs {
+        let work = |c: Connection, keys: Vec<Vec<u8>>| async move {
+            let answers = sizes(&c, node, db, &keys, memory, ttl, guess).await?;
             Ok((keys, answers))
         };
         let take = |keys: Vec<Vec<u8>>, answers: Vec<(usize, Kind, Vec<Value>)>| {
-            for (i, kind, answer) in answers {
+            'key: for (i, kind, answer) in answers {
                 let key_type = kind.name();
-                if answer.first().is_some_and(moved_away) {
-                    moved += 1;
-                    continue;
+                let names = [kind.size_command(), "MEMORY USAGE", "PTTL"];
+                let commands = std::iter::once(names[0])
+                    .chain(memory.then_some(names[1]))
+                    .chain(ttl.then_some(names[2]));
+                for (command, v) in commands.zip(&answer) {
+                    match judge(node, command, v)? {
+                        Verdict::Fine => {}
+                        Verdict::Moved => {
+                            moved += 1;
+                            continue 'key;
+                        }
+                        Verdict::Skip => continue 'key,
+                    }
                 }
-                if let Some(e) = answer.iter().find_map(|v| fatal(node, v)) {
-                    return Err(e);
-                }
-                let size = answer.first().and_then(int);
-                let memory = answer.get(1).filter(|_| memory).and_then(int);
-                let ttl_ms = answer.last().filter(|_| ttl).and_then(int);
+                let size = answer[0].as_int();
+                let mem = if memory {
+                    match answer[1].as_int() {
+                        Some(m) => Some(m),
+                        // Nil: the key is gone.
+                        None => continue,
+                    }
+                } else {
+                    None
+                };
+                let ttl_ms = answer.last().filter(|_| ttl).and_then(Value::as_int);
                 observer.observe(&ScannedKey {
                     db,
                     name: &keys[i],
                     key_type,
                     size,
-                    memory,
+                    memory: mem,
                     ttl_ms,
                 });
                 let Some(size) = size else { continue };
@@ -593,20 +404,20 @@ pub async fn bigkeys(
                         name: keys[i].clone(),
                         db,
                         key_type: key_type.to_owned(),
-                        memory,
+                        memory: mem,
                     });
                 }
             }
             Ok(())
         };
-        walk(conn, node, db, pace, &mut budget, counter, work, take).await?;
+        walk(conn, guard, node, db, pace, counter, work, take).await?;
+        guard.check_keyspace(conn, db, before).await?;
     }
     report_moved(node, "bigkey", moved);
     let mut winners: Vec<Ranked> = bytes.into_sorted();
     winners.extend(elements.into_sorted());
-    if !memory {
-        memory_of(conn, node, &mut winners).await?;
-    }
+    let winners = memory_of(conn, guard, node, winners).await?;
+    guard.check(conn).await?;
     Ok(winners
         .into_iter()
         .map(|r| {
@@ -616,36 +427,48 @@ pub async fn bigkeys(
         .collect())
 }
 
-/// Fills in the `MEMORY USAGE` of `keys` (one pipeline per database).
-async fn memory_of(conn: &Connector, node: &Node, keys: &mut [Ranked]) -> Result<()> {
+/// The winners that still exist, with their `MEMORY USAGE` now (one pipeline per database).
+async fn memory_of(
+    conn: &Connector,
+    guard: &Guard,
+    node: &Node,
+    keys: Vec<Ranked>,
+) -> Result<Vec<Ranked>> {
     let mut dbs: Vec<i64> = keys.iter().map(|k| k.db).collect();
     dbs.sort_unstable();
     dbs.dedup();
+    let mut answers = vec![None; keys.len()];
     for db in dbs {
         let idx: Vec<usize> = (0..keys.len()).filter(|&i| keys[i].db == db).collect();
-        let mut p = redis::pipe();
-        p.ignore_errors();
-        for &i in &idx {
-            p.cmd("MEMORY").arg("USAGE").arg(&keys[i].name);
-        }
-        let answers: Vec<Value> = with_reconnect(conn, node, db, |mut c| {
-            let p = &p;
-            async move { p.query_async(&mut c).await }
+        let cmds: Vec<Cmd> = idx.iter().map(|&i| memory_cmd(&keys[i].name)).collect();
+        let got = with_reconnect(conn, guard, node, db, |c| {
+            let cmds = &cmds;
+            async move { c.run(Some(db), cmds).await.map_err(conn_err(node)) }
         })
         .await?;
-        for (&i, v) in idx.iter().zip(&answers) {
-            if let Some(e) = fatal(node, v) {
-                return Err(e);
+        for (&i, v) in idx.iter().zip(got) {
+            if judge(node, "MEMORY USAGE", &v)? == Verdict::Fine {
+                answers[i] = v.as_int();
             }
-            keys[i].memory = int(v);
         }
     }
-    Ok(())
+    Ok(keys
+        .into_iter()
+        .zip(answers)
+        // Nil (or moved): the key is gone from this node since it was sized.
+        .filter_map(|(k, m)| {
+            m.map(|m| Ranked {
+                memory: Some(m),
+                ..k
+            })
+        })
+        .collect())
 }
 
 /// Hot key scan of one shard's master: the top N by LFU frequency.
 pub async fn hotkeys(
     conn: &Connector,
+    guard: &Guard,
     unit: &Unit,
     dbs: &[(i64, u64)],
     pace: Pace,
@@ -653,41 +476,42 @@ pub async fn hotkeys(
 ) -> Result<Vec<KeyRecord>> {
     let node = &unit.master;
     let mut top = TopN::new(pace.top_n);
-    let mut budget = Budget::new(pace.keys_per_second);
     let mut moved = 0u64;
-    for &(db, _) in dbs {
-        let work = |mut c: MultiplexedConnection, keys: Vec<Vec<u8>>| async move {
-            if keys.is_empty() {
-                return Ok((keys, Vec::new()));
-            }
-            let mut p = redis::pipe();
-            p.ignore_errors();
-            for k in &keys {
-                p.cmd("OBJECT").arg("FREQ").arg(k);
-            }
-            let freqs: Vec<Value> = p.query_async(&mut c).await?;
+    for &(db, before) in dbs {
+        let work = |c: Connection, keys: Vec<Vec<u8>>| async move {
+            let cmds: Vec<Cmd> = keys
+                .iter()
+                .map(|k| {
+                    Cmd::new("OBJECT FREQ")
+                        .arg(k)
+                        .expect(Expect::IntOrNil, Limits::SMALL)
+                })
+                .collect();
+            let freqs = c.run(Some(db), &cmds).await.map_err(conn_err(node))?;
             Ok((keys, freqs))
         };
         let take = |keys: Vec<Vec<u8>>, freqs: Vec<Value>| {
             for (name, v) in keys.into_iter().zip(&freqs) {
-                if moved_away(v) {
-                    moved += 1;
-                    continue;
-                }
-                if let Value::ServerError(e) = v {
-                    let e: redis::RedisError = e.clone().into();
-                    if e.to_string().contains("LFU") {
+                if let Value::Error(e) = v {
+                    if e.line().contains("LFU") {
                         return Err(Error::Unsupported {
                             node: node.label(),
-                            message: format!("hot key analysis needs an LFU maxmemory-policy: {e}"),
+                            message: format!(
+                                "hot key analysis from OBJECT FREQ needs an LFU maxmemory-policy: {e}"
+                            ),
                         });
                     }
-                    if let Some(err) = fatal(node, v) {
-                        return Err(err);
-                    }
-                    continue;
                 }
-                let Some(freq) = int(v) else { continue };
+                match judge(node, "OBJECT FREQ", v)? {
+                    Verdict::Fine => {}
+                    Verdict::Moved => {
+                        moved += 1;
+                        continue;
+                    }
+                    Verdict::Skip => continue,
+                }
+                // Nil: the key is gone.
+                let Some(freq) = v.as_int() else { continue };
                 if top.admits(freq) {
                     top.push(Ranked {
                         rank: freq,
@@ -700,49 +524,82 @@ pub async fn hotkeys(
             }
             Ok(())
         };
-        walk(conn, node, db, pace, &mut budget, counter, work, take).await?;
+        walk(conn, guard, node, db, pace, counter, work, take).await?;
+        guard.check_keyspace(conn, db, before).await?;
     }
     report_moved(node, "hotkey", moved);
     // Type and size of the winners only, after their frequency was read.
-    let winners = top.into_sorted();
-    let mut out = Vec::with_capacity(winners.len());
-    for r in winners {
-        let (key_type, size) = with_reconnect(conn, node, r.db, |mut c| {
-            let name = &r.name;
-            async move {
-                let key_type: String = match redis::cmd("TYPE").arg(name).query_async(&mut c).await
-                {
-                    Ok(t) => t,
-                    // Moved to another shard since its frequency was read: as if gone.
-                    Err(e) if e.code().is_some_and(is_moved) => {
-                        return Ok(("none".to_owned(), None))
-                    }
-                    Err(e) => return Err(e),
-                };
-                let size = match Kind::parse(&key_type) {
-                    Some(kind) => redis::cmd(kind.size_command())
-                        .arg(name)
-                        .query_async::<i64>(&mut c)
-                        .await
-                        .ok(),
-                    None => None,
-                };
-                Ok((key_type, size))
-            }
+    let out = types_and_sizes(conn, guard, node, top.into_sorted()).await?;
+    guard.check(conn).await?;
+    Ok(out
+        .into_iter()
+        .map(|(r, size)| {
+            let freq = Some(r.rank);
+            record(unit, r, freq, size)
+        })
+        .collect())
+}
+
+/// The type and size of each of `keys` that still exists (a pipeline of `TYPE`, then one of
+/// size commands, per database).
+async fn types_and_sizes(
+    conn: &Connector,
+    guard: &Guard,
+    node: &Node,
+    keys: Vec<Ranked>,
+) -> Result<Vec<(Ranked, Option<i64>)>> {
+    let mut found: Vec<Option<(String, Option<i64>)>> = Vec::with_capacity(keys.len());
+    found.resize_with(keys.len(), || None);
+    let mut dbs: Vec<i64> = keys.iter().map(|k| k.db).collect();
+    dbs.sort_unstable();
+    dbs.dedup();
+    for db in dbs {
+        let idx: Vec<usize> = (0..keys.len()).filter(|&i| keys[i].db == db).collect();
+        let asked: Vec<Cmd> = idx.iter().map(|&i| type_cmd(&keys[i].name)).collect();
+        let types = with_reconnect(conn, guard, node, db, |c| {
+            let asked = &asked;
+            async move { c.run(Some(db), asked).await.map_err(conn_err(node)) }
         })
         .await?;
-        if key_type == "none" {
-            continue;
+        let mut sized = Vec::new();
+        let mut cmds = Vec::new();
+        for (&i, t) in idx.iter().zip(&types) {
+            if judge(node, "TYPE", t)? != Verdict::Fine {
+                continue;
+            }
+            let Some(key_type) = type_of(node, t)? else {
+                continue;
+            };
+            if let Some(kind) = Kind::parse(&key_type) {
+                cmds.push(size_cmd(kind, &keys[i].name));
+                sized.push(i);
+            }
+            found[i] = Some((key_type, None));
         }
-        let freq = Some(r.rank);
-        out.push(record(unit, Ranked { key_type, ..r }, freq, size));
+        let sizes = with_reconnect(conn, guard, node, db, |c| {
+            let cmds = &cmds;
+            async move { c.run(Some(db), cmds).await.map_err(conn_err(node)) }
+        })
+        .await?;
+        for (i, v) in sized.into_iter().zip(sizes) {
+            if judge(node, "size", &v)? == Verdict::Fine {
+                if let Some(f) = found[i].as_mut() {
+                    f.1 = v.as_int();
+                }
+            }
+        }
     }
-    Ok(out)
+    Ok(keys
+        .into_iter()
+        .zip(found)
+        .filter_map(|(r, f)| f.map(|(key_type, size)| (Ranked { key_type, ..r }, size)))
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::native::resp::ServerError;
 
     #[test]
     fn top_n_keeps_the_largest_in_order() {
@@ -771,9 +628,8 @@ mod tests {
         );
     }
 
-    /// A server answer from its RESP text.
-    fn parse(resp: &[u8]) -> Value {
-        redis::parse_redis_value(resp).unwrap()
+    fn err(line: &str) -> Value {
+        Value::Error(ServerError::new(line.as_bytes()))
     }
 
     #[test]
@@ -781,71 +637,60 @@ mod tests {
         assert!(proves_guess(&Value::Int(16)));
         // A vanished key answers 0 to every size command; so do empty strings and streams.
         assert!(!proves_guess(&Value::Int(0)));
-        assert!(!proves_guess(&parse(
-            b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+        assert!(!proves_guess(&err(
+            "WRONGTYPE Operation against a key holding the wrong kind of value"
         )));
-        assert!(proves_guess(&parse(
-            b"-NOPERM this user has no permissions\r\n"
-        )));
-        assert!(proves_guess(&parse(b"-MOVED 3999 127.0.0.1:6381\r\n")));
+        assert!(proves_guess(&err("NOPERM this user has no permissions")));
+        assert!(proves_guess(&err("MOVED 3999 127.0.0.1:6381")));
         assert!(!proves_guess(&Value::Nil));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_scan_behind_its_budget_does_not_catch_up_in_a_burst() {
-        let mut b = Budget::new(1000);
-        let start = Instant::now();
-        b.spend(10).await;
-        assert_eq!(start.elapsed(), Duration::from_millis(10));
-        // A slow batch: 100 ms instead of 10.
-        tokio::time::advance(Duration::from_millis(100)).await;
-        let late = Instant::now();
-        // The next batch goes at once, the one after waits its share: no run of batches
-        // making up the 90 ms lost.
-        b.spend(10).await;
-        assert_eq!(late.elapsed(), Duration::ZERO);
-        b.spend(10).await;
-        b.spend(10).await;
-        assert_eq!(late.elapsed(), Duration::from_millis(20));
-    }
-
     #[test]
-    fn a_key_moved_to_another_shard_is_skipped_and_a_cluster_down_ends_the_scan() {
+    fn per_key_answers_are_judged_moved_skipped_or_fatal_with_the_command_named() {
         let node = Node {
             host: "10.0.0.1".into(),
             port: 6379,
         };
-        let moved = parse(b"-MOVED 3999 10.0.0.2:6379\r\n");
-        let ask = parse(b"-ASK 3999 10.0.0.2:6379\r\n");
-        for v in [&moved, &ask] {
-            assert!(moved_away(v));
-            assert!(fatal(&node, v).is_none());
+        for e in ["MOVED 3999 10.0.0.2:6379", "ASK 3999 10.0.0.2:6379"] {
+            assert_eq!(judge(&node, "STRLEN", &err(e)).unwrap(), Verdict::Moved);
         }
-        let down = parse(b"-CLUSTERDOWN The cluster is down\r\n");
-        assert!(!moved_away(&down));
-        assert!(fatal(&node, &down).is_some());
-        let noperm = parse(b"-NOPERM this user has no permissions to run the 'strlen' command\r\n");
-        assert!(!moved_away(&noperm));
-        assert!(fatal(&node, &noperm).is_some());
-        let wrongtype = parse(b"-WRONGTYPE Operation against a key holding the wrong kind\r\n");
-        assert!(!moved_away(&wrongtype));
-        assert!(fatal(&node, &wrongtype).is_none());
-        assert!(!moved_away(&Value::Int(0)));
+        assert_eq!(
+            judge(&node, "LLEN", &err("WRONGTYPE Operation against a key")).unwrap(),
+            Verdict::Skip
+        );
+        assert_eq!(judge(&node, "LLEN", &Value::Int(0)).unwrap(), Verdict::Fine);
+        let e = judge(
+            &node,
+            "TYPE",
+            &err("NOPERM this user has no permissions to run the 'type' command"),
+        )
+        .unwrap_err();
+        assert!(matches!(&e, Error::Auth { message, .. } if message.starts_with("TYPE: NOPERM")));
+        for code in [
+            "CLUSTERDOWN The cluster is down",
+            "LOADING Redis is loading",
+            "BUSY script",
+            "OOM command not allowed",
+            "MASTERDOWN Link with MASTER is down",
+            "READONLY You can't write",
+        ] {
+            let e = judge(&node, "STRLEN", &err(code)).unwrap_err();
+            assert!(matches!(e, Error::Server { .. }), "{code}: {e}");
+        }
     }
 
     #[test]
-    fn batch_follows_the_throttle_within_bounds() {
-        let p = |k| Pace {
-            keys_per_second: k,
-            top_n: 1,
+    fn key_types_are_redis_own_or_module_names_never_arbitrary_text() {
+        let node = Node {
+            host: "h".into(),
+            port: 1,
         };
-        assert_eq!(p(10_000_000).batch(), 1000);
-        assert_eq!(p(20_000).batch(), 20);
-        assert_eq!(p(5).batch(), 10);
-        // One batch at a time at the default throttle; more only at full batches.
-        assert_eq!(p(20_000).depth(), 1);
-        assert_eq!(p(1_000_000).depth(), 1);
-        assert_eq!(p(2_000_000).depth(), 2);
-        assert_eq!(p(10_000_000).depth(), MAX_DEPTH as usize);
+        let t = |s: &str| type_of(&node, &Value::Simple(s.into()));
+        assert_eq!(t("zset").unwrap().as_deref(), Some("zset"));
+        assert_eq!(t("ReJSON-RL").unwrap().as_deref(), Some("ReJSON-RL"));
+        assert_eq!(t("none").unwrap(), None);
+        assert!(t("zset\r\nx").is_err());
+        assert!(t("a very long answer that is no type").is_err());
+        assert!(t("").is_err());
     }
 }

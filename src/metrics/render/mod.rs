@@ -365,7 +365,11 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
     if !analyses.is_empty() {
         header(out, ns, &ANALYSIS_FAILURES);
         for a in &analyses {
-            for reason in FailureReason::ALL {
+            // Reasons only native targets have appear once they happened.
+            let native = FailureReason::NATIVE
+                .into_iter()
+                .filter(|r| a.state.failures.contains_key(r));
+            for reason in FailureReason::ALL.into_iter().chain(native) {
                 let n = a.state.failures.get(&reason).copied().unwrap_or(0);
                 sample_with(
                     out,
