@@ -97,8 +97,9 @@ async fn the_readme_acl_user_runs_big_and_hot_key_scans() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "README's ACL list lacks +pttl: on every server the big key scan with families \
-            fails as `auth`, \"this user has no permissions to run the 'pttl' command\" \
-            (dcs_analysis_failures_total{reason=\"auth\"} left: Some(1.0), right: Some(0.0))"]
+            fails as auth, `not allowed: PTTL: NOPERM … no permissions to run the 'pttl' \
+            command` (dcs_analysis_failures_total{reason=\"auth\"} left: Some(1.0), \
+            right: Some(0.0))"]
 async fn the_readme_acl_user_runs_key_families() {
     on_each("matrix_acl_families", |bin| async move {
         let (_server, yaml) = with_readme_user(bin, "trigger").await;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::common::redis_server::Server;
 use crate::common::{start_exporter, wait_for, Exporter, Metrics, TempDir};
+use crate::native::exported_name;
 use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config::{self, Config};
 
@@ -175,7 +176,7 @@ fn expected_top(keys: &[Planted], n: usize, strings: bool) -> Vec<(String, Strin
         .take(n)
         .map(|k| {
             (
-                String::from_utf8_lossy(&k.name).into_owned(),
+                exported_name(&k.name),
                 k.key_type.to_owned(),
                 k.db.to_string(),
                 k.size as f64,
