@@ -508,7 +508,13 @@ pub async fn check_config(path: &Path, online: bool) -> CheckReport {
     }
     for target in &config.redis {
         match crate::native::probe::check_online(target).await {
-            Ok(report) => lines.push(format!("redis {}: OK: {report}", target.id)),
+            Ok(report) if report.problems().is_empty() => {
+                lines.push(format!("redis {}: OK: {report}", target.id))
+            }
+            Ok(report) => {
+                failed += 1;
+                lines.push(format!("redis {}: FAILED: {report}", target.id));
+            }
             Err(e) => {
                 failed += 1;
                 lines.push(format!("redis {}: FAILED: {e}", target.id));

@@ -277,6 +277,16 @@ impl ScanProgress {
     }
 }
 
+/// Whether a scan of a Redis or Valkey target counts as an access to the keys it reads (their
+/// LFU counter and idle time change), and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Touch {
+    pub touches: bool,
+    /// What makes it so, for the status page: `CLIENT NO-TOUCH` on, missing (before Redis
+    /// 7.2) or refused to the ACL user.
+    pub why: String,
+}
+
 /// The last failure of an analysis, for the status page.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LastError {
@@ -295,6 +305,8 @@ pub struct AnalysisState {
     pub running: Option<RunningTask>,
     /// Progress of the scan running now (native targets only).
     pub progress: Option<ScanProgress>,
+    /// Whether the newest scan touched the keys it read (native targets only).
+    pub touch: Option<Touch>,
     pub consecutive_failures: u64,
     /// Failures by reason since start (a counter: never reset).
     pub failures: BTreeMap<FailureReason, u64>,
@@ -315,6 +327,7 @@ impl AnalysisState {
             supported: true,
             running: None,
             progress: None,
+            touch: None,
             consecutive_failures: 0,
             failures: BTreeMap::new(),
             tasks_created: 0,
@@ -608,6 +621,11 @@ impl Store {
     /// Sets or clears the task being followed (`dcs_analysis_running`).
     pub fn set_running(&self, id: &str, analysis: Analysis, task: Option<RunningTask>) {
         self.update_analysis(id, analysis, |a| a.running = task)
+    }
+
+    /// Records whether the newest scan of a native target touches the keys it reads.
+    pub fn set_touch(&self, id: &str, analysis: Analysis, touch: Touch) {
+        self.update_analysis(id, analysis, |a| a.touch = Some(touch))
     }
 
     /// Sets or clears the progress of a running scan (native targets).

@@ -1,9 +1,9 @@
 //! Questions a target answers in one or two commands: whether it can give hot keys from its LFU
 //! counters, and, for `check-config --online`, what it is.
 
-use super::conn::Connector;
+use super::conn::{Connector, MAX_INFO_BYTES};
 use super::error::{Error, Result};
-use super::resp::{Cmd, Expect, Limits, Value};
+use super::resp::{Cmd, Expect, Limits, NoTouch, Value};
 use super::topology::{field, keyspace, Engine, Node};
 use crate::config::redis::RedisTarget;
 
@@ -47,6 +47,104 @@ pub async fn lfu(conn: &Connector, node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// A name no key has, for asking permissions: commands on a key that does not exist answer
+/// without touching, creating or changing anything.
+const PROBE_KEY: &str = "dcs-key-exporter:acl-probe";
+
+/// The ACL permissions (`+command`) the configured analyses of `target` need on a node that
+/// the user lacks, each with what needs it: every command is sent once, harmlessly (on a key
+/// that does not exist), and those answered `NOPERM` are missing. The same list as the
+/// README's `ACL SETUSER` line, so that the two cannot drift apart unnoticed (a test builds
+/// the user from the README).
+pub async fn missing_permissions(
+    conn: &Connector,
+    node: &Node,
+    target: &RedisTarget,
+    cluster: bool,
+) -> Result<Vec<(String, &'static str)>> {
+    use crate::config::Mode;
+    let big = target.bigkey.mode != Mode::Off;
+    let hot = target.hotkey.mode != Mode::Off;
+    let families = target.families_on();
+    let mut asked: Vec<(&'static str, &'static str, Cmd)> = vec![
+        ("+info", "every analysis", Cmd::new("INFO").arg("server")),
+        ("+select", "every analysis", Cmd::new("SELECT").arg("0")),
+        (
+            "+scan",
+            "every analysis",
+            Cmd::new("SCAN").arg("0").arg("COUNT").arg("1"),
+        ),
+    ];
+    if big {
+        asked.push(("+type", "big keys", Cmd::new("TYPE").arg(PROBE_KEY)));
+        for (perm, command) in [
+            ("+strlen", "STRLEN"),
+            ("+llen", "LLEN"),
+            ("+scard", "SCARD"),
+            ("+zcard", "ZCARD"),
+            ("+hlen", "HLEN"),
+            ("+xlen", "XLEN"),
+        ] {
+            asked.push((perm, "big keys", Cmd::new(command).arg(PROBE_KEY)));
+        }
+        asked.push((
+            "+memory|usage",
+            "big keys",
+            Cmd::new("MEMORY USAGE").arg(PROBE_KEY),
+        ));
+    }
+    if families {
+        asked.push(("+pttl", "key families", Cmd::new("PTTL").arg(PROBE_KEY)));
+    }
+    if hot {
+        asked.push(("+randomkey", "hot keys", Cmd::new("RANDOMKEY")));
+        asked.push((
+            "+object|freq",
+            "hot keys",
+            Cmd::new("OBJECT FREQ").arg(PROBE_KEY),
+        ));
+        asked.push(("+type", "hot keys", Cmd::new("TYPE").arg(PROBE_KEY)));
+    }
+    if cluster {
+        asked.push((
+            "+cluster|nodes",
+            "cluster targets",
+            Cmd::new("CLUSTER NODES"),
+        ));
+        asked.push(("+readonly", "cluster targets", Cmd::new("READONLY")));
+    }
+    let cmds: Vec<Cmd> = asked
+        .iter()
+        .map(|(_, _, c)| {
+            c.clone()
+                .expect(Expect::Any, Limits::list(1000, MAX_INFO_BYTES, 3))
+        })
+        .collect();
+    let c = conn.get(node).await?;
+    let answers = match c.run(None, &cmds).await {
+        Ok(a) => a,
+        // Every batch ends with a `PING`: without it nothing can be asked.
+        Err(super::resp::ConnError::Auth(m)) if m.starts_with("PING") => {
+            return Ok(vec![("+ping".to_owned(), "every analysis")])
+        }
+        Err(e) => return Err(Error::from_conn(&node.label(), e)),
+    };
+    let mut missing: Vec<(String, &'static str)> = Vec::new();
+    for ((perm, what, _), v) in asked.iter().zip(&answers) {
+        let refused = v.as_error().is_some_and(|e| e.code() == "NOPERM");
+        if refused && !missing.iter().any(|(p, _)| p == perm) {
+            missing.push(((*perm).to_owned(), what));
+        }
+    }
+    if conn.no_touch(node) == Some(NoTouch::Refused) {
+        missing.push((
+            "+client|no-touch".to_owned(),
+            "scans that change no LFU counter or idle time",
+        ));
+    }
+    Ok(missing)
+}
+
 /// What the server says about itself, for `check-config --online`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
@@ -59,12 +157,22 @@ pub struct Report {
     pub shards: Vec<String>,
     /// `maxmemory-policy` (from `INFO memory`, so it works where `CONFIG` is disabled).
     pub eviction_policy: String,
+    /// ACL permissions the configured analyses need and the user lacks, with what needs them.
+    pub missing: Vec<(String, &'static str)>,
 }
 
 impl Report {
     /// Hot key analysis needs an LFU policy.
     pub fn hotkey_possible(&self) -> bool {
         self.eviction_policy.contains("lfu")
+    }
+
+    /// What would make the configured analyses fail (missing permissions).
+    pub fn problems(&self) -> Vec<String> {
+        self.missing
+            .iter()
+            .map(|(perm, what)| format!("the ACL user lacks {perm} (needed by {what})"))
+            .collect()
     }
 }
 
@@ -89,7 +197,11 @@ impl std::fmt::Display for Report {
             } else {
                 "not possible (needs an LFU maxmemory-policy)"
             }
-        )
+        )?;
+        for p in self.problems() {
+            write!(f, "; {p}")?;
+        }
+        Ok(())
     }
 }
 
@@ -127,11 +239,28 @@ pub async fn check_online(target: &RedisTarget) -> Result<Report> {
             }
         })
         .collect();
+    conn.retain(&topology);
+    // Permissions: on the seed, and on each node the scans read (key commands on a cluster
+    // replica need READONLY, which the connection sends).
+    let mut missing = missing_permissions(&conn, &seed, target, topology.cluster).await?;
+    for unit in &topology.units {
+        for node in std::iter::once(&unit.master).chain(&unit.replicas) {
+            if *node == seed {
+                continue;
+            }
+            for m in missing_permissions(&conn, node, target, topology.cluster).await? {
+                if !missing.contains(&m) {
+                    missing.push(m);
+                }
+            }
+        }
+    }
     Ok(Report {
         version,
         role,
         cluster: topology.cluster,
         shards,
         eviction_policy,
+        missing,
     })
 }

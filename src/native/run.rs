@@ -13,13 +13,14 @@ use super::conn::Connector;
 use super::error::{Error, Result};
 use super::families::{FamilyObserver, FamilyTable, TRACKED_FAMILIES};
 use super::pace::{Counter, Pace};
+use super::resp::NoTouch;
 use super::scan::{self, NoObserver};
 use super::topology::{keyspace, Node, Topology, Unit};
 use super::walk::Guard;
 use super::{runtime, Tasks, PROGRESS_EVERY};
 use crate::config::redis::RedisTarget;
 use crate::dcs::{timestamp, Analysis, KeyRecord, ScanType, TaskRecord, TaskStatus};
-use crate::metrics::store::{ScanProgress, Store};
+use crate::metrics::store::{ScanProgress, Store, Touch};
 use crate::scheduler::{Clock, SourceError};
 
 /// Times a node's scan starts over after its server restarted or was flushed under it,
@@ -138,6 +139,8 @@ impl Run {
             };
             plan.push((unit, node, Counter::default()));
         }
+        self.report_touch(&plan.iter().map(|(_, n, _)| n.clone()).collect::<Vec<_>>())
+            .await?;
         // The keys of every node, for the progress; each node's count is read again when its
         // scan starts (over).
         let total = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -189,6 +192,41 @@ impl Run {
             self.publish_families(started, tables);
         }
         Ok(keys)
+    }
+
+    /// Publishes whether this scan's reads touch keys (their LFU counter and idle time), from
+    /// what `CLIENT NO-TOUCH ON` got on each node's connection, and logs it when it changed.
+    async fn report_touch(&self, nodes: &[Node]) -> Result<()> {
+        let mut why = Vec::new();
+        for node in nodes {
+            self.conn.get(node).await?;
+            match self.conn.no_touch(node) {
+                Some(NoTouch::Refused) => why.push(format!(
+                    "{}: CLIENT NO-TOUCH refused to the ACL user (add +client|no-touch)",
+                    node.label()
+                )),
+                Some(NoTouch::NotOffered) => why.push(format!(
+                    "{}: no CLIENT NO-TOUCH before Redis 7.2",
+                    node.label()
+                )),
+                _ => {}
+            }
+        }
+        let touch = Touch {
+            touches: !why.is_empty(),
+            why: if why.is_empty() {
+                "CLIENT NO-TOUCH is on: the scans change no LFU counter or idle time".to_owned()
+            } else {
+                why.join("; ")
+            },
+        };
+        if self.conn.touch_changed(touch.touches) && touch.touches {
+            warn!(target = %self.target.id, reason = %touch.why,
+                "scans of this target count as accesses to the keys they size (LFU counters and \
+                 idle times change; hot key rankings include the scans' reads)");
+        }
+        self.store.set_touch(&self.target.id, self.analysis, touch);
+        Ok(())
     }
 
     fn with_families(&self) -> bool {

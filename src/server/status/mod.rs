@@ -407,6 +407,13 @@ fn analysis(
         }
         None => h.push_str("none"),
     }
+    if let Some(t) = st.touch.as_ref().filter(|t| t.touches) {
+        let _ = write!(
+            h,
+            "</td></tr>\n<tr><th>touches keys</th><td><span class=\"bad\">yes</span>: {}",
+            esc(&t.why)
+        );
+    }
     let failures = if st.consecutive_failures > 0 {
         format!("<span class=\"bad\">{}</span>", st.consecutive_failures)
     } else {

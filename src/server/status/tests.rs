@@ -43,6 +43,7 @@ fn snapshot() -> Snapshot {
             since: JAN1 + 3600.0,
         }),
         progress: None,
+        touch: None,
         consecutive_failures: 1,
         failures: BTreeMap::new(),
         tasks_created: 2,

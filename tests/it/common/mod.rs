@@ -16,6 +16,7 @@ use dcs_key_exporter::dcs::{timestamp, Analysis, TaskRecord, TaskStatus};
 use dcs_key_exporter::simulator::{SimConfig, Simulator};
 use tokio::net::TcpListener;
 
+pub mod fake_redis;
 pub mod redis_server;
 pub mod servers;
 use tokio_util::sync::CancellationToken;

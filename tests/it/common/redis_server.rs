@@ -83,25 +83,7 @@ impl Server {
     ) -> Result<Server, StartError> {
         let dir = TempDir::new("redis");
         let port = free_port();
-        let mut cmd = Command::new(&bin.path);
-        if tls {
-            cmd.args(["--port", "0", "--tls-port", &port.to_string()]);
-        } else {
-            cmd.args(["--port", &port.to_string()]);
-        }
-        let stderr = std::fs::File::create(dir.path("stderr.log")).expect("stderr.log");
-        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.dir())
-            .args(["--logfile", "server.log"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        let child = cmd.spawn().map_err(|e| StartError {
-            message: format!("{} does not start: {e}", bin.path.display()),
-            log: String::new(),
-        })?;
+        let child = spawn(bin, args, tls, &dir, port)?;
         let mut server = Server {
             port,
             child,
@@ -109,23 +91,44 @@ impl Server {
             cli_args,
             bin: bin.clone(),
         };
+        server.ready().await?;
+        Ok(server)
+    }
+
+    /// Stops the server (`SHUTDOWN SAVE`, which writes its data to disk, or `SHUTDOWN NOSAVE`)
+    /// and starts a new process of the same binary with the same arguments, port and
+    /// directory: with `save` it loads the data back, without it starts empty. The new process
+    /// has a new `run_id`.
+    pub async fn restart(&mut self, args: &[&str], save: bool) {
+        let _ = self.try_cli(&["SHUTDOWN", if save { "SAVE" } else { "NOSAVE" }]);
+        let _ = self.child.wait();
+        let what = self.bin.describe();
+        self.child = spawn(&self.bin, args, false, &self.dir, self.port)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        self.ready()
+            .await
+            .unwrap_or_else(|e| panic!("{what} after a restart: {e}"));
+    }
+
+    /// Waits until the server answers PING; fails early when the process exits.
+    async fn ready(&mut self) -> Result<(), StartError> {
         let until = tokio::time::Instant::now() + START_DEADLINE;
         loop {
-            if server
-                .try_cli(&["PING"])
-                .is_some_and(|o| o.trim() == "PONG")
-            {
-                return Ok(server);
+            if self.try_cli(&["PING"]).is_some_and(|o| o.trim() == "PONG") {
+                return Ok(());
             }
-            let exited = server.child.try_wait().ok().flatten();
+            let exited = self.child.try_wait().ok().flatten();
             if exited.is_some() || tokio::time::Instant::now() >= until {
                 let message = match exited {
                     Some(status) => format!("exited ({status}) before answering PING"),
-                    None => format!("did not answer PING on port {port} within {START_DEADLINE:?}"),
+                    None => format!(
+                        "did not answer PING on port {} within {START_DEADLINE:?}",
+                        self.port
+                    ),
                 };
                 return Err(StartError {
                     message,
-                    log: server.log(),
+                    log: self.log(),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -207,6 +210,35 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A process of `bin` on `port` keeping its files (data, log, stderr) in `dir`.
+fn spawn(
+    bin: &ServerBin,
+    args: &[&str],
+    tls: bool,
+    dir: &TempDir,
+    port: u16,
+) -> Result<Child, StartError> {
+    let mut cmd = Command::new(&bin.path);
+    if tls {
+        cmd.args(["--port", "0", "--tls-port", &port.to_string()]);
+    } else {
+        cmd.args(["--port", &port.to_string()]);
+    }
+    let stderr = std::fs::File::create(dir.path("stderr.log")).expect("stderr.log");
+    cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.dir())
+        .args(["--logfile", "server.log"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    cmd.spawn().map_err(|e| StartError {
+        message: format!("{} does not start: {e}", bin.path.display()),
+        log: String::new(),
+    })
 }
 
 /// One command in RESP, for [`Server::pipe`].

@@ -355,8 +355,6 @@ async fn instance_info_and_check_config_give_the_engines_own_version() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "dcs_instance_info has no engine label: on every server \
-            `left: None, right: Some(\"redis\")` (or \"valkey\")"]
 async fn instance_info_names_the_engine() {
     on_each("matrix_engine", |bin| async move {
         let (server, e, _stop, m, _dir) = described(bin).await;

@@ -1,7 +1,9 @@
 //! The scans leave keys untouched where the server can do that (`CLIENT NO-TOUCH`: Redis 7.2+,
-//! Valkey): every key's LFU counter (`OBJECT FREQ`, under `allkeys-lfu`) and idle time
-//! (`OBJECT IDLETIME`, under `allkeys-lru`) are read before and after a big key, key family
-//! and hot key scan and must not have moved. Neither `OBJECT` subcommand touches a key itself.
+//! Valkey), and say so where it cannot: every key's LFU counter (`OBJECT FREQ`, under
+//! `allkeys-lfu`) and idle time (`OBJECT IDLETIME`, under `allkeys-lru`) are read before and
+//! after a big key, key family and hot key scan. Where the server has `CLIENT NO-TOUCH` none may
+//! have moved and `dcs_analysis_scan_touches_keys` is 0; on older servers they move and the
+//! metric is 1. Neither `OBJECT` subcommand touches a key itself.
 //!
 //! The counters start from a known value set with `RESTORE … FREQ` / `IDLETIME` (far from
 //! the counter's cap of 255, and idle for a day), so a single touch would show: with
@@ -12,19 +14,33 @@ use std::collections::BTreeMap;
 use super::{calls, dataset, plant, start, wait_failure, wait_success, Planted};
 use crate::common::redis_server::Server;
 use crate::common::servers::{assert_ran_on_each_engine, on_each, Outcome, ServerBin};
-use crate::common::TempDir;
+use crate::common::{Metrics, TempDir};
 
 const SET_FREQ: i64 = 10;
 const SET_IDLE: i64 = 86_400;
 
-fn not_here(bin: &ServerBin) -> Option<Outcome> {
-    (!bin.has_no_touch()).then(|| {
-        Outcome::NotApplicable(format!(
-            "{} {} has no CLIENT NO-TOUCH (Redis 7.2+ and Valkey have it)",
-            bin.engine.as_str(),
-            bin.version
-        ))
-    })
+/// On a server with `CLIENT NO-TOUCH`, nothing moved and the exporter says it touched
+/// nothing; on one without, keys moved (else the test proves nothing) and the exporter says so.
+fn judge(bin: &ServerBin, what: &str, moved: &[String], of: usize, m: &Metrics, id: &str) {
+    let touches = m.get(
+        "dcs_analysis_scan_touches_keys",
+        &[("instance_id", id), ("analysis", "bigkey")],
+    );
+    if bin.has_no_touch() {
+        assert!(
+            moved.is_empty(),
+            "{} of {of} {what} moved: {:?}",
+            moved.len(),
+            &moved[..moved.len().min(10)]
+        );
+        assert_eq!(touches, Some(0.0), "dcs_analysis_scan_touches_keys");
+    } else {
+        assert!(
+            !moved.is_empty(),
+            "no {what} moved on a server without CLIENT NO-TOUCH"
+        );
+        assert_eq!(touches, Some(1.0), "dcs_analysis_scan_touches_keys");
+    }
 }
 
 /// Re-creates every key with `RESTORE … REPLACE <modifier> <value>` (its own `DUMP`).
@@ -84,11 +100,8 @@ fn moved(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scans_change_no_lfu_counter_where_the_server_has_no_touch() {
+async fn lfu_counters_stay_where_the_server_has_no_touch_and_moves_are_said_elsewhere() {
     let outcomes = on_each("matrix_no_touch_lfu", |bin| async move {
-        if let Some(o) = not_here(bin) {
-            return o;
-        }
         let lfu = [
             "--maxmemory-policy",
             "allkeys-lfu",
@@ -115,6 +128,7 @@ async fn scans_change_no_lfu_counter_where_the_server_has_no_touch() {
         wait_success(&e, &id, "bigkey").await;
         let m = wait_success(&e, &id, "hotkey").await;
         assert!(!m.family("dcs_keyfamily_keys").is_empty(), "families built");
+        let m = e.scrape().await;
         e.stop().await;
         // The scans read every key: sizes, memory and counters came from this server.
         for command in ["scan", "memory|usage", "object|freq"] {
@@ -122,13 +136,7 @@ async fn scans_change_no_lfu_counter_where_the_server_has_no_touch() {
         }
         let after = object(&server, &keys, "FREQ");
         let touched = moved(&before, &after, |b, a| a != b);
-        assert!(
-            touched.is_empty(),
-            "{} of {} LFU counters moved: {:?}",
-            touched.len(),
-            keys.len(),
-            &touched[..touched.len().min(10)]
-        );
+        judge(bin, "LFU counters", &touched, keys.len(), &m, &id);
         Outcome::Ran
     })
     .await;
@@ -138,11 +146,8 @@ async fn scans_change_no_lfu_counter_where_the_server_has_no_touch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scans_change_no_idle_time_where_the_server_has_no_touch() {
+async fn idle_times_stay_where_the_server_has_no_touch_and_resets_are_said_elsewhere() {
     let outcomes = on_each("matrix_no_touch_lru", |bin| async move {
-        if let Some(o) = not_here(bin) {
-            return o;
-        }
         let server =
             Server::start_bin(bin, &["--maxmemory-policy", "allkeys-lru"], Vec::new(), false)
                 .await;
@@ -162,7 +167,7 @@ async fn scans_change_no_idle_time_where_the_server_has_no_touch() {
         )
         .await;
         wait_success(&e, &id, "bigkey").await;
-        wait_failure(&e, &id, "hotkey", "unsupported").await;
+        let m = wait_failure(&e, &id, "hotkey", "unsupported").await;
         e.stop().await;
         for command in ["scan", "memory|usage"] {
             assert!(calls(&server, command) > 0, "no {command} call");
@@ -170,13 +175,7 @@ async fn scans_change_no_idle_time_where_the_server_has_no_touch() {
         // Idle times only grow while nothing touches a key.
         let after = object(&server, &keys, "IDLETIME");
         let touched = moved(&before, &after, |b, a| a < b);
-        assert!(
-            touched.is_empty(),
-            "{} of {} idle times were reset: {:?}",
-            touched.len(),
-            keys.len(),
-            &touched[..touched.len().min(10)]
-        );
+        judge(bin, "idle times", &touched, keys.len(), &m, &id);
         Outcome::Ran
     })
     .await;
