@@ -1,7 +1,7 @@
 //! `redis:`: Redis and Valkey servers the exporter analyses itself (see [`crate::native`]).
 //!
 //! The raw entry ([`super::raw::RawRedis`]) refuses unknown keys like the rest of the file;
-//! validation (in `validate_redis.rs`) turns it into a [`RedisTarget`]: a parsed address (`redis://` or `rediss://`, host and port,
+//! validation (`validate/redis.rs`) turns it into a [`RedisTarget`]: a parsed address (`redis://` or `rediss://`, host and port,
 //! credentials in the URL allowed but kept out of the id), the password from `${ENV}` or
 //! `password_file` as a [`Secret`], TLS files read once at load, the throttle, and the analysis
 //! settings with the global `analysis:` defaults under the target's own overrides. `mode:
@@ -225,9 +225,11 @@ mod tests {
             "redis:\n  - address: redis://10.0.0.5\n    analysis:\n      bigkey: {mode: off, families: {depth: 2}}\n      keyfamily:\n        mode: trigger\n        interval: 1h\n        fresh_backup: true\n        families:\n          delimiter: ''\n          depth: 0\n          rules:\n            - {match: '(', family: x}\n            - {match: 'a', family: other}\n            - {family: y}\n",
         );
         for want in [
-            "redis[0].analysis.bigkey.families: only analysis.keyfamily takes families",
-            "redis[0].analysis.keyfamily.interval: the key families of a Redis or Valkey target come with every big key scan",
-            "redis[0].analysis.keyfamily.fresh_backup:",
+            // Fields that have no meaning there: the parser lists those that have, and says
+            // where these belong.
+            "redis[0].analysis.bigkey.families: unknown field `families`, expected one of `mode`, `interval`, `timeout`, `top_n`; only analysis.keyfamily takes families (line 4)",
+            "redis[0].analysis.keyfamily.interval: unknown field `interval`, expected one of `mode`, `top_n`, `families`; the key families of a Redis or Valkey target come with every big key scan: set analysis.bigkey.interval (line 7)",
+            "redis[0].analysis.keyfamily.fresh_backup: unknown field `fresh_backup`, expected one of `mode`, `top_n`, `families`; a Redis or Valkey target has no DCS backups: its key families come from the big key scan (line 8)",
             "redis[0].analysis.keyfamily.mode: trigger needs the big key scan, which is off",
             "redis[0].analysis.keyfamily.families.delimiter: must not be empty",
             "redis[0].analysis.keyfamily.families.depth: must be between 1 and 16",

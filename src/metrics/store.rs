@@ -300,8 +300,11 @@ pub struct LastError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AnalysisState {
     pub spec: AnalysisSpec,
-    /// `false` once DCS answered DCS.4919 / DCS.4922.
+    /// `false` once DCS answered DCS.4919 / DCS.4922 (or a Redis target had no LFU policy).
     pub supported: bool,
+    /// When an unsupported analysis is asked again (Unix seconds), as its loop planned it; a
+    /// config reload asks at once. Kept only while the analysis is unsupported.
+    pub recheck_at: Option<f64>,
     pub running: Option<RunningTask>,
     /// Progress of the scan running now (native targets only).
     pub progress: Option<ScanProgress>,
@@ -325,6 +328,7 @@ impl AnalysisState {
         AnalysisState {
             spec,
             supported: true,
+            recheck_at: None,
             running: None,
             progress: None,
             touch: None,
@@ -633,9 +637,20 @@ impl Store {
         self.update_analysis(id, analysis, |a| a.progress = progress)
     }
 
-    /// Marks the analysis supported or not (`dcs_analysis_supported`).
+    /// Marks the analysis supported or not (`dcs_analysis_supported`); supported, it has no
+    /// re-check planned.
     pub fn set_supported(&self, id: &str, analysis: Analysis, supported: bool) {
-        self.update_analysis(id, analysis, |a| a.supported = supported)
+        self.update_analysis(id, analysis, |a| {
+            a.supported = supported;
+            if supported {
+                a.recheck_at = None;
+            }
+        })
+    }
+
+    /// Sets when an unsupported analysis is asked again (Unix seconds), for the status page.
+    pub fn set_recheck(&self, id: &str, analysis: Analysis, at: Option<f64>) {
+        self.update_analysis(id, analysis, |a| a.recheck_at = at)
     }
 
     /// Counts a task created or adopted (`dcs_analysis_tasks_total`), once: the task counted

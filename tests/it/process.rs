@@ -374,6 +374,27 @@ async fn reload_by_sighup_and_http_rejects_broken_configs_and_rereads_secrets() 
     })
     .await;
 
+    // A secret "file" that is a FIFO is refused at once, naming the key and the file: the
+    // reload does not wait for a writer that never comes.
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("fifo"))
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    write_config(
+        &dir,
+        &only_a.replace("secret_key_file: sk", "secret_key_file: fifo"),
+    );
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), exp.reload())
+        .await
+        .expect("a reload with a FIFO answers");
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("clouds[0].auth.secret_key_file")
+            && body.contains("fifo: is not a regular file (it is a FIFO)"),
+        "{body}"
+    );
+
     // SIGHUP with a good config: b starts, a stops and its series disappear.
     write_config(&dir, &only_b);
     exp.signal("HUP");

@@ -8,7 +8,9 @@
 //! instances fits in a few screens. Sizes are human-readable (`12.5 KiB`, `70,000 elements`).
 //!
 //! An analysis the instance does not support is shown as unsupported (grey), not as failing
-//! (red): it is a property of the instance, re-checked daily, not an error.
+//! (red): it is a property of the instance, not an error. Its details say when it is asked
+//! again (every interval for a Redis or Valkey server, once a day on DCS, and at once on a
+//! config reload).
 //!
 //! The page has inline CSS, no scripts and no external assets. Everything that comes from DCS or
 //! the config (names, ids, messages, key names) is hostile text: it is HTML-escaped, and control
@@ -108,7 +110,9 @@ const LEGEND: &str = "<dl class=\"legend\">\n\
 exported. The details below give the error.</dd>\n\
 <dt>unsupported</dt><dd>the instance cannot run this analysis, as DCS (or the Redis server) \
 answered: hot keys need Redis 4.0 or later and an LFU <code>maxmemory-policy</code>. Not an \
-error: asked again once a day.</dd>\n\
+error. Asked again at the time its details show: every interval for a Redis or Valkey server \
+(two commands), once a day on DCS; and at once on a config reload (SIGHUP or \
+<code>POST /-/reload</code>).</dd>\n\
 <dt>waiting</dt><dd>no result yet and no failure: the first analysis has not finished.</dd>\n\
 <dt>manual scan</dt><dd>the result comes from a task created through the DCS API: by this \
 exporter (<code>trigger</code> mode) or by someone in the DCS console. An <em>auto scan</em> is \
@@ -335,11 +339,16 @@ fn analysis(
         esc(st.spec.mode)
     );
     let supported = if st.supported {
-        "<span class=\"ok\">yes</span>"
+        "<span class=\"ok\">yes</span>".to_owned()
     } else {
-        "<span class=\"na\">no: the instance cannot run it, as DCS (or the Redis server) \
-         answered (hot keys need Redis 4.0 or later and an LFU maxmemory-policy). Not an \
-         error: asked again once a day</span>"
+        let next = st
+            .recheck_at
+            .map_or_else(|| "at the next check".to_owned(), |t| when(t, now));
+        format!(
+            "<span class=\"na\">no: the instance cannot run it, as DCS (or the Redis server) \
+             answered (hot keys need Redis 4.0 or later and an LFU maxmemory-policy). Not an \
+             error: asked again {next}, or at once on a config reload</span>"
+        )
     };
     let _ = writeln!(h, "<tr><th>supported</th><td>{supported}</td></tr>");
 
