@@ -162,7 +162,7 @@ mod tests {
                 ..AnalysisSettings::default_for(Analysis::Bigkey)
             }
         );
-        assert_eq!(t.keyfamily.mode, Mode::Off);
+        assert_eq!(t.keyfamily.mode, Mode::Trigger, "key families on");
     }
 
     #[test]

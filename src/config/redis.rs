@@ -242,10 +242,23 @@ mod tests {
             "rules inherited when none are given"
         );
         assert!(!c.redis[2].families_on());
-        // Off unless asked for.
+        // On unless the target or the global analysis: turns them off, or the big key scan
+        // is off.
         let d = load("redis:\n  - address: redis://10.0.0.5\n").unwrap();
-        assert!(!d.redis[0].families_on());
+        assert!(d.redis[0].families_on());
         assert_eq!(d.redis[0].families, FamilyRules::default());
+        let off =
+            load("analysis: {keyfamily: {mode: off}}\nredis:\n  - address: redis://10.0.0.5\n")
+                .unwrap();
+        assert!(!off.redis[0].families_on());
+        let nobig =
+            load("redis:\n  - address: redis://10.0.0.5\n    analysis: {bigkey: {mode: off}}\n")
+                .unwrap();
+        assert_eq!(
+            nobig.redis[0].keyfamily.mode,
+            Mode::Off,
+            "no problem either"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod native;
 mod native_acl;
 mod native_big;
 mod native_families;
+mod native_matrix;
 mod native_reload;
 mod native_truth;
 mod process;

@@ -663,6 +663,7 @@ async fn an_acl_user_with_the_documented_permissions_works_and_one_without_fails
         "+hlen",
         "+xlen",
         "+memory|usage",
+        "+pttl",
         "+object|freq",
         "+randomkey",
         "+info",

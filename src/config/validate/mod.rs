@@ -206,7 +206,15 @@ impl<'a> Validator<'a> {
             .redis
             .iter()
             .enumerate()
-            .map(|(i, r)| self.redis_target(&format!("redis[{i}]"), r, &defaults, &families))
+            .map(|(i, r)| {
+                self.redis_target(
+                    &format!("redis[{i}]"),
+                    r,
+                    &defaults,
+                    &families,
+                    raw.analysis.keyfamily.as_ref().and_then(|k| k.mode),
+                )
+            })
             .collect();
         for (i, r) in redis.iter().enumerate() {
             if !r.id.is_empty() && !seen.insert(r.id.clone()) {

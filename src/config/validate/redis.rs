@@ -6,6 +6,7 @@ use super::super::redis::{
     RedisAddress, RedisTarget, RedisTls, DEFAULT_KEYS_PER_SECOND, MAX_KEYS_PER_SECOND,
 };
 use super::super::InstanceDefaults;
+use super::super::Mode;
 use super::address;
 use super::files::Holds;
 use super::Validator;
@@ -19,6 +20,7 @@ impl Validator<'_> {
         raw: &RawRedis,
         defaults: &InstanceDefaults,
         families: &FamilyRules,
+        global_keyfamily: Option<Mode>,
     ) -> RedisTarget {
         let name = self.string(&format!("{key}.name"), &raw.name);
         let address_text = self.required(&format!("{key}.address"), &raw.address);
@@ -78,6 +80,7 @@ impl Validator<'_> {
             &raw.analysis,
             defaults,
             families,
+            global_keyfamily,
         );
         RedisTarget {
             id,

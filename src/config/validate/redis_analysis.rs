@@ -28,24 +28,41 @@ pub(super) struct RedisAnalysis {
 }
 
 impl Validator<'_> {
-    /// `key` is the target's `analysis` (`redis[0].analysis`); `families` the global rules.
+    /// `key` is the target's `analysis` (`redis[0].analysis`); `families` the global rules;
+    /// `global_keyfamily` the global `analysis.keyfamily.mode` when written.
+    ///
+    /// Key families are on for a Redis target unless the target or the global `analysis:`
+    /// turns them off: at the default throttle they add about a sixth to the server work of a
+    /// big key scan and nothing to its duration (BENCHMARKS.md), and they answer what eats
+    /// the memory. The global default (off) is for DCS, where the offline key analysis backs
+    /// up the instance. With the big key scan off they are off too, unless asked for.
     pub(super) fn redis_analysis(
         &mut self,
         key: &str,
         raw: &RawRedisAnalysisSet,
         defaults: &InstanceDefaults,
         families: &FamilyRules,
+        global_keyfamily: Option<Mode>,
     ) -> RedisAnalysis {
         let (hotkey, hotkey_timeout) =
             self.native_analysis(key, Analysis::Hotkey, raw.hotkey.as_ref(), defaults.hotkey);
         let (bigkey, bigkey_timeout) =
             self.native_analysis(key, Analysis::Bigkey, raw.bigkey.as_ref(), defaults.bigkey);
         let raw_kf = raw.keyfamily.as_ref();
+        let written = raw_kf.and_then(|r| r.mode).or(global_keyfamily);
+        let base = AnalysisSettings {
+            mode: written.unwrap_or(if bigkey.mode == Mode::Off {
+                Mode::Off
+            } else {
+                Mode::Trigger
+            }),
+            ..defaults.keyfamily.analysis
+        };
         let (kf, _) = self.native_analysis(
             key,
             Analysis::Keyfamily,
             raw_kf.map(RawRedisKeyfamily::schedule).as_ref(),
-            defaults.keyfamily.analysis,
+            base,
         );
         let k = format!("{key}.keyfamily");
         if kf.mode == Mode::Trigger && bigkey.mode == Mode::Off {
@@ -145,7 +162,7 @@ mod tests {
     ) -> (RedisAnalysis, Vec<String>) {
         let env = |_: &str| None;
         let mut v = Validator::new(&env, None);
-        let out = v.redis_analysis("r.analysis", raw, defaults, &FamilyRules::default());
+        let out = v.redis_analysis("r.analysis", raw, defaults, &FamilyRules::default(), None);
         let (p, _) = v.finish();
         (out, p.iter().map(Problem::to_string).collect())
     }
