@@ -2,8 +2,9 @@
 """Fleet-scale benchmark of dcs-key-exporter against the DCS simulator.
 
 For each fleet size (default 30, 300 and 2000 instances) it starts `dcs-key-exporter simulate`
-with generated instances and the exporter against it (top 100 hot keys, up to 100 big keys per
-unit), then measures, side by side in one run:
+with generated instances and the exporter against it (top 30 hot keys per instance, up to 100
+big keys per unit; `--hot-top-n 100` exports every hot key, twice the body), then measures,
+side by side in one run:
 
 - scrape throughput: wrk against /metrics, and against nginx serving the very same body saved
   as a static file (same connections, threads and duration), plain and with
@@ -59,7 +60,13 @@ ROOT = Path(__file__).resolve().parent.parent
 AK = "SIMULATORACCESSKEY00"
 SK = "simulator-secret-key"
 PROJECT = "0123456789abcdef0123456789abcdef"
-TOP_N = 100
+# Keys exported per result. The simulator reports up to 100 hot keys per instance (about 95 on
+# average) and up to 20 big keys per type; every hot key gives three samples (frequency,
+# estimated accesses, size or elements), every big key one. With hot keys cut to 30 a fleet of
+# 2,000 gives about 290,000 samples and a 51.5 MB body; `--hot-top-n 100` gives every hot key
+# (about 630,000 samples, 115 MB).
+HOT_TOP_N = 30
+BIG_TOP_N = 100
 MIB = 1024 * 1024
 
 TARGETS = {
@@ -259,7 +266,15 @@ def start_nginx(workdir: Path, plain: bytes, gz: bytes) -> tuple[subprocess.Pope
 # Exporter
 
 
-def exporter_config(sim_port: int, ids: list[str], interval: int, jitter: int, timeout: int) -> str:
+def exporter_config(
+    sim_port: int,
+    ids: list[str],
+    interval: int,
+    jitter: int,
+    timeout: int,
+    hot_top_n: int = HOT_TOP_N,
+    big_top_n: int = BIG_TOP_N,
+) -> str:
     lines = [
         "clouds:",
         "  - name: bench",
@@ -274,8 +289,8 @@ def exporter_config(sim_port: int, ids: list[str], interval: int, jitter: int, t
     lines += [f"      - id: {i}" for i in ids]
     lines += [
         "analysis:",
-        f"  hotkey: {{mode: trigger, interval: {interval}s, timeout: {timeout}s, top_n: {TOP_N}}}",
-        f"  bigkey: {{mode: trigger, interval: {interval}s, timeout: {timeout}s, top_n: {TOP_N}}}",
+        f"  hotkey: {{mode: trigger, interval: {interval}s, timeout: {timeout}s, top_n: {hot_top_n}}}",
+        f"  bigkey: {{mode: trigger, interval: {interval}s, timeout: {timeout}s, top_n: {big_top_n}}}",
         "scheduler:",
         f"  start_jitter: {jitter}s",
     ]
@@ -456,7 +471,9 @@ def run_scale(args, binary: Path, n: int, workdir: Path) -> dict:
             binary,
             workdir,
             f"busy-{n}",
-            exporter_config(sim_port, ids, interval, interval, timeout),
+            exporter_config(
+                sim_port, ids, interval, interval, timeout, args.hot_top_n, args.big_top_n
+            ),
             debug=True,
         )
         poller = LagPoller(exp.port, args.poll_period if n <= 500 else 2 * args.poll_period)
@@ -485,7 +502,7 @@ def run_scale(args, binary: Path, n: int, workdir: Path) -> dict:
                 "min": counts[0],
                 "p50": counts[len(counts) // 2],
                 "max": counts[-1],
-                "at_100": sum(1 for c in counts if c >= TOP_N),
+                "at_top": sum(1 for c in counts if c >= args.hot_top_n),
             }
             log(f"hot keys per instance with a hot key result: {res['hot_keys_per_analysed_instance']}")
         log(
@@ -586,7 +603,11 @@ def run_scale(args, binary: Path, n: int, workdir: Path) -> dict:
 
         # ---- idle phase: every analysis runs once at start, the next one is an hour away.
         exp = Exporter(
-            binary, workdir, f"idle-{n}", exporter_config(sim_port, ids, 3600, 0, 600), debug=False
+            binary,
+            workdir,
+            f"idle-{n}",
+            exporter_config(sim_port, ids, 3600, 0, 600, args.hot_top_n, args.big_top_n),
+            debug=False,
         )
         settle = 20 if quick else 40
         log(f"idle phase: letting the first analyses finish ({settle}s)")
@@ -660,7 +681,7 @@ def summary(results: list[dict]) -> str:
         ("lag p50 / p90 s", lambda r: f"{(r['economy']['lag_p50_s'] or 0):.2f} / {(r['economy']['lag_p90_s'] or 0):.2f}"),
         ("idle CPU % of a core", lambda r: r["idle_cpu_pct"]),
         ("idle RSS MiB", lambda r: r["idle_rss_mib"]),
-        ("hot keys / instance min/p50 (at 100)", lambda r: "{min}/{p50} ({at_100} of {instances})".format(**r["hot_keys_per_analysed_instance"])),
+        ("hot keys / instance min/p50 (at top N)", lambda r: "{min}/{p50} ({at_top} of {instances})".format(**r["hot_keys_per_analysed_instance"])),
         ("load1 at start", lambda r: r["before"]["load1"]),
     ]
     out = ["| figure | " + " | ".join(str(r["instances"]) for r in results) + " |"]
@@ -680,6 +701,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--instances", default="30,300,2000", help="comma-separated fleet sizes")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--hot-top-n", type=int, default=HOT_TOP_N,
+                    help="hot keys exported per instance (100: every hot key the simulator reports)")
+    ap.add_argument("--big-top-n", type=int, default=BIG_TOP_N, help="big keys exported per unit")
     ap.add_argument("--time-scale", type=float, default=0.05, help="simulator task duration factor")
     ap.add_argument("--interval", type=int, default=15, help="analysis interval in the busy phase (s)")
     ap.add_argument("--connections", type=int, default=4)
