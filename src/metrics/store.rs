@@ -362,7 +362,101 @@ pub struct InstanceState {
     pub lfu_log_factor: u32,
     /// Details from ShowInstance or discovery (`dcs_instance_info`).
     pub info: Option<InstanceInfo>,
-    pub analyses: BTreeMap<Analysis, AnalysisState>,
+    pub analyses: AnalysisMap,
+}
+
+/// The analyses of one instance, in analysis order: a map with the part of `BTreeMap`'s
+/// interface the exporter uses, held in one vector of exactly the analyses configured (a
+/// `BTreeMap` allocates room for eleven states; with thousands of instances that is megabytes).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnalysisMap(Vec<(Analysis, AnalysisState)>);
+
+impl AnalysisMap {
+    fn find(&self, analysis: &Analysis) -> Result<usize, usize> {
+        self.0.binary_search_by(|(a, _)| a.cmp(analysis))
+    }
+
+    pub fn get(&self, analysis: &Analysis) -> Option<&AnalysisState> {
+        self.find(analysis).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn get_mut(&mut self, analysis: &Analysis) -> Option<&mut AnalysisState> {
+        self.find(analysis).ok().map(|i| &mut self.0[i].1)
+    }
+
+    pub fn contains_key(&self, analysis: &Analysis) -> bool {
+        self.find(analysis).is_ok()
+    }
+
+    /// Sets the state of `analysis`; returns the one it replaces.
+    pub fn insert(&mut self, analysis: Analysis, state: AnalysisState) -> Option<AnalysisState> {
+        match self.find(&analysis) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, state)),
+            Err(i) => {
+                self.0.insert(i, (analysis, state));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, analysis: &Analysis) -> Option<AnalysisState> {
+        self.find(analysis).ok().map(|i| self.0.remove(i).1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Analysis, &AnalysisState)> {
+        self.0.iter().map(|(a, s)| (a, s))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Analysis> {
+        self.0.iter().map(|(a, _)| a)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &AnalysisState> {
+        self.0.iter().map(|(_, s)| s)
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut AnalysisState> {
+        self.0.iter_mut().map(|(_, s)| s)
+    }
+}
+
+impl<'a> IntoIterator for &'a AnalysisMap {
+    type Item = (&'a Analysis, &'a AnalysisState);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (Analysis, AnalysisState)>,
+        fn(&'a (Analysis, AnalysisState)) -> (&'a Analysis, &'a AnalysisState),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(a, s)| (a, s))
+    }
+}
+
+impl FromIterator<(Analysis, AnalysisState)> for AnalysisMap {
+    fn from_iter<I: IntoIterator<Item = (Analysis, AnalysisState)>>(iter: I) -> Self {
+        let mut map = AnalysisMap::default();
+        for (a, s) in iter {
+            map.insert(a, s);
+        }
+        map.0.shrink_to_fit();
+        map
+    }
+}
+
+impl std::ops::Index<&Analysis> for AnalysisMap {
+    type Output = AnalysisState;
+
+    fn index(&self, analysis: &Analysis) -> &AnalysisState {
+        self.get(analysis).expect("no state for this analysis")
+    }
 }
 
 /// The whole snapshot, keyed by instance id.
@@ -445,21 +539,24 @@ impl Store {
                         name: spec.name.clone(),
                         lfu_log_factor: spec.lfu_log_factor,
                         info: None,
-                        analyses: BTreeMap::new(),
+                        analyses: AnalysisMap::default(),
                     });
                 inst.name = spec.name.clone();
                 inst.lfu_log_factor = spec.lfu_log_factor;
-                let mut analyses = BTreeMap::new();
-                for a in &spec.analyses {
-                    let state = match inst.analyses.remove(&a.analysis) {
-                        Some(mut st) => {
-                            st.spec = a.clone();
-                            st
-                        }
-                        None => AnalysisState::new(a.clone()),
-                    };
-                    analyses.insert(a.analysis, state);
-                }
+                let analyses: AnalysisMap = spec
+                    .analyses
+                    .iter()
+                    .map(|a| {
+                        let state = match inst.analyses.remove(&a.analysis) {
+                            Some(mut st) => {
+                                st.spec = a.clone();
+                                st
+                            }
+                            None => AnalysisState::new(a.clone()),
+                        };
+                        (a.analysis, state)
+                    })
+                    .collect();
                 inst.analyses = analyses;
                 next.insert(spec.id.clone(), inst);
             }
@@ -894,6 +991,39 @@ mod tests {
         let got: Vec<_> = r.families.iter().map(|f| f.family.as_str()).collect();
         assert_eq!(got, ["g1:"]);
         assert_eq!(r.key_count, 10);
+    }
+
+    #[test]
+    fn analysis_map_keeps_analysis_order_and_exact_size() {
+        let state = |a: Analysis| {
+            AnalysisState::new(AnalysisSpec {
+                analysis: a,
+                top_n: 1,
+                mode: "trigger",
+                interval: std::time::Duration::from_secs(60),
+            })
+        };
+        let mut map: AnalysisMap = [Analysis::Keyfamily, Analysis::Bigkey, Analysis::Hotkey]
+            .into_iter()
+            .map(|a| (a, state(a)))
+            .collect();
+        // The order of `Analysis`, as a BTreeMap would iterate: hotkey, bigkey, keyfamily.
+        let order: Vec<Analysis> = map.keys().copied().collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted);
+        assert_eq!(
+            map.0.capacity(),
+            3,
+            "no room kept for analyses not configured"
+        );
+        let mut other = state(Analysis::Bigkey);
+        other.tasks_created = 7;
+        assert!(map.insert(Analysis::Bigkey, other).is_some());
+        assert_eq!(map[&Analysis::Bigkey].tasks_created, 7);
+        assert!(map.remove(&Analysis::Hotkey).is_some());
+        assert!(!map.contains_key(&Analysis::Hotkey) && map.get(&Analysis::Hotkey).is_none());
+        assert_eq!(map.len(), 2);
     }
 
     #[test]
