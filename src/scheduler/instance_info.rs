@@ -26,10 +26,12 @@ pub const INFO_RETRY: crate::backoff::Backoff = crate::backoff::Backoff::fixed(
 );
 
 /// Keeps one instance's details current; adopts its DCS name when none is configured.
+#[allow(clippy::too_many_arguments)] // the loop's whole state, passed once by the scheduler
 pub(super) async fn info_loop<C: DcsApi>(
     client: Arc<C>,
     store: Arc<Store>,
     limiter: Arc<Semaphore>,
+    calls: Arc<Semaphore>,
     id: String,
     use_dcs_name: bool,
     seed: Option<u64>,
@@ -43,13 +45,19 @@ pub(super) async fn info_loop<C: DcsApi>(
     let mut loaded = false;
     loop {
         // Boxed: the request future is large and only alive during the call (one of these
-        // loops sleeps for each instance). Its attempts take the limiter's permits.
+        // loops sleeps for each instance), and built once a call slot is free (see
+        // `call_slots`). Its attempts take the limiter's permits.
+        let slot = tokio::select! {
+            _ = cancel.cancelled() => return,
+            slot = calls.acquire() => slot,
+        };
         let result = Box::pin(crate::dcs::limit::scope_until(
             limiter.clone(),
             cancel.clone(),
             client.show_instance(&id),
         ))
         .await;
+        drop(slot);
         if cancel.is_cancelled() {
             return;
         }

@@ -201,6 +201,9 @@ pub struct Scheduler<C, N = C> {
     store: Arc<Store>,
     clock: Clock,
     limiter: Arc<Semaphore>,
+    /// Calls that may be under way at once, waiting for a permit of `limiter` or using one
+    /// (see [`call_slots`]).
+    calls: Arc<Semaphore>,
     root: CancellationToken,
     supervisor: Supervisor,
     loops: HashMap<(String, Analysis), Running<C, N>>,
@@ -226,6 +229,7 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
             store,
             clock,
             limiter: Arc::new(Semaphore::new(max_concurrent_requests.max(1))),
+            calls: Arc::new(Semaphore::new(call_slots(max_concurrent_requests))),
             root,
             supervisor,
             loops: HashMap::new(),
@@ -257,6 +261,7 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
     /// Changes the global API concurrency limit (on reload). Calls in flight keep their permit.
     pub fn set_max_concurrent_requests(&mut self, n: usize) {
         self.limiter = Arc::new(Semaphore::new(n.max(1)));
+        self.calls = Arc::new(Semaphore::new(call_slots(n)));
     }
 
     /// Number of analysis loops running.
@@ -441,6 +446,7 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
                 client.clone(),
                 self.store.clone(),
                 self.limiter.clone(),
+                self.calls.clone(),
                 id.clone(),
                 name.is_none(),
                 self.seed.map(|s| s ^ hash(&id)),
@@ -473,12 +479,23 @@ impl<C, N> Scheduler<C, N> {
             client,
             store: self.store.clone(),
             limiter: self.limiter.clone(),
+            calls: self.calls.clone(),
             clock: self.clock,
             start_jitter,
             metrics: self.metrics.clone(),
             reloads: self.reloads.subscribe(),
         }
     }
+}
+
+/// Calls under way at once, for `max_concurrent_requests` permits: a call's request future (a
+/// few KiB) exists from the moment the call starts, and waits there for a permit. Thousands of
+/// loops starting together (each lists its tasks first) would otherwise hold one each while
+/// they queue (16 MiB for 4,000 loops, and as much again for 2,000 instance details loops);
+/// a loop waits for a slot before it builds its call, with nothing but its own state.
+/// Several slots per permit keep every permit busy, calls pausing between retries included.
+pub fn call_slots(max_concurrent_requests: usize) -> usize {
+    (4 * max_concurrent_requests).max(32)
 }
 
 fn hash(s: &str) -> u64 {

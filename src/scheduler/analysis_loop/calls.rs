@@ -56,8 +56,16 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
     {
         // Boxed: a request future is large, and is only alive during the call. Inline, it
         // would size every loop's task for it even while the loop sleeps (thousands of loops).
-        // The client takes a permit of the limiter per attempt (see `dcs::limit`), and sends
-        // no attempt once the loop is stopped.
+        // It is built once a call slot is free, so that loops queueing for the API hold
+        // nothing but their own state (see `call_slots`). The client takes a permit of the
+        // limiter per attempt (see `dcs::limit`), and sends no attempt once the loop is
+        // stopped.
+        let _slot = tokio::select! {
+            biased;
+            // Stopped: the call below returns at once without sending anything.
+            () = self.stop.cancelled() => None,
+            slot = self.shared.calls.acquire() => slot.ok(),
+        };
         let call = f(&self.shared.client, &self.instance_id, self.analysis);
         let (limiter, stop) = (self.shared.limiter.clone(), self.stop.clone());
         Box::pin(dcs::limit::scope_until(limiter, stop, call)).await

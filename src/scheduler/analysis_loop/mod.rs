@@ -65,6 +65,9 @@ pub struct Shared<C> {
     pub store: Arc<Store>,
     /// Global limit on API requests in flight, taken per attempt (see [`dcs::limit`]).
     pub limiter: Arc<Semaphore>,
+    /// Calls that may be under way at once (see [`super::call_slots`]): a slot is taken
+    /// before a call's request future is built.
+    pub calls: Arc<Semaphore>,
     pub clock: Clock,
     /// Upper bound of the start-up jitter of this loop (see [`super::backoff::start_window`]).
     pub start_jitter: Duration,

@@ -593,7 +593,17 @@ fn sleeping_loops_stay_small() {
     assert!(analysis <= 1024, "analysis loop future: {analysis} bytes");
     let (store, limiter) = (Arc::new(Store::new()), Arc::new(Semaphore::new(1)));
     let info = output_size(|client: Arc<Client>, cancel: CancellationToken| {
-        info_loop(client, store, limiter, "id".into(), true, None, cancel)
+        let calls = limiter.clone();
+        info_loop(
+            client,
+            store,
+            limiter,
+            calls,
+            "id".into(),
+            true,
+            None,
+            cancel,
+        )
     });
     assert!(info <= 1024, "instance details loop future: {info} bytes");
 }

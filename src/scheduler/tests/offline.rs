@@ -282,6 +282,7 @@ fn start(fresh_backup: bool, setup: impl FnOnce(&mut State)) -> Run {
         client: fake.clone(),
         store: store.clone(),
         limiter: Arc::new(Semaphore::new(4)),
+        calls: Arc::new(Semaphore::new(16)),
         clock,
         start_jitter: Duration::from_secs(10),
         metrics: None,
