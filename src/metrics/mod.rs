@@ -4,6 +4,7 @@
 //! - [`store`]: the snapshot of results, failures and running tasks per instance and analysis.
 //! - [`families`]: key families (keys and memory by key pattern) and their top-K bound.
 //! - [`keylabel`]: how a key name becomes the `key` label (cut with a hash suffix, or a digest).
+//! - [`keylist`]: the exported keys of a result, held packed.
 //! - [`render`]: the snapshot in the Prometheus text format (per key, per analysis, per instance).
 //! - [`body`]: response bodies made of shared pieces; deflate fragments joined into one gzip member.
 //! - [`compact`]: exposition text kept compact (label blocks once) and written out while sent.
@@ -17,6 +18,7 @@ pub mod compact;
 pub mod exposition;
 pub mod families;
 pub mod keylabel;
+pub mod keylist;
 pub mod keyrewrite;
 pub mod registry;
 pub mod render;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::families::{top_families, KeyFamily, KeyspaceTotal, ShardFamilies};
+use super::keylist::KeyList;
 use crate::dcs::{self, Analysis, InstanceInfo, KeyRecord, ScanType, SizeUnit, TaskRecord};
 
 /// Why an attempt produced no result: the `reason` label of `dcs_analysis_failures_total`.
@@ -123,8 +124,8 @@ pub struct AnalysisResult {
     /// Keys reported by the analysis (`num`, else the length of `keys`), not cut by top N.
     pub key_count: u64,
     /// The exported keys, ranked: hot keys by `freq` descending, big keys by `size` descending
-    /// within each unit (at most N per unit).
-    pub keys: Vec<KeyRecord>,
+    /// within each unit (at most N per unit); packed (see [`KeyList`]).
+    pub keys: KeyList,
     /// Key family analyses: the newest result of each shard, by shard.
     pub shards: BTreeMap<String, Arc<ShardFamilies>>,
     /// Key family analyses: the exported families over all shards, the top N by memory and
@@ -195,29 +196,26 @@ impl AnalysisResult {
 
 /// Ranks keys and keeps the top N: hot keys by `freq`, big keys by `size` per unit. Ties keep
 /// the service's order.
-pub fn rank_keys(analysis: Analysis, keys: &[KeyRecord], top_n: usize) -> Vec<KeyRecord> {
-    let mut ranked: Vec<KeyRecord> = keys.to_vec();
+pub fn rank_keys(analysis: Analysis, keys: &[KeyRecord], top_n: usize) -> KeyList {
+    let mut ranked: Vec<&KeyRecord> = keys.iter().collect();
     match analysis {
         Analysis::Hotkey => {
             ranked.sort_by_key(|k| std::cmp::Reverse(k.freq.unwrap_or(i64::MIN)));
             ranked.truncate(top_n);
-            // Kept until the next result: without the keys cut off.
-            ranked.shrink_to_fit();
-            ranked
+            ranked.into_iter().collect()
         }
         // Key family analyses report no keys of their own.
-        Analysis::Keyfamily => Vec::new(),
+        Analysis::Keyfamily => KeyList::default(),
         Analysis::Bigkey => {
             ranked.sort_by_key(|k| std::cmp::Reverse(k.size.unwrap_or(i64::MIN)));
-            let mut per_unit: BTreeMap<String, usize> = BTreeMap::new();
+            let mut per_unit: BTreeMap<&str, usize> = BTreeMap::new();
             ranked.retain(|k| {
-                let unit = k.unit.as_ref().map_or("", SizeUnit::as_str).to_owned();
+                let unit = k.unit.as_ref().map_or("", SizeUnit::as_str);
                 let n = per_unit.entry(unit).or_insert(0);
                 *n += 1;
                 *n <= top_n
             });
-            ranked.shrink_to_fit();
-            ranked
+            ranked.into_iter().collect()
         }
     }
 }
@@ -850,7 +848,7 @@ mod tests {
             key("c", 1, SizeUnit::Byte, Some(50)),
         ];
         let r = rank_keys(Analysis::Hotkey, &keys, 2);
-        let names: Vec<_> = r.iter().map(|k| k.name.as_str()).collect();
+        let names: Vec<_> = r.iter().map(|k| k.name).collect();
         assert_eq!(names, ["b", "c"]);
     }
 
@@ -863,7 +861,7 @@ mod tests {
             key("h2", 9000, SizeUnit::Count, None),
         ];
         let r = rank_keys(Analysis::Bigkey, &keys, 1);
-        let names: Vec<_> = r.iter().map(|k| k.name.as_str()).collect();
+        let names: Vec<_> = r.iter().map(|k| k.name).collect();
         assert_eq!(names, ["h2", "s2"]);
     }
 
@@ -903,7 +901,7 @@ mod tests {
         assert_eq!(st.consecutive_failures, 0);
         let r = st.result.unwrap();
         assert_eq!(r.keys.len(), 1);
-        assert_eq!(r.keys[0].name, "b");
+        assert_eq!(r.keys.first().expect("a key").name, "b");
         assert_eq!(r.duration_seconds(), Some(118.0));
         assert_eq!(r.queue_seconds(), Some(2.0));
     }

@@ -185,7 +185,8 @@ pub fn render_key_families_into(
     // Every family shares the key's label block (`a="x",b="y"`), escaped once.
     let mut labels = Vec::with_capacity(256);
     let mut seen = HashSet::with_capacity(result.keys.len());
-    for rec in &result.keys {
+    let keys: Vec<KeyRecord> = result.keys.iter().collect();
+    for rec in &keys {
         let key = export_key(&rec.name, &opts.key_rewrite, &opts.key_label);
         let key_type = rec.key_type.as_ref().map_or("", |t| t.as_str());
         let shard = rec.shard.as_deref().unwrap_or("");

@@ -39,7 +39,7 @@ fn result(keys: Vec<KeyRecord>) -> AnalysisResult {
         started_at: Some(1002.0),
         finished_at: Some(1010.5),
         key_count: 120,
-        keys,
+        keys: keys.into(),
         shards: Default::default(),
         families: Vec::new(),
     }

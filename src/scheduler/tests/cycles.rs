@@ -13,7 +13,7 @@ async fn trigger_creates_polls_and_publishes_with_few_calls() {
     let r = st.result.expect("published");
     assert_eq!(r.task_id, "task-1");
     // top_n = 2 of the 3 keys, ranked by freq: key2 (103) then key1 (102).
-    let names: Vec<_> = r.keys.iter().map(|k| k.name.as_str()).collect();
+    let names: Vec<_> = r.keys.iter().map(|k| k.name).collect();
     assert_eq!(names, ["task-1:key2", "task-1:key1"]);
     assert_eq!(r.key_count, 3);
     assert_eq!(st.tasks_created, 1);

@@ -215,7 +215,7 @@ fn summary(h: &mut String, instances: &[&InstanceState], now: f64, keys: &Render
                     h,
                     "{}<td class=\"num\">{}</td>",
                     key_cell(&export_key(&k.name, &keys.key_rewrite, &keys.key_label)),
-                    size_text(k)
+                    size_text(&k)
                 );
             }
             None => h.push_str("<td></td><td></td>"),
@@ -243,7 +243,7 @@ fn key_cell(label: &str) -> String {
 
 /// The big key furthest over DCS's definition of a big key: size / 10 KiB for strings (bytes),
 /// elements / 5,000 for collections. Bytes and elements cannot be compared directly.
-fn biggest_key(keys: &[crate::dcs::KeyRecord]) -> Option<&crate::dcs::KeyRecord> {
+fn biggest_key(keys: &crate::metrics::keylist::KeyList) -> Option<crate::dcs::KeyRecord> {
     use crate::dcs::SizeUnit;
     let ratio = |k: &crate::dcs::KeyRecord| {
         let size = k.size.unwrap_or(0) as f64;
@@ -252,13 +252,12 @@ fn biggest_key(keys: &[crate::dcs::KeyRecord]) -> Option<&crate::dcs::KeyRecord>
             _ => size / 10240.0,
         }
     };
-    keys.iter().filter(|k| k.size.is_some()).fold(
-        None,
-        |best: Option<&crate::dcs::KeyRecord>, k| match best {
-            Some(b) if ratio(b) >= ratio(k) => Some(b),
+    keys.iter()
+        .filter(|k| k.size.is_some())
+        .fold(None, |best: Option<crate::dcs::KeyRecord>, k| match best {
+            Some(b) if ratio(&b) >= ratio(&k) => Some(b),
             _ => Some(k),
-        },
-    )
+        })
 }
 
 /// The state of one analysis, most important first.
@@ -466,14 +465,14 @@ fn analysis(
     // first-ranked one.
     let mut seen = std::collections::HashSet::new();
     let shown = result.keys.iter().filter_map(|k| {
-        let label = export_key(&k.name, &keys.key_rewrite, &keys.key_label);
+        let label = export_key(&k.name, &keys.key_rewrite, &keys.key_label).into_owned();
         let id = (label.clone(), k.key_type.clone(), k.db, k.shard.clone());
         seen.insert(id).then_some((label, k))
     });
     for (label, k) in shown.take(TOP_KEYS) {
         let value = match analysis {
             Analysis::Hotkey => k.freq.map_or_else(|| "?".to_owned(), |f| f.to_string()),
-            Analysis::Bigkey | Analysis::Keyfamily => size_text(k),
+            Analysis::Bigkey | Analysis::Keyfamily => size_text(&k),
         };
         let _ = writeln!(
             h,

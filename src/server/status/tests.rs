@@ -57,7 +57,7 @@ fn snapshot() -> Snapshot {
             started_at: Some(JAN1),
             finished_at: Some(JAN1 + 60.0),
             key_count: 8,
-            keys,
+            keys: keys.into(),
             shards: Default::default(),
             families: Vec::new(),
         })),
@@ -89,7 +89,8 @@ fn snapshot() -> Snapshot {
             unit: Some(SizeUnit::Count),
             freq: None,
             memory: None,
-        }],
+        }]
+        .into(),
         shards: Default::default(),
         families: Vec::new(),
     }));
@@ -185,8 +186,10 @@ fn every_text_field_is_escaped() {
     let hot = inst.analyses.get_mut(&Analysis::Hotkey).expect("hot");
     let mut result = (**hot.result.as_ref().expect("result")).clone();
     result.task_id = h(6);
-    result.keys[0].name = h(10);
-    result.keys[0].shard = Some(h(11));
+    let mut keys: Vec<_> = result.keys.iter().collect();
+    keys[0].name = h(10);
+    keys[0].shard = Some(h(11));
+    result.keys = keys.into();
     hot.result = Some(Arc::new(result));
     let running = hot.running.as_mut().expect("running");
     running.id = h(7);
@@ -391,9 +394,13 @@ fn biggest_key_is_the_one_furthest_over_the_big_key_definition() {
         big("h", 30_000, SizeUnit::Count),
         big("l", 6_000, SizeUnit::Count),
     ];
-    assert_eq!(biggest_key(&keys).map(|k| k.name.as_str()), Some("h"));
-    assert_eq!(biggest_key(&keys[..1]).map(|k| k.name.as_str()), Some("s"));
-    assert!(biggest_key(&[]).is_none());
+    let list = |keys: &[KeyRecord]| keys.iter().collect();
+    assert_eq!(biggest_key(&list(&keys)).map(|k| k.name), Some("h".into()));
+    assert_eq!(
+        biggest_key(&list(&keys[..1])).map(|k| k.name),
+        Some("s".into())
+    );
+    assert!(biggest_key(&list(&[])).is_none());
 }
 
 #[test]
@@ -413,7 +420,7 @@ fn top_families_are_shown_beside_the_top_keys_as_exported() {
     let mut kf = inst.analyses[&Analysis::Hotkey].clone();
     kf.spec.analysis = Analysis::Keyfamily;
     let mut result = (**kf.result.as_ref().expect("result")).clone();
-    result.keys.clear();
+    result.keys = Default::default();
     result.families = (0..7)
         .map(|i| fam(&format!("fam{i}:"), 1000 - i))
         .chain([fam("<b>x</b>:", 10), fam("other", 5000)])
