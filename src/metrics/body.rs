@@ -129,7 +129,9 @@ impl Deflater {
         let mut crc = Crc::new();
         crc.update(text);
         Deflated {
-            data: Bytes::from(data),
+            // At its size: the output buffer was sized for text that compresses badly (a third
+            // of it), and an assembly holds every new fragment until it is copied into the body.
+            data: Bytes::from(data.into_boxed_slice()),
             crc,
         }
     }

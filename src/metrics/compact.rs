@@ -161,84 +161,15 @@ impl Compact {
     /// other's label blocks (the families of one result) are held once.
     pub fn set(texts: &[&[u8]]) -> Vec<Compact> {
         // The prefix every label block shares, measured first so it is kept once.
-        let mut shared: Option<&[u8]> = None;
-        for s in texts.iter().flat_map(|t| lines(t)).filter_map(cut) {
-            shared = Some(match shared {
-                None => s.labels,
-                Some(p) => {
-                    let n = p.iter().zip(s.labels).take_while(|(a, b)| a == b).count();
-                    &p[..n]
-                }
-            });
-        }
-        let shared = shared.unwrap_or_default();
-
-        let mut heads = Vec::new();
-        let mut head_ends = Vec::new();
-        let mut head_ids: Vec<&[u8]> = Vec::new();
-        let mut labels = Vec::new();
-        let mut label_ends = Vec::new();
-        let mut label_ids: std::collections::HashMap<&[u8], u32> = Default::default();
-        let mut all_records = Vec::with_capacity(texts.len());
-        // One scratch buffer, copied out at its exact size: what is kept for long is allocated
-        // once, not grown and shrunk (which leaves holes in the heap).
-        let mut records = Vec::with_capacity(texts.iter().map(|t| t.len()).max().unwrap_or(0) / 4);
+        let mut prefix = SharedPrefix::default();
         for text in texts {
-            records.clear();
-            for line in lines(text) {
-                let sample = cut(line).and_then(|s| {
-                    let head = match head_ids.iter().position(|h| *h == s.name) {
-                        Some(i) => i,
-                        None if head_ids.len() < MAX_HEADS => {
-                            head_ids.push(s.name);
-                            heads.extend_from_slice(s.name);
-                            heads.push(b'{');
-                            heads.extend_from_slice(shared);
-                            head_ends.push(heads.len() as u32);
-                            head_ids.len() - 1
-                        }
-                        None => return None,
-                    };
-                    Some((head as u8, s))
-                });
-                match sample {
-                    Some((head, s)) => {
-                        let rest = &s.labels[shared.len()..];
-                        let id = *label_ids.entry(rest).or_insert_with(|| {
-                            labels.extend_from_slice(rest);
-                            labels.extend_from_slice(b"} ");
-                            label_ends.push(labels.len() as u32);
-                            label_ends.len() as u32 - 1
-                        });
-                        records.push(head);
-                        put_varint(&mut records, u64::from(id));
-                        records.push(s.value.len() as u8 + 1);
-                        records.extend_from_slice(s.value);
-                        records.push(b'\n');
-                    }
-                    None => {
-                        records.push(LITERAL);
-                        put_varint(&mut records, line.len() as u64);
-                        records.extend_from_slice(line);
-                    }
-                }
-            }
-            all_records.push((padded(&records), text.len() as u64));
+            prefix.add(text);
         }
-        let dict = Arc::new(Dictionary {
-            heads: padded(&heads),
-            head_ends: head_ends.as_slice().into(),
-            labels: padded(&labels),
-            label_ends: label_ends.as_slice().into(),
-        });
-        all_records
-            .into_iter()
-            .map(|(records, text_len)| Compact {
-                dict: dict.clone(),
-                records,
-                text_len,
-            })
-            .collect()
+        let mut set = SetBuilder::new(prefix.get());
+        for text in texts {
+            set.add(text);
+        }
+        set.finish()
     }
 
     /// Length of the text.
@@ -325,6 +256,153 @@ impl Compact {
         self.write_into(&mut 0, &mut out, &mut pos, usize::MAX);
         out.truncate(pos);
         out
+    }
+}
+
+/// The label prefix every sample line of some texts shares (see [`Compact::set`]).
+#[derive(Default)]
+pub struct SharedPrefix {
+    prefix: Option<Vec<u8>>,
+}
+
+impl SharedPrefix {
+    /// Takes the sample lines of `text` into account.
+    pub fn add(&mut self, text: &[u8]) {
+        for s in lines(text).filter_map(cut) {
+            match &mut self.prefix {
+                None => self.prefix = Some(s.labels.to_vec()),
+                Some(p) => {
+                    let n = p.iter().zip(s.labels).take_while(|(a, b)| a == b).count();
+                    p.truncate(n);
+                }
+            }
+        }
+    }
+
+    /// The prefix (empty before any sample line).
+    pub fn get(&self) -> &[u8] {
+        self.prefix.as_deref().unwrap_or_default()
+    }
+}
+
+/// Builds the compact forms of texts that share one dictionary, one text at a time, so that
+/// no text needs to be kept until the others are rendered. `shared` must be a prefix of every
+/// sample line's labels ([`SharedPrefix`] over the same texts); a line without it is kept as it
+/// is.
+pub struct SetBuilder {
+    shared: Vec<u8>,
+    heads: Vec<u8>,
+    head_ends: Vec<u32>,
+    labels: Vec<u8>,
+    label_ends: Vec<u32>,
+    /// Label block ids by a digest of the block; a digest that two blocks share is told apart
+    /// by comparing the blocks, and the second is then stored again.
+    label_ids: std::collections::HashMap<u64, u32>,
+    records: Vec<u8>,
+    done: Vec<(Box<[u8]>, u64)>,
+}
+
+impl SetBuilder {
+    pub fn new(shared: &[u8]) -> SetBuilder {
+        SetBuilder {
+            shared: shared.to_vec(),
+            heads: Vec::new(),
+            head_ends: Vec::new(),
+            labels: Vec::new(),
+            label_ends: Vec::new(),
+            label_ids: Default::default(),
+            records: Vec::new(),
+            done: Vec::new(),
+        }
+    }
+
+    /// The head id of `name`, added if new; `None` once the table is full.
+    fn head(&mut self, name: &[u8]) -> Option<u8> {
+        let shared = self.shared.len();
+        let mut start = 0;
+        for (i, &end) in self.head_ends.iter().enumerate() {
+            let head = &self.heads[start..end as usize];
+            if head.len() == name.len() + 1 + shared && head.starts_with(name) {
+                return Some(i as u8);
+            }
+            start = end as usize;
+        }
+        if self.head_ends.len() >= MAX_HEADS {
+            return None;
+        }
+        self.heads.extend_from_slice(name);
+        self.heads.push(b'{');
+        self.heads.extend_from_slice(&self.shared);
+        self.head_ends.push(self.heads.len() as u32);
+        Some((self.head_ends.len() - 1) as u8)
+    }
+
+    /// The id of label block `rest` (without the shared prefix), added if new.
+    fn label(&mut self, rest: &[u8]) -> u32 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let key = BuildHasherDefault::<DefaultHasher>::default().hash_one(rest);
+        if let Some(&id) = self.label_ids.get(&key) {
+            let i = id as usize;
+            let start = i.checked_sub(1).map_or(0, |p| self.label_ends[p] as usize);
+            // The stored block ends in `} `.
+            if self.labels[start..self.label_ends[i] as usize - 2] == *rest {
+                return id;
+            }
+        }
+        self.labels.extend_from_slice(rest);
+        self.labels.extend_from_slice(b"} ");
+        self.label_ends.push(self.labels.len() as u32);
+        let id = self.label_ends.len() as u32 - 1;
+        self.label_ids.entry(key).or_insert(id);
+        id
+    }
+
+    /// Adds the next text of the set.
+    pub fn add(&mut self, text: &[u8]) {
+        let mut records = std::mem::take(&mut self.records);
+        records.clear();
+        for line in lines(text) {
+            let sample = cut(line)
+                .filter(|s| s.labels.starts_with(&self.shared))
+                .and_then(|s| Some((self.head(s.name)?, s)));
+            match sample {
+                Some((head, s)) => {
+                    let id = self.label(&s.labels[self.shared.len()..]);
+                    records.push(head);
+                    put_varint(&mut records, u64::from(id));
+                    records.push(s.value.len() as u8 + 1);
+                    records.extend_from_slice(s.value);
+                    records.push(b'\n');
+                }
+                None => {
+                    records.push(LITERAL);
+                    put_varint(&mut records, line.len() as u64);
+                    records.extend_from_slice(line);
+                }
+            }
+        }
+        // Copied out at its exact size: what is kept for long is allocated once, not grown
+        // and shrunk (which leaves holes in the heap); the scratch buffer is reused.
+        self.done.push((padded(&records), text.len() as u64));
+        self.records = records;
+    }
+
+    /// The compact forms of the texts added, in order.
+    pub fn finish(self) -> Vec<Compact> {
+        let dict = Arc::new(Dictionary {
+            heads: padded(&self.heads),
+            head_ends: self.head_ends.as_slice().into(),
+            labels: padded(&self.labels),
+            label_ends: self.label_ends.as_slice().into(),
+        });
+        self.done
+            .into_iter()
+            .map(|(records, text_len)| Compact {
+                dict: dict.clone(),
+                records,
+                text_len,
+            })
+            .collect()
     }
 }
 
@@ -415,6 +493,28 @@ dcs_z 3\n";
         let held: usize = set.iter().map(Compact::held_bytes).sum();
         let text: usize = texts.iter().map(|t| t.len()).sum();
         assert!(held * 3 < text, "{held} bytes held for {text}");
+    }
+
+    #[test]
+    fn a_set_built_text_by_text_gives_the_texts_back() {
+        let a = "m{instance_id=\"i-1\",analysis=\"hotkey\"} 1\nm{instance_id=\"i-1\",analysis=\"bigkey\"} 2\n";
+        let b = "# HELP n x\nn{instance_id=\"i-1\",analysis=\"hotkey\",reason=\"auth\"} 0\n";
+        let mut prefix = SharedPrefix::default();
+        prefix.add(a.as_bytes());
+        prefix.add(b.as_bytes());
+        assert_eq!(prefix.get(), b"instance_id=\"i-1\",analysis=\"");
+        let mut set = SetBuilder::new(prefix.get());
+        set.add(a.as_bytes());
+        set.add(b.as_bytes());
+        // A text the prefix was not measured on: its lines without the prefix stay literal.
+        let c = "m{instance_id=\"i-2\"} 3\nm{instance_id=\"i-1\",analysis=\"hotkey\"} 4\n";
+        set.add(c.as_bytes());
+        let set = set.finish();
+        for (compact, text) in set.iter().zip([a, b, c]) {
+            assert_eq!(compact.to_vec(), text.as_bytes());
+        }
+        // `hotkey"` once for both texts, `bigkey"` and the reason block.
+        assert_eq!(set[0].dict.label_ends.len(), 3);
     }
 
     #[test]

@@ -50,7 +50,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::body::{crc_copy, gzip_trailer, Body, Deflated, Deflater, Piece, GZIP_HEADER};
-use super::compact::Compact;
+use super::compact::{Compact, SetBuilder, SharedPrefix};
 use super::registry::OwnMetrics;
 pub use super::registry::{BuildInfo, REGISTRY_MAX_AGE};
 use super::render::{
@@ -460,29 +460,48 @@ impl Exposition {
 
         // The state families are rendered again, one at a time, but only those whose text
         // changed (a running flag, a counter) are compressed and compacted again, together
-        // (they share label blocks).
+        // (they share label blocks). The first rendering only tells which changed (by a
+        // digest) and the label prefix their lines share; the second, only if any did, hands
+        // each changed family to the compressor and the compact set as it comes, so that no
+        // family's text is kept (at 2,000 instances they are 10 MB).
         let mut previous = std::mem::take(&mut cache.state).into_iter();
         let mut state: Vec<(u64, Option<Fragment>)> = Vec::new();
-        let mut changed: Vec<Vec<u8>> = Vec::new();
+        let mut prefix = SharedPrefix::default();
         render_state_families(&snapshot, &cache.opts, |text| {
             let digest = digest(text);
             match previous.next() {
                 Some((d, f)) if d == digest => state.push((digest, Some(f))),
                 _ => {
                     state.push((digest, None));
-                    changed.push(text.to_vec());
+                    prefix.add(text);
                 }
             }
         });
         drop(previous);
+        if state.iter().any(|(_, f)| f.is_none()) {
+            let mut set = SetBuilder::new(prefix.get());
+            let mut deflater = Deflater::new(FRESH_LEVEL);
+            let mut deflated = Vec::new();
+            let mut i = 0;
+            render_state_families(&snapshot, &cache.opts, |text| {
+                if state.get(i).is_some_and(|(_, f)| f.is_none()) {
+                    set.add(text);
+                    deflated.push(deflater.fragment(text));
+                }
+                i += 1;
+            });
+            let mut fresh = set.finish().into_iter().zip(deflated);
+            for (_, f) in state.iter_mut().filter(|(_, f)| f.is_none()) {
+                *f = fresh.next().map(|(compact, deflated)| Fragment {
+                    compact: Arc::new(compact),
+                    deflated,
+                });
+            }
+        }
         drop(snapshot);
-        let texts: Vec<&[u8]> = changed.iter().map(Vec::as_slice).collect();
-        let mut fresh = Fragment::set(&texts, &mut Deflater::new(FRESH_LEVEL)).into_iter();
-        drop(texts);
-        drop(changed);
         cache.state = state
             .into_iter()
-            .filter_map(|(digest, f)| Some((digest, f.or_else(|| fresh.next())?)))
+            .filter_map(|(digest, f)| Some((digest, f?)))
             .collect();
 
         // The gzip body: every fragment copied into one buffer of the exact size, after which
