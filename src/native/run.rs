@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::conn::Connector;
 use super::error::{Error, Result};
 use super::families::{FamilyObserver, FamilyTable, TRACKED_FAMILIES};
-use super::pace::{Counter, Pace};
+use super::pace::{Counter, Pace, Stall};
 use super::resp::NoTouch;
 use super::scan::{self, NoObserver};
 use super::topology::{keyspace, Node, Topology, Unit};
@@ -169,7 +169,7 @@ impl Run {
             let clock = self.clock;
             let total = total.clone();
             async move {
-                let mut last = (0, tokio::time::Instant::now());
+                let mut stall = Stall::new(STALL_LIMIT);
                 loop {
                     let scanned: u64 = counters.iter().map(|c| c.get()).sum();
                     store.set_progress(
@@ -183,9 +183,7 @@ impl Run {
                             deadline,
                         }),
                     );
-                    if scanned != last.0 {
-                        last = (scanned, tokio::time::Instant::now());
-                    } else if limit.is_none() && last.1.elapsed() >= STALL_LIMIT {
+                    if stall.stalled(scanned) && limit.is_none() {
                         return Error::Stalled {
                             target: id,
                             message: format!(
