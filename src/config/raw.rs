@@ -74,6 +74,8 @@ pub struct RawAnalysisSet {
     pub hotkey: Option<RawAnalysis>,
     pub bigkey: Option<RawAnalysis>,
     pub keyfamily: Option<RawAnalysis>,
+    /// Hot slots of Redis Cluster targets (see `hotkey_source`).
+    pub hotslot: Option<RawAnalysis>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -87,6 +89,11 @@ pub struct RawAnalysis {
     pub fresh_backup: Option<bool>,
     /// Key families of Redis targets only: how key names become families.
     pub families: Option<RawFamilies>,
+    /// Hot keys of Redis targets only: where they come from, and the bounds of the sources
+    /// that take some (see `hotkey_source`).
+    pub source: Option<super::hotkey_source::HotkeySource>,
+    pub monitor: Option<super::hotkey_source::RawMonitor>,
+    pub hotkeys: Option<super::hotkey_source::RawHotkeys>,
 }
 
 /// `analysis.keyfamily.families`.

@@ -8,6 +8,7 @@
 //! observe` means "ingest the records someone else created", which has no meaning for a server
 //! the exporter scans itself, so it is a problem naming the key.
 
+use super::hotkey_source::HotkeySourceSettings;
 use super::{AnalysisSettings, InstanceConfig, Mode};
 use crate::dcs::Analysis;
 use crate::metrics::families::FamilyRules;
@@ -76,6 +77,10 @@ pub struct RedisTarget {
     pub keyfamily: AnalysisSettings,
     /// How key names become families.
     pub families: FamilyRules,
+    /// Where the hot keys come from (`analysis.hotkey.source` and its settings).
+    pub hotkey_source: HotkeySourceSettings,
+    /// Hot slots of a Redis Cluster (`analysis.hotslot`): `top_n` per node.
+    pub hotslot: AnalysisSettings,
 }
 
 impl RedisTarget {
@@ -84,6 +89,7 @@ impl RedisTarget {
             Analysis::Hotkey => &self.hotkey,
             Analysis::Bigkey => &self.bigkey,
             Analysis::Keyfamily => &self.keyfamily,
+            Analysis::Hotslot => &self.hotslot,
         }
     }
 

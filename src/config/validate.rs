@@ -69,7 +69,7 @@ impl<'a> Validator<'a> {
         (self.problems, self.warnings)
     }
 
-    fn warning(&mut self, key: impl fmt::Display, msg: impl fmt::Display) {
+    pub(super) fn warning(&mut self, key: impl fmt::Display, msg: impl fmt::Display) {
         self.warnings
             .push(Problem::new(key.to_string(), msg.to_string()));
     }
@@ -286,6 +286,7 @@ impl<'a> Validator<'a> {
         ] {
             self.no_fresh_backup(key, raw.as_ref());
         }
+        let native = self.native_defaults(&raw.analysis);
         let families = self.families(
             "analysis.keyfamily.families",
             raw.analysis
@@ -312,7 +313,9 @@ impl<'a> Validator<'a> {
             .redis
             .iter()
             .enumerate()
-            .map(|(i, r)| self.redis_target(&format!("redis[{i}]"), r, &defaults, &families))
+            .map(|(i, r)| {
+                self.redis_target(&format!("redis[{i}]"), r, &defaults, &families, &native)
+            })
             .collect();
         for (i, r) in redis.iter().enumerate() {
             if !r.id.is_empty() && !seen.insert(r.id.clone()) {
@@ -746,6 +749,7 @@ impl<'a> Validator<'a> {
         ] {
             self.no_fresh_backup(&format!("{key}.analysis.{sub}"), r.as_ref());
         }
+        self.dcs_analysis_set(&format!("{key}.analysis"), &raw.analysis);
         if raw
             .analysis
             .keyfamily

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use url::Url;
 
+use super::hotkey_source::NativeDefaults;
 use super::raw::{RawRedis, RawRedisTls};
 use super::redis::{
     RedisAddress, RedisTarget, RedisTls, DEFAULT_KEYS_PER_SECOND, MAX_KEYS_PER_SECOND,
@@ -22,6 +23,7 @@ impl Validator<'_> {
         raw: &RawRedis,
         defaults: &InstanceDefaults,
         families: &FamilyRules,
+        native: &NativeDefaults,
     ) -> RedisTarget {
         let name = self.string(&format!("{key}.name"), &raw.name);
         let address_text = self.required(&format!("{key}.address"), &raw.address);
@@ -105,6 +107,11 @@ impl Validator<'_> {
             raw.analysis.bigkey.as_ref(),
             defaults.bigkey,
         );
+        let hotslot = settings(
+            Analysis::Hotslot,
+            raw.analysis.hotslot.as_ref(),
+            native.hotslot,
+        );
         let raw_kf = raw.analysis.keyfamily.as_ref();
         let kf = settings(Analysis::Keyfamily, raw_kf, defaults.keyfamily.analysis);
         for (sub, r) in [
@@ -161,6 +168,8 @@ impl Validator<'_> {
             raw_kf.and_then(|r| r.families.as_ref()),
             families,
         );
+        let hotkey_source =
+            self.target_hotkey_source(&format!("{key}.analysis"), &raw.analysis, native);
         RedisTarget {
             id,
             name,
@@ -174,6 +183,8 @@ impl Validator<'_> {
             bigkey,
             keyfamily,
             families,
+            hotkey_source,
+            hotslot,
         }
     }
 

@@ -115,6 +115,7 @@ impl FakeDcs {
                 unit: Some(SizeUnit::Byte),
                 freq: Some(100 + n + i),
                 memory: None,
+                rates: None,
             })
             .collect()
     }
