@@ -13,6 +13,7 @@ mod fleet;
 mod golden;
 mod hardening;
 mod hostile_data;
+mod hotkey_sources;
 mod key_privacy;
 mod keyfamily;
 mod native;

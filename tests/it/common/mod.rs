@@ -14,6 +14,7 @@ use dcs_key_exporter::dcs::{timestamp, Analysis, TaskRecord, TaskStatus};
 use dcs_key_exporter::simulator::{SimConfig, Simulator};
 use tokio::net::TcpListener;
 
+pub mod fake_resp;
 pub mod redis_server;
 use tokio_util::sync::CancellationToken;
 
