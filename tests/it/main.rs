@@ -18,6 +18,7 @@ mod key_privacy;
 mod keyfamily;
 mod native;
 mod native_families;
+mod native_hot;
 mod process;
 mod reliability;
 mod secrets;

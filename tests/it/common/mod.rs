@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 pub mod fake_resp;
 pub mod redis_server;
+pub mod server_bin;
 use tokio_util::sync::CancellationToken;
 
 /// A simulator serving on a loopback port; stops when dropped.
