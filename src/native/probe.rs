@@ -1,5 +1,6 @@
 //! Questions a target answers in one or two commands: whether it can give hot keys from its LFU
-//! counters, and, for `check-config --online`, what it is.
+//! counters, and, for `check-config --online`, what it is and where its hot keys (and, for a
+//! cluster, its hot slots) would come from.
 
 use super::conn::Connector;
 use super::error::{Error, Result};
@@ -59,12 +60,17 @@ pub struct Report {
     pub shards: Vec<String>,
     /// `maxmemory-policy` (from `INFO memory`, so it works where `CONFIG` is disabled).
     pub eviction_policy: String,
+    /// Where hot keys would come from under the target's `analysis.hotkey.source` (`hotkeys`,
+    /// `lfu`, `monitor`), or why nowhere.
+    pub hotkey_source: std::result::Result<&'static str, String>,
+    /// Clusters only: whether hot slots can be read, and with which measures.
+    pub hotslots: Option<String>,
 }
 
 impl Report {
-    /// Hot key analysis needs an LFU policy.
+    /// Whether the hot key analysis has a source.
     pub fn hotkey_possible(&self) -> bool {
-        self.eviction_policy.contains("lfu")
+        self.hotkey_source.is_ok()
     }
 }
 
@@ -84,12 +90,15 @@ impl std::fmt::Display for Report {
             if self.shards.len() == 1 { "" } else { "s" },
             self.shards.join(", "),
             self.eviction_policy,
-            if self.hotkey_possible() {
-                "possible"
-            } else {
-                "not possible (needs an LFU maxmemory-policy)"
+            match &self.hotkey_source {
+                Ok(source) => format!("possible (source {source})"),
+                Err(why) => format!("not possible: {why}"),
             }
-        )
+        )?;
+        if let Some(h) = &self.hotslots {
+            write!(f, "; hot slots {h}")?;
+        }
+        Ok(())
     }
 }
 
@@ -115,6 +124,40 @@ pub async fn check_online(target: &RedisTarget) -> Result<Report> {
     let eviction_policy = field(&policy_info, "maxmemory_policy")
         .unwrap_or("unknown")
         .to_owned();
+    let hotkey_source = match topology.units.first() {
+        None => Err("no master found".to_owned()),
+        Some(u) => {
+            match super::hotkeys::resolve(&conn, &u.master, &topology.engine, &target.hotkey_source)
+                .await
+            {
+                Ok(s) => Ok(s.label()),
+                Err(Error::Unsupported { message, .. }) => Err(message),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    let hotslots = if topology.cluster {
+        Some(match super::hotslot::probe(&conn, &topology).await {
+            Err(e) => format!("not possible: {e}"),
+            Ok(()) => {
+                let measured = match topology.units.first() {
+                    Some(u) => super::hotslot::poll(&conn, &u.master)
+                        .await
+                        .map(|p| p.slots.values().any(|s| s.cpu_usec.is_some())),
+                    None => Ok(false),
+                };
+                match measured {
+                    Ok(true) => "possible".to_owned(),
+                    Ok(false) => "possible with key counts only (set \
+                                  cluster-slot-stats-enabled yes for CPU and network rates)"
+                        .to_owned(),
+                    Err(e) => format!("not possible: {e}"),
+                }
+            }
+        })
+    } else {
+        None
+    };
     let shards = topology
         .units
         .iter()
@@ -133,5 +176,7 @@ pub async fn check_online(target: &RedisTarget) -> Result<Report> {
         cluster: topology.cluster,
         shards,
         eviction_policy,
+        hotkey_source,
+        hotslots,
     })
 }
