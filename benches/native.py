@@ -18,6 +18,13 @@ and peak RSS on the same keyspace without families, with families (default namin
 dataset's few families), and with every key its own family (a rule `^.*$` -> `$0`, the worst
 case for the bounded family table).
 
+With --monitor it measures what a bounded MONITOR sample (`analysis.hotkey.source: monitor`)
+costs the server's clients: GET throughput and p99 of a concurrent redis-benchmark workload
+without a sample and while one runs (in rounds, medians reported), the length of a sample at the
+default bounds under that workload (the exporter's log), and from these the average cost per
+interval: the requests a default sample loses, against what the server serves in a default
+15-minute interval, and measured directly over a 40 s run with a sample every 10 s.
+
 With --scrapes it measures how a full-speed scan affects scrapes of the exporter itself: the
 latency and rate of `wrk` hammering /metrics (4 connections, 8 s) while the exporter rescans
 1M keys at full speed, against the same exporter with no scan running, in rounds
@@ -33,6 +40,7 @@ Everything runs on loopback ports in a temporary directory.
     python3 benches/native.py --keys 100000   # a quicker, smaller run
     python3 benches/native.py --families      # key families: scan time and RSS with/without
     python3 benches/native.py --scrapes       # scrape latency during full-speed scans
+    python3 benches/native.py --monitor       # what a MONITOR sample costs the clients
 """
 
 from __future__ import annotations
@@ -149,7 +157,8 @@ def per_key(calls: dict[str, int], keys: int) -> str:
 
 class Exporter:
     def __init__(self, tmp: Path, redis_port: int, kps: int | None, analysis: str,
-                 interval: str = "1h", extra: str = "", binary: Path = BIN) -> None:
+                 interval: str = "1h", extra: str = "", binary: Path = BIN,
+                 settings: str = "", log: Path | None = None) -> None:
         self.port = free_port()
         throttle = f"    throttle: {{keys_per_second: {kps}}}\n" if kps else ""
         other = "bigkey" if analysis == "hotkey" else "hotkey"
@@ -157,13 +166,15 @@ class Exporter:
         cfg.write_text(
             f"redis:\n  - id: bench\n    address: redis://127.0.0.1:{redis_port}\n{throttle}"
             f"    analysis:\n      {other}: {{mode: off}}\n"
-            f"      {analysis}: {{interval: {interval}, timeout: 1h, top_n: 100}}\n"
+            f"      {analysis}: {{interval: {interval}, timeout: 1h, top_n: 100{settings}}}\n"
             f"{extra}scheduler: {{start_jitter: 0s}}\n")
         self.started = time.monotonic()
+        out = open(log, "w") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [str(binary), "--config.file", str(cfg),
-             "--web.listen-address", f"127.0.0.1:{self.port}", "--log.level", "warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--web.listen-address", f"127.0.0.1:{self.port}",
+             "--log.level", "info" if log else "warn"],
+            stdout=out, stderr=out)
 
     def metrics(self) -> str:
         try:
@@ -204,11 +215,11 @@ class Exporter:
         self.proc.wait(timeout=30)
 
 
-def benchmark(port: int, requests: int) -> tuple[float, float]:
+def benchmark(port: int, requests: int, keyspace: int = 1_000_000) -> tuple[float, float]:
     """(requests per second, p99 ms) of 50 clients doing random GETs."""
     out = subprocess.run(
         ["redis-benchmark", "-p", str(port), "-t", "get", "-n", str(requests), "-c", "50",
-         "-r", "1000000", "--csv"], capture_output=True, text=True, check=True).stdout
+         "-r", str(keyspace), "--csv"], capture_output=True, text=True, check=True).stdout
     rows = list(csv.DictReader(io.StringIO(out)))
     row = rows[-1]
     return float(row["rps"]), float(row["p99_latency_ms"])
@@ -281,6 +292,70 @@ def scrapes(keys: int, rounds: int, binary: Path, report) -> None:
                    "(p99s: " + " ".join(f"{x[1]:.3f}" for x in got) + ")")
 
 
+def monitoring(r: Redis) -> bool:
+    """Whether a client of `r` is in MONITOR mode."""
+    return any(" flags=O " in line for line in r.cli("CLIENT", "LIST").splitlines())
+
+
+def monitor_cost(rounds: int, requests: int, report) -> None:
+    """GET throughput and p99 without and during a MONITOR sample; a default sample's length
+    under the workload; the average cost per interval."""
+    with filled_server("monitor", 100_000, report) as (tmp, r):
+        runs: dict[str, list[tuple[float, float]]] = {}
+        # The source, with bounds that let one whole workload run fit in one sample.
+        long = (", source: monitor, monitor: {window: 60s, max_commands: 10000000, "
+                "max_bytes: 1073741824}")
+        for _ in range(rounds):
+            runs.setdefault("no MONITOR sample", []).append(
+                benchmark(r.port, requests, 100_000))
+            e = Exporter(tmp, r.port, None, "hotkey", settings=long)
+            until = time.monotonic() + 30
+            while not monitoring(r):
+                if time.monotonic() > until:
+                    raise SystemExit("no MONITOR sample started")
+                time.sleep(0.01)
+            got = benchmark(r.port, requests, 100_000)
+            if not monitoring(r):
+                raise SystemExit("the sample ended before the workload; lower --requests")
+            runs.setdefault("a MONITOR sample running", []).append(got)
+            e.stop()
+        med = {}
+        for case, got in runs.items():
+            rps = statistics.median(x[0] for x in got)
+            p99 = statistics.median(x[1] for x in got)
+            med[case] = rps
+            report(f"GET with {case}, median of {len(got)}",
+                   f"{rps:,.0f} req/s, p99 {p99:.3f} ms (p99s: "
+                   + " ".join(f"{x[1]:.3f}" for x in got) + ")")
+        # The default bounds (2 s, 100,000 commands, 16 MiB) under the same workload, one
+        # sample every 10 s for 40 s, against 40 s without.
+        log = tmp / "monitor.log"
+        base_n = int(med["no MONITOR sample"] * 40)
+        base = benchmark(r.port, base_n, 100_000)
+        e = Exporter(tmp, r.port, None, "hotkey", interval="10s", settings=", source: monitor",
+                     log=log)
+        time.sleep(1)
+        sampled = benchmark(r.port, base_n, 100_000)
+        e.stop()
+        samples = [float(m.group(1)) for m in re.finditer(
+            r"MONITOR sample taken.* seconds=([\d.]+)", log.read_text())]
+        ends = re.findall(r"MONITOR sample taken.* ended=(\w+)", log.read_text())
+        if not samples:
+            raise SystemExit("no MONITOR sample in the exporter's log")
+        window = statistics.median(samples)
+        report("default sample under this workload",
+               f"{window:.2f} s, ended by {', '.join(sorted(set(ends)))} "
+               f"({len(samples)} samples)")
+        lost = (med["no MONITOR sample"] - med["a MONITOR sample running"]) * window
+        report("requests one default sample costs",
+               f"{lost:,.0f}, {lost / (med['no MONITOR sample'] * 900) * 100:.3f}% of a "
+               f"15-minute interval's")
+        report("40 s of GETs, a default sample every 10 s",
+               f"{sampled[0]:,.0f} req/s, p99 {sampled[1]:.3f} ms against {base[0]:,.0f} "
+               f"req/s, p99 {base[1]:.3f} ms without ({(1 - sampled[0] / base[0]) * 100:+.1f}% "
+               "throughput lost)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", type=int, default=1_000_000)
@@ -300,6 +375,8 @@ def main() -> None:
                     help="measure the cost of key families instead")
     ap.add_argument("--scrapes", action="store_true",
                     help="measure scrape latency during full-speed scans instead")
+    ap.add_argument("--monitor", action="store_true",
+                    help="measure what a MONITOR sample costs the server's clients instead")
     ap.add_argument("--binary", type=Path, default=BIN,
                     help="the exporter binary to measure with --scrapes")
     args = ap.parse_args()
@@ -311,9 +388,14 @@ def main() -> None:
         results.append((what, value))
         print(f"{what}: {value}", flush=True)
 
-    if args.families or args.scrapes:
+    if args.families or args.scrapes or args.monitor:
         if args.families:
             families(args.keys, report)
+        elif args.monitor:
+            state = machine.wait_quiet(args.max_load, args.quiet_timeout)
+            report("load before the runs",
+                   f"{state['load1']:.2f}" + ("" if state["quiet"] else " (never went quiet)"))
+            monitor_cost(args.impact_rounds, args.requests, report)
         else:
             scrapes(args.keys, args.impact_rounds, args.binary, report)
         print("\n| measurement | value |\n|---|---|")
