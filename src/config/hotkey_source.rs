@@ -154,6 +154,40 @@ impl Validator<'_> {
         )
     }
 
+    /// A source's window that the hot key analysis' `timeout` would cut short is a problem
+    /// naming the window (`key`: the target's `analysis` key); a warning under `auto`, which
+    /// takes a Redis `HOTKEYS` session only where the server has one.
+    pub(super) fn windows_within_timeout(
+        &mut self,
+        key: &str,
+        s: &HotkeySourceSettings,
+        timeout: Duration,
+    ) {
+        let (field, window) = match s.source {
+            HotkeySource::Monitor => ("monitor.window", s.monitor.window),
+            HotkeySource::Auto | HotkeySource::Hotkeys => ("hotkeys.window", s.hotkeys_window),
+            HotkeySource::Lfu => return,
+        };
+        if window >= timeout {
+            let k = format!("{key}.hotkey.{field}");
+            let msg = format!(
+                "{} is not shorter than the analysis timeout {}: every analysis {} would time out",
+                duration::format(window),
+                duration::format(timeout),
+                if s.source == HotkeySource::Auto {
+                    "from a Redis HOTKEYS session"
+                } else {
+                    "from this source"
+                }
+            );
+            if s.source == HotkeySource::Auto {
+                self.warning(k, msg);
+            } else {
+                self.problem(k, msg);
+            }
+        }
+    }
+
     /// A DCS instance's `analysis` (`key`): its hot keys come from DCS, and DCS has no hot
     /// slots.
     pub(super) fn dcs_analysis_set(&mut self, key: &str, raw: &RawAnalysisSet) {
@@ -384,6 +418,33 @@ mod tests {
             assert!(p.contains(want), "missing {want:?} in:\n{p}");
         }
         assert!(p.contains("sometimes") && p.contains("auto"), "{p}");
+    }
+
+    #[test]
+    fn a_window_the_timeout_would_cut_short_is_a_problem() {
+        let p = load("redis:\n  - address: redis://h\n    analysis: {hotkey: {timeout: 30s, source: monitor, monitor: {window: 30s}}}\n  - address: redis://i\n    analysis: {hotkey: {timeout: 20s, source: hotkeys, hotkeys: {window: 1m}}}\n")
+            .unwrap_err()
+            .join("\n");
+        assert!(p.contains("redis[0].analysis.hotkey.monitor.window: 30s is not shorter than the analysis timeout 30s"), "{p}");
+        assert!(
+            p.contains("redis[1].analysis.hotkey.hotkeys.window: 1m is not shorter"),
+            "{p}"
+        );
+        // Under auto, a warning: the server may have no HOTKEYS.
+        let l = load("redis:\n  - address: redis://h\n    analysis: {hotkey: {timeout: 5s}}\n")
+            .unwrap();
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.key == "redis[0].analysis.hotkey.hotkeys.window"),
+            "{:?}",
+            l.warnings
+        );
+        // LFU has no window.
+        assert!(load(
+            "redis:\n  - address: redis://h\n    analysis: {hotkey: {timeout: 5s, source: lfu}}\n"
+        )
+        .is_ok());
     }
 
     #[test]

@@ -170,6 +170,9 @@ impl Validator<'_> {
         );
         let hotkey_source =
             self.target_hotkey_source(&format!("{key}.analysis"), &raw.analysis, native);
+        if hotkey.mode != Mode::Off {
+            self.windows_within_timeout(&format!("{key}.analysis"), &hotkey_source, hotkey.timeout);
+        }
         RedisTarget {
             id,
             name,

@@ -162,6 +162,110 @@ pub(super) fn slots(h: &mut String, result: &AnalysisResult) {
 mod tests {
     use super::*;
     use crate::dcs::HotRates;
+    use crate::metrics::hot::{HotSlot, NodeSource};
+    use crate::metrics::render::RenderOptions;
+    use crate::metrics::store::{AnalysisSpec, AnalysisState, InstanceState, Snapshot};
+    use std::sync::Arc;
+
+    fn result() -> AnalysisResult {
+        AnalysisResult {
+            task_id: "t".into(),
+            scan_type: None,
+            created_at: None,
+            started_at: None,
+            finished_at: Some(1000.0),
+            key_count: 1,
+            keys: Vec::new(),
+            shards: Default::default(),
+            families: Vec::new(),
+            sources: Vec::new(),
+            slots: Vec::new(),
+        }
+    }
+
+    fn state(analysis: Analysis, result: Option<AnalysisResult>) -> AnalysisState {
+        AnalysisState {
+            result: result.map(Arc::new),
+            ..AnalysisState::new(AnalysisSpec {
+                analysis,
+                top_n: 5,
+                mode: "trigger",
+                interval: std::time::Duration::from_secs(60),
+            })
+        }
+    }
+
+    fn page(analyses: Vec<AnalysisState>) -> String {
+        let inst = InstanceState {
+            id: "redis://c:7000".into(),
+            name: "cluster".into(),
+            lfu_log_factor: 10,
+            info: None,
+            analyses: analyses.into_iter().map(|a| (a.spec.analysis, a)).collect(),
+        };
+        let snap = Snapshot {
+            instances: [(inst.id.clone(), inst)].into_iter().collect(),
+        };
+        super::super::render_page(&snap, "/metrics", 2000.0, &RenderOptions::default())
+    }
+
+    #[test]
+    fn the_page_names_each_nodes_source_and_each_keys_measure() {
+        let mut r = result();
+        r.keys = vec![KeyRecord {
+            name: "feed:home".into(),
+            shard: Some("10.0.0.1:7000".into()),
+            rates: Some(HotRates {
+                accesses_per_second: Some(1500.0),
+                ..HotRates::default()
+            }),
+            ..KeyRecord::default()
+        }];
+        r.sources = vec![NodeSource {
+            shard: "10.0.0.1:7000".into(),
+            source: "monitor",
+        }];
+        let h = page(vec![state(Analysis::Hotkey, Some(r))]);
+        assert!(
+            h.contains("Hot keys from: <code>monitor</code> on 10.0.0.1:7000."),
+            "{h}"
+        );
+        assert!(h.contains("<th>measure</th>"), "{h}");
+        assert!(h.contains("1,500/s accesses"), "{h}");
+    }
+
+    #[test]
+    fn hot_slots_show_and_say_what_to_enable_when_the_servers_measure_no_rates() {
+        let slot = |n: u16, cpu: Option<f64>| HotSlot {
+            shard: "10.0.0.1:7000".into(),
+            slot: n,
+            keys: 4200,
+            cpu_seconds_per_second: cpu,
+            network_in_bytes_per_second: cpu.map(|_| 2048.0),
+            network_out_bytes_per_second: cpu.map(|_| 0.0),
+        };
+        let mut r = result();
+        r.slots = vec![slot(12182, None)];
+        let h = page(vec![state(Analysis::Hotslot, Some(r))]);
+        assert!(h.contains("cluster-slot-stats-enabled yes"), "{h}");
+        assert!(h.contains("<td>12182</td><td>4,200</td><td>?</td>"), "{h}");
+        let mut r = result();
+        r.slots = vec![slot(12182, Some(0.0125))];
+        let h = page(vec![state(Analysis::Hotslot, Some(r))]);
+        assert!(!h.contains("report key counts only"), "{h}");
+        assert!(
+            h.contains("<td>12.5 ms CPU/s</td><td>2.0 KiB/s</td><td>0 B/s</td>"),
+            "{h}"
+        );
+        // Unsupported: what hot slots need.
+        let mut st = state(Analysis::Hotslot, None);
+        st.supported = false;
+        let h = page(vec![st]);
+        assert!(
+            h.contains("CLUSTER SLOT-STATS (Valkey 8.0+, Redis 8.2+)"),
+            "{h}"
+        );
+    }
 
     #[test]
     fn a_hot_key_shows_its_sources_own_measure() {
