@@ -281,9 +281,13 @@ async fn valkey92(top_k: i64, resp3: bool) -> FakeServer {
 }
 
 async fn exporter(url: &str, source: &str) -> Exporter {
+    exporter_with(url, &format!("source: {source}, hotkeys: {{window: 1s}}")).await
+}
+
+async fn exporter_with(url: &str, hotkey: &str) -> Exporter {
     let dir = TempDir::new("hotkey-sources");
     let yaml = format!(
-        "redis:\n  - address: {url}\n    analysis:\n      hotkey: {{source: {source}, top_n: 3, interval: 1m, hotkeys: {{window: 1s}}}}\n      bigkey: {{mode: off}}\n      hotslot: {{mode: off}}\nscheduler: {{start_jitter: 0s}}\n"
+        "redis:\n  - address: {url}\n    analysis:\n      hotkey: {{top_n: 3, interval: 1m, {hotkey}}}\n      bigkey: {{mode: off}}\n      hotslot: {{mode: off}}\nscheduler: {{start_jitter: 0s}}\n"
     );
     let config = config::load_str(&yaml, "t.yaml", Some(dir.dir()), &|_| None).unwrap();
     start_exporter(config, RunOptions::default(), Duration::from_secs(15)).await
@@ -389,6 +393,36 @@ async fn redis_sessions_in_every_reply_shape_give_the_keys_by_cpu_with_their_rat
         );
         e.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analysis_stopped_mid_window_stops_its_own_session_at_once() {
+    let fake = redis86(Shape::Resp2, false, false).await;
+    let id = fake.url();
+    // A 60 s session that the 2 s timeout cuts short (auto only warns about that).
+    let e = exporter_with(&id, "hotkeys: {window: 1m}, timeout: 2s").await;
+    wait_for("the timeout", DEADLINE, || async {
+        let m = e.scrape().await;
+        m.get(
+            "dcs_analysis_failures_total",
+            &[("instance_id", &id), ("analysis", "hotkey"), ("reason", "timeout")],
+        )
+        .filter(|n| *n >= 1.0)
+    })
+    .await;
+    wait_for("the session stopped", Duration::from_secs(5), || async {
+        (fake.seen("HOTKEYS").len() >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        fake.seen("HOTKEYS")[..3],
+        [
+            "HOTKEYS START METRICS 2 CPU NET COUNT 3 DURATION 65",
+            "HOTKEYS STOP",
+            "HOTKEYS RESET"
+        ]
+    );
+    e.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,8 @@
 //! A session is `HOTKEYS START METRICS 2 CPU NET COUNT k DURATION d`, then, after the window,
 //! `STOP` and `GET` (pipelined), then `RESET` of the stopped session. It is never left running:
 //! `DURATION` ends it on the server even if the exporter goes away mid-window, a little after
-//! the exporter's own `STOP`. `SAMPLE` is never asked (with a ratio above 1 the server does not
+//! the exporter's own `STOP`; an analysis stopped mid-window (a reload, its timeout) stops its
+//! session at once, while it is surely still the exporter's. `SAMPLE` is never asked (with a ratio above 1 the server does not
 //! scale the per-key values); a reply that still reports one is scaled by it. The server keeps
 //! one session per node: one that someone else started is never stopped or reset; the analysis
 //! fails with a message saying so.
@@ -25,7 +26,7 @@ use super::Measured;
 use crate::dcs::HotRates;
 use crate::native::conn::Connector;
 use crate::native::error::{Error, Result};
-use crate::native::resp::{Cmd, Expect, Limits, ServerError, Value};
+use crate::native::resp::{Cmd, Connection, Expect, Limits, ServerError, Value};
 use crate::native::topology::Node;
 use crate::native::walk::MAX_KEY_BYTES;
 
@@ -168,6 +169,33 @@ impl Report {
     }
 }
 
+/// Stops the exporter's session when the analysis is dropped mid-window, while the session
+/// is surely still its own (before its `DURATION` could have ended it and someone else started
+/// one).
+struct Running {
+    conn: Connection,
+    node: String,
+    ends: Instant,
+    armed: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.armed || Instant::now() + Duration::from_secs(1) >= self.ends {
+            return;
+        }
+        let (conn, node) = (self.conn.clone(), self.node.clone());
+        crate::native::runtime::spawn(async move {
+            let stop = Cmd::new("HOTKEYS STOP").expect(Expect::Any, Limits::SMALL);
+            if let Ok(Value::Simple(_)) = conn.one(None, stop).await {
+                let reset = Cmd::new("HOTKEYS RESET").expect(Expect::Any, Limits::SMALL);
+                let _ = conn.one(None, reset).await;
+                debug!(node = %node, "HOTKEYS session of a stopped analysis stopped");
+            }
+        });
+    }
+}
+
 /// Why a `START` was refused, as the user should read it.
 fn refused(node: &Node, e: &ServerError) -> Error {
     let label = node.label();
@@ -220,7 +248,14 @@ pub async fn sample(
         return Err(refused(node, &e));
     }
     let started = Instant::now();
+    let mut running = Running {
+        conn: c.clone(),
+        node: label.clone(),
+        ends: started + window + DURATION_GRACE,
+        armed: true,
+    };
     tokio::time::sleep(window).await;
+    running.armed = false;
     let c = conn.get(node).await?;
     let answers = c
         .run(
