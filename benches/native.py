@@ -301,32 +301,40 @@ def monitor_cost(rounds: int, requests: int, report) -> None:
     """GET throughput and p99 without and during a MONITOR sample; a default sample's length
     under the workload; the average cost per interval."""
     with filled_server("monitor", 100_000, report) as (tmp, r):
-        runs: dict[str, list[tuple[float, float]]] = {}
+        runs: dict[str, list[tuple[float, float, float, float]]] = {}
         # The source, with bounds that let one whole workload run fit in one sample.
         long = (", source: monitor, monitor: {window: 60s, max_commands: 10000000, "
                 "max_bytes: 1073741824}")
+
+        def measured(e: Exporter | None) -> tuple[float, float, float, float]:
+            """rps, p99, and the server's and the exporter's CPU per request (us)."""
+            cpu, ecpu = r.cpu(), machine.cpu_seconds(e.proc.pid) if e else 0.0
+            rps, p99 = benchmark(r.port, requests, 100_000)
+            spent = (r.cpu() - cpu) / requests * 1e6
+            espent = (machine.cpu_seconds(e.proc.pid) - ecpu) / requests * 1e6 if e else 0.0
+            return rps, p99, spent, espent
+
         for _ in range(rounds):
-            runs.setdefault("no MONITOR sample", []).append(
-                benchmark(r.port, requests, 100_000))
+            runs.setdefault("no MONITOR sample", []).append(measured(None))
             e = Exporter(tmp, r.port, None, "hotkey", settings=long)
             until = time.monotonic() + 30
             while not monitoring(r):
                 if time.monotonic() > until:
                     raise SystemExit("no MONITOR sample started")
                 time.sleep(0.01)
-            got = benchmark(r.port, requests, 100_000)
+            got = measured(e)
             if not monitoring(r):
                 raise SystemExit("the sample ended before the workload; lower --requests")
             runs.setdefault("a MONITOR sample running", []).append(got)
             e.stop()
         med = {}
         for case, got in runs.items():
-            rps = statistics.median(x[0] for x in got)
-            p99 = statistics.median(x[1] for x in got)
+            rps, p99, cpu, ecpu = (statistics.median(x[i] for x in got) for i in range(4))
             med[case] = rps
+            exporter = f", exporter CPU {ecpu:.2f} us" if ecpu else ""
             report(f"GET with {case}, median of {len(got)}",
-                   f"{rps:,.0f} req/s, p99 {p99:.3f} ms (p99s: "
-                   + " ".join(f"{x[1]:.3f}" for x in got) + ")")
+                   f"{rps:,.0f} req/s, p99 {p99:.3f} ms, server CPU {cpu:.2f} us per GET"
+                   f"{exporter} (p99s: " + " ".join(f"{x[1]:.3f}" for x in got) + ")")
         # The default bounds (2 s, 100,000 commands, 16 MiB) under the same workload, one
         # sample every 10 s for 40 s, against 40 s without.
         log = tmp / "monitor.log"
@@ -352,8 +360,8 @@ def monitor_cost(rounds: int, requests: int, report) -> None:
                f"15-minute interval's")
         report("40 s of GETs, a default sample every 10 s",
                f"{sampled[0]:,.0f} req/s, p99 {sampled[1]:.3f} ms against {base[0]:,.0f} "
-               f"req/s, p99 {base[1]:.3f} ms without ({(1 - sampled[0] / base[0]) * 100:+.1f}% "
-               "throughput lost)")
+               f"req/s, p99 {base[1]:.3f} ms without (throughput "
+               f"{(sampled[0] / base[0] - 1) * 100:+.1f}%)")
 
 
 def main() -> None:
