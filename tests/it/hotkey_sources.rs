@@ -405,7 +405,11 @@ async fn an_analysis_stopped_mid_window_stops_its_own_session_at_once() {
         let m = e.scrape().await;
         m.get(
             "dcs_analysis_failures_total",
-            &[("instance_id", &id), ("analysis", "hotkey"), ("reason", "timeout")],
+            &[
+                ("instance_id", &id),
+                ("analysis", "hotkey"),
+                ("reason", "timeout"),
+            ],
         )
         .filter(|n| *n >= 1.0)
     })
