@@ -39,14 +39,19 @@ async fn wait_success(e: &Exporter, id: &str, analysis: &str) -> Metrics {
     .await
 }
 
-/// Reads in fixed proportions until stopped: per round `k:7` 9 times (8 `GET`s and an `MGET`
-/// with `k:3`), `k:42` 4 times, `k:99` twice, `k:3` once, and one of 500 cold keys once.
+/// Reads in fixed proportions until stopped, per round: `k:7` 9 times (8 `GET`s and an `MGET`
+/// with `k:3`), `k:42` 5 times (4 `GET`s and a script that reads it: the script's own line
+/// counts, not the `[0 lua]` line of its read), `k:3` of database 2 three times, `k:99`
+/// twice, `k:3` of database 0 once, and one of 500 cold keys once.
 fn workload(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
-        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-            .unwrap()
-            .get_connection()
-            .unwrap();
+        let conn = |db: u8| {
+            redis::Client::open(format!("redis://127.0.0.1:{port}/{db}"))
+                .unwrap()
+                .get_connection()
+                .unwrap()
+        };
+        let (mut c, mut db2) = (conn(0), conn(2));
         let mut rounds = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let mut p = redis::pipe();
@@ -57,10 +62,19 @@ fn workload(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
             for _ in 0..4 {
                 p.cmd("GET").arg("k:42").ignore();
             }
+            p.cmd("EVAL")
+                .arg("return redis.call('GET', KEYS[1])")
+                .arg(1)
+                .arg("k:42")
+                .ignore();
             p.cmd("GET").arg("k:99").ignore();
             p.cmd("GET").arg("k:99").ignore();
             p.cmd("GET").arg(format!("cold:{}", rounds % 500)).ignore();
-            if p.query::<()>(&mut c).is_err() {
+            let mut p2 = redis::pipe();
+            for _ in 0..3 {
+                p2.cmd("GET").arg("k:3").ignore();
+            }
+            if p.query::<()>(&mut c).is_err() || p2.query::<()>(&mut db2).is_err() {
                 break;
             }
             rounds += 1;
@@ -77,6 +91,8 @@ fn plant(server: &Server) {
     for i in 0..500 {
         out.extend(resp(&[b"SET", format!("cold:{i}").as_bytes(), b"v"]));
     }
+    out.extend(resp(&[b"SELECT", b"2"]));
+    out.extend(resp(&[b"SET", b"k:3", b"in db 2"]));
     server.pipe(&out);
 }
 
@@ -112,7 +128,7 @@ async fn wait_watching(e: &Exporter, server: &Server, id: &str) -> (Metrics, boo
 
 fn monitor_config(id: &str, monitor: &str) -> String {
     format!(
-        "redis:\n  - address: {id}\n    analysis:\n      hotkey: {{source: monitor, top_n: 4, interval: 10m, monitor: {monitor}}}\n      bigkey: {{mode: off}}\n      hotslot: {{mode: off}}\nscheduler: {{start_jitter: 0s}}\n"
+        "redis:\n  - address: {id}\n    analysis:\n      hotkey: {{source: monitor, top_n: 5, interval: 10m, monitor: {monitor}}}\n      bigkey: {{mode: off}}\n      hotslot: {{mode: off}}\nscheduler: {{start_jitter: 0s}}\n"
     )
 }
 
@@ -138,16 +154,30 @@ async fn a_monitor_sample_ranks_a_known_read_workload_on_a_noeviction_server() {
     let (m, seen) = wait_watching(&e, &server, &id).await;
     stop.store(true, Ordering::Relaxed);
     assert!(load.join().unwrap() > 100, "the workload ran");
-    let got: Vec<(String, f64)> = m
+    let got: Vec<(String, String, f64)> = m
         .family("dcs_hotkey_accesses_per_second")
         .into_iter()
-        .map(|s| (s.labels["key"].clone(), s.value))
+        .map(|s| (s.labels["key"].clone(), s.labels["db"].clone(), s.value))
         .collect();
-    let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, ["k:7", "k:42", "k:99", "k:3"], "{got:?}");
-    // The workload's proportions, 9 : 4 : 2 : 1, up to the rounds cut at the window's edges.
-    let ratio = |i: usize| got[i].1 / got[3].1;
-    for (i, want) in [(0, 9.0), (1, 4.0), (2, 2.0)] {
+    let keys: Vec<(&str, &str)> = got
+        .iter()
+        .map(|(k, db, _)| (k.as_str(), db.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("k:7", "0"),
+            ("k:42", "0"),
+            ("k:3", "2"),
+            ("k:99", "0"),
+            ("k:3", "0")
+        ],
+        "{got:?}"
+    );
+    // The workload's proportions, 9 : 5 : 3 : 2 : 1, up to the rounds cut at the window's
+    // edges (a script's inner read counted too would make k:42 6).
+    let ratio = |i: usize| got[i].2 / got[4].2;
+    for (i, want) in [(0, 9.0), (1, 5.0), (2, 3.0), (3, 2.0)] {
         assert!((ratio(i) - want).abs() < 0.05 * want, "{got:?}");
     }
     assert_eq!(
