@@ -41,6 +41,7 @@ Everything runs on loopback ports in a temporary directory.
     python3 benches/native.py --families      # key families: scan time and RSS with/without
     python3 benches/native.py --scrapes       # scrape latency during full-speed scans
     python3 benches/native.py --monitor       # what a MONITOR sample costs the clients
+    python3 benches/native.py --big-node 20000000   # a 20M-key node at the defaults (~1 h)
 """
 
 from __future__ import annotations
@@ -158,16 +159,21 @@ def per_key(calls: dict[str, int], keys: int) -> str:
 class Exporter:
     def __init__(self, tmp: Path, redis_port: int, kps: int | None, analysis: str,
                  interval: str = "1h", extra: str = "", binary: Path = BIN,
-                 settings: str = "", log: Path | None = None) -> None:
+                 analyses: str | None = None, settings: str = "",
+                 log: Path | None = None) -> None:
+        """One analysis of the server (the other off; `settings` added to its own), or
+        `analyses` as given; `log`: where the exporter's log goes (info level)."""
         self.port = free_port()
         throttle = f"    throttle: {{keys_per_second: {kps}}}\n" if kps else ""
         other = "bigkey" if analysis == "hotkey" else "hotkey"
+        if analyses is None:
+            analyses = (f"      {other}: {{mode: off}}\n"
+                        f"      {analysis}: {{interval: {interval}, timeout: 1h, top_n: 100"
+                        f"{settings}}}\n")
         cfg = tmp / f"exporter-{self.port}.yaml"
         cfg.write_text(
             f"redis:\n  - id: bench\n    address: redis://127.0.0.1:{redis_port}\n{throttle}"
-            f"    analysis:\n      {other}: {{mode: off}}\n"
-            f"      {analysis}: {{interval: {interval}, timeout: 1h, top_n: 100{settings}}}\n"
-            f"{extra}scheduler: {{start_jitter: 0s}}\n")
+            f"    analysis:\n{analyses}{extra}scheduler: {{start_jitter: 0s}}\n")
         self.started = time.monotonic()
         out = open(log, "w") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
@@ -251,8 +257,19 @@ def filled_server(name: str, keys: int, report) -> Iterator[tuple[Path, Redis]]:
 
 def families(keys: int, report) -> None:
     """Scan time and exporter peak RSS of a full-speed big key scan, with and without
-    families, on one server."""
+    families, on one server; then, at the default throttle (where the walk's duration is the
+    throttle's), the server CPU the walk costs per 1,000 keys, with and without families."""
     with filled_server("families", keys, report) as (tmp, r):
+        for what, extra in FAMILY_CONFIGS[:2]:
+            e = Exporter(tmp, r.port, None, "bigkey", extra=extra)
+            e.wait_scanning("bigkey")
+            cpu, walked = r.cpu(), e.value("dcs_analysis_scan_keys_scanned", "bigkey") or 0
+            time.sleep(20)
+            cpu = r.cpu() - cpu
+            walked = (e.value("dcs_analysis_scan_keys_scanned", "bigkey") or 0) - walked
+            e.stop()
+            report(f"default throttle, {what}",
+                   f"{walked / 20:,.0f} keys/s, server CPU {cpu * 1e6 / max(walked, 1):.1f} us/key")
         for what, extra in FAMILY_CONFIGS:
             e = Exporter(tmp, r.port, 10_000_000, "bigkey", extra=extra)
             took = e.wait_result("bigkey")
@@ -364,6 +381,79 @@ def monitor_cost(rounds: int, requests: int, report) -> None:
                f"{(sampled[0] / base[0] - 1) * 100:+.1f}%)")
 
 
+def big_node(keys: int, small_keys: int, requests: int, report) -> None:
+    """A big node at the defaults: every analysis on (hot keys from LFU, big keys, key
+    families), the default throttle, one exporter. Reports the time from the exporter's start
+    to each first result, the node's keys per second over all scans from the server's side
+    (`OBJECT FREQ` calls of the hot key walk plus the big key walk's size commands, which are
+    one per key), the exporter's peak RSS against a small node's, and the GET p99 of a
+    concurrent workload with no scan, during the exporter's scans and during
+    `redis-cli --bigkeys`."""
+    def run(n: int) -> tuple[dict[str, float], float, list[float]]:
+        with tempfile.TemporaryDirectory(prefix="native-bench-") as t:
+            tmp = Path(t)
+            r = Redis(tmp, "node", "--maxmemory-policy", "allkeys-lfu")
+            try:
+                populate(r, n)
+                report(f"keys of the {n:,}-key node", f"{int(r.cli('DBSIZE')):,}")
+                impact: list[float] = []
+                if n == keys:
+                    _, p99 = benchmark(r.port, requests)
+                    impact.append(p99)
+                r.cli("CONFIG", "RESETSTAT")
+                # Every analysis on, everything else at its default (timeouts included).
+                started = time.monotonic()
+                e = Exporter(tmp, r.port, None, "bigkey", analyses=(
+                    "      hotkey: {interval: 24h}\n      bigkey: {interval: 24h}\n"
+                    "      keyfamily: {mode: trigger}\n"))
+                done: dict[str, float] = {}
+                rates: list[float] = []
+                last = (time.monotonic(), r.calls())
+                while len(done) < 3:
+                    time.sleep(5)
+                    for a in ("hotkey", "bigkey", "keyfamily"):
+                        if a not in done and e.value("dcs_analysis_last_success_timestamp_seconds", a):
+                            done[a] = time.monotonic() - started
+                    now, calls = time.monotonic(), r.calls()
+                    walked = sum(calls.get(c, 0) - last[1].get(c, 0)
+                                 for c in ("object|freq", "strlen", "llen", "scard", "zcard",
+                                           "hlen", "xlen"))
+                    if len(done) == 0:
+                        rates.append(walked / (now - last[0]))
+                    last = (now, calls)
+                    if n == keys and len(impact) == 1 and len(done) == 0 and rates:
+                        _, p99 = benchmark(r.port, requests)
+                        impact.append(p99)
+                    if time.monotonic() - started > 6 * 3600:
+                        raise SystemExit("no result within 6 hours")
+                hwm = e.hwm()
+                e.stop()
+                if n == keys:
+                    cli = subprocess.Popen(["redis-cli", "-p", str(r.port), "--bigkeys"],
+                                           stdout=subprocess.DEVNULL)
+                    time.sleep(0.5)
+                    _, p99 = benchmark(r.port, requests)
+                    impact.append(p99)
+                    cli.terminate()
+                    cli.wait()
+                return done, hwm, impact + [statistics.median(rates) if rates else 0.0]
+            finally:
+                r.stop()
+
+    small_done, small_hwm, _ = run(small_keys)
+    done, hwm, impact = run(keys)
+    for a in ("hotkey", "bigkey", "keyfamily"):
+        report(f"first {a} result, {keys:,} keys, defaults", f"{done[a] / 60:.1f} min")
+        report(f"first {a} result, {small_keys:,} keys, defaults", f"{small_done[a]:.0f} s")
+    report("node's keys per second, every scan on (server side, median of 5 s windows)",
+           f"{impact[-1]:,.0f}")
+    report(f"exporter peak RSS, {small_keys:,} keys", f"{small_hwm / MIB:.1f} MiB")
+    report(f"exporter peak RSS, {keys:,} keys", f"{hwm / MIB:.1f} MiB")
+    report("difference", f"{(hwm - small_hwm) / MIB:+.1f} MiB")
+    report("GET p99: no scan / during the exporter's scans / during redis-cli --bigkeys",
+           " / ".join(f"{x:.3f} ms" for x in impact[:3]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", type=int, default=1_000_000)
@@ -387,6 +477,10 @@ def main() -> None:
                     help="measure what a MONITOR sample costs the server's clients instead")
     ap.add_argument("--binary", type=Path, default=BIN,
                     help="the exporter binary to measure with --scrapes")
+    ap.add_argument("--big-node", type=int, metavar="KEYS",
+                    help="measure a node of KEYS keys at the defaults instead (every analysis, "
+                         "the default throttle): time to each first result, the node's keys "
+                         "per second, peak RSS against a --keys node, GET p99")
     args = ap.parse_args()
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
@@ -396,8 +490,10 @@ def main() -> None:
         results.append((what, value))
         print(f"{what}: {value}", flush=True)
 
-    if args.families or args.scrapes or args.monitor:
-        if args.families:
+    if args.families or args.scrapes or args.big_node or args.monitor:
+        if args.big_node:
+            big_node(args.big_node, args.keys, args.requests, report)
+        elif args.families:
             families(args.keys, report)
         elif args.monitor:
             state = machine.wait_quiet(args.max_load, args.quiet_timeout)

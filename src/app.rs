@@ -6,6 +6,10 @@
 //! on shutdown stops scheduling and lets in-flight requests finish within [`SHUTDOWN_GRACE`]. In
 //! `--demo` mode the config comes from [`crate::simulator`] instead of a file.
 //!
+//! A reload restarts only the loops whose settings changed and logs them by instance and
+//! analysis; Redis and Valkey targets whose connection settings stay the same are kept (their
+//! other scans run on), and every analysis found unsupported is asked again at once.
+//!
 //! The HTTP server and the metrics assembler run as services of the [`Supervisor`] in
 //! [`RunOptions::supervisor`], beside the binary's own tasks. When any of them panics, fails or
 //! stops early, `/-/ready` answers 503 from then on, the exporter shuts down as on a signal,
@@ -28,7 +32,7 @@ use crate::metrics::exposition::Exposition;
 use crate::metrics::render::RenderOptions;
 use crate::metrics::store::Store;
 use crate::native::NativeTarget;
-use crate::scheduler::{Clock, Plan, Scheduler, SchedulerMetrics};
+use crate::scheduler::{Changes, Clock, Plan, Scheduler, SchedulerMetrics};
 use crate::server::{self, ServerState};
 use crate::supervisor::{Supervisor, TaskFailure};
 
@@ -191,8 +195,8 @@ impl Fleet {
         self.clients = clients;
     }
 
-    /// Recomputes the plan and applies it to the scheduler.
-    fn apply(&mut self, scheduler: &mut Scheduler<DcsClient, NativeTarget>) {
+    /// Recomputes the plan and applies it to the scheduler; says which loops changed.
+    fn apply(&mut self, scheduler: &mut Scheduler<DcsClient, NativeTarget>) -> Changes {
         let inputs = self
             .config
             .clouds
@@ -225,13 +229,14 @@ impl Fleet {
                 shard = %self.opts.shard, "instance set changed");
         }
         self.handled = ids;
-        scheduler.apply_plan(Plan {
+        let changes = scheduler.apply_plan(Plan {
             clouds: plan.clouds,
             native,
         });
         if removed > 0 {
             self.heap.soon();
         }
+        changes
     }
 }
 
@@ -384,8 +389,15 @@ pub async fn run_loaded(
                             scheduler.set_start_jitter(new.scheduler.start_jitter);
                             exposition.set_render_options(render_options(&new, &opts));
                             fleet.configure(new, new_clients);
-                            fleet.apply(&mut scheduler);
-                            info!(loops = scheduler.loop_count(), "config reloaded");
+                            let changes = fleet.apply(&mut scheduler);
+                            // The user may just have fixed what made an analysis unsupported.
+                            scheduler.recheck_unsupported();
+                            info!(loops = scheduler.loop_count(),
+                                restarted = %Changes::names(&changes.restarted),
+                                started = %Changes::names(&changes.started),
+                                stopped = %Changes::names(&changes.stopped),
+                                unchanged = changes.unchanged,
+                                "config reloaded; unsupported analyses are asked again");
                             Ok(())
                         }
                         Err(e) => Err(e),

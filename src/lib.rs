@@ -48,17 +48,18 @@
 //! which import nothing else from the crate; in [`simulator`], `http` depends on `routes`,
 //! `views`, `faults` and `reply`, and `reply` on nothing of those; in [`metrics`],
 //! `exposition` depends on `registry` (the exporter's own metrics), never the reverse.
-//! In [`config`], `validate_redis` (the `redis:` part of the validator) depends on `validate`,
-//! `redis` (the types) and `raw`, none of which imports it. In [`simulator`], `state` and
+//! In [`config`], the validator (`validate`, one file per part of the file) depends on `raw`
+//! and on the types it produces (`redis`), neither of which imports it. In [`simulator`], `state` and
 //! `offline` share `refusal` and do not import each other. In [`scheduler`], `analysis_loop`
 //! depends on `source` and `offline`, never the reverse. The scheduler is generic over the
 //! native source type (`Scheduler<C, N>`), so it does not name [`native`].
 //!
-//! Unsafe code is denied. Two calls into the C library are the exceptions, each in one
+//! Unsafe code is denied. Three calls into the C library are the exceptions, each in one
 //! function: `sched_setscheduler`, which marks the scan threads as background work
 //! ([`native::runtime`]; no safe wrapper offers it without also resetting the thread's nice
-//! value), and glibc's `malloc_trim`, which gives freed memory back after the fleet shrinks
-//! ([`heap`]).
+//! value), glibc's `malloc_trim`, which gives freed memory back after the fleet shrinks
+//! ([`heap`]), and `fstatfs`, which tells a configured file on procfs or sysfs from a real one
+//! ([`config::file`]).
 #![deny(unsafe_code)]
 
 pub mod app;

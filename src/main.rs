@@ -76,11 +76,8 @@ fn tune_malloc() {}
 
 async fn async_main(command: Command) -> ExitCode {
     match command {
-        Command::CheckConfig {
-            config_file,
-            online,
-        } => {
-            let report = cli::check_config(&config_file, online).await;
+        Command::CheckConfig { source, online } => {
+            let report = cli::check_source(&source, online).await;
             for line in &report.lines {
                 println!("{line}");
             }
@@ -147,17 +144,25 @@ async fn serve(opts: ServeOptions) -> ExitCode {
                 }
             }
         }
-        Source::File(p) => {
+        Source::File(_) | Source::Redis(_) => {
             // Loaded once, here; the exporter starts on this very config.
-            let path = p.clone();
-            match tokio::task::spawn_blocking(move || config::load_file_checked(&path)).await {
-                Ok(Ok(loaded)) => (ConfigSource::File(p.clone()), loaded),
-                Ok(Err(e)) => {
+            let source = opts.source.clone();
+            match tokio::task::spawn_blocking(move || source.load()).await {
+                Ok(Some(Ok(loaded))) => {
+                    let source = match &opts.source {
+                        Source::File(p) => ConfigSource::File(p.clone()),
+                        // Flags cannot change while the process runs: a reload keeps them.
+                        _ => ConfigSource::Fixed(Box::new(loaded.config.clone())),
+                    };
+                    (source, loaded)
+                }
+                Ok(Some(Err(e))) => {
                     for p in e.problems() {
                         eprintln!("error: {p}");
                     }
                     return ExitCode::from(EXIT_USAGE);
                 }
+                Ok(None) => return fatal(1, anyhow::anyhow!("no config to load")),
                 Err(e) => return fatal(1, anyhow::Error::new(e)),
             }
         }

@@ -8,6 +8,11 @@
 //! read cannot block either. The read itself stops one byte past the bound, so a file that
 //! grows while it is read is still refused.
 //!
+//! The files of the kernel's own file systems (procfs, sysfs and the like) pass for regular
+//! files of size 0, yet what they hold is made up as they are read: `/proc/self/environ` as a
+//! `password_file` would send the process' whole environment to a server. On Linux, the file
+//! system of the opened descriptor is looked up (`fstatfs`) and those are refused too.
+//!
 //! These are blocking reads: async callers run them on a blocking thread
 //! (`tokio::task::spawn_blocking`).
 
@@ -34,6 +39,8 @@ pub enum FileKind {
     Fifo,
     Device,
     Socket,
+    /// A file of a kernel file system (procfs, sysfs, ...): the name of that file system.
+    Kernel(&'static str),
     Other,
 }
 
@@ -44,6 +51,9 @@ impl fmt::Display for FileKind {
             FileKind::Fifo => "a FIFO",
             FileKind::Device => "a device",
             FileKind::Socket => "a socket",
+            FileKind::Kernel(fs) => {
+                return write!(f, "on {fs}, made up by the kernel as it is read");
+            }
             FileKind::Other => "not a file",
         })
     }
@@ -73,6 +83,57 @@ fn kind(t: std::fs::FileType) -> Option<FileKind> {
     })
 }
 
+/// File systems whose files the kernel makes up as they are read (`linux/magic.h`), by their
+/// magic number as `statfs` reports it.
+#[cfg(target_os = "linux")]
+const KERNEL_FILE_SYSTEMS: &[(u32, &str)] = &[
+    (0x9fa0, "procfs"),
+    (0x6265_6572, "sysfs"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0x0027_e0eb, "cgroupfs"),
+    (0x6367_7270, "cgroup2fs"),
+    (0xcafe_4a11, "bpffs"),
+    (0xf97c_ff8c, "selinuxfs"),
+    (0xde5e_81e4, "efivarfs"),
+    (0x6265_6570, "configfs"),
+    (0x6165_676c, "pstorefs"),
+];
+
+/// The name of the kernel file system `file` is on, if it is on one.
+#[cfg(target_os = "linux")]
+fn kernel_file_system(file: &std::fs::File) -> std::io::Result<Option<&'static str>> {
+    let magic = file_system_magic(file)?;
+    Ok(KERNEL_FILE_SYSTEMS
+        .iter()
+        .find(|(m, _)| *m == magic)
+        .map(|(_, name)| *name))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kernel_file_system(_: &std::fs::File) -> std::io::Result<Option<&'static str>> {
+    Ok(None)
+}
+
+/// The magic number of the file system `file` is on (`fstatfs`' `f_type`; its low 32 bits,
+/// which hold every magic number, whatever the width of the field on this platform).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn file_system_magic(file: &std::fs::File) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd as _;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: the descriptor is open for as long as `file` is borrowed, and `st` is a buffer
+    // of the size fstatfs writes; it is read only after fstatfs said it filled it.
+    let st = unsafe {
+        if libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        st.assume_init()
+    };
+    Ok(st.f_type as u32)
+}
+
 /// Reads the regular file at `path` (symbolic links followed), refusing anything else and
 /// anything longer than `limit` bytes.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
@@ -91,6 +152,9 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     if let Some(k) = kind(file.metadata()?.file_type()) {
         return Err(ReadError::NotRegular(k));
     }
+    if let Some(fs) = kernel_file_system(&file)? {
+        return Err(ReadError::NotRegular(FileKind::Kernel(fs)));
+    }
     let mut bytes = Vec::new();
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
@@ -102,6 +166,8 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MAX: u64 = 64 * 1024;
 
     fn scratch(tag: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -162,6 +228,55 @@ mod tests {
             .expect("read_bounded returned instead of blocking")
             .expect_err("a FIFO");
         assert!(matches!(e, ReadError::NotRegular(FileKind::Fifo)), "{e:?}");
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn refuses_kernel_files_that_pass_for_regular_files() {
+        // Each is a "regular file" to stat (procfs says of size 0, sysfs of 4096), and has
+        // contents when read.
+        for (path, fs) in [
+            ("/proc/self/environ", "procfs"),
+            ("/proc/self/status", "procfs"),
+            ("/sys/kernel/mm/transparent_hugepage/enabled", "sysfs"),
+        ] {
+            let p = Path::new(path);
+            let Ok(meta) = std::fs::metadata(p) else {
+                eprintln!("{path}: skipped: not on this system");
+                continue;
+            };
+            assert!(meta.is_file(), "{path}: {meta:?}");
+            assert!(fs != "procfs" || meta.len() == 0, "{path}: {meta:?}");
+            let e = read_bounded(p, MAX).expect_err("a kernel file");
+            assert!(
+                matches!(e, ReadError::NotRegular(FileKind::Kernel(name)) if name == fs),
+                "{path}: {e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "is not a regular file (it is on {fs}, made up by the kernel as it is \
+                     read); give the path of a file"
+                )
+            );
+        }
+        // A symbolic link into procfs is refused as well: the opened file is checked.
+        let d = scratch("proclink");
+        std::os::unix::fs::symlink("/proc/self/environ", d.join("pw")).expect("symlink");
+        let e = read_bounded(&d.join("pw"), MAX).expect_err("a kernel file");
+        assert!(
+            matches!(e, ReadError::NotRegular(FileKind::Kernel("procfs"))),
+            "{e:?}"
+        );
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn an_ordinary_file_is_on_no_kernel_file_system() {
+        let d = scratch("plainfs");
+        std::fs::write(d.join("f"), b"x").expect("write");
+        let f = std::fs::File::open(d.join("f")).expect("open");
+        assert_eq!(kernel_file_system(&f).expect("fstatfs"), None);
         let _ = std::fs::remove_dir_all(d);
     }
 

@@ -1,20 +1,17 @@
 //! Where the hot keys of a Redis or Valkey target come from (`analysis.hotkey.source`, with
-//! its `monitor:` and `hotkeys:` settings), and hot slots (`analysis.hotslot`): the settings,
-//! their defaults, and their part of the [`Validator`].
+//! its `monitor:` and `hotkeys:` settings), and hot slots (`analysis.hotslot`): the settings
+//! and their defaults (validated in `validate/hotkey_source.rs`).
 //!
 //! Both exist only for targets the exporter analyses itself: a DCS instance's hot keys come
-//! from DCS, and DCS has no hot slot analysis, so writing either under a DCS instance is a
-//! problem naming the key. The global `analysis:` gives every `redis:` target its defaults,
-//! which a target overrides field by field.
+//! from DCS, and DCS has no hot slot analysis, so the parser refuses either under a DCS
+//! instance, saying where they belong. The global `analysis:` gives every `redis:` target its
+//! defaults, which a target overrides field by field.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::raw::{RawAnalysis, RawAnalysisSet};
-use super::validate::Validator;
-use super::{duration, AnalysisSettings};
-use crate::dcs::Analysis;
+use super::AnalysisSettings;
 
 /// `analysis.hotkey.source`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -116,236 +113,6 @@ pub struct RawHotkeys {
     pub window: Option<String>,
 }
 
-impl Validator<'_> {
-    /// The global defaults of every `redis:` target (`analysis.hotkey.source` and its settings,
-    /// `analysis.hotslot`), with the problems of settings written under the wrong analysis.
-    pub(super) fn native_defaults(&mut self, raw: &RawAnalysisSet) -> NativeDefaults {
-        self.source_only_under_hotkey("analysis", raw);
-        let hotslot = self.analysis(
-            "analysis.hotslot",
-            raw.hotslot.as_ref(),
-            AnalysisSettings::default_for(Analysis::Hotslot),
-        );
-        self.no_fresh_backup("analysis.hotslot", raw.hotslot.as_ref());
-        NativeDefaults {
-            hotkey_source: self.hotkey_source(
-                "analysis.hotkey",
-                raw.hotkey.as_ref(),
-                &HotkeySourceSettings::default(),
-            ),
-            hotslot,
-        }
-    }
-
-    /// A `redis:` target's hot key source (`key`: its `analysis` key), from `defaults` under its
-    /// own overrides.
-    pub(super) fn target_hotkey_source(
-        &mut self,
-        key: &str,
-        raw: &RawAnalysisSet,
-        defaults: &NativeDefaults,
-    ) -> HotkeySourceSettings {
-        self.source_only_under_hotkey(key, raw);
-        self.no_fresh_backup(&format!("{key}.hotslot"), raw.hotslot.as_ref());
-        self.hotkey_source(
-            &format!("{key}.hotkey"),
-            raw.hotkey.as_ref(),
-            &defaults.hotkey_source,
-        )
-    }
-
-    /// A source's window that the hot key analysis' `timeout` would cut short is a problem
-    /// naming the window (`key`: the target's `analysis` key); a warning under `auto`, which
-    /// takes a Redis `HOTKEYS` session only where the server has one.
-    pub(super) fn windows_within_timeout(
-        &mut self,
-        key: &str,
-        s: &HotkeySourceSettings,
-        timeout: Duration,
-    ) {
-        let (field, window) = match s.source {
-            HotkeySource::Monitor => ("monitor.window", s.monitor.window),
-            HotkeySource::Auto | HotkeySource::Hotkeys => ("hotkeys.window", s.hotkeys_window),
-            HotkeySource::Lfu => return,
-        };
-        if window >= timeout {
-            let k = format!("{key}.hotkey.{field}");
-            let msg = format!(
-                "{} is not shorter than the analysis timeout {}: every analysis {} would time out",
-                duration::format(window),
-                duration::format(timeout),
-                if s.source == HotkeySource::Auto {
-                    "from a Redis HOTKEYS session"
-                } else {
-                    "from this source"
-                }
-            );
-            if s.source == HotkeySource::Auto {
-                self.warning(k, msg);
-            } else {
-                self.problem(k, msg);
-            }
-        }
-    }
-
-    /// A DCS instance's `analysis` (`key`): its hot keys come from DCS, and DCS has no hot
-    /// slots.
-    pub(super) fn dcs_analysis_set(&mut self, key: &str, raw: &RawAnalysisSet) {
-        self.source_only_under_hotkey(key, raw);
-        if let Some(h) = &raw.hotkey {
-            for (field, given) in [
-                ("source", h.source.is_some()),
-                ("monitor", h.monitor.is_some()),
-                ("hotkeys", h.hotkeys.is_some()),
-            ] {
-                if given {
-                    self.problem(
-                        format!("{key}.hotkey.{field}"),
-                        "a DCS instance's hot keys come from DCS; source, monitor and hotkeys \
-                         apply to Redis and Valkey targets (redis:) only",
-                    );
-                }
-            }
-        }
-        if raw.hotslot.is_some() {
-            self.problem(
-                format!("{key}.hotslot"),
-                "hot slots are read from Redis Cluster servers the exporter analyses itself \
-                 (redis:); DCS has no hot slot analysis",
-            );
-        }
-    }
-
-    /// `source`, `monitor` and `hotkeys` belong to `hotkey` only.
-    fn source_only_under_hotkey(&mut self, key: &str, raw: &RawAnalysisSet) {
-        for (sub, r) in [
-            ("bigkey", &raw.bigkey),
-            ("keyfamily", &raw.keyfamily),
-            ("hotslot", &raw.hotslot),
-        ] {
-            let Some(r) = r else { continue };
-            for (field, given) in [
-                ("source", r.source.is_some()),
-                ("monitor", r.monitor.is_some()),
-                ("hotkeys", r.hotkeys.is_some()),
-            ] {
-                if given {
-                    self.problem(
-                        format!("{key}.{sub}.{field}"),
-                        format!("only analysis.hotkey takes {field}"),
-                    );
-                }
-            }
-        }
-    }
-
-    /// `key` is the `hotkey` analysis; what is not written comes from `base`.
-    fn hotkey_source(
-        &mut self,
-        key: &str,
-        raw: Option<&RawAnalysis>,
-        base: &HotkeySourceSettings,
-    ) -> HotkeySourceSettings {
-        let Some(raw) = raw else { return *base };
-        let source = raw.source.unwrap_or(base.source);
-        let mut monitor = base.monitor;
-        if let Some(m) = &raw.monitor {
-            let k = format!("{key}.monitor");
-            if let Some(w) = self.duration_in(
-                &format!("{k}.window"),
-                &m.window,
-                MonitorSettings::MIN_WINDOW,
-                MonitorSettings::MAX_WINDOW,
-            ) {
-                monitor.window = w;
-            }
-            if let Some(n) = m.max_commands {
-                if (1..=MonitorSettings::MAX_COMMANDS).contains(&n) {
-                    monitor.max_commands = n;
-                } else {
-                    self.problem(
-                        format!("{k}.max_commands"),
-                        format!("must be between 1 and {}", MonitorSettings::MAX_COMMANDS),
-                    );
-                }
-            }
-            if let Some(n) = m.max_bytes {
-                if (MonitorSettings::MIN_BYTES..=MonitorSettings::MAX_BYTES).contains(&n) {
-                    monitor.max_bytes = n;
-                } else {
-                    self.problem(
-                        format!("{k}.max_bytes"),
-                        format!(
-                            "must be between {} (64 KiB) and {} (1 GiB)",
-                            MonitorSettings::MIN_BYTES,
-                            MonitorSettings::MAX_BYTES
-                        ),
-                    );
-                }
-            }
-            if source != HotkeySource::Monitor {
-                self.warning(
-                    &k,
-                    format!(
-                        "has no effect: the source is {}, not monitor",
-                        source.as_str()
-                    ),
-                );
-            }
-        }
-        let mut hotkeys_window = base.hotkeys_window;
-        if let Some(h) = &raw.hotkeys {
-            let k = format!("{key}.hotkeys.window");
-            if let Some(w) = self.duration_in(
-                &k,
-                &h.window,
-                Duration::from_secs(1),
-                HotkeySourceSettings::MAX_HOTKEYS_WINDOW,
-            ) {
-                if w.subsec_nanos() != 0 {
-                    self.problem(&k, "must be whole seconds (HOTKEYS START ... DURATION)");
-                } else {
-                    hotkeys_window = w;
-                }
-            }
-        }
-        HotkeySourceSettings {
-            source,
-            monitor,
-            hotkeys_window,
-        }
-    }
-
-    /// A written duration between `min` and `max`.
-    fn duration_in(
-        &mut self,
-        key: &str,
-        value: &Option<String>,
-        min: Duration,
-        max: Duration,
-    ) -> Option<Duration> {
-        let text = self.string(key, value)?;
-        match duration::parse(&text) {
-            Ok(d) if d >= min && d <= max => Some(d),
-            Ok(_) => {
-                self.problem(
-                    key,
-                    format!(
-                        "must be between {} and {}",
-                        duration::format(min),
-                        duration::format(max)
-                    ),
-                );
-                None
-            }
-            Err(e) => {
-                self.problem(key, e);
-                None
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,16 +171,19 @@ mod tests {
         );
         let p = load(&text).unwrap_err().join("\n");
         for want in [
-            "clouds[0].instances[0].analysis.hotkey.source: a DCS instance's hot keys come from DCS",
-            "clouds[0].instances[0].analysis.hotslot: hot slots are read from Redis Cluster",
-            "analysis.bigkey.source: only analysis.hotkey takes source",
+            "clouds[0].instances[0].analysis.hotkey.source: unknown field `source`",
+            "a DCS instance's hot keys come from DCS: source, monitor and hotkeys apply to Redis",
+            "clouds[0].instances[0].analysis.hotslot: unknown field `hotslot`",
+            "hot slots are read from Redis Cluster servers the exporter analyses itself",
+            "analysis.bigkey.source: unknown field `source`",
+            "only analysis.hotkey takes source",
             "redis[0].analysis.hotkey.source",
             "redis[1].analysis.hotkey.monitor.window: must be between 100ms and 1m",
             "redis[1].analysis.hotkey.monitor.max_commands: must be between 1 and 10000000",
             "redis[1].analysis.hotkey.monitor.max_bytes: must be between 65536",
             "redis[1].analysis.hotkey.hotkeys.window: must be whole seconds",
             "redis[1].analysis.hotslot.mode: observe has no meaning",
-            "redis[1].analysis.hotslot.monitor: only analysis.hotkey takes monitor",
+            "redis[1].analysis.hotslot.monitor: unknown field `monitor`",
         ] {
             assert!(p.contains(want), "missing {want:?} in:\n{p}");
         }

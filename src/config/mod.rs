@@ -5,11 +5,14 @@
 //! ids in DCS's format, client settings). Both stages report every problem they find, as a
 //! [`Problem`] naming the key and its line: [`parse`] goes on past an unknown key or a value of
 //! the wrong type by leaving that key out and parsing again, and the validator collects as it
-//! goes. Files are read by [`mod@file`]: regular files only, with a size bound ([`MAX_CONFIG_BYTES`],
-//! [`MAX_SECRET_BYTES`]).
+//! goes. Files are read by [`mod@file`]: regular files only, opened without blocking, with a size
+//! bound ([`MAX_CONFIG_BYTES`], [`MAX_SECRET_BYTES`], [`MAX_CERT_BYTES`]); every path the config
+//! names is read that way. [`flags`] makes a config of `redis:` targets from `--redis.addr`
+//! instead, through the same validator.
 
 pub mod duration;
 pub mod file;
+pub mod flags;
 pub mod hotkey_source;
 mod locate;
 pub mod parse;
@@ -17,7 +20,6 @@ pub mod raw;
 pub mod redis;
 pub mod reload;
 pub mod validate;
-mod validate_redis;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,8 +36,11 @@ pub use file::ReadError;
 /// The largest config file accepted; anything bigger is refused before parsing.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// The largest secret file accepted (`secret_key_file`, `security_token_file`,
-/// `password_file`); credentials are far smaller.
+/// `password_file`, `redis[].tls.key_file`); credentials and keys are far smaller.
 pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
+/// The largest certificate file accepted (`redis[].tls.ca_file` and `cert_file`): room for a
+/// whole CA bundle such as Debian's (about 200 KiB).
+pub const MAX_CERT_BYTES: u64 = 1024 * 1024;
 
 /// What the scheduler does for one analysis of one instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -13,7 +13,7 @@
 //! error, which leaves no tree, stops the check: what follows is then not reported.
 
 use super::locate;
-use super::raw::RawConfig;
+use super::raw::{self, RawConfig};
 use super::Problem;
 
 /// Most parser problems reported for one file.
@@ -72,6 +72,12 @@ fn found(e: serde_path_to_error::Error<serde_yaml_ng::Error>) -> Found {
     if let Some((prefix, rest)) = message.split_once(": ") {
         if key.starts_with(prefix) && !prefix.contains(' ') {
             message = rest.to_owned();
+        }
+    }
+    // Serde lists the fields valid where the key stands; where it belongs elsewhere, say so.
+    if message.starts_with("unknown field") {
+        if let Some(hint) = raw::elsewhere(&key) {
+            message = format!("{message}; {hint}");
         }
     }
     Found {

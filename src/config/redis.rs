@@ -1,7 +1,7 @@
 //! `redis:`: Redis and Valkey servers the exporter analyses itself (see [`crate::native`]).
 //!
 //! The raw entry ([`super::raw::RawRedis`]) refuses unknown keys like the rest of the file;
-//! validation (in `validate_redis.rs`) turns it into a [`RedisTarget`]: a parsed address (`redis://` or `rediss://`, host and port,
+//! validation (`validate/redis.rs`) turns it into a [`RedisTarget`]: a parsed address (`redis://` or `rediss://`, host and port,
 //! credentials in the URL allowed but kept out of the id), the password from `${ENV}` or
 //! `password_file` as a [`Secret`], TLS files read once at load, the throttle, and the analysis
 //! settings with the global `analysis:` defaults under the target's own overrides. `mode:
@@ -77,13 +77,37 @@ pub struct RedisTarget {
     pub keyfamily: AnalysisSettings,
     /// How key names become families.
     pub families: FamilyRules,
+    /// The time limit of a hot key scan, when the target sets one (`None`: `auto`, see
+    /// [`AUTO_FOLLOW`]).
+    pub hotkey_timeout: Option<std::time::Duration>,
+    /// The same for big key scans.
+    pub bigkey_timeout: Option<std::time::Duration>,
     /// Where the hot keys come from (`analysis.hotkey.source` and its settings).
     pub hotkey_source: HotkeySourceSettings,
-    /// Hot slots of a Redis Cluster (`analysis.hotslot`): `top_n` per node.
+    /// Hot slots of a Redis Cluster (`analysis.hotslot`): `top_n` per node; its `timeout` is
+    /// the time limit of each analysis (a few polls, never `auto`).
     pub hotslot: AnalysisSettings,
 }
 
+/// How long the scheduler follows a native scan whose `timeout` is `auto` (the default): a
+/// scan is not cut off while it makes progress at its pace, whatever the size of the node;
+/// it fails as `timeout` only when it walks no key for [`STALL_LIMIT`]. This bound only keeps
+/// a loop from following a scan forever.
+pub const AUTO_FOLLOW: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// A native scan with `timeout: auto` that walks no key for this long fails as `timeout`.
+pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 impl RedisTarget {
+    /// The time limit of a scan of `analysis`: the target's own, or `None` for `auto` (cut off
+    /// only when it stalls).
+    pub fn scan_timeout(&self, analysis: Analysis) -> Option<std::time::Duration> {
+        match analysis {
+            Analysis::Hotkey => self.hotkey_timeout,
+            Analysis::Bigkey | Analysis::Keyfamily => self.bigkey_timeout,
+            Analysis::Hotslot => Some(self.hotslot.timeout),
+        }
+    }
+
     pub fn analysis(&self, analysis: Analysis) -> &AnalysisSettings {
         match analysis {
             Analysis::Hotkey => &self.hotkey,
@@ -146,7 +170,14 @@ mod tests {
         assert_eq!(a.username.as_deref(), Some("u@x"));
         assert_eq!(a.password.as_ref().map(Secret::expose), Some("p:w"));
         assert_eq!(a.keys_per_second, DEFAULT_KEYS_PER_SECOND);
-        assert_eq!(a.hotkey, AnalysisSettings::default_for(Analysis::Hotkey));
+        assert_eq!(
+            a.hotkey,
+            AnalysisSettings {
+                timeout: crate::config::redis::AUTO_FOLLOW,
+                ..AnalysisSettings::default_for(Analysis::Hotkey)
+            }
+        );
+        assert_eq!(a.scan_timeout(Analysis::Hotkey), None, "auto");
         let b = &c.redis[1];
         assert_eq!(b.id, "rediss://[::1]:7000");
         assert!(b.address.tls);
@@ -219,10 +250,23 @@ mod tests {
             "rules inherited when none are given"
         );
         assert!(!c.redis[2].families_on());
-        // Off unless asked for.
+        // On unless the target or the global analysis: turns them off, or the big key scan
+        // is off.
         let d = load("redis:\n  - address: redis://10.0.0.5\n").unwrap();
-        assert!(!d.redis[0].families_on());
+        assert!(d.redis[0].families_on());
         assert_eq!(d.redis[0].families, FamilyRules::default());
+        let off =
+            load("analysis: {keyfamily: {mode: off}}\nredis:\n  - address: redis://10.0.0.5\n")
+                .unwrap();
+        assert!(!off.redis[0].families_on());
+        let nobig =
+            load("redis:\n  - address: redis://10.0.0.5\n    analysis: {bigkey: {mode: off}}\n")
+                .unwrap();
+        assert_eq!(
+            nobig.redis[0].keyfamily.mode,
+            Mode::Off,
+            "no problem either"
+        );
     }
 
     #[test]
@@ -231,9 +275,11 @@ mod tests {
             "redis:\n  - address: redis://10.0.0.5\n    analysis:\n      bigkey: {mode: off, families: {depth: 2}}\n      keyfamily:\n        mode: trigger\n        interval: 1h\n        fresh_backup: true\n        families:\n          delimiter: ''\n          depth: 0\n          rules:\n            - {match: '(', family: x}\n            - {match: 'a', family: other}\n            - {family: y}\n",
         );
         for want in [
-            "redis[0].analysis.bigkey.families: only analysis.keyfamily takes families",
-            "redis[0].analysis.keyfamily.interval: the key families of a Redis or Valkey target come with every big key scan",
-            "redis[0].analysis.keyfamily.fresh_backup:",
+            // Fields that have no meaning there: the parser lists those that have, and says
+            // where these belong.
+            "redis[0].analysis.bigkey.families: unknown field `families`, expected one of `mode`, `interval`, `timeout`, `top_n`; only analysis.keyfamily takes families (line 4)",
+            "redis[0].analysis.keyfamily.interval: unknown field `interval`, expected one of `mode`, `top_n`, `families`; the key families of a Redis or Valkey target come with every big key scan: set analysis.bigkey.interval (line 7)",
+            "redis[0].analysis.keyfamily.fresh_backup: unknown field `fresh_backup`, expected one of `mode`, `top_n`, `families`; a Redis or Valkey target has no DCS backups: its key families come from the big key scan (line 8)",
             "redis[0].analysis.keyfamily.mode: trigger needs the big key scan, which is off",
             "redis[0].analysis.keyfamily.families.delimiter: must not be empty",
             "redis[0].analysis.keyfamily.families.depth: must be between 1 and 16",

@@ -403,7 +403,10 @@ fn key_family_analysis_is_off_by_default_and_fresh_backup_is_its_own() {
         minimal("")
     ));
     assert!(
-        p.contains("analysis.bigkey.fresh_backup: only analysis.keyfamily takes fresh_backup"),
+        p.contains(
+            "analysis.bigkey.fresh_backup: unknown field `fresh_backup`, expected one of `mode`, \
+             `interval`, `timeout`, `top_n`; only analysis.keyfamily takes fresh_backup (line 11)"
+        ),
         "{p}"
     );
 }
@@ -414,7 +417,71 @@ fn families_are_refused_where_dcs_names_the_families() {
         "        analysis:\n          keyfamily: {families: {depth: 2}}\n",
     ));
     assert!(
-        p.contains("analysis.keyfamily.families: DCS names the families"),
+        p.contains(
+            "clouds[0].instances[0].analysis.keyfamily.families: unknown field `families`, \
+             expected one of `mode`, `interval`, `timeout`, `top_n`, `fresh_backup`; DCS names \
+             the families of its offline key analysis itself"
+        ),
         "{p}"
     );
+}
+
+/// Serde's "expected one of" must list what is valid at that very place: under a Redis target's
+/// hot key settings not the DCS-only `fresh_backup`, under its key families not the interval
+/// (the big key scan's). The lists here are the README's reference of each section.
+#[test]
+fn unknown_fields_list_only_the_fields_valid_where_they_stand() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "redis:\n  - address: h\n    analysis:\n      hotkey:\n        bogus: 1\n",
+            "redis[0].analysis.hotkey.bogus",
+            "`mode`, `interval`, `timeout`, `top_n`, `source`, `monitor`, `hotkeys` (line 5)",
+        ),
+        (
+            "redis:\n  - address: h\n    analysis:\n      keyfamily:\n        bogus: 1\n",
+            "redis[0].analysis.keyfamily.bogus",
+            "`mode`, `top_n`, `families` (line 5)",
+        ),
+        (
+            "redis:\n  - address: h\n    analysis:\n      bogus: {}\n",
+            "redis[0].analysis.bogus",
+            "`hotkey`, `bigkey`, `keyfamily`, `hotslot` (line 4)",
+        ),
+        (
+            "redis:\n  - address: h\n    tls:\n      bogus: 1\n",
+            "redis[0].tls.bogus",
+            "`ca_file`, `cert_file`, `key_file`, `server_name` (line 4)",
+        ),
+        (
+            "redis:\n  - address: h\n    bogus: 1\n",
+            "redis[0].bogus",
+            "`name`, `address`, `id`, `username`, `password`, `password_file`, `tls`, \
+             `throttle`, `analysis` (line 3)",
+        ),
+        (
+            "analysis:\n  keyfamily:\n    bogus: 1\nredis: [{address: h}]\n",
+            "analysis.keyfamily.bogus",
+            "`mode`, `interval`, `timeout`, `top_n`, `fresh_backup`, `families` (line 3)",
+        ),
+        (
+            "analysis:\n  bigkey:\n    bogus: 1\nredis: [{address: h}]\n",
+            "analysis.bigkey.bogus",
+            "`mode`, `interval`, `timeout`, `top_n` (line 3)",
+        ),
+        (
+            &minimal("        analysis:\n          keyfamily:\n            bogus: 1\n"),
+            "clouds[0].instances[0].analysis.keyfamily.bogus",
+            "`mode`, `interval`, `timeout`, `top_n`, `fresh_backup` (line 12)",
+        ),
+        (
+            &minimal("        analysis:\n          hotkey:\n            bogus: 1\n"),
+            "clouds[0].instances[0].analysis.hotkey.bogus",
+            "`mode`, `interval`, `timeout`, `top_n` (line 12)",
+        ),
+    ];
+    for (text, key, fields) in cases {
+        let p = problems(text);
+        let want = format!("{key}: unknown field `bogus`, expected one of {fields}");
+        assert!(p.contains(&want), "{want:?} missing from:\n{p}");
+    }
 }

@@ -256,7 +256,25 @@ fn is_id(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-')
 }
 
-fn cut(mut s: String) -> String {
+/// A family name as exported: control characters (NUL, CR, LF, ESC…) written `\xNN`, so that
+/// none reaches a label or a page raw, then cut to [`MAX_FAMILY_BYTES`].
+fn cut(s: String) -> String {
+    let mut s = if s.chars().any(char::is_control) {
+        let mut out = String::with_capacity(s.len() + 8);
+        for c in s.chars() {
+            if c.is_control() {
+                let mut b = [0u8; 4];
+                for byte in c.encode_utf8(&mut b).bytes() {
+                    out.push_str(&format!("\\x{byte:02x}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    } else {
+        s
+    };
     if s.len() > MAX_FAMILY_BYTES {
         let mut end = MAX_FAMILY_BYTES;
         while !s.is_char_boundary(end) {

@@ -74,24 +74,40 @@ pub fn key_label<'a>(name: &'a str, mode: &KeyLabelMode) -> Cow<'a, str> {
     }
 }
 
-/// Marker between the readable form of a name that is not valid UTF-8 and the hash of its bytes.
+/// Marker between the readable form of a name and the hash of its bytes.
 const BYTES_MARKER: &str = "~b:";
 
 /// A key name from its raw bytes (Redis and Valkey keys are byte strings): the name itself when
-/// it is valid UTF-8; otherwise its readable form (each invalid byte sequence as U+FFFD)
-/// followed by `~b:` and the first 16 hex digits of the SHA-256 of the raw bytes. Two names that
-/// differ only in their invalid bytes (`\xfe\xff`, `\xff\xfe`) so keep apart instead of
-/// becoming one label.
+/// it is UTF-8 without control characters; otherwise its readable form, with each byte that is
+/// not UTF-8 and each control character (NUL, CR, LF, ESC…) written `\xNN`, followed by `~b:`
+/// and the first 16 hex digits of the SHA-256 of the raw bytes. So nothing raw reaches a label,
+/// a log or a page, and two names that differ only in such bytes (`\xfe\xff`, `\xff\xfe`)
+/// keep apart instead of becoming one label.
 pub fn name_from_bytes(raw: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(raw) {
-        Ok(name) => Cow::Borrowed(name),
-        Err(_) => {
-            let mut name = String::from_utf8_lossy(raw).into_owned();
-            name.push_str(BYTES_MARKER);
-            push_hex(&mut name, &Sha256::digest(raw));
-            Cow::Owned(name)
+    if let Ok(name) = std::str::from_utf8(raw) {
+        if !name.chars().any(char::is_control) {
+            return Cow::Borrowed(name);
         }
     }
+    let mut name = String::with_capacity(raw.len() + BYTES_MARKER.len() + HASH_HEX_DIGITS + 8);
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(name, "\\x{b:02x}");
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(name, "\\x{b:02x}");
+        }
+    }
+    name.push_str(BYTES_MARKER);
+    push_hex(&mut name, &Sha256::digest(raw));
+    Cow::Owned(name)
 }
 
 /// The largest index `<= max` that is a character boundary of `s`.
@@ -135,13 +151,19 @@ mod tests {
             name_from_bytes(b"user:1"),
             Cow::Borrowed("user:1")
         ));
+        assert!(matches!(
+            name_from_bytes("ключ:é".as_bytes()),
+            Cow::Borrowed(_)
+        ));
         let a = name_from_bytes(b"k\xfe\xff");
         let b = name_from_bytes(b"k\xff\xfe");
         assert_ne!(a, b);
-        assert!(a.starts_with("k\u{fffd}\u{fffd}~b:"), "{a}");
         // The suffix is the hash of the raw bytes: `printf 'k\xfe\xff' | sha256sum`.
-        assert_eq!(&a[a.len() - 16..], "6c24e0c1a55b2d8e");
-        assert_eq!(a.len(), "k\u{fffd}\u{fffd}~b:".len() + 16);
+        assert_eq!(a, "k\\xfe\\xff~b:6c24e0c1a55b2d8e");
+        // Control characters are written out too, never raw.
+        let c = name_from_bytes(b"a\x00b\r\n\x1b[31m");
+        assert!(c.starts_with("a\\x00b\\x0d\\x0a\\x1b[31m~b:"), "{c}");
+        assert!(!c.chars().any(char::is_control));
     }
 
     #[test]

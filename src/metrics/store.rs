@@ -281,9 +281,17 @@ pub struct ScanProgress {
     pub started_at: f64,
     /// Unix seconds of this measurement.
     pub at: f64,
+    /// Unix seconds at which the scan's own `timeout` cuts it off (`None`: `auto`, cut off only
+    /// when it stalls).
+    pub deadline: Option<f64>,
 }
 
 impl ScanProgress {
+    /// Whether the scan, at its pace so far, ends after its deadline (it will be cut off).
+    pub fn misses_deadline(&self) -> bool {
+        matches!((self.estimated_completion(), self.deadline), (Some(eta), Some(d)) if eta > d)
+    }
+
     /// When the scan should end at its pace so far (Unix seconds); `None` before any key.
     pub fn estimated_completion(&self) -> Option<f64> {
         let elapsed = self.at - self.started_at;
@@ -293,6 +301,16 @@ impl ScanProgress {
         let left = self.keys_total.saturating_sub(self.keys_scanned) as f64;
         Some(self.at + left * elapsed / self.keys_scanned as f64)
     }
+}
+
+/// Whether a scan of a Redis or Valkey target counts as an access to the keys it reads (their
+/// LFU counter and idle time change), and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Touch {
+    pub touches: bool,
+    /// What makes it so, for the status page: `CLIENT NO-TOUCH` on, missing (before Redis
+    /// 7.2) or refused to the ACL user.
+    pub why: String,
 }
 
 /// The last failure of an analysis, for the status page.
@@ -308,11 +326,16 @@ pub struct LastError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AnalysisState {
     pub spec: AnalysisSpec,
-    /// `false` once DCS answered DCS.4919 / DCS.4922.
+    /// `false` once DCS answered DCS.4919 / DCS.4922 (or a Redis target had no LFU policy).
     pub supported: bool,
+    /// When an unsupported analysis is asked again (Unix seconds), as its loop planned it; a
+    /// config reload asks at once. Kept only while the analysis is unsupported.
+    pub recheck_at: Option<f64>,
     pub running: Option<RunningTask>,
     /// Progress of the scan running now (native targets only).
     pub progress: Option<ScanProgress>,
+    /// Whether the newest scan touched the keys it read (native targets only).
+    pub touch: Option<Touch>,
     pub consecutive_failures: u64,
     /// Failures by reason since start (a counter: never reset).
     pub failures: BTreeMap<FailureReason, u64>,
@@ -331,8 +354,10 @@ impl AnalysisState {
         AnalysisState {
             spec,
             supported: true,
+            recheck_at: None,
             running: None,
             progress: None,
+            touch: None,
             consecutive_failures: 0,
             failures: BTreeMap::new(),
             tasks_created: 0,
@@ -701,14 +726,30 @@ impl Store {
         self.update_analysis(id, analysis, |a| a.running = task)
     }
 
+    /// Records whether the newest scan of a native target touches the keys it reads.
+    pub fn set_touch(&self, id: &str, analysis: Analysis, touch: Touch) {
+        self.update_analysis(id, analysis, |a| a.touch = Some(touch))
+    }
+
     /// Sets or clears the progress of a running scan (native targets).
     pub fn set_progress(&self, id: &str, analysis: Analysis, progress: Option<ScanProgress>) {
         self.update_analysis(id, analysis, |a| a.progress = progress)
     }
 
-    /// Marks the analysis supported or not (`dcs_analysis_supported`).
+    /// Marks the analysis supported or not (`dcs_analysis_supported`); supported, it has no
+    /// re-check planned.
     pub fn set_supported(&self, id: &str, analysis: Analysis, supported: bool) {
-        self.update_analysis(id, analysis, |a| a.supported = supported)
+        self.update_analysis(id, analysis, |a| {
+            a.supported = supported;
+            if supported {
+                a.recheck_at = None;
+            }
+        })
+    }
+
+    /// Sets when an unsupported analysis is asked again (Unix seconds), for the status page.
+    pub fn set_recheck(&self, id: &str, analysis: Analysis, at: Option<f64>) {
+        self.update_analysis(id, analysis, |a| a.recheck_at = at)
     }
 
     /// Counts a task created or adopted (`dcs_analysis_tasks_total`), once: the task counted

@@ -37,6 +37,8 @@ pub struct Connector {
     nodes: Mutex<HashMap<Node, Arc<NodeSlot>>>,
     /// Cluster replicas, which answer key commands only after `READONLY`.
     cluster_replicas: Mutex<HashSet<Node>>,
+    /// Whether the scans touched keys, as last logged.
+    touch_said: Mutex<Option<bool>>,
 }
 
 impl Connector {
@@ -46,6 +48,7 @@ impl Connector {
             tls: OnceLock::new(),
             nodes: Mutex::new(HashMap::new()),
             cluster_replicas: Mutex::new(HashSet::new()),
+            touch_said: Mutex::new(None),
         }
     }
 
@@ -141,6 +144,15 @@ impl Connector {
             .touch
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records whether the scans touch keys; `true` when that differs from the last record
+    /// (so that it is logged once, not at every scan).
+    pub fn touch_changed(&self, touches: bool) -> bool {
+        let mut said = self.touch_said.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *said != Some(touches);
+        *said = Some(touches);
+        changed
     }
 
     /// Forgets the nodes not in `topology` (closing their connections).

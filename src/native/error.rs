@@ -31,6 +31,9 @@ pub enum Error {
     /// describes no single state of the server, so it is not published.
     #[error("{node}: {message}")]
     Changed { node: String, message: String },
+    /// A scan whose timeout is `auto` walked no key for a long time.
+    #[error("{target}: {message}")]
+    Stalled { target: String, message: String },
     /// A task of this analysis already runs for the target.
     #[error("a {analysis} analysis of {target} is already running")]
     AlreadyRunning {
@@ -121,6 +124,7 @@ impl SourceError for Error {
             Error::Server { .. } => FailureReason::ServerError,
             Error::Protocol { .. } => FailureReason::ProtocolError,
             Error::Changed { .. } => FailureReason::ServerChanged,
+            Error::Stalled { .. } => FailureReason::Timeout,
             Error::AlreadyRunning { .. } | Error::TaskNotFound { .. } => FailureReason::ApiError,
         }
     }

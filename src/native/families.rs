@@ -245,6 +245,11 @@ mod tests {
             "k\u{fffd}:*",
             "odd bytes stay readable"
         );
+        assert_eq!(
+            r.family_of(b"a\x00b\r\nc:1"),
+            "a\\x00b\\x0d\\x0ac:*",
+            "control characters never raw"
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ use crate::metrics::store::Store;
 use crate::scheduler::{Clock, NativePlan};
 
 /// The targets for `config`, reusing the running one of each target whose settings did not
-/// change (so that a reload neither restarts its scans nor drops its connections).
+/// change (so that a reload neither restarts its scans nor drops its connections), or whose
+/// connection settings did not: that one takes the new settings in place, and the scheduler
+/// restarts only the analyses whose own settings changed.
 pub fn reuse(
     running: &[Arc<NativeTarget>],
     config: &[RedisTarget],
@@ -26,11 +28,14 @@ pub fn reuse(
     config
         .iter()
         .map(|t| {
-            running
-                .iter()
-                .find(|r| r.config() == t)
-                .cloned()
-                .unwrap_or_else(|| Arc::new(NativeTarget::new(t.clone(), store.clone(), clock)))
+            if let Some(same) = running.iter().find(|r| *r.config() == *t) {
+                return same.clone();
+            }
+            if let Some(kept) = running.iter().find(|r| r.connects_as(t)) {
+                kept.update(t.clone());
+                return kept.clone();
+            }
+            Arc::new(NativeTarget::new(t.clone(), store.clone(), clock))
         })
         .collect()
 }
@@ -93,15 +98,26 @@ mod tests {
     }
 
     #[test]
-    fn a_reload_keeps_unchanged_targets_and_replaces_changed_ones() {
+    fn a_reload_keeps_each_target_and_replaces_only_a_new_connection() {
         let store = Arc::new(Store::new());
-        let first = targets(2);
+        let first = targets(3);
         let running = reuse(&[], &first, &store, Clock::System);
         let mut changed = first.clone();
-        changed[1].keys_per_second += 1;
+        // Its name and hot key settings: the same target takes them in place.
+        changed[1].name = Some("renamed".into());
+        changed[1].hotkey.top_n += 1;
+        // Another key budget (which its connections hold): a new target.
+        changed[2].keys_per_second += 1;
         let next = reuse(&running, &changed, &store, Clock::System);
         assert!(Arc::ptr_eq(&running[0], &next[0]));
-        assert!(!Arc::ptr_eq(&running[1], &next[1]));
-        assert_eq!(next[1].config().keys_per_second, changed[1].keys_per_second);
+        assert!(Arc::ptr_eq(&running[1], &next[1]));
+        assert_eq!(*next[1].config(), changed[1]);
+        assert!(!Arc::ptr_eq(&running[2], &next[2]));
+        assert_eq!(*next[2].config(), changed[2]);
+        assert_eq!(
+            *running[2].config(),
+            first[2],
+            "the old one is left as it was"
+        );
     }
 }

@@ -24,7 +24,7 @@
 //! - [`hotkeys`]: where each node's hot keys come from (`HOTKEYS`, LFU counters, a bounded
 //!   `MONITOR` sample), and the sources other than the LFU scan.
 //! - [`hotslot`]: hot hash slots of a cluster (`CLUSTER SLOT-STATS`), the `hotslot` analysis.
-//! - [`run`]: one scan of a target, its shards side by side, its progress.
+//! - `run`: one scan of a target, its shards side by side, its progress.
 //! - [`guess`]: key types guessed from key names, one command per key where right.
 //! - [`families`]: key families, aggregated from every key a big key scan sees.
 //! - [`error`]: the error enum and its failure reasons.
@@ -52,6 +52,8 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tracing::info;
 
 use crate::config::redis::RedisTarget;
 use crate::dcs::{
@@ -101,7 +103,9 @@ impl Tasks {
 
 /// One Redis or Valkey target: its connections and its local task table.
 pub struct NativeTarget {
-    target: RedisTarget,
+    /// The settings in force. A reload that keeps the connection settings replaces them in
+    /// place ([`NativeTarget::update`]): scans started from then on use them.
+    target: Mutex<Arc<RedisTarget>>,
     conn: Arc<Connector>,
     store: Arc<Store>,
     clock: Clock,
@@ -112,9 +116,10 @@ pub struct NativeTarget {
 
 impl std::fmt::Debug for NativeTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let target = self.config();
         f.debug_struct("NativeTarget")
-            .field("id", &self.target.id)
-            .field("address", &self.target.address.display())
+            .field("id", &target.id)
+            .field("address", &target.address.display())
             .finish_non_exhaustive()
     }
 }
@@ -141,7 +146,7 @@ impl NativeTarget {
     pub fn new(target: RedisTarget, store: Arc<Store>, clock: Clock) -> Self {
         NativeTarget {
             conn: Arc::new(Connector::new(target.clone())),
-            target,
+            target: Mutex::new(Arc::new(target)),
             store,
             clock,
             tasks: Arc::new(Mutex::new(Tasks::default())),
@@ -150,8 +155,36 @@ impl NativeTarget {
     }
 
     /// The validated config this target runs with.
-    pub fn config(&self) -> &RedisTarget {
-        &self.target
+    pub fn config(&self) -> Arc<RedisTarget> {
+        self.target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether `target` reaches the same server the same way, with what its connections hold
+    /// (id, address, credentials, TLS, and the nodes' key budget): then
+    /// [`update`](Self::update) can take it, keeping the connections.
+    pub fn connects_as(&self, target: &RedisTarget) -> bool {
+        let t = self.config();
+        t.id == target.id
+            && t.address == target.address
+            && t.username == target.username
+            && t.password == target.password
+            && t.tls == target.tls
+            && t.keys_per_second == target.keys_per_second
+    }
+
+    /// Takes new settings that [`connect as`](Self::connects_as) before (a reload that changed
+    /// only analysis settings, names or family rules). Scans running now keep the
+    /// settings they started with; the scheduler stops those of the analyses whose settings
+    /// changed ([`AnalysisSource::stop_tasks`]), and the others run on.
+    pub fn update(&self, target: RedisTarget) {
+        debug_assert!(
+            self.connects_as(&target),
+            "a target updated with another server"
+        );
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(target);
     }
 
     /// Connections pooled right now.
@@ -176,7 +209,7 @@ impl NativeTarget {
     }
 
     fn check_target(&self, instance_id: &str) -> Result<()> {
-        if instance_id == self.target.id {
+        if instance_id == self.config().id {
             Ok(())
         } else {
             Err(Error::TaskNotFound {
@@ -202,6 +235,37 @@ fn summary(r: &TaskRecord) -> TaskSummary {
 impl AnalysisSource for NativeTarget {
     type Error = Error;
 
+    /// Whether the server has an LFU policy now costs two commands: asked every interval.
+    fn unsupported_recheck(&self, interval: Duration) -> Duration {
+        interval
+    }
+
+    /// Stops the scan running for `analysis` (its loop was reconfigured or turned off), and
+    /// marks it failed: a new loop then starts its own scan rather than adopting this one.
+    fn stop_tasks(&self, instance_id: &str, analysis: Analysis) {
+        if self.check_target(instance_id).is_err() {
+            return;
+        }
+        let now = timestamp::format_unix(self.clock.now_unix());
+        let mut stopped = 0;
+        for e in self.lock().of(analysis).iter_mut() {
+            if !e.record.status.is_active() {
+                continue;
+            }
+            if let Some(a) = e.abort.take() {
+                a.abort();
+            }
+            e.record.status = TaskStatus::Failed;
+            e.record.finished_at = Some(now.clone());
+            stopped += 1;
+        }
+        if stopped > 0 {
+            self.store.set_progress(instance_id, analysis, None);
+            info!(target = %instance_id, analysis = %analysis,
+                "scan stopped: its analysis was reconfigured or turned off");
+        }
+    }
+
     fn list_tasks(
         &self,
         instance_id: &str,
@@ -223,6 +287,7 @@ impl AnalysisSource for NativeTarget {
 
     async fn create_task(&self, instance_id: &str, analysis: Analysis) -> Result<TaskRecord> {
         self.check_target(instance_id)?;
+        let target = self.config();
         if analysis == Analysis::Keyfamily {
             return Err(<Error as SourceError>::not_offered(
                 "the DCS offline key analysis",
@@ -235,7 +300,7 @@ impl AnalysisSource for NativeTarget {
             .any(|e| e.record.status.is_active())
         {
             return Err(Error::AlreadyRunning {
-                target: self.target.id.clone(),
+                target: target.id.clone(),
                 analysis: analysis.as_str(),
             });
         }
@@ -244,10 +309,10 @@ impl AnalysisSource for NativeTarget {
         self.conn.retain(&topology);
         // `dcs_instance_info` for the target: version, kind, shards.
         self.store.set_instance_info(
-            &self.target.id,
+            &target.id,
             InstanceInfo {
-                instance_id: self.target.id.clone(),
-                name: self.target.name.clone().unwrap_or_default(),
+                instance_id: target.id.clone(),
+                name: target.name.clone().unwrap_or_default(),
                 engine: Some(topology.engine.name.to_owned()),
                 engine_version: topology.engine.version.clone(),
                 spec_code: Some(topology.kind().to_owned()),
@@ -258,7 +323,7 @@ impl AnalysisSource for NativeTarget {
         // Whether the server has what the analysis reads (see `hotkeys`, `hotslot`).
         match analysis {
             Analysis::Hotkey => {
-                hotkeys::probe(&self.conn, &topology, &self.target.hotkey_source).await?
+                hotkeys::probe(&self.conn, &topology, &target.hotkey_source).await?
             }
             Analysis::Hotslot => hotslot::probe(&self.conn, &topology).await?,
             Analysis::Bigkey | Analysis::Keyfamily => {}
@@ -269,7 +334,7 @@ impl AnalysisSource for NativeTarget {
             let id = format!("{}-{}-{}", analysis.as_str(), created as u64, t.next_id);
             let record = TaskRecord {
                 id,
-                instance_id: Some(self.target.id.clone()),
+                instance_id: Some(target.id.clone()),
                 status: TaskStatus::Waiting,
                 scan_type: Some(ScanType::Manual),
                 created_at: Some(timestamp::format_unix(created)),
@@ -291,7 +356,7 @@ impl AnalysisSource for NativeTarget {
         };
         if analysis == Analysis::Hotslot {
             let collect = hotslot::Collect {
-                target: self.target.clone(),
+                target: (*target).clone(),
                 conn: self.conn.clone(),
                 store: self.store.clone(),
                 clock: self.clock,
@@ -305,7 +370,7 @@ impl AnalysisSource for NativeTarget {
             return Ok(record);
         }
         let run = Run {
-            target: self.target.clone(),
+            target: (*target).clone(),
             conn: self.conn.clone(),
             store: self.store.clone(),
             clock: self.clock,

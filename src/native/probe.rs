@@ -2,9 +2,9 @@
 //! counters, and, for `check-config --online`, what it is and where its hot keys (and, for a
 //! cluster, its hot slots) would come from.
 
-use super::conn::Connector;
+use super::conn::{Connector, MAX_INFO_BYTES};
 use super::error::{Error, Result};
-use super::resp::{Cmd, Expect, Limits, Value};
+use super::resp::{Cmd, Expect, Limits, NoTouch, Value};
 use super::topology::{field, keyspace, Engine, Node};
 use crate::config::redis::RedisTarget;
 
@@ -48,6 +48,112 @@ pub async fn lfu(conn: &Connector, node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// A name no key has, for asking permissions: commands on a key that does not exist answer
+/// without touching, creating or changing anything.
+const PROBE_KEY: &str = "dcs-key-exporter:acl-probe";
+
+/// The ACL permissions (`+command`) the configured analyses of `target` need on a node that
+/// the user lacks, each with what needs it: every command is sent once, harmlessly (on a key
+/// that does not exist), and those answered `NOPERM` are missing. The same list as the
+/// README's `ACL SETUSER` line, so that the two cannot drift apart unnoticed (a test builds
+/// the user from the README).
+pub async fn missing_permissions(
+    conn: &Connector,
+    node: &Node,
+    target: &RedisTarget,
+    cluster: bool,
+) -> Result<Vec<(String, &'static str)>> {
+    use crate::config::Mode;
+    let big = target.bigkey.mode != Mode::Off;
+    let hot = target.hotkey.mode != Mode::Off;
+    let families = target.families_on();
+    let mut asked: Vec<(&'static str, &'static str, Cmd)> = vec![
+        ("+info", "every analysis", Cmd::new("INFO").arg("server")),
+        ("+select", "every analysis", Cmd::new("SELECT").arg("0")),
+        (
+            "+scan",
+            "every analysis",
+            Cmd::new("SCAN").arg("0").arg("COUNT").arg("1"),
+        ),
+    ];
+    if big {
+        asked.push(("+type", "big keys", Cmd::new("TYPE").arg(PROBE_KEY)));
+        for (perm, command) in [
+            ("+strlen", "STRLEN"),
+            ("+llen", "LLEN"),
+            ("+scard", "SCARD"),
+            ("+zcard", "ZCARD"),
+            ("+hlen", "HLEN"),
+            ("+xlen", "XLEN"),
+        ] {
+            asked.push((perm, "big keys", Cmd::new(command).arg(PROBE_KEY)));
+        }
+        asked.push((
+            "+memory|usage",
+            "big keys",
+            Cmd::new("MEMORY USAGE").arg(PROBE_KEY),
+        ));
+    }
+    if families {
+        asked.push(("+pttl", "key families", Cmd::new("PTTL").arg(PROBE_KEY)));
+    }
+    if hot {
+        // The LFU counters, unless another source is chosen (`HOTKEYS` and `MONITOR` are not
+        // asked: they cannot be tried harmlessly, and say what they lack when they run).
+        use crate::config::hotkey_source::HotkeySource;
+        if matches!(
+            target.hotkey_source.source,
+            HotkeySource::Auto | HotkeySource::Lfu
+        ) {
+            asked.push(("+randomkey", "hot keys", Cmd::new("RANDOMKEY")));
+            asked.push((
+                "+object|freq",
+                "hot keys",
+                Cmd::new("OBJECT FREQ").arg(PROBE_KEY),
+            ));
+        }
+        asked.push(("+type", "hot keys", Cmd::new("TYPE").arg(PROBE_KEY)));
+    }
+    if cluster {
+        asked.push((
+            "+cluster|nodes",
+            "cluster targets",
+            Cmd::new("CLUSTER NODES"),
+        ));
+        asked.push(("+readonly", "cluster targets", Cmd::new("READONLY")));
+    }
+    let cmds: Vec<Cmd> = asked
+        .iter()
+        .map(|(_, _, c)| {
+            c.clone()
+                .expect(Expect::Any, Limits::list(1000, MAX_INFO_BYTES, 3))
+        })
+        .collect();
+    let c = conn.get(node).await?;
+    let answers = match c.run(None, &cmds).await {
+        Ok(a) => a,
+        // Every batch ends with a `PING`: without it nothing can be asked.
+        Err(super::resp::ConnError::Auth(m)) if m.starts_with("PING") => {
+            return Ok(vec![("+ping".to_owned(), "every analysis")])
+        }
+        Err(e) => return Err(Error::from_conn(&node.label(), e)),
+    };
+    let mut missing: Vec<(String, &'static str)> = Vec::new();
+    for ((perm, what, _), v) in asked.iter().zip(&answers) {
+        let refused = v.as_error().is_some_and(|e| e.code() == "NOPERM");
+        if refused && !missing.iter().any(|(p, _)| p == perm) {
+            missing.push(((*perm).to_owned(), what));
+        }
+    }
+    if conn.no_touch(node) == Some(NoTouch::Refused) {
+        missing.push((
+            "+client|no-touch".to_owned(),
+            "scans that change no LFU counter or idle time",
+        ));
+    }
+    Ok(missing)
+}
+
 /// What the server says about itself, for `check-config --online`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
@@ -60,6 +166,12 @@ pub struct Report {
     pub shards: Vec<String>,
     /// `maxmemory-policy` (from `INFO memory`, so it works where `CONFIG` is disabled).
     pub eviction_policy: String,
+    /// ACL permissions the configured analyses need and the user lacks, with what needs them.
+    pub missing: Vec<(String, &'static str)>,
+    /// How long each scan takes at the node's budget (`hotkey`/`bigkey`, node, keys, time).
+    pub scans: Vec<ScanEstimate>,
+    /// The target's own timeouts (`None`: `auto`).
+    pub timeouts: [(&'static str, Option<std::time::Duration>); 2],
     /// Where hot keys would come from under the target's `analysis.hotkey.source` (`hotkeys`,
     /// `lfu`, `monitor`), or why nowhere.
     pub hotkey_source: std::result::Result<&'static str, String>,
@@ -67,10 +179,52 @@ pub struct Report {
     pub hotslots: Option<String>,
 }
 
+/// How long one analysis' scan of one node takes at the node's budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanEstimate {
+    pub analysis: &'static str,
+    pub node: String,
+    pub keys: u64,
+    /// Alone on the node.
+    pub alone: std::time::Duration,
+    /// With the other analysis scanning the same node at the same time (they share its
+    /// budget); `None` when they read different nodes or one is off.
+    pub shared: Option<std::time::Duration>,
+}
+
 impl Report {
     /// Whether the hot key analysis has a source.
     pub fn hotkey_possible(&self) -> bool {
         self.hotkey_source.is_ok()
+    }
+
+    /// What would make the configured analyses fail: missing permissions, and a timeout the
+    /// target sets that is shorter than its scans take at the throttle.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .missing
+            .iter()
+            .map(|(perm, what)| format!("the ACL user lacks {perm} (needed by {what})"))
+            .collect();
+        for (analysis, timeout) in self.timeouts {
+            let Some(timeout) = timeout else { continue };
+            let worst = self
+                .scans
+                .iter()
+                .filter(|e| e.analysis == analysis)
+                .map(|e| e.shared.unwrap_or(e.alone))
+                .max();
+            if let Some(worst) = worst.filter(|w| *w > timeout) {
+                out.push(format!(
+                    "analysis.{analysis}.timeout {} is shorter than the scan takes ({}): it \
+                     would be cut off every time; use auto, or raise it or \
+                     throttle.keys_per_second",
+                    crate::config::duration::format(timeout),
+                    crate::config::duration::format(worst)
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -98,6 +252,26 @@ impl std::fmt::Display for Report {
         if let Some(h) = &self.hotslots {
             write!(f, "; hot slots {h}")?;
         }
+        for e in &self.scans {
+            write!(
+                f,
+                "; {} scan of {} ({} keys): about {}",
+                e.analysis,
+                e.node,
+                e.keys,
+                crate::config::duration::format(e.alone)
+            )?;
+            if let Some(shared) = e.shared {
+                write!(
+                    f,
+                    " ({} while the other scan of the node runs)",
+                    crate::config::duration::format(shared)
+                )?;
+            }
+        }
+        for p in self.problems() {
+            write!(f, "; {p}")?;
+        }
         Ok(())
     }
 }
@@ -124,40 +298,6 @@ pub async fn check_online(target: &RedisTarget) -> Result<Report> {
     let eviction_policy = field(&policy_info, "maxmemory_policy")
         .unwrap_or("unknown")
         .to_owned();
-    let hotkey_source = match topology.units.first() {
-        None => Err("no master found".to_owned()),
-        Some(u) => {
-            match super::hotkeys::resolve(&conn, &u.master, &topology.engine, &target.hotkey_source)
-                .await
-            {
-                Ok(s) => Ok(s.label()),
-                Err(Error::Unsupported { message, .. }) => Err(message),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-    };
-    let hotslots = if topology.cluster {
-        Some(match super::hotslot::probe(&conn, &topology).await {
-            Err(e) => format!("not possible: {e}"),
-            Ok(()) => {
-                let measured = match topology.units.first() {
-                    Some(u) => super::hotslot::poll(&conn, &u.master)
-                        .await
-                        .map(|p| p.slots.values().any(|s| s.cpu_usec.is_some())),
-                    None => Ok(false),
-                };
-                match measured {
-                    Ok(true) => "possible".to_owned(),
-                    Ok(false) => "possible with key counts only (set \
-                                  cluster-slot-stats-enabled yes for CPU and network rates)"
-                        .to_owned(),
-                    Err(e) => format!("not possible: {e}"),
-                }
-            }
-        })
-    } else {
-        None
-    };
     let shards = topology
         .units
         .iter()
@@ -170,13 +310,118 @@ pub async fn check_online(target: &RedisTarget) -> Result<Report> {
             }
         })
         .collect();
+    conn.retain(&topology);
+    // Permissions: on the seed, and on each node the scans read (key commands on a cluster
+    // replica need READONLY, which the connection sends).
+    let mut missing = missing_permissions(&conn, &seed, target, topology.cluster).await?;
+    for unit in &topology.units {
+        for node in std::iter::once(&unit.master).chain(&unit.replicas) {
+            if *node == seed {
+                continue;
+            }
+            for m in missing_permissions(&conn, node, target, topology.cluster).await? {
+                if !missing.contains(&m) {
+                    missing.push(m);
+                }
+            }
+        }
+    }
+    let scans = estimates(&conn, &topology, target).await?;
+    let (hotkey_source, hotslots) = sources(&conn, &topology, target).await;
     Ok(Report {
         version,
         role,
         cluster: topology.cluster,
         shards,
         eviction_policy,
+        missing,
+        scans,
+        timeouts: [
+            ("hotkey", target.hotkey_timeout),
+            ("bigkey", target.bigkey_timeout),
+        ],
         hotkey_source,
         hotslots,
     })
+}
+
+/// Where `target`'s hot keys would come from (its first master's source), and for a cluster
+/// whether hot slots can be read with CPU and network rates (`cluster-slot-stats-enabled`).
+async fn sources(
+    conn: &Connector,
+    topology: &super::topology::Topology,
+    target: &RedisTarget,
+) -> (std::result::Result<&'static str, String>, Option<String>) {
+    let hotkey_source = match topology.units.first() {
+        None => Err("no master found".to_owned()),
+        Some(u) => {
+            match super::hotkeys::resolve(conn, &u.master, &topology.engine, &target.hotkey_source)
+                .await
+            {
+                Ok(s) => Ok(s.label()),
+                Err(Error::Unsupported { message, .. }) => Err(message),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    if !topology.cluster {
+        return (hotkey_source, None);
+    }
+    let hotslots = match super::hotslot::probe(conn, topology).await {
+        Err(e) => format!("not possible: {e}"),
+        Ok(()) => {
+            let measured = match topology.units.first() {
+                Some(u) => super::hotslot::poll(conn, &u.master)
+                    .await
+                    .map(|p| p.slots.values().any(|s| s.cpu_usec.is_some())),
+                None => Ok(false),
+            };
+            match measured {
+                Ok(true) => "possible".to_owned(),
+                Ok(false) => "possible with key counts only (set cluster-slot-stats-enabled \
+                              yes for CPU and network rates)"
+                    .to_owned(),
+                Err(e) => format!("not possible: {e}"),
+            }
+        }
+    };
+    (hotkey_source, Some(hotslots))
+}
+
+/// How long each configured scan takes at the node's budget, from the keys each node holds.
+async fn estimates(
+    conn: &Connector,
+    topology: &super::topology::Topology,
+    target: &RedisTarget,
+) -> Result<Vec<ScanEstimate>> {
+    use crate::config::Mode;
+    let kps = f64::from(target.keys_per_second.max(1));
+    let mut out = Vec::new();
+    for unit in &topology.units {
+        let big = super::scan::bigkey_node(conn, unit).await;
+        let hot = unit.master.clone();
+        let on = |m: Mode| m != Mode::Off;
+        let both_here = on(target.hotkey.mode) && on(target.bigkey.mode) && big == hot;
+        for (analysis, node, mode) in [
+            ("hotkey", &hot, target.hotkey.mode),
+            ("bigkey", &big, target.bigkey.mode),
+        ] {
+            if !on(mode) {
+                continue;
+            }
+            let keys: u64 = keyspace(&conn.info(node, "keyspace").await?)
+                .iter()
+                .map(|(_, n)| n)
+                .sum();
+            let alone = std::time::Duration::from_secs_f64(keys as f64 / kps);
+            out.push(ScanEstimate {
+                analysis,
+                node: node.label(),
+                keys,
+                alone,
+                shared: both_here.then(|| alone * 2),
+            });
+        }
+    }
+    Ok(out)
 }

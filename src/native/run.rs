@@ -13,13 +13,14 @@ use super::conn::Connector;
 use super::error::{Error, Result};
 use super::families::{FamilyObserver, FamilyTable, TRACKED_FAMILIES};
 use super::pace::{Counter, Pace};
+use super::resp::NoTouch;
 use super::scan::{self, NoObserver};
 use super::topology::{keyspace, Node, Topology, Unit};
 use super::walk::Guard;
 use super::{runtime, Tasks, PROGRESS_EVERY};
-use crate::config::redis::RedisTarget;
+use crate::config::redis::{RedisTarget, STALL_LIMIT};
 use crate::dcs::{timestamp, Analysis, KeyRecord, ScanType, TaskRecord, TaskStatus};
-use crate::metrics::store::{ScanProgress, Store};
+use crate::metrics::store::{ScanProgress, Store, Touch};
 use crate::scheduler::{Clock, SourceError};
 
 /// Times a node's scan starts over after its server restarted or was flushed under it,
@@ -65,7 +66,8 @@ impl Run {
         );
         let settings = *self.target.analysis(self.analysis);
         // The loop gives up following at the timeout; the scan stops there too, so that a
-        // timed-out scan does not go on loading the server.
+        // timed-out scan does not go on loading the server. With `auto` that is only a far
+        // bound: the scan is cut off when it stalls (see `scan`).
         let left = settings.timeout.saturating_sub(Duration::from_secs_f64(
             (self.clock.now_unix() - self.created).max(0.0),
         ));
@@ -138,6 +140,8 @@ impl Run {
             };
             plan.push((unit, node, Counter::default()));
         }
+        self.report_touch(&plan.iter().map(|(_, n, _)| n.clone()).collect::<Vec<_>>())
+            .await?;
         // The keys of every node, for the progress; each node's count is read again when its
         // scan starts (over).
         let total = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -148,6 +152,15 @@ impl Run {
                 std::sync::atomic::Ordering::Relaxed,
             );
         }
+        let limit = self.target.scan_timeout(self.analysis);
+        let deadline = limit.map(|t| self.created + t.as_secs_f64());
+        self.warn_if_too_short(
+            &plan,
+            total.load(std::sync::atomic::Ordering::Relaxed),
+            pace,
+        );
+        // The progress, every second; with `timeout: auto`, also the watchdog that ends a
+        // scan that walked no key for `STALL_LIMIT`.
         let progress = {
             let counters: Vec<&Counter> = plan.iter().map(|(_, _, c)| c).collect();
             let store = self.store.clone();
@@ -156,17 +169,31 @@ impl Run {
             let clock = self.clock;
             let total = total.clone();
             async move {
+                let mut last = (0, tokio::time::Instant::now());
                 loop {
+                    let scanned: u64 = counters.iter().map(|c| c.get()).sum();
                     store.set_progress(
                         &id,
                         analysis,
                         Some(ScanProgress {
-                            keys_scanned: counters.iter().map(|c| c.get()).sum(),
+                            keys_scanned: scanned,
                             keys_total: total.load(std::sync::atomic::Ordering::Relaxed),
                             started_at: started,
                             at: clock.now_unix(),
+                            deadline,
                         }),
                     );
+                    if scanned != last.0 {
+                        last = (scanned, tokio::time::Instant::now());
+                    } else if limit.is_none() && last.1.elapsed() >= STALL_LIMIT {
+                        return Error::Stalled {
+                            target: id,
+                            message: format!(
+                                "the scan walked no key for {} (timeout: auto)",
+                                crate::config::duration::format(STALL_LIMIT)
+                            ),
+                        };
+                    }
                     tokio::time::sleep(PROGRESS_EVERY).await;
                 }
             }
@@ -177,7 +204,7 @@ impl Run {
             .map(|(unit, node, counter)| self.scan_node(unit, node, pace, counter));
         let all = tokio::select! {
             r = futures_util::future::try_join_all(scans) => r?,
-            _ = progress => unreachable!("the progress loop never ends"),
+            stalled = progress => return Err(stalled),
         };
         let mut keys = Vec::new();
         let mut tables = Vec::new();
@@ -189,6 +216,63 @@ impl Run {
             self.publish_families(started, tables);
         }
         Ok(keys)
+    }
+
+    /// Warns when the target's own timeout is shorter than a scan of its largest node takes
+    /// at the node's budget: the scan will be cut off (the status page and
+    /// `dcs_analysis_scan_deadline_timestamp_seconds` say so while it runs).
+    fn warn_if_too_short(&self, plan: &[(&Unit, Node, Counter)], total: u64, pace: Pace) {
+        let Some(limit) = self.target.scan_timeout(self.analysis) else {
+            return;
+        };
+        let nodes = plan.len().max(1) as u64;
+        // Shards are scanned side by side: the largest share decides; an even spread is
+        // assumed when only the total is known.
+        let expected = Duration::from_secs_f64(
+            (total / nodes) as f64 / f64::from(pace.keys_per_second.max(1)),
+        );
+        if expected > limit {
+            warn!(target = %self.target.id, analysis = %self.analysis,
+                keys = total, timeout = %crate::config::duration::format(limit),
+                expected = %crate::config::duration::format(expected),
+                "the scan cannot finish before its timeout at this throttle; set the target's \
+                 timeout to auto, or raise it or throttle.keys_per_second");
+        }
+    }
+
+    /// Publishes whether this scan's reads touch keys (their LFU counter and idle time), from
+    /// what `CLIENT NO-TOUCH ON` got on each node's connection, and logs it when it changed.
+    async fn report_touch(&self, nodes: &[Node]) -> Result<()> {
+        let mut why = Vec::new();
+        for node in nodes {
+            self.conn.get(node).await?;
+            match self.conn.no_touch(node) {
+                Some(NoTouch::Refused) => why.push(format!(
+                    "{}: CLIENT NO-TOUCH refused to the ACL user (add +client|no-touch)",
+                    node.label()
+                )),
+                Some(NoTouch::NotOffered) => why.push(format!(
+                    "{}: no CLIENT NO-TOUCH before Redis 7.2",
+                    node.label()
+                )),
+                _ => {}
+            }
+        }
+        let touch = Touch {
+            touches: !why.is_empty(),
+            why: if why.is_empty() {
+                "CLIENT NO-TOUCH is on: the scans change no LFU counter or idle time".to_owned()
+            } else {
+                why.join("; ")
+            },
+        };
+        if self.conn.touch_changed(touch.touches) && touch.touches {
+            warn!(target = %self.target.id, reason = %touch.why,
+                "scans of this target count as accesses to the keys they size (LFU counters and \
+                 idle times change; hot key rankings include the scans' reads)");
+        }
+        self.store.set_touch(&self.target.id, self.analysis, touch);
+        Ok(())
     }
 
     fn with_families(&self) -> bool {

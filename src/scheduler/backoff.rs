@@ -18,7 +18,8 @@ pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Margin added to a task's expected end before the first poll.
 pub const POLL_MARGIN: Duration = Duration::from_millis(750);
-/// How long an unsupported analysis waits before asking again.
+/// How long an analysis DCS found unsupported waits before asking again (at least; see
+/// [`super::AnalysisSource::unsupported_recheck`]).
 pub const UNSUPPORTED_RECHECK: Duration = Duration::from_secs(24 * 3600);
 
 /// Delay before retrying after `failures` consecutive failures (≥ 1): `base·2^(n−1)`, capped at
@@ -32,8 +33,23 @@ pub fn failure_backoff(failures: u64, cap: Duration, rng: &mut impl Rng) -> Dura
     backoff.delay(retry, rng)
 }
 
+/// The start-up jitter window gained by each instance starting beside others (see
+/// [`start_window`]).
+pub const START_SPACING: Duration = Duration::from_secs(1);
+
+/// The upper bound of the start-up jitter when the loops of `instances` instances start
+/// together (at start, or on a reload or discovery listing that adds or changes them):
+/// [`START_SPACING`] for each instance beyond the first, capped at `max`
+/// (`scheduler.start_jitter`). One instance starts at once; 150 or more are spread over the
+/// whole default of 2m30s, so that a fleet's first tasks reach the DCS API about one instance
+/// a second rather than all at once.
+pub fn start_window(instances: usize, max: Duration) -> Duration {
+    let others = u32::try_from(instances.saturating_sub(1)).unwrap_or(u32::MAX);
+    START_SPACING.saturating_mul(others).min(max)
+}
+
 /// Delay before an analysis' first task after start: uniform in `[0, min(interval / 2, max)]`,
-/// so that a fleet does not fire at once.
+/// so that a fleet does not fire at once (`max`: see [`start_window`]).
 pub fn start_jitter(interval: Duration, max: Duration, rng: &mut impl Rng) -> Duration {
     let window = (interval / 2).min(max);
     window.mul_f64(rng.gen::<f64>())
@@ -110,6 +126,32 @@ mod tests {
             start_jitter(Duration::from_secs(10), Duration::ZERO, &mut rng),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn the_start_window_grows_with_the_instances_starting_together() {
+        let s = Duration::from_secs;
+        let max = s(150);
+        assert_eq!(start_window(0, max), Duration::ZERO);
+        assert_eq!(
+            start_window(1, max),
+            Duration::ZERO,
+            "one instance starts at once"
+        );
+        assert_eq!(start_window(2, max), START_SPACING);
+        assert_eq!(start_window(100, max), s(99));
+        assert_eq!(
+            start_window(151, max),
+            max,
+            "a fleet is spread as configured"
+        );
+        assert_eq!(start_window(100_000, max), max);
+        assert_eq!(
+            start_window(usize::MAX, Duration::MAX),
+            START_SPACING * u32::MAX,
+            "no overflow"
+        );
+        assert_eq!(start_window(300, Duration::ZERO), Duration::ZERO);
     }
 
     #[test]

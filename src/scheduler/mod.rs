@@ -5,6 +5,7 @@
 //! - [`source`]: the seam the loop is written against ([`AnalysisSource`]): DCS tasks, or the
 //!   exporter's own scans of Redis and Valkey targets ([`crate::native`]).
 //! - [`analysis_loop`]: the loop that creates or adopts tasks, polls them and publishes results.
+//! - [`instance_info`]: the loop that keeps an instance's details current.
 //! - [`backoff`]: failure backoff, start-up jitter and the polling plan, as pure functions.
 //! - [`clock`]: wall-clock time that tests can drive with tokio's paused clock.
 //! - [`offline`]: the key family analysis (DCS offline key analysis of a backup) in the shape
@@ -16,25 +17,35 @@
 //! and exit code) instead of silently taking its instance's analysis with it. An analysis loop
 //! may end by itself (a `mode: off` analysis has nothing to do), so it is a plain supervised
 //! task; an instance details loop runs until cancelled, so ending earlier is a failure too.
-//! [`Scheduler::apply`] starts loops for new instances, restarts those whose settings or client
-//! changed, and stops (and forgets the series of) those no longer configured.
+//!
+//! # Applying a plan
+//! [`Scheduler::apply_plan`] starts loops for new instances and analyses, restarts only the
+//! loops whose own settings or source changed (a reload that changes the hot key settings of
+//! an instance leaves its big key loop alone), and stops (and forgets the series of) those no
+//! longer configured; it says which in [`Changes`]. A loop stopped or restarted tells its
+//! source ([`AnalysisSource::stop_tasks`]), so that a scan the exporter runs itself does not
+//! outlive the settings it was started with. The loops started together spread their first
+//! tasks over a window that grows with their number (see [`backoff::start_window`]): one
+//! instance starts at once, a fleet is spread over `scheduler.start_jitter`.
+//! [`Scheduler::recheck_unsupported`] (on every config reload) makes the analyses found
+//! unsupported ask again at once.
 
 pub mod analysis_loop;
 pub mod backoff;
 pub mod clock;
+pub mod instance_info;
 pub mod metrics;
 pub mod offline;
 pub mod source;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{info_span, Instrument};
 
 use crate::config::{AnalysisSettings, InstanceConfig, Mode};
 use crate::dcs::{Analysis, DcsApi, InstanceInfo};
@@ -42,19 +53,10 @@ use crate::metrics::store::{AnalysisSpec, InstanceSpec, Store};
 use crate::supervisor::Supervisor;
 pub use analysis_loop::{AnalysisLoop, Shared};
 pub use clock::Clock;
+use instance_info::info_loop;
+pub use instance_info::{INFO_REFRESH, INFO_RETRY};
 pub use metrics::SchedulerMetrics;
 pub use source::{AnalysisSource, SourceError};
-
-/// How often instance details are refreshed.
-pub const INFO_REFRESH: Duration = Duration::from_secs(3600);
-
-/// Retries of a failed ShowInstance: 1 min, 2 min, 4 min … up to [`INFO_REFRESH`], equal
-/// jitter so the instances of a cloud that failed together do not retry together.
-pub const INFO_RETRY: crate::backoff::Backoff = crate::backoff::Backoff::fixed(
-    Duration::from_secs(60),
-    INFO_REFRESH,
-    crate::backoff::Backoff::EQUAL_JITTER,
-);
 
 /// The instances of one cloud and the client that reaches them.
 pub struct CloudPlan<C> {
@@ -97,12 +99,19 @@ impl<C, N> Clone for SourceRef<C, N> {
     }
 }
 
-impl<C, N> SourceRef<C, N> {
+impl<C: AnalysisSource, N: AnalysisSource> SourceRef<C, N> {
     fn same(&self, other: &SourceRef<C, N>) -> bool {
         match (self, other) {
             (SourceRef::Dcs(a), SourceRef::Dcs(b)) => Arc::ptr_eq(a, b),
             (SourceRef::Native(a), SourceRef::Native(b)) => Arc::ptr_eq(a, b),
             _ => false,
+        }
+    }
+
+    fn stop_tasks(&self, instance_id: &str, analysis: Analysis) {
+        match self {
+            SourceRef::Dcs(c) => c.stop_tasks(instance_id, analysis),
+            SourceRef::Native(n) => n.stop_tasks(instance_id, analysis),
         }
     }
 }
@@ -143,7 +152,53 @@ struct InfoLoop<C> {
     token: CancellationToken,
 }
 
-/// Owns every loop; [`apply`](Scheduler::apply) a new plan on start and on reload.
+/// One loop: an instance id and an analysis.
+pub type LoopId = (String, Analysis);
+
+/// What [`Scheduler::apply_plan`] changed, loop by loop, each list sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Loops of instances or analyses new to the plan.
+    pub started: Vec<LoopId>,
+    /// Loops stopped and started again because their settings or their source changed.
+    pub restarted: Vec<LoopId>,
+    /// Loops no longer in the plan: instance removed, or analysis turned off.
+    pub stopped: Vec<LoopId>,
+    /// Loops left running as they were.
+    pub unchanged: usize,
+}
+
+impl Changes {
+    /// Loops named in a log line at most, per list.
+    pub const NAMED: usize = 20;
+
+    /// The loops of `list` as `id analysis, id analysis`, at most [`Changes::NAMED`] of them
+    /// and then how many more; `none` for an empty list.
+    pub fn names(list: &[LoopId]) -> impl fmt::Display + '_ {
+        struct Names<'a>(&'a [LoopId]);
+        impl fmt::Display for Names<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                if self.0.is_empty() {
+                    return f.write_str("none");
+                }
+                for (n, (id, analysis)) in self.0.iter().take(Changes::NAMED).enumerate() {
+                    if n > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{id} {analysis}")?;
+                }
+                match self.0.len().saturating_sub(Changes::NAMED) {
+                    0 => Ok(()),
+                    more => write!(f, " and {more} more"),
+                }
+            }
+        }
+        Names(list)
+    }
+}
+
+/// Owns every loop; [`apply_plan`](Scheduler::apply_plan) a new plan on start, on reload and
+/// on every discovery listing.
 pub struct Scheduler<C, N = C> {
     store: Arc<Store>,
     clock: Clock,
@@ -154,8 +209,11 @@ pub struct Scheduler<C, N = C> {
     info: HashMap<String, InfoLoop<C>>,
     /// Seeds the loops' jitter in tests; `None` uses entropy.
     seed: Option<u64>,
+    /// `scheduler.start_jitter`: the start-up jitter window of a whole fleet.
     start_jitter: Duration,
     metrics: Option<SchedulerMetrics>,
+    /// Bumped on every config reload (see [`recheck_unsupported`](Self::recheck_unsupported)).
+    reloads: watch::Sender<u64>,
 }
 
 impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
@@ -177,6 +235,7 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
             seed: None,
             start_jitter: crate::config::SchedulerSettings::default().start_jitter,
             metrics: None,
+            reloads: watch::Sender::new(0),
         }
     }
 
@@ -191,7 +250,8 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
         self
     }
 
-    /// Sets the upper bound of the start-up jitter of loops started from now on.
+    /// Sets `scheduler.start_jitter`, the start-up jitter window of a whole fleet, for the
+    /// loops started from now on (see [`backoff::start_window`]).
     pub fn set_start_jitter(&mut self, max: Duration) {
         self.start_jitter = max;
     }
@@ -206,16 +266,22 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
         self.loops.len()
     }
 
+    /// Makes every analysis found unsupported ask again at once (a config reload: the user may
+    /// just have changed the server's policy), instead of at its re-check.
+    pub fn recheck_unsupported(&self) {
+        self.reloads.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Makes the running loops match `plan` (DCS instances only).
-    pub fn apply(&mut self, plan: Vec<CloudPlan<C>>) {
+    pub fn apply(&mut self, plan: Vec<CloudPlan<C>>) -> Changes {
         self.apply_plan(Plan {
             clouds: plan,
             native: Vec::new(),
-        });
+        })
     }
 
     /// Makes the running loops match `plan`: DCS instances and native targets alike.
-    pub fn apply_plan(&mut self, plan: Plan<C, N>) {
+    pub fn apply_plan(&mut self, plan: Plan<C, N>) -> Changes {
         let Plan {
             clouds: plan,
             native,
@@ -283,17 +349,26 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
             });
         }
 
-        // Stop what is gone or changed.
+        // Stop what is gone or changed; its source stops what it runs for it.
+        let mut changes = Changes::default();
         self.loops.retain(|key, running| {
-            let keep = wanted.get(key).is_some_and(|(client, settings, fresh)| {
+            let want = wanted.get(key);
+            let keep = want.is_some_and(|(client, settings, fresh)| {
                 client.same(&running.client)
                     && *settings == running.settings
                     && *fresh == running.fresh_backup
             });
-            if !keep {
-                running.token.cancel();
+            if keep {
+                changes.unchanged += 1;
+                return true;
             }
-            keep
+            running.token.cancel();
+            running.client.stop_tasks(&key.0, key.1);
+            match want {
+                Some(_) => changes.restarted.push(key.clone()),
+                None => changes.stopped.push(key.clone()),
+            }
+            false
         });
         self.info.retain(|id, l| {
             let keep = wanted_info.get(id).is_some_and(|(client, name)| {
@@ -307,10 +382,21 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
         self.store.configure(&specs);
         self.store.set_instance_infos(known);
 
-        // Start what is new.
+        // Start what is new, spread over a window that grows with the instances starting now.
+        let starting: BTreeSet<&str> = wanted
+            .keys()
+            .filter(|key| !self.loops.contains_key(*key))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let window = backoff::start_window(starting.len(), self.start_jitter);
+        let restarted: HashSet<LoopId> = changes.restarted.iter().cloned().collect();
         for ((id, analysis), (client, settings, fresh_backup)) in wanted {
-            if self.loops.contains_key(&(id.clone(), analysis)) {
+            let key = (id.clone(), analysis);
+            if self.loops.contains_key(&key) {
                 continue;
+            }
+            if !restarted.contains(&key) {
+                changes.started.push(key);
             }
             let token = self.root.child_token();
             let seed = self.seed.map(|s| s ^ hash(&id) ^ analysis as u64);
@@ -319,7 +405,7 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
             match &client {
                 SourceRef::Dcs(c) => {
                     let lp = AnalysisLoop::new(
-                        self.shared(c.clone()),
+                        self.shared(c.clone(), window),
                         id.clone(),
                         analysis,
                         settings,
@@ -331,7 +417,7 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
                 }
                 SourceRef::Native(n) => {
                     let lp = AnalysisLoop::new(
-                        self.shared(n.clone()),
+                        self.shared(n.clone(), window),
                         id.clone(),
                         analysis,
                         settings,
@@ -381,74 +467,23 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
                 },
             );
         }
+        changes.started.sort();
+        changes.restarted.sort();
+        changes.stopped.sort();
+        changes
     }
 }
 
 impl<C, N> Scheduler<C, N> {
-    fn shared<S>(&self, client: Arc<S>) -> Shared<S> {
+    fn shared<S>(&self, client: Arc<S>, start_jitter: Duration) -> Shared<S> {
         Shared {
             client,
             store: self.store.clone(),
             limiter: self.limiter.clone(),
             clock: self.clock,
-            start_jitter: self.start_jitter,
+            start_jitter,
             metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// Keeps one instance's details current; adopts its DCS name when none is configured.
-async fn info_loop<C: DcsApi>(
-    client: Arc<C>,
-    store: Arc<Store>,
-    limiter: Arc<Semaphore>,
-    id: String,
-    use_dcs_name: bool,
-    seed: Option<u64>,
-    cancel: CancellationToken,
-) {
-    let mut rng = match seed {
-        Some(s) => ChaCha8Rng::seed_from_u64(s),
-        None => ChaCha8Rng::from_entropy(),
-    };
-    let mut failures = 0u32;
-    let mut loaded = false;
-    loop {
-        // Boxed: the request future is large and only alive during the call (one of these
-        // loops sleeps for each instance). Its attempts take the limiter's permits.
-        let result = Box::pin(crate::dcs::limit::scope_until(
-            limiter.clone(),
-            cancel.clone(),
-            client.show_instance(&id),
-        ))
-        .await;
-        if cancel.is_cancelled() {
-            return;
-        }
-        let wait = match result {
-            Ok(info) => {
-                failures = 0;
-                if use_dcs_name && !info.name.is_empty() {
-                    store.rename(&id, &info.name);
-                }
-                if !loaded {
-                    loaded = true;
-                    info!(name = %info.name, status = info.status.as_deref().unwrap_or("?"),
-                        "instance details loaded");
-                }
-                store.set_instance_info(&id, info);
-                INFO_REFRESH
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot load instance details");
-                let wait = INFO_RETRY.delay(failures, &mut rng);
-                failures = failures.saturating_add(1);
-                wait
-            }
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+            reloads: self.reloads.subscribe(),
         }
     }
 }

@@ -24,10 +24,11 @@
 //! methods of the trait too, with defaults that refuse: a source that offers no key family
 //! analysis (a Redis target, whose families come from its big key scan) never runs them.
 
-use std::future::Future;
-
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
 
+use super::backoff::UNSUPPORTED_RECHECK;
 use super::offline::{self, Created, ShardSeen, Topology};
 use crate::dcs::{self, Analysis, DcsApi, OfflineTaskDetails, TaskList, TaskListQuery, TaskRecord};
 use crate::metrics::store::FailureReason;
@@ -35,7 +36,7 @@ use crate::metrics::store::FailureReason;
 /// The questions the analysis loop asks of a failed source call.
 pub trait SourceError: std::error::Error + Send + Sync + 'static {
     /// The instance does not support this analysis (counted as `unsupported`, re-checked
-    /// rarely).
+    /// after [`AnalysisSource::unsupported_recheck`]).
     fn is_unsupported(&self) -> bool;
     /// A task of this analysis already runs; the loop lists and adopts it.
     fn is_already_running(&self) -> bool;
@@ -65,6 +66,21 @@ pub trait SourceError: std::error::Error + Send + Sync + 'static {
 /// All methods are cancel-safe: dropping the future abandons the call.
 pub trait AnalysisSource: Send + Sync + 'static {
     type Error: SourceError;
+
+    /// How long an analysis this source found unsupported waits before asking again, for an
+    /// analysis run every `interval` (a config reload asks at once in any case). By default
+    /// a day, or the interval when longer: on DCS the answer depends on the engine version and
+    /// the instance's configuration, which rarely change, and asking creates a task.
+    fn unsupported_recheck(&self, interval: Duration) -> Duration {
+        UNSUPPORTED_RECHECK.max(interval)
+    }
+
+    /// The loop of this analysis of this instance stopped: the analysis was removed or turned
+    /// off, or its loop restarts with other settings. A source that runs tasks itself stops
+    /// the one running (a restarted loop then starts its own, with the new settings); the
+    /// loop's stop token has fired already, so what the old loop sees afterwards counts for
+    /// nothing. By default nothing happens: a DCS task runs on, and a new loop adopts it.
+    fn stop_tasks(&self, _instance_id: &str, _analysis: Analysis) {}
 
     /// The task records of one analysis of one instance (order not guaranteed).
     fn list_tasks(

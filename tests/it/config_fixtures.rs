@@ -180,6 +180,55 @@ const CASES: &[(&str, &[&str])] = &[
         &["clouds", "at least one cloud is required"],
     ),
     ("scalar_document.yaml", &["(top level)", "invalid type"]),
+    (
+        "unknown_key_redis_hotkey.yaml",
+        &[
+            "redis[0].analysis.hotkey.fresh_backup: unknown field `fresh_backup`, expected one \
+             of `mode`, `interval`, `timeout`, `top_n`, `source`, `monitor`, `hotkeys`; only \
+             analysis.keyfamily takes fresh_backup",
+            "line 8",
+        ],
+    ),
+    (
+        "unknown_key_redis_keyfamily.yaml",
+        &[
+            "redis[0].analysis.keyfamily.interval: unknown field `interval`, expected one of \
+             `mode`, `top_n`, `families`; the key families of a Redis or Valkey target come \
+             with every big key scan: set analysis.bigkey.interval",
+            "line 7",
+        ],
+    ),
+    (
+        "redis_port_zero.yaml",
+        &[
+            "redis[0].address: port 0 is not a port a server listens on",
+            "line 4",
+        ],
+    ),
+    (
+        "redis_bad_escape.yaml",
+        &[
+            "redis[0].address: the password in the address has an invalid percent escape",
+            "write a literal `%` as %25",
+            "line 4",
+        ],
+    ),
+    (
+        "redis_password_procfs.yaml",
+        &[
+            "redis[0].password_file: cannot read /proc/self/environ: is not a regular file (it \
+             is on procfs",
+            "line 5",
+        ],
+    ),
+    (
+        "redis_bad_address.yaml",
+        &[
+            "redis[0].address: not a Redis address",
+            "write redis://HOST:PORT (rediss:// for TLS) or HOST:PORT",
+            "line 3",
+        ],
+    ),
 ];
 
 fn corpus() -> PathBuf {
@@ -265,6 +314,33 @@ fn the_table_covers_the_whole_corpus() {
     );
 }
 
+/// A refused address is named by its key, never repeated: it may hold a password.
+#[tokio::test]
+async fn a_refused_address_never_repeats_its_password() {
+    let path = corpus().join("redis_bad_escape.yaml");
+    let path = path.to_str().expect("UTF-8 path");
+    for args in [
+        vec!["check-config".to_owned(), format!("--config.file={path}")],
+        vec![
+            format!("--config.file={path}"),
+            "--web.listen-address=127.0.0.1:0".to_owned(),
+        ],
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args).await;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("redis[0].address"), "{text}");
+        assert!(
+            !text.contains("s3cr"),
+            "{args:?} repeats the password: {text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_huge_config_is_refused_before_parsing() {
     // Generated rather than committed: 2 MiB of comments after a valid start.
@@ -282,5 +358,73 @@ async fn a_huge_config_is_refused_before_parsing() {
 async fn a_missing_config_file_is_refused() {
     let path = corpus().join("no-such-file.yaml");
     let wrong = check(&path, &["no-such-file.yaml", "cannot read config file"]).await;
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+/// Every file a config names gets the checks the config file gets, in `check-config` and at
+/// the start: a FIFO answers at once instead of blocking, `/dev/zero` and procfs are refused
+/// unread, and so is a file of 100 MiB. Generated: a FIFO cannot be committed.
+#[tokio::test]
+async fn files_named_by_a_config_are_refused_without_blocking() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("config-files");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let huge = dir.join("huge.pem");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(100 << 20)
+        .unwrap();
+    let mut wrong = Vec::new();
+    let not_a_file =
+        |it: &str| format!("is not a regular file (it is {it}); give the path of a file");
+    let procfs = not_a_file("on procfs, made up by the kernel as it is read");
+    for (file, what) in [
+        (
+            fifo.display().to_string(),
+            [not_a_file("a FIFO"), not_a_file("a FIFO")],
+        ),
+        (
+            "/dev/zero".to_owned(),
+            [not_a_file("a device"), not_a_file("a device")],
+        ),
+        (
+            "/proc/self/environ".to_owned(),
+            [procfs.clone(), procfs.clone()],
+        ),
+        (
+            huge.display().to_string(),
+            // Secrets and keys, certificates.
+            [
+                "is larger than 65536 bytes".to_owned(),
+                "is larger than 1048576 bytes".to_owned(),
+            ],
+        ),
+    ] {
+        let config = dir.join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "redis:\n  - address: rediss://127.0.0.1:6380\n    password_file: {file}\n    tls:\n      ca_file: {file}\n      cert_file: {file}\n      key_file: {file}\n"
+            ),
+        )
+        .unwrap();
+        let fragments: Vec<String> = [
+            ("redis[0].password_file", 3, &what[0]),
+            ("redis[0].tls.ca_file", 5, &what[1]),
+            ("redis[0].tls.cert_file", 6, &what[1]),
+            ("redis[0].tls.key_file", 7, &what[0]),
+        ]
+        .iter()
+        .map(|(key, line, what)| format!("{key}: cannot read {file}: {what} (line {line})"))
+        .collect();
+        let fragments: Vec<&str> = fragments.iter().map(String::as_str).collect();
+        wrong.extend(check(&config, &fragments).await);
+    }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }

@@ -14,14 +14,14 @@ use crate::common::{promtool_check, start_exporter, wait_for, Exporter, Metrics,
 use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config::{self, Config};
 
-const DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
 
-fn load(yaml: &str, dir: &TempDir) -> Config {
+pub(crate) fn load(yaml: &str, dir: &TempDir) -> Config {
     config::load_str(yaml, "native-test.yaml", Some(dir.dir()), &|_| None)
         .unwrap_or_else(|e| panic!("config loads: {e}"))
 }
 
-async fn start(yaml: &str, dir: &TempDir) -> Exporter {
+pub(crate) async fn start(yaml: &str, dir: &TempDir) -> Exporter {
     start_exporter(
         load(yaml, dir),
         RunOptions::default(),
@@ -31,7 +31,7 @@ async fn start(yaml: &str, dir: &TempDir) -> Exporter {
 }
 
 /// Scrapes until `analysis` of `id` has a result (or, with `failure`, a failure of that reason).
-async fn wait_success(e: &Exporter, id: &str, analysis: &str) -> Metrics {
+pub(crate) async fn wait_success(e: &Exporter, id: &str, analysis: &str) -> Metrics {
     wait_for(&format!("{analysis} result of {id}"), DEADLINE, || async {
         let m = e.scrape().await;
         m.get(
@@ -43,7 +43,7 @@ async fn wait_success(e: &Exporter, id: &str, analysis: &str) -> Metrics {
     .await
 }
 
-async fn wait_failure(e: &Exporter, id: &str, analysis: &str, reason: &str) -> Metrics {
+pub(crate) async fn wait_failure(e: &Exporter, id: &str, analysis: &str, reason: &str) -> Metrics {
     wait_for(&format!("{reason} failure of {id}"), DEADLINE, || async {
         let m = e.scrape().await;
         let n = m.get(
@@ -60,7 +60,7 @@ async fn wait_failure(e: &Exporter, id: &str, analysis: &str, reason: &str) -> M
 }
 
 /// (key label, value) of every sample of `family` for `id`, in exposition order.
-fn keys_of(m: &Metrics, family: &str, id: &str) -> Vec<(String, String, String, f64)> {
+pub(crate) fn keys_of(m: &Metrics, family: &str, id: &str) -> Vec<(String, String, String, f64)> {
     m.family(family)
         .into_iter()
         .filter(|s| s.labels.get("instance_id").map(String::as_str) == Some(id))
@@ -75,7 +75,7 @@ fn keys_of(m: &Metrics, family: &str, id: &str) -> Vec<(String, String, String, 
         .collect()
 }
 
-fn sync(server: &Server) -> redis::Connection {
+pub(crate) fn sync(server: &Server) -> redis::Connection {
     redis::Client::open(format!("redis://127.0.0.1:{}", server.port))
         .unwrap()
         .get_connection()
@@ -83,7 +83,7 @@ fn sync(server: &Server) -> redis::Connection {
 }
 
 /// The number of calls of `command` in `INFO commandstats`.
-fn calls(server: &Server, command: &str) -> u64 {
+pub(crate) fn calls(server: &Server, command: &str) -> u64 {
     let info = server.cli(&["INFO", "commandstats"]);
     info.lines()
         .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
@@ -93,14 +93,14 @@ fn calls(server: &Server, command: &str) -> u64 {
 }
 
 /// A key the test writes, with the size the exporter must report.
-struct Planted {
-    db: i64,
-    name: Vec<u8>,
-    key_type: &'static str,
-    size: i64,
+pub(crate) struct Planted {
+    pub db: i64,
+    pub name: Vec<u8>,
+    pub key_type: &'static str,
+    pub size: i64,
 }
 
-fn plant(server: &Server, keys: &[Planted]) {
+pub(crate) fn plant(server: &Server, keys: &[Planted]) {
     let mut out = Vec::new();
     let mut db = -1;
     for k in keys {
@@ -130,23 +130,42 @@ fn plant(server: &Server, keys: &[Planted]) {
     server.pipe(&out);
 }
 
-/// The name the exporter must give a key: itself when it is UTF-8; else its readable form,
+/// The name the exporter must give a key: itself when it is UTF-8 without control characters;
+/// else its readable form (each byte that is not UTF-8 and each control character as `\xNN`),
 /// `~b:` and the first 16 hex digits of the SHA-256 of its bytes (so that names differing only
-/// in invalid bytes keep apart).
+/// in such bytes keep apart, and nothing raw reaches a label).
 pub fn exported_name(raw: &[u8]) -> String {
     use sha2::Digest;
-    match std::str::from_utf8(raw) {
-        Ok(s) => s.to_owned(),
-        Err(_) => format!(
-            "{}~b:{}",
-            String::from_utf8_lossy(raw),
-            &hex::encode(sha2::Sha256::digest(raw))[..16]
-        ),
+    if let Ok(s) = std::str::from_utf8(raw) {
+        if !s.chars().any(char::is_control) {
+            return s.to_owned();
+        }
     }
+    let mut out = String::new();
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                let mut b = [0u8; 4];
+                for byte in c.encode_utf8(&mut b).bytes() {
+                    out.push_str(&format!("\\x{byte:02x}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    format!("{out}~b:{}", &hex::encode(sha2::Sha256::digest(raw))[..16])
 }
 
 /// The top `n` per unit of `keys`, as the exporter must rank them: (name, type, db, size).
-fn expected_top(keys: &[Planted], n: usize, strings: bool) -> Vec<(String, String, String, f64)> {
+pub(crate) fn expected_top(
+    keys: &[Planted],
+    n: usize,
+    strings: bool,
+) -> Vec<(String, String, String, f64)> {
     let mut v: Vec<&Planted> = keys
         .iter()
         .filter(|k| (k.key_type == "string") == strings)
@@ -166,7 +185,7 @@ fn expected_top(keys: &[Planted], n: usize, strings: bool) -> Vec<(String, Strin
 }
 
 /// The exported big strings and big collections of `id` are the top `n` of `keys` per unit.
-fn assert_big_keys(m: &Metrics, id: &str, keys: &[Planted], n: usize) {
+pub(crate) fn assert_big_keys(m: &Metrics, id: &str, keys: &[Planted], n: usize) {
     assert_eq!(
         keys_of(m, "dcs_bigkey_size_bytes", id),
         expected_top(keys, n, true)
@@ -177,7 +196,7 @@ fn assert_big_keys(m: &Metrics, id: &str, keys: &[Planted], n: usize) {
     );
 }
 
-fn dataset() -> Vec<Planted> {
+pub(crate) fn dataset() -> Vec<Planted> {
     let p = |db, name: &[u8], key_type, size| Planted {
         db,
         name: name.to_vec(),
@@ -461,7 +480,18 @@ async fn big_keys_are_read_on_the_replica_and_hot_keys_on_the_master() {
         ),
         Some(1.0)
     );
-    // What check-config --online reports for the same target.
+    assert!(
+        calls(&replica, "memory|usage") > 0,
+        "big keys read on the replica"
+    );
+    assert_eq!(calls(&master, "memory|usage"), 0, "and not on the master");
+    assert!(
+        calls(&master, "object|freq") > 0,
+        "hot keys read on the master"
+    );
+    assert_eq!(calls(&replica, "object|freq"), 0);
+    // What check-config --online reports for the same target (it asks each node's
+    // permissions with one harmless command each).
     let target = &load(&format!("redis:\n  - address: {}\n", master.url()), &dir).redis[0];
     let report = dcs_key_exporter::native::probe::check_online(target)
         .await
@@ -483,16 +513,6 @@ async fn big_keys_are_read_on_the_replica_and_hot_keys_on_the_master() {
         )]
     );
     assert!(report.version.starts_with("redis ") || report.version.starts_with("valkey "));
-    assert!(
-        calls(&replica, "memory|usage") > 0,
-        "big keys read on the replica"
-    );
-    assert_eq!(calls(&master, "memory|usage"), 0, "and not on the master");
-    assert!(
-        calls(&master, "object|freq") > 0,
-        "hot keys read on the master"
-    );
-    assert_eq!(calls(&replica, "object|freq"), 0);
     e.stop().await;
 }
 
@@ -643,6 +663,7 @@ async fn an_acl_user_with_the_documented_permissions_works_and_one_without_fails
         "+hlen",
         "+xlen",
         "+memory|usage",
+        "+pttl",
         "+object|freq",
         "+randomkey",
         "+info",

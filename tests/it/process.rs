@@ -75,7 +75,7 @@ fn write_secret(dir: &Path, secret: &str) {
     std::fs::write(dir.join("sk"), format!("{secret}\n")).unwrap();
 }
 
-struct Exporter {
+pub(crate) struct Exporter {
     child: Child,
     addr: SocketAddr,
     /// When its `listening` line appeared.
@@ -85,7 +85,20 @@ struct Exporter {
 }
 
 async fn spawn_exporter(config: &Path) -> Exporter {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dcs-key-exporter"));
+    spawn_exporter_limited(config, None).await
+}
+
+/// The exporter as a process, with its open-file limit (`ulimit -n`) set to `nofile`.
+pub(crate) async fn spawn_exporter_limited(config: &Path, nofile: Option<u32>) -> Exporter {
+    let bin = env!("CARGO_BIN_EXE_dcs-key-exporter");
+    let mut cmd = match nofile {
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), bin]);
+            c
+        }
+        None => Command::new(bin),
+    };
     cmd.arg(format!("--config.file={}", config.display()))
         .arg("--web.listen-address=127.0.0.1:0")
         .arg("--log.level=debug")
@@ -138,7 +151,18 @@ async fn spawn_exporter(config: &Path) -> Exporter {
 }
 
 impl Exporter {
-    async fn scrape(&self) -> Metrics {
+    /// The process' peak resident memory (`VmHWM`), in KiB.
+    pub(crate) fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("still running");
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    pub(crate) async fn scrape(&self) -> Metrics {
         let resp = self
             .http
             .get(format!("http://{}/metrics", self.addr))
@@ -349,6 +373,27 @@ async fn reload_by_sighup_and_http_rejects_broken_configs_and_rereads_secrets() 
         (shown > first && m.count("dcs_hotkey_frequency", a) == 3).then_some(())
     })
     .await;
+
+    // A secret "file" that is a FIFO is refused at once, naming the key and the file: the
+    // reload does not wait for a writer that never comes.
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("fifo"))
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    write_config(
+        &dir,
+        &only_a.replace("secret_key_file: sk", "secret_key_file: fifo"),
+    );
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), exp.reload())
+        .await
+        .expect("a reload with a FIFO answers");
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("clouds[0].auth.secret_key_file")
+            && body.contains("fifo: is not a regular file (it is a FIFO)"),
+        "{body}"
+    );
 
     // SIGHUP with a good config: b starts, a stops and its series disappear.
     write_config(&dir, &only_b);

@@ -232,10 +232,27 @@ pub(super) const ANALYSIS_SCAN_COMPLETION: Family = Family {
     help: "Unix time at which the running scan of a Redis or Valkey target should end at its \
            pace so far; present only while such a scan runs and has visited keys.",
 };
+pub(super) const ANALYSIS_SCAN_DEADLINE: Family = Family {
+    name: "analysis_scan_deadline_timestamp_seconds",
+    kind: Kind::Gauge,
+    help: "Unix time at which the running scan of a Redis or Valkey target is cut off by the \
+           timeout the target sets; present only while such a scan runs (a scan whose timeout \
+           is auto has none). A scan whose estimated completion is later will not finish.",
+};
+pub(super) const ANALYSIS_SCAN_TOUCHES_KEYS: Family = Family {
+    name: "analysis_scan_touches_keys",
+    kind: Kind::Gauge,
+    help: "1 when the newest scan of a Redis or Valkey target counted as an access to the keys \
+           it sized (their LFU counter and idle time change: the server has no CLIENT NO-TOUCH, \
+           before Redis 7.2, or refuses it to the ACL user), 0 when it touched none; the hot key \
+           ranking of such a server includes the scans' own reads.",
+};
 pub(super) const INSTANCE_INFO: Family = Family {
     name: "instance_info",
     kind: Kind::Gauge,
-    help: "Details of a DCS instance from discovery (ListInstances) or ShowInstance; always 1.",
+    help: "Details of an instance: of a DCS instance from discovery (ListInstances) or \
+           ShowInstance, of a Redis or Valkey target from the server (INFO, engine with its own \
+           version); always 1.",
 };
 
 /// A value to write after a sample's labels.

@@ -430,6 +430,27 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
             .map(Value::Float)
     });
 
+    analysis_family(out, ns, &ANALYSIS_SCAN_DEADLINE, arena, &analyses, |a| {
+        a.state
+            .progress
+            .as_ref()
+            .and_then(|p| p.deadline)
+            .map(Value::Float)
+    });
+    analysis_family(
+        out,
+        ns,
+        &ANALYSIS_SCAN_TOUCHES_KEYS,
+        arena,
+        &analyses,
+        |a| {
+            a.state
+                .touch
+                .as_ref()
+                .map(|t| Value::Int(u64::from(t.touches)))
+        },
+    );
+
     let mark = out.len();
     header(out, ns, &INSTANCE_INFO);
     let mut any = false;
@@ -441,6 +462,9 @@ pub fn render_state(snapshot: &Snapshot, opts: &RenderOptions, out: &mut Vec<u8>
         labels.clear();
         label(&mut labels, "instance_id", &inst.id, true);
         label(&mut labels, "instance_name", &inst.name, false);
+        // `redis`, `valkey`, or DCS' engine in the same lower case (`Redis` → `redis`).
+        let engine = info.engine.as_deref().unwrap_or("").to_ascii_lowercase();
+        label(&mut labels, "engine", &engine, false);
         for (name, value) in [
             ("engine_version", &info.engine_version),
             ("spec_code", &info.spec_code),

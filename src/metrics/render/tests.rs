@@ -122,6 +122,7 @@ fn example() -> Snapshot {
     inst.info = Some(InstanceInfo {
         instance_id: "i-1".into(),
         name: "orders".into(),
+        engine: Some("Redis".into()),
         engine_version: Some("6.0".into()),
         status: Some("RUNNING".into()),
         spec_code: None,
@@ -204,7 +205,7 @@ dcs_analysis_interval_seconds{{{hot}}} 900
 dcs_analysis_interval_seconds{{{big}}} 900
 # HELP dcs_instance_info {i}
 # TYPE dcs_instance_info gauge
-dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine_version=\"6.0\",spec_code=\"\",status=\"RUNNING\"}} 1
+dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine=\"redis\",engine_version=\"6.0\",spec_code=\"\",status=\"RUNNING\"}} 1
 ",
         h_freq = HOTKEY_FREQUENCY.help,
         h_est = HOTKEY_ESTIMATED_ACCESSES.help,
@@ -277,6 +278,7 @@ fn memory_of_native_big_keys_and_scan_progress_are_rendered() {
     h.memory = Some(1_234_567);
     let mut st = state(Analysis::Bigkey, Some(result(vec![h])));
     st.progress = Some(crate::metrics::store::ScanProgress {
+        deadline: None,
         keys_scanned: 250,
         keys_total: 1000,
         started_at: 100.0,

@@ -195,6 +195,10 @@ impl Connection {
             }
             for c in cmds {
                 c.encode(&mut bytes);
+                if c.name() == "SELECT" {
+                    // Selected by the caller: the database on the wire is no longer known.
+                    s.db = None;
+                }
                 slots.push_back(Slot::Cmd {
                     name: c.name(),
                     expect: c.expected(),

@@ -102,20 +102,17 @@ pub(super) fn sources(h: &mut String, result: &AnalysisResult) {
 pub(super) fn unsupported(analysis: Analysis) -> &'static str {
     match analysis {
         Analysis::Hotslot => {
-            "no: hot slots need a Redis Cluster whose servers have CLUSTER SLOT-STATS (Valkey \
-             8.0+, Redis 8.2+); the last error says which is missing. Not an error: asked again \
-             once a day"
+            "hot slots need a Redis Cluster whose servers have CLUSTER SLOT-STATS (Valkey 8.0+, \
+             Redis 8.2+); the last error says which is missing"
         }
         Analysis::Hotkey => {
-            "no: the instance cannot give hot keys, as DCS (or the Redis server) answered: a DCS \
+            "the instance cannot give hot keys, as DCS (or the Redis server) answered: a DCS \
              instance needs Redis 4.0 or later and an LFU maxmemory-policy; a Redis or Valkey \
              target needs HOTKEYS (Redis 8.6+, Valkey 9.2+ with hotkeys-top-k above 0), an LFU \
-             maxmemory-policy, or analysis.hotkey.source: monitor. Not an error: asked again \
-             once a day"
+             maxmemory-policy, or analysis.hotkey.source: monitor"
         }
         Analysis::Bigkey | Analysis::Keyfamily => {
-            "no: the instance cannot run it, as DCS (or the Redis server) answered. Not an \
-             error: asked again once a day"
+            "the instance cannot run it, as DCS (or the Redis server) answered"
         }
     }
 }

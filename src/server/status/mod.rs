@@ -8,7 +8,9 @@
 //! instances fits in a few screens. Sizes are human-readable (`12.5 KiB`, `70,000 elements`).
 //!
 //! An analysis the instance does not support is shown as unsupported (grey), not as failing
-//! (red): it is a property of the instance, re-checked daily, not an error.
+//! (red): it is a property of the instance, not an error. Its details say when it is asked
+//! again (every interval for a Redis or Valkey server, once a day on DCS, and at once on a
+//! config reload).
 //!
 //! The page has inline CSS, no scripts and no external assets. Everything that comes from DCS or
 //! the config (names, ids, messages, key names) is hostile text: it is HTML-escaped, and control
@@ -110,7 +112,9 @@ const LEGEND: &str = "<dl class=\"legend\">\n\
 exported. The details below give the error.</dd>\n\
 <dt>unsupported</dt><dd>the instance cannot run this analysis, as DCS (or the Redis server) \
 answered: hot keys need Redis 4.0 or later and an LFU <code>maxmemory-policy</code>. Not an \
-error: asked again once a day.</dd>\n\
+error. Asked again at the time its details show: every interval for a Redis or Valkey server \
+(two commands), once a day on DCS; and at once on a config reload (SIGHUP or \
+<code>POST /-/reload</code>).</dd>\n\
 <dt>waiting</dt><dd>no result yet and no failure: the first analysis has not finished.</dd>\n\
 <dt>manual scan</dt><dd>the result comes from a task created through the DCS API: by this \
 exporter (<code>trigger</code> mode) or by someone in the DCS console. An <em>auto scan</em> is \
@@ -339,7 +343,14 @@ fn analysis(
     let supported = if st.supported {
         "<span class=\"ok\">yes</span>".to_owned()
     } else {
-        format!("<span class=\"na\">{}</span>", hot::unsupported(analysis))
+        let next = st
+            .recheck_at
+            .map_or_else(|| "at the next check".to_owned(), |t| when(t, now));
+        format!(
+            "<span class=\"na\">no: {}. Not an error: asked again {next}, or at once on a \
+             config reload</span>",
+            hot::unsupported(analysis)
+        )
     };
     let _ = writeln!(h, "<tr><th>supported</th><td>{supported}</td></tr>");
 
@@ -403,9 +414,25 @@ fn analysis(
                 if let Some(eta) = p.estimated_completion() {
                     let _ = write!(h, ", done about {}", when(eta, now));
                 }
+                if let (true, Some(d)) = (p.misses_deadline(), p.deadline) {
+                    let _ = write!(
+                        h,
+                        "; <span class=\"bad\">cut off by its timeout {} before it can \
+                         finish</span> (set the target's timeout to auto, or raise it or \
+                         throttle.keys_per_second)",
+                        when(d, now)
+                    );
+                }
             }
         }
         None => h.push_str("none"),
+    }
+    if let Some(t) = st.touch.as_ref().filter(|t| t.touches) {
+        let _ = write!(
+            h,
+            "</td></tr>\n<tr><th>touches keys</th><td><span class=\"bad\">yes</span>: {}",
+            esc(&t.why)
+        );
     }
     let failures = if st.consecutive_failures > 0 {
         format!("<span class=\"bad\">{}</span>", st.consecutive_failures)

@@ -38,12 +38,14 @@ fn snapshot() -> Snapshot {
             interval: std::time::Duration::from_secs(900),
         },
         supported: true,
+        recheck_at: None,
         running: Some(RunningTask {
             id: "task-<2>".into(),
             status: "running".into(),
             since: JAN1 + 3600.0,
         }),
         progress: None,
+        touch: None,
         consecutive_failures: 1,
         failures: BTreeMap::new(),
         tasks_created: 2,
@@ -333,6 +335,34 @@ fn unsupported_is_grey_not_red() {
     assert!(!big_state.contains("class=\"bad\""), "{big_state}");
     assert!(big_state.contains("<span class=\"na\">unsupported</span>: DCS.4919"));
     assert!(big_state.contains("<span class=\"na\">no: the instance cannot run it"));
+    assert!(
+        big_state.contains("asked again at the next check, or at once on a config reload"),
+        "{big_state}"
+    );
+}
+
+/// The details say when an unsupported analysis is asked again, as the scheduler planned it:
+/// for a Redis target one interval later, not "once a day".
+#[test]
+fn unsupported_says_when_it_is_asked_again() {
+    let mut snap = snapshot();
+    let inst = snap.instances.values_mut().next().expect("instance");
+    let big = inst.analyses.get_mut(&Analysis::Bigkey).expect("bigkey");
+    big.recheck_at = Some(JAN1 + 600.0);
+    let page = render_page(&snap, "/metrics", JAN1, &RenderOptions::default());
+    let big_section = &page[page.find("<h3>bigkey</h3>").expect("bigkey")..];
+    let big_state = &big_section[..big_section.find("</table>").expect("table")];
+    assert!(
+        big_state.contains(
+            "asked again 2024-01-01 00:10:00 UTC (in 10m 0s), or at once on a config reload"
+        ),
+        "{big_state}"
+    );
+    assert!(!page.contains("once a day</span>"), "no fixed period");
+    assert!(
+        page.contains("every interval for a Redis or Valkey server"),
+        "legend"
+    );
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! 127.0.0.1:0, a strict parser of the text format that is independent of the renderer,
 //! `promtool check metrics`, a readiness poll with a deadline, the simulator's newest successful
 //! task, the documented `key` label of a key name, and a scratch directory for config files.
+//! Real Redis and Valkey servers: [`servers`] (which ones, and skipping without) and
+//! [`redis_server`] (the processes).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -14,9 +16,10 @@ use dcs_key_exporter::dcs::{timestamp, Analysis, TaskRecord, TaskStatus};
 use dcs_key_exporter::simulator::{SimConfig, Simulator};
 use tokio::net::TcpListener;
 
+pub mod fake_redis;
 pub mod fake_resp;
 pub mod redis_server;
-pub mod server_bin;
+pub mod servers;
 use tokio_util::sync::CancellationToken;
 
 /// A simulator serving on a loopback port; stops when dropped.

@@ -1,38 +1,17 @@
-//! Real `redis-server` processes for the native-target tests: standalone, replica, cluster,
-//! ACL and TLS, each on a free loopback port in its own scratch directory, stopped on drop.
-//!
-//! Without `redis-server` on the machine the tests print why and skip, unless
-//! `DCS_EXPORTER_REDIS_TESTS=require` is set (CI), where a missing or failing server fails.
+//! Real Redis and Valkey server processes for the native-target tests: standalone, replica,
+//! cluster, ACL and TLS, each on a free loopback port in its own scratch directory, stopped on
+//! drop. Which binaries there are, and what happens without one, is [`super::servers`].
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use super::servers::available;
+use super::servers::{first, ServerBin};
 use super::TempDir;
 
-/// Whether the real-server tests must run (CI) rather than skip.
-pub fn required() -> bool {
-    std::env::var("DCS_EXPORTER_REDIS_TESTS").is_ok_and(|v| v == "require")
-}
-
-/// `true` when `redis-server` can run; otherwise prints why and returns `false` (or panics
-/// when the tests are required).
-pub fn available(test: &str) -> bool {
-    let ok = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            !required(),
-            "{test}: redis-server is not installed, but DCS_EXPORTER_REDIS_TESTS=require"
-        );
-        eprintln!("{test}: skipped: redis-server is not installed (apt-get install redis-server)");
-    }
-    ok
-}
+/// How long a server gets to answer PING after it was started.
+const START_DEADLINE: Duration = Duration::from_secs(20);
 
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
@@ -43,57 +22,123 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// One `redis-server` process.
+/// One server process.
 pub struct Server {
     pub port: u16,
     child: Child,
     pub dir: TempDir,
     /// Extra arguments `redis-cli` needs (TLS, credentials).
     pub cli_args: Vec<String>,
+    /// The binary it runs.
+    pub bin: ServerBin,
+}
+
+/// Why a server did not come up: its own words (log file and stderr).
+#[derive(Debug)]
+pub struct StartError {
+    pub message: String,
+    pub log: String,
+}
+
+impl StartError {
+    /// The build has no TLS: Redis 7+ and Valkey say so in their log, 6.2 does not know the
+    /// directive.
+    pub fn lacks_tls(&self) -> bool {
+        self.log.contains("Failed finding TLS support")
+            || (self.log.contains("tls-port") && self.log.contains("Bad directive"))
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; its log:\n{}", self.message, self.log)
+    }
 }
 
 impl Server {
-    /// Starts a server with `args` on a free port; waits until it answers PING.
+    /// Starts the first listed server with `args` on a free port; waits until it answers PING.
     pub async fn start(args: &[&str]) -> Server {
         Self::start_with(args, Vec::new(), None).await
     }
 
-    /// Starts a server; `cli_args` are what `redis-cli` needs to talk to it, and with `tls`
-    /// the port speaks TLS only.
+    /// Starts the first listed server; `cli_args` are what `redis-cli` needs to talk to it,
+    /// and with `tls` the port speaks TLS only.
     pub async fn start_with(args: &[&str], cli_args: Vec<String>, tls: Option<()>) -> Server {
+        Self::start_bin(first(), args, cli_args, tls.is_some()).await
+    }
+
+    /// Starts `bin`; panics with the server's log when it does not come up.
+    pub async fn start_bin(bin: &ServerBin, args: &[&str], cli: Vec<String>, tls: bool) -> Server {
+        Self::try_start_bin(bin, args, cli, tls)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", bin.describe()))
+    }
+
+    /// Starts `bin` and waits until it answers PING, or says why it did not.
+    pub async fn try_start_bin(
+        bin: &ServerBin,
+        args: &[&str],
+        cli_args: Vec<String>,
+        tls: bool,
+    ) -> Result<Server, StartError> {
         let dir = TempDir::new("redis");
         let port = free_port();
-        let mut cmd = Command::new("redis-server");
-        if tls.is_some() {
-            cmd.args(["--port", "0", "--tls-port", &port.to_string()]);
-        } else {
-            cmd.args(["--port", &port.to_string()]);
-        }
-        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.dir())
-            .args(["--logfile", "server.log"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().expect("redis-server starts");
-        let server = Server {
+        let child = spawn(bin, args, tls, &dir, port)?;
+        let mut server = Server {
             port,
             child,
             dir,
             cli_args,
+            bin: bin.clone(),
         };
-        for _ in 0..100 {
-            if server
-                .try_cli(&["PING"])
-                .is_some_and(|o| o.trim() == "PONG")
-            {
-                return server;
+        server.ready().await?;
+        Ok(server)
+    }
+
+    /// Stops the server (`SHUTDOWN SAVE`, which writes its data to disk, or `SHUTDOWN NOSAVE`)
+    /// and starts a new process of the same binary with the same arguments, port and
+    /// directory: with `save` it loads the data back, without it starts empty. The new process
+    /// has a new `run_id`.
+    pub async fn restart(&mut self, args: &[&str], save: bool) {
+        let _ = self.try_cli(&["SHUTDOWN", if save { "SAVE" } else { "NOSAVE" }]);
+        let _ = self.child.wait();
+        let what = self.bin.describe();
+        self.child = spawn(&self.bin, args, false, &self.dir, self.port)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        self.ready()
+            .await
+            .unwrap_or_else(|e| panic!("{what} after a restart: {e}"));
+    }
+
+    /// Waits until the server answers PING; fails early when the process exits.
+    async fn ready(&mut self) -> Result<(), StartError> {
+        let until = tokio::time::Instant::now() + START_DEADLINE;
+        loop {
+            if self.try_cli(&["PING"]).is_some_and(|o| o.trim() == "PONG") {
+                return Ok(());
+            }
+            let exited = self.child.try_wait().ok().flatten();
+            if exited.is_some() || tokio::time::Instant::now() >= until {
+                let message = match exited {
+                    Some(status) => format!("exited ({status}) before answering PING"),
+                    None => format!(
+                        "did not answer PING on port {} within {START_DEADLINE:?}",
+                        self.port
+                    ),
+                };
+                return Err(StartError {
+                    message,
+                    log: self.log(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let log = std::fs::read_to_string(server.dir.path("server.log")).unwrap_or_default();
-        panic!("redis-server on port {port} did not answer PING; its log:\n{log}");
+    }
+
+    /// The server's log file and what it wrote to stderr.
+    pub fn log(&self) -> String {
+        let read = |n| std::fs::read_to_string(self.dir.path(n)).unwrap_or_default();
+        format!("{}{}", read("server.log"), read("stderr.log"))
     }
 
     fn try_cli(&self, args: &[&str]) -> Option<String> {
@@ -111,8 +156,13 @@ impl Server {
 
     /// Runs `redis-cli` against this server and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        self.try_cli(args)
-            .unwrap_or_else(|| panic!("redis-cli {args:?} failed on port {}", self.port))
+        self.try_cli(args).unwrap_or_else(|| {
+            panic!(
+                "redis-cli {args:?} failed on {} port {}",
+                self.bin.describe(),
+                self.port
+            )
+        })
     }
 
     /// Feeds `redis-cli --pipe` with raw RESP (fast bulk loading).
@@ -130,6 +180,25 @@ impl Server {
         assert!(child.wait().unwrap().success(), "redis-cli --pipe failed");
     }
 
+    /// A connection of the `redis` crate (plain-text servers only), for the test's own
+    /// questions to the server.
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.bin.describe()))
+    }
+
+    /// A field of `INFO` (`used_memory`, `valkey_version`), as the server says it.
+    pub fn info_field(&self, section: &str, field: &str) -> Option<String> {
+        let info = self.cli(&["INFO", section]);
+        info.lines().find_map(|l| {
+            l.strip_prefix(field)
+                .and_then(|r| r.strip_prefix(':'))
+                .map(|v| v.trim().to_owned())
+        })
+    }
+
     /// `redis://127.0.0.1:port`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
@@ -141,6 +210,35 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A process of `bin` on `port` keeping its files (data, log, stderr) in `dir`.
+fn spawn(
+    bin: &ServerBin,
+    args: &[&str],
+    tls: bool,
+    dir: &TempDir,
+    port: u16,
+) -> Result<Child, StartError> {
+    let mut cmd = Command::new(&bin.path);
+    if tls {
+        cmd.args(["--port", "0", "--tls-port", &port.to_string()]);
+    } else {
+        cmd.args(["--port", &port.to_string()]);
+    }
+    let stderr = std::fs::File::create(dir.path("stderr.log")).expect("stderr.log");
+    cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.dir())
+        .args(["--logfile", "server.log"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    cmd.spawn().map_err(|e| StartError {
+        message: format!("{} does not start: {e}", bin.path.display()),
+        log: String::new(),
+    })
 }
 
 /// One command in RESP, for [`Server::pipe`].
