@@ -309,6 +309,7 @@ NATIVE_ONLY = re.compile(
     r"dcs_bigkey_memory_bytes|dcs_analysis_scan_|dcs_hotkey_source_info|dcs_hotkey_accesses_per_second")
 # Only from Redis 8.6+ HOTKEYS sessions (tests/it/hotkey_sources.rs checks them against fakes).
 HOTKEYS_ONLY = re.compile(r"dcs_hotkey_cpu_seconds_per_second|dcs_hotkey_network_bytes_per_second")
+OTHER_MEASURES = re.compile(r"dcs_hotkey_frequency|dcs_hotkey_accesses_per_second")
 # Only from servers with CLUSTER SLOT-STATS (--slot-stats-server).
 SLOT_STATS_ONLY = re.compile(r"dcs_hotslot_")
 
@@ -564,7 +565,8 @@ def run(args, results, tmp):
             for q in [q for q in queries if NATIVE_ONLY.search(q.expr)]:
                 results.skip(q.name, f"needs a Redis target; {args.redis_server} not found")
                 queries.remove(q)
-        for q in [q for q in queries if HOTKEYS_ONLY.search(q.expr)]:
+        # A query that also reads another measure (`a or b`) gets its data from that one.
+        for q in [q for q in queries if HOTKEYS_ONLY.search(q.expr) and not OTHER_MEASURES.search(q.expr)]:
             results.skip(q.name, "needs Redis 8.6+ HOTKEYS, which no server here has")
             queries.remove(q)
         if not cluster_port:
