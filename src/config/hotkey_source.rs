@@ -77,7 +77,9 @@ pub struct HotkeySourceSettings {
 
 impl HotkeySourceSettings {
     pub const DEFAULT_HOTKEYS_WINDOW: Duration = Duration::from_secs(10);
-    pub const MAX_HOTKEYS_WINDOW: Duration = Duration::from_secs(3600);
+    /// The longest session: well below the time after which a scan with `timeout: auto` that
+    /// made no progress counts as stalled (a session shows progress only at its end).
+    pub const MAX_HOTKEYS_WINDOW: Duration = Duration::from_secs(300);
 }
 
 impl Default for HotkeySourceSettings {
@@ -209,6 +211,16 @@ mod tests {
                 .any(|w| w.key == "redis[0].analysis.hotkey.hotkeys.window"),
             "{:?}",
             l.warnings
+        );
+        // A session longer than 5 minutes: a scan without progress that long counts as stalled.
+        let p = load(
+            "redis:\n  - address: redis://h\n    analysis: {hotkey: {hotkeys: {window: 10m}}}\n",
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            p.contains("redis[0].analysis.hotkey.hotkeys.window: must be between 1s and 5m"),
+            "{p}"
         );
         // LFU has no window.
         assert!(load(
