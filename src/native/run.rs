@@ -136,7 +136,7 @@ impl Run {
         for unit in &self.topology.units {
             let node = match self.analysis {
                 Analysis::Bigkey | Analysis::Keyfamily => scan::bigkey_node(&self.conn, unit).await,
-                Analysis::Hotkey => unit.master.clone(),
+                Analysis::Hotkey | Analysis::Hotslot => unit.master.clone(),
             };
             plan.push((unit, node, Counter::default()));
         }
@@ -330,11 +330,21 @@ impl Run {
             )
             .await
             .map(|k| (k, None)),
-            Analysis::Hotkey => scan::hotkeys(conn, &guard, unit, &dbs, pace, counter)
-                .await
-                .map(|k| (k, None)),
-            Analysis::Keyfamily => Err(<Error as SourceError>::not_offered(
-                "the DCS offline key analysis",
+            // From the node's hot key source (the LFU scan among them).
+            Analysis::Hotkey => {
+                let ctx = super::hotkeys::Ctx {
+                    target_id: &self.target.id,
+                    task_id: &self.task_id,
+                    settings: &self.target.hotkey_source,
+                    engine: &self.topology.engine,
+                    store: &self.store,
+                };
+                super::hotkeys::scan_node(ctx, conn, &guard, unit, &dbs, pace, counter)
+                    .await
+                    .map(|k| (k, None))
+            }
+            Analysis::Keyfamily | Analysis::Hotslot => Err(<Error as SourceError>::not_offered(
+                "this analysis as a scan",
             )),
         }
     }
