@@ -39,6 +39,7 @@ fn task(i: usize, analysis: Analysis, generation: usize) -> TaskRecord {
                 unit: Some(unit),
                 freq: (analysis == Analysis::Hotkey).then_some(250 - k as i64),
                 memory: None,
+                rates: None,
             }
         })
         .collect();

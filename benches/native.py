@@ -18,6 +18,13 @@ and peak RSS on the same keyspace without families, with families (default namin
 dataset's few families), and with every key its own family (a rule `^.*$` -> `$0`, the worst
 case for the bounded family table).
 
+With --monitor it measures what a bounded MONITOR sample (`analysis.hotkey.source: monitor`)
+costs the server's clients: GET throughput and p99 of a concurrent redis-benchmark workload
+without a sample and while one runs (in rounds, medians reported), the length of a sample at the
+default bounds under that workload (the exporter's log), and from these the average cost per
+interval: the requests a default sample loses, against what the server serves in a default
+15-minute interval, and measured directly over a 40 s run with a sample every 10 s.
+
 With --scrapes it measures how a full-speed scan affects scrapes of the exporter itself: the
 latency and rate of `wrk` hammering /metrics (4 connections, 8 s) while the exporter rescans
 1M keys at full speed, against the same exporter with no scan running, in rounds
@@ -33,6 +40,7 @@ Everything runs on loopback ports in a temporary directory.
     python3 benches/native.py --keys 100000   # a quicker, smaller run
     python3 benches/native.py --families      # key families: scan time and RSS with/without
     python3 benches/native.py --scrapes       # scrape latency during full-speed scans
+    python3 benches/native.py --monitor       # what a MONITOR sample costs the clients
     python3 benches/native.py --big-node 20000000   # a 20M-key node at the defaults (~1 h)
 """
 
@@ -151,23 +159,28 @@ def per_key(calls: dict[str, int], keys: int) -> str:
 class Exporter:
     def __init__(self, tmp: Path, redis_port: int, kps: int | None, analysis: str,
                  interval: str = "1h", extra: str = "", binary: Path = BIN,
-                 analyses: str | None = None) -> None:
-        """One analysis of the server (the other off), or `analyses` as given."""
+                 analyses: str | None = None, settings: str = "",
+                 log: Path | None = None) -> None:
+        """One analysis of the server (the other off; `settings` added to its own), or
+        `analyses` as given; `log`: where the exporter's log goes (info level)."""
         self.port = free_port()
         throttle = f"    throttle: {{keys_per_second: {kps}}}\n" if kps else ""
         other = "bigkey" if analysis == "hotkey" else "hotkey"
         if analyses is None:
             analyses = (f"      {other}: {{mode: off}}\n"
-                        f"      {analysis}: {{interval: {interval}, timeout: 1h, top_n: 100}}\n")
+                        f"      {analysis}: {{interval: {interval}, timeout: 1h, top_n: 100"
+                        f"{settings}}}\n")
         cfg = tmp / f"exporter-{self.port}.yaml"
         cfg.write_text(
             f"redis:\n  - id: bench\n    address: redis://127.0.0.1:{redis_port}\n{throttle}"
             f"    analysis:\n{analyses}{extra}scheduler: {{start_jitter: 0s}}\n")
         self.started = time.monotonic()
+        out = open(log, "w") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [str(binary), "--config.file", str(cfg),
-             "--web.listen-address", f"127.0.0.1:{self.port}", "--log.level", "warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--web.listen-address", f"127.0.0.1:{self.port}",
+             "--log.level", "info" if log else "warn"],
+            stdout=out, stderr=out)
 
     def metrics(self) -> str:
         try:
@@ -208,11 +221,11 @@ class Exporter:
         self.proc.wait(timeout=30)
 
 
-def benchmark(port: int, requests: int) -> tuple[float, float]:
+def benchmark(port: int, requests: int, keyspace: int = 1_000_000) -> tuple[float, float]:
     """(requests per second, p99 ms) of 50 clients doing random GETs."""
     out = subprocess.run(
         ["redis-benchmark", "-p", str(port), "-t", "get", "-n", str(requests), "-c", "50",
-         "-r", "1000000", "--csv"], capture_output=True, text=True, check=True).stdout
+         "-r", str(keyspace), "--csv"], capture_output=True, text=True, check=True).stdout
     rows = list(csv.DictReader(io.StringIO(out)))
     row = rows[-1]
     return float(row["rps"]), float(row["p99_latency_ms"])
@@ -294,6 +307,78 @@ def scrapes(keys: int, rounds: int, binary: Path, report) -> None:
             report(f"/metrics, {case}, median of {len(got)}",
                    f"p50 {med[0]:.3f} ms, p99 {med[1]:.3f} ms, {med[2]:,.0f} req/s{scan} "
                    "(p99s: " + " ".join(f"{x[1]:.3f}" for x in got) + ")")
+
+
+def monitoring(r: Redis) -> bool:
+    """Whether a client of `r` is in MONITOR mode."""
+    return any(" flags=O " in line for line in r.cli("CLIENT", "LIST").splitlines())
+
+
+def monitor_cost(rounds: int, requests: int, report) -> None:
+    """GET throughput and p99 without and during a MONITOR sample; a default sample's length
+    under the workload; the average cost per interval."""
+    with filled_server("monitor", 100_000, report) as (tmp, r):
+        runs: dict[str, list[tuple[float, float, float, float]]] = {}
+        # The source, with bounds that let one whole workload run fit in one sample.
+        long = (", source: monitor, monitor: {window: 60s, max_commands: 10000000, "
+                "max_bytes: 1073741824}")
+
+        def measured(e: Exporter | None) -> tuple[float, float, float, float]:
+            """rps, p99, and the server's and the exporter's CPU per request (us)."""
+            cpu, ecpu = r.cpu(), machine.cpu_seconds(e.proc.pid) if e else 0.0
+            rps, p99 = benchmark(r.port, requests, 100_000)
+            spent = (r.cpu() - cpu) / requests * 1e6
+            espent = (machine.cpu_seconds(e.proc.pid) - ecpu) / requests * 1e6 if e else 0.0
+            return rps, p99, spent, espent
+
+        for _ in range(rounds):
+            runs.setdefault("no MONITOR sample", []).append(measured(None))
+            e = Exporter(tmp, r.port, None, "hotkey", settings=long)
+            until = time.monotonic() + 30
+            while not monitoring(r):
+                if time.monotonic() > until:
+                    raise SystemExit("no MONITOR sample started")
+                time.sleep(0.01)
+            got = measured(e)
+            if not monitoring(r):
+                raise SystemExit("the sample ended before the workload; lower --requests")
+            runs.setdefault("a MONITOR sample running", []).append(got)
+            e.stop()
+        med = {}
+        for case, got in runs.items():
+            rps, p99, cpu, ecpu = (statistics.median(x[i] for x in got) for i in range(4))
+            med[case] = rps
+            exporter = f", exporter CPU {ecpu:.2f} us" if ecpu else ""
+            report(f"GET with {case}, median of {len(got)}",
+                   f"{rps:,.0f} req/s, p99 {p99:.3f} ms, server CPU {cpu:.2f} us per GET"
+                   f"{exporter} (p99s: " + " ".join(f"{x[1]:.3f}" for x in got) + ")")
+        # The default bounds (2 s, 100,000 commands, 16 MiB) under the same workload, one
+        # sample every 10 s for 40 s, against 40 s without.
+        log = tmp / "monitor.log"
+        base_n = int(med["no MONITOR sample"] * 40)
+        base = benchmark(r.port, base_n, 100_000)
+        e = Exporter(tmp, r.port, None, "hotkey", interval="10s", settings=", source: monitor",
+                     log=log)
+        time.sleep(1)
+        sampled = benchmark(r.port, base_n, 100_000)
+        e.stop()
+        samples = [float(m.group(1)) for m in re.finditer(
+            r"MONITOR sample taken.* seconds=([\d.]+)", log.read_text())]
+        ends = re.findall(r"MONITOR sample taken.* ended=(\w+)", log.read_text())
+        if not samples:
+            raise SystemExit("no MONITOR sample in the exporter's log")
+        window = statistics.median(samples)
+        report("default sample under this workload",
+               f"{window:.2f} s, ended by {', '.join(sorted(set(ends)))} "
+               f"({len(samples)} samples)")
+        lost = (med["no MONITOR sample"] - med["a MONITOR sample running"]) * window
+        report("requests one default sample costs",
+               f"{lost:,.0f}, {lost / (med['no MONITOR sample'] * 900) * 100:.3f}% of a "
+               f"15-minute interval's")
+        report("40 s of GETs, a default sample every 10 s",
+               f"{sampled[0]:,.0f} req/s, p99 {sampled[1]:.3f} ms against {base[0]:,.0f} "
+               f"req/s, p99 {base[1]:.3f} ms without (throughput "
+               f"{(sampled[0] / base[0] - 1) * 100:+.1f}%)")
 
 
 def big_node(keys: int, small_keys: int, requests: int, report) -> None:
@@ -388,6 +473,8 @@ def main() -> None:
                     help="measure the cost of key families instead")
     ap.add_argument("--scrapes", action="store_true",
                     help="measure scrape latency during full-speed scans instead")
+    ap.add_argument("--monitor", action="store_true",
+                    help="measure what a MONITOR sample costs the server's clients instead")
     ap.add_argument("--binary", type=Path, default=BIN,
                     help="the exporter binary to measure with --scrapes")
     ap.add_argument("--big-node", type=int, metavar="KEYS",
@@ -403,11 +490,16 @@ def main() -> None:
         results.append((what, value))
         print(f"{what}: {value}", flush=True)
 
-    if args.families or args.scrapes or args.big_node:
+    if args.families or args.scrapes or args.big_node or args.monitor:
         if args.big_node:
             big_node(args.big_node, args.keys, args.requests, report)
         elif args.families:
             families(args.keys, report)
+        elif args.monitor:
+            state = machine.wait_quiet(args.max_load, args.quiet_timeout)
+            report("load before the runs",
+                   f"{state['load1']:.2f}" + ("" if state["quiet"] else " (never went quiet)"))
+            monitor_cost(args.impact_rounds, args.requests, report)
         else:
             scrapes(args.keys, args.impact_rounds, args.binary, report)
         print("\n| measurement | value |\n|---|---|")

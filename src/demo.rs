@@ -42,6 +42,8 @@ pub fn demo_settings(analysis: Analysis) -> AnalysisSettings {
             timeout: Duration::from_secs(60),
             top_n: 15,
         },
+        // Read from Redis Cluster servers only: the demo's DCS instances have none.
+        Analysis::Hotslot => AnalysisSettings::OFF,
     }
 }
 

@@ -9,7 +9,8 @@
 //! - [`simulator`]: an in-process DCS API simulator sharing the client's models; powers `--demo`,
 //!   `simulate` and the tests.
 //! - [`native`]: Redis and Valkey servers the exporter analyses itself (SCAN, pipelined sizes,
-//!   `MEMORY USAGE`, `OBJECT FREQ`), behind the same task lifecycle as DCS.
+//!   `MEMORY USAGE`, `OBJECT FREQ`, `HOTKEYS`, bounded `MONITOR` samples, `CLUSTER
+//!   SLOT-STATS`), behind the same task lifecycle as DCS.
 //! - [`fleet`]: which instances this replica analyses: discovery (ListInstances with filters,
 //!   refreshed), explicit entries merged in, sharding over replicas.
 //! - [`scheduler`]: one supervised loop per instance and analysis that creates or adopts tasks,

@@ -13,6 +13,7 @@
 pub mod duration;
 pub mod file;
 pub mod flags;
+pub mod hotkey_source;
 mod locate;
 pub mod parse;
 pub mod raw;
@@ -76,6 +77,14 @@ pub struct AnalysisSettings {
 }
 
 impl AnalysisSettings {
+    /// An analysis that does not run (what a DCS instance has for hot slots).
+    pub const OFF: AnalysisSettings = AnalysisSettings {
+        mode: Mode::Off,
+        interval: Duration::from_secs(60),
+        timeout: Duration::from_secs(30),
+        top_n: 16,
+    };
+
     /// The documented defaults of each analysis.
     pub fn default_for(analysis: Analysis) -> Self {
         match analysis {
@@ -98,6 +107,12 @@ impl AnalysisSettings {
                 interval: Duration::from_secs(24 * 3600),
                 timeout: Duration::from_secs(2 * 3600),
                 top_n: 20,
+            },
+            // Redis Cluster targets whose servers have `CLUSTER SLOT-STATS`: on, and cheap (one
+            // command per master and interval). `top_n` is per node.
+            Analysis::Hotslot => AnalysisSettings {
+                mode: Mode::Trigger,
+                ..AnalysisSettings::OFF
             },
         }
     }
@@ -140,6 +155,8 @@ impl InstanceConfig {
             Analysis::Hotkey => &self.hotkey,
             Analysis::Bigkey => &self.bigkey,
             Analysis::Keyfamily => &self.keyfamily.analysis,
+            // Read from Redis Cluster servers only (see `redis::RedisTarget::hotslot`).
+            Analysis::Hotslot => &AnalysisSettings::OFF,
         }
     }
 }

@@ -76,9 +76,11 @@ pub struct RawInstance {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAnalysisSet {
-    pub hotkey: Option<RawAnalysis>,
+    pub hotkey: Option<RawHotkey>,
     pub bigkey: Option<RawAnalysis>,
     pub keyfamily: Option<RawKeyfamily>,
+    /// Hot slots of Redis Cluster targets (see `hotkey_source`).
+    pub hotslot: Option<RawAnalysis>,
 }
 
 /// `clouds[].instances[].analysis`.
@@ -94,9 +96,10 @@ pub struct RawInstanceAnalysisSet {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedisAnalysisSet {
-    pub hotkey: Option<RawAnalysis>,
+    pub hotkey: Option<RawHotkey>,
     pub bigkey: Option<RawAnalysis>,
     pub keyfamily: Option<RawRedisKeyfamily>,
+    pub hotslot: Option<RawAnalysis>,
 }
 
 /// A hot key or big key analysis, wherever it stands; also the schedule part of the key
@@ -108,6 +111,32 @@ pub struct RawAnalysis {
     pub interval: Option<String>,
     pub timeout: Option<String>,
     pub top_n: Option<u64>,
+}
+
+/// `analysis.hotkey` and `redis[].analysis.hotkey`: the schedule, and where a Redis target's
+/// hot keys come from (see `hotkey_source`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHotkey {
+    pub mode: Option<super::Mode>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub top_n: Option<u64>,
+    pub source: Option<super::hotkey_source::HotkeySource>,
+    pub monitor: Option<super::hotkey_source::RawMonitor>,
+    pub hotkeys: Option<super::hotkey_source::RawHotkeys>,
+}
+
+impl RawHotkey {
+    /// Mode, interval, timeout and `top_n`.
+    pub fn schedule(&self) -> RawAnalysis {
+        RawAnalysis {
+            mode: self.mode,
+            interval: self.interval.clone(),
+            timeout: self.timeout.clone(),
+            top_n: self.top_n,
+        }
+    }
 }
 
 /// `analysis.keyfamily`: the defaults of both kinds of key family analysis.
@@ -200,8 +229,19 @@ pub fn elsewhere(key: &str) -> Option<String> {
             of its offline key analysis itself: families applies to Redis targets \
             (redis[].analysis.keyfamily, or analysis.keyfamily for all of them)"
             .into(),
-        (_, "hotkey" | "bigkey", "fresh_backup" | "families") => {
+        (_, "hotkey" | "bigkey" | "hotslot", "fresh_backup" | "families") => {
             format!("only analysis.keyfamily takes {field}")
+        }
+        ("clouds[].instances[].analysis.hotkey", _, "source" | "monitor" | "hotkeys") => {
+            "a DCS instance's hot keys come from DCS: source, monitor and hotkeys apply to Redis \
+             and Valkey targets (redis[].analysis.hotkey, or analysis.hotkey for all of them)"
+                .into()
+        }
+        ("clouds[].instances[].analysis", _, "hotslot") => "hot slots are read from Redis \
+            Cluster servers the exporter analyses itself (redis:); DCS has no hot slot analysis"
+            .into(),
+        (_, "bigkey" | "keyfamily" | "hotslot", "source" | "monitor" | "hotkeys") => {
+            format!("only analysis.hotkey takes {field}")
         }
         _ => return None,
     };

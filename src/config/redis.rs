@@ -8,6 +8,7 @@
 //! observe` means "ingest the records someone else created", which has no meaning for a server
 //! the exporter scans itself, so it is a problem naming the key.
 
+use super::hotkey_source::HotkeySourceSettings;
 use super::{AnalysisSettings, InstanceConfig, Mode};
 use crate::dcs::Analysis;
 use crate::metrics::families::FamilyRules;
@@ -81,6 +82,11 @@ pub struct RedisTarget {
     pub hotkey_timeout: Option<std::time::Duration>,
     /// The same for big key scans.
     pub bigkey_timeout: Option<std::time::Duration>,
+    /// Where the hot keys come from (`analysis.hotkey.source` and its settings).
+    pub hotkey_source: HotkeySourceSettings,
+    /// Hot slots of a Redis Cluster (`analysis.hotslot`): `top_n` per node; its `timeout` is
+    /// the time limit of each analysis (a few polls, never `auto`).
+    pub hotslot: AnalysisSettings,
 }
 
 /// How long the scheduler follows a native scan whose `timeout` is `auto` (the default): a
@@ -98,6 +104,7 @@ impl RedisTarget {
         match analysis {
             Analysis::Hotkey => self.hotkey_timeout,
             Analysis::Bigkey | Analysis::Keyfamily => self.bigkey_timeout,
+            Analysis::Hotslot => Some(self.hotslot.timeout),
         }
     }
 
@@ -106,6 +113,7 @@ impl RedisTarget {
             Analysis::Hotkey => &self.hotkey,
             Analysis::Bigkey => &self.bigkey,
             Analysis::Keyfamily => &self.keyfamily,
+            Analysis::Hotslot => &self.hotslot,
         }
     }
 

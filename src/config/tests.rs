@@ -435,7 +435,7 @@ fn unknown_fields_list_only_the_fields_valid_where_they_stand() {
         (
             "redis:\n  - address: h\n    analysis:\n      hotkey:\n        bogus: 1\n",
             "redis[0].analysis.hotkey.bogus",
-            "`mode`, `interval`, `timeout`, `top_n` (line 5)",
+            "`mode`, `interval`, `timeout`, `top_n`, `source`, `monitor`, `hotkeys` (line 5)",
         ),
         (
             "redis:\n  - address: h\n    analysis:\n      keyfamily:\n        bogus: 1\n",
@@ -445,7 +445,7 @@ fn unknown_fields_list_only_the_fields_valid_where_they_stand() {
         (
             "redis:\n  - address: h\n    analysis:\n      bogus: {}\n",
             "redis[0].analysis.bogus",
-            "`hotkey`, `bigkey`, `keyfamily` (line 4)",
+            "`hotkey`, `bigkey`, `keyfamily`, `hotslot` (line 4)",
         ),
         (
             "redis:\n  - address: h\n    tls:\n      bogus: 1\n",

@@ -31,13 +31,21 @@ pub enum Analysis {
     /// The offline (full) key analysis of a backup (`CreateOfflineKeyAnalysis`, see
     /// [`offline`](super::offline)); its `analysis` label value is `keyfamily`.
     Keyfamily,
+    /// Hot hash slots of a Redis Cluster (`CLUSTER SLOT-STATS`): read by the exporter itself
+    /// from Redis and Valkey targets only; DCS offers no such analysis, so no DCS call names it.
+    Hotslot,
 }
 
 impl Analysis {
     /// The two scan-task analyses, which share one API shape (task records with keys).
     pub const ALL: [Analysis; 2] = [Analysis::Hotkey, Analysis::Bigkey];
     /// Every analysis kind, in output order.
-    pub const EVERY: [Analysis; 3] = [Analysis::Hotkey, Analysis::Bigkey, Analysis::Keyfamily];
+    pub const EVERY: [Analysis; 4] = [
+        Analysis::Hotkey,
+        Analysis::Bigkey,
+        Analysis::Keyfamily,
+        Analysis::Hotslot,
+    ];
 
     /// The value of the `analysis` metric label and the config key.
     pub fn as_str(self) -> &'static str {
@@ -45,6 +53,7 @@ impl Analysis {
             Analysis::Hotkey => "hotkey",
             Analysis::Bigkey => "bigkey",
             Analysis::Keyfamily => "keyfamily",
+            Analysis::Hotslot => "hotslot",
         }
     }
 
@@ -54,6 +63,7 @@ impl Analysis {
             Analysis::Hotkey => "hotkey-task",
             Analysis::Bigkey => "bigkey-task",
             Analysis::Keyfamily => KEY_ANALYSIS_SEGMENT,
+            Analysis::Hotslot => "hotslot",
         }
     }
 
@@ -63,6 +73,7 @@ impl Analysis {
             Analysis::Hotkey => "hotkey-tasks",
             Analysis::Bigkey => "bigkey-tasks",
             Analysis::Keyfamily => KEY_ANALYSIS_SEGMENT,
+            Analysis::Hotslot => "hotslot",
         }
     }
 
@@ -73,7 +84,7 @@ impl Analysis {
 
     /// The official SDK's operation name, used as the `operation` metric label. The offline key
     /// analysis has no autoscan: those two names are the big key ones' counterparts that do not
-    /// exist, and no call uses them.
+    /// exist, and no call uses them; hot slots have no DCS operation at all.
     pub fn operation(self, op: Operation) -> &'static str {
         use Analysis::*;
         use Operation::*;
@@ -96,6 +107,8 @@ impl Analysis {
             (UpdateAutoscan, Hotkey) => "UpdateHotkeyAutoScanConfig",
             (UpdateAutoscan, Bigkey) => "UpdateBigkeyAutoscanConfig",
             (UpdateAutoscan, Keyfamily) => "UpdateOfflineKeyAnalysisAutoscanConfig",
+            // Read from the servers themselves: no DCS operation exists, none is called.
+            (_, Hotslot) => "ClusterSlotStats",
         }
     }
 }
@@ -246,6 +259,48 @@ pub struct KeyRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub memory: Option<i64>,
+    /// What a hot key source other than the LFU counter measured (the exporter's own analyses
+    /// of Redis and Valkey targets: `HOTKEYS`, a `MONITOR` sample); never on the DCS wire.
+    #[serde(skip)]
+    pub rates: Option<HotRates>,
+}
+
+/// Per-second measures of a hot key over its source's window. Each is present only where the
+/// source measures it: accesses (Valkey `HOTKEYS`, `MONITOR`), CPU time and network bytes
+/// (Redis `HOTKEYS`). Values are finite and not negative (see [`HotRates::rate`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HotRates {
+    pub accesses_per_second: Option<f64>,
+    pub cpu_seconds_per_second: Option<f64>,
+    pub network_bytes_per_second: Option<f64>,
+}
+
+// Never NaN: every value goes through `HotRates::rate`.
+impl Eq for HotRates {}
+
+impl HotRates {
+    /// `amount / seconds` when both make a finite rate that is not negative, else `None`.
+    pub fn rate(amount: f64, seconds: f64) -> Option<f64> {
+        let r = amount / seconds;
+        (seconds > 0.0 && r.is_finite() && r >= 0.0).then_some(r)
+    }
+
+    /// How two keys rank, hottest first: by CPU time (Redis `HOTKEYS`), then accesses, then
+    /// network bytes; a key without a measure below every key with it.
+    pub fn hotter(&self, other: &HotRates) -> std::cmp::Ordering {
+        let key = |r: &HotRates| {
+            [
+                r.cpu_seconds_per_second,
+                r.accesses_per_second,
+                r.network_bytes_per_second,
+            ]
+            .map(|v| v.unwrap_or(-1.0))
+        };
+        let (a, b) = (key(self), key(other));
+        b[0].total_cmp(&a[0])
+            .then(b[1].total_cmp(&a[1]))
+            .then(b[2].total_cmp(&a[2]))
+    }
 }
 
 /// Keys kept per ranking when a task is read: the hottest, and the biggest of each size unit.
@@ -1002,6 +1057,7 @@ mod tests {
                     unit: unit.as_deref().map(SizeUnit::from),
                     freq,
                     memory: None,
+                    rates: None,
                 })
         }
 

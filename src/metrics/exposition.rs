@@ -625,6 +625,7 @@ mod tests {
             unit: Some(SizeUnit::Byte),
             freq: Some(20),
             memory: None,
+            rates: None,
         };
         let task = success(id.into(), "i1", finished, vec![key]);
         assert!(store.publish("i1", Analysis::Hotkey, &task));
@@ -832,6 +833,7 @@ mod tests {
                 unit: Some(SizeUnit::Count),
                 freq: Some(200 - k as i64),
                 memory: None,
+                rates: None,
             })
             .collect();
         let task = success(format!("{task}-{i}"), &instance, finished, keys);

@@ -10,10 +10,12 @@
 //! One entry per key, in rank order: a byte of flags saying which optional fields follow, the
 //! name (LEB128 length and bytes), then the present fields in the order of [`KeyRecord`]:
 //! type, shard (length and text), db, size (zigzag LEB128), unit, freq and memory (zigzag
-//! LEB128). A type or unit is one byte, its number in [`TYPES`] or [`UNITS`], or 0 followed by
-//! its text (length and bytes), so a value this crate does not know comes back as it was.
+//! LEB128), then the rates (a byte saying which of the three are present, each as the 8 bytes
+//! of its `f64`). A type or unit is one byte, its number in [`TYPES`] or [`UNITS`], or 0
+//! followed by its text (length and bytes), so a value this crate does not know comes back as
+//! it was.
 
-use crate::dcs::{KeyRecord, KeyType, SizeUnit};
+use crate::dcs::{HotRates, KeyRecord, KeyType, SizeUnit};
 
 const TYPE: u8 = 1;
 const SHARD: u8 = 2;
@@ -22,6 +24,7 @@ const SIZE: u8 = 8;
 const UNIT: u8 = 16;
 const FREQ: u8 = 32;
 const MEMORY: u8 = 64;
+const RATES: u8 = 128;
 
 /// Key types held as one byte (their position, from 1).
 const TYPES: [&str; 5] = ["string", "list", "set", "zset", "hash"];
@@ -114,6 +117,7 @@ impl Iterator for Iter<'_> {
         let unit = has(UNIT).then(|| SizeUnit::from(named(data, at, &UNITS)));
         let freq = has(FREQ).then(|| signed(data, at));
         let memory = has(MEMORY).then(|| signed(data, at));
+        let rates = has(RATES).then(|| rates(data, at));
         Some(KeyRecord {
             name,
             key_type,
@@ -123,6 +127,7 @@ impl Iterator for Iter<'_> {
             unit,
             freq,
             memory,
+            rates,
         })
     }
 }
@@ -136,7 +141,8 @@ fn encode(k: &KeyRecord, out: &mut Vec<u8>) {
             | flag(k.size.is_some(), SIZE)
             | flag(k.unit.is_some(), UNIT)
             | flag(k.freq.is_some(), FREQ)
-            | flag(k.memory.is_some(), MEMORY),
+            | flag(k.memory.is_some(), MEMORY)
+            | flag(k.rates.is_some(), RATES),
     );
     put_text(out, &k.name);
     if let Some(t) = &k.key_type {
@@ -153,6 +159,41 @@ fn encode(k: &KeyRecord, out: &mut Vec<u8>) {
     }
     for v in [k.freq, k.memory].into_iter().flatten() {
         put_signed(out, v);
+    }
+    if let Some(r) = &k.rates {
+        let all = [
+            r.accesses_per_second,
+            r.cpu_seconds_per_second,
+            r.network_bytes_per_second,
+        ];
+        out.push(
+            all.iter()
+                .enumerate()
+                .fold(0, |f, (i, v)| f | (u8::from(v.is_some()) << i)),
+        );
+        for v in all.into_iter().flatten() {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+fn rates(data: &[u8], at: &mut usize) -> HotRates {
+    let present = data.get(*at).copied().unwrap_or(0);
+    *at += 1;
+    let mut next = |i: u8| {
+        (present & (1 << i) != 0).then(|| {
+            let mut b = [0u8; 8];
+            if let Some(s) = data.get(*at..*at + 8) {
+                b.copy_from_slice(s);
+            }
+            *at += 8;
+            f64::from_le_bytes(b)
+        })
+    };
+    HotRates {
+        accesses_per_second: next(0),
+        cpu_seconds_per_second: next(1),
+        network_bytes_per_second: next(2),
     }
 }
 
@@ -238,6 +279,11 @@ mod tests {
                 unit: Some(SizeUnit::Count),
                 freq: Some(255),
                 memory: Some(1 << 40),
+                rates: Some(HotRates {
+                    accesses_per_second: Some(12.5),
+                    cpu_seconds_per_second: None,
+                    network_bytes_per_second: Some(0.0),
+                }),
             },
             // Everything missing, an empty name.
             KeyRecord::default(),
@@ -251,6 +297,7 @@ mod tests {
                 unit: Some(SizeUnit::Other("kb".into())),
                 freq: Some(i64::MAX),
                 memory: None,
+                rates: Some(HotRates::default()),
             },
             KeyRecord {
                 name: "x".repeat(300),
@@ -277,6 +324,7 @@ mod tests {
                 unit: Some(SizeUnit::Byte),
                 freq: Some(200),
                 memory: None,
+                rates: None,
             })
             .collect();
         let names: usize = keys.iter().map(|k| k.name.len()).sum();

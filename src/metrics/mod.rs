@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`store`]: the snapshot of results, failures and running tasks per instance and analysis.
 //! - [`families`]: key families (keys and memory by key pattern) and their top-K bound.
+//! - [`hot`]: what native hot key and hot slot analyses add: each node's source, hot slots.
 //! - [`keylabel`]: how a key name becomes the `key` label (cut with a hash suffix, or a digest).
 //! - [`keylist`]: the exported keys of a result, held packed.
 //! - [`render`]: the snapshot in the Prometheus text format (per key, per analysis, per instance).
@@ -17,6 +18,7 @@ pub mod body;
 pub mod compact;
 pub mod exposition;
 pub mod families;
+pub mod hot;
 pub mod keylabel;
 pub mod keylist;
 pub mod keyrewrite;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::families::{top_families, KeyFamily, KeyspaceTotal, ShardFamilies};
+use super::hot::{HotSlot, NodeSource};
 use super::keylist::KeyList;
 use crate::dcs::{self, Analysis, InstanceInfo, KeyRecord, ScanType, SizeUnit, TaskRecord};
 
@@ -131,6 +132,10 @@ pub struct AnalysisResult {
     /// Key family analyses: the exported families over all shards, the top N by memory and
     /// the rest as `other` (see [`top_families`]).
     pub families: Vec<KeyFamily>,
+    /// Hot key analyses of Redis and Valkey targets: where each node's hot keys came from.
+    pub sources: Vec<NodeSource>,
+    /// Hot slot analyses: the top N slots of each node, ranked per node.
+    pub slots: Vec<HotSlot>,
 }
 
 impl AnalysisResult {
@@ -174,6 +179,8 @@ impl AnalysisResult {
             keys,
             shards: BTreeMap::new(),
             families: Vec::new(),
+            sources: Vec::new(),
+            slots: Vec::new(),
         }
     }
 
@@ -194,18 +201,29 @@ impl AnalysisResult {
     }
 }
 
-/// Ranks keys and keeps the top N: hot keys by `freq`, big keys by `size` per unit. Ties keep
-/// the service's order.
+/// Ranks keys and keeps the top N: hot keys by `freq` (then, for keys a source other than the
+/// LFU counter measured, by that source's measure: see [`dcs::HotRates::hotter`]), big keys by
+/// `size` per unit. Ties keep the service's order.
 pub fn rank_keys(analysis: Analysis, keys: &[KeyRecord], top_n: usize) -> KeyList {
     let mut ranked: Vec<&KeyRecord> = keys.iter().collect();
     match analysis {
         Analysis::Hotkey => {
-            ranked.sort_by_key(|k| std::cmp::Reverse(k.freq.unwrap_or(i64::MIN)));
+            ranked.sort_by(|a, b| {
+                b.freq
+                    .unwrap_or(i64::MIN)
+                    .cmp(&a.freq.unwrap_or(i64::MIN))
+                    .then(match (a.rates, b.rates) {
+                        (Some(x), Some(y)) => x.hotter(&y),
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (None, None) => std::cmp::Ordering::Equal,
+                    })
+            });
             ranked.truncate(top_n);
             ranked.into_iter().collect()
         }
-        // Key family analyses report no keys of their own.
-        Analysis::Keyfamily => KeyList::default(),
+        // Key family and hot slot analyses report no keys of their own.
+        Analysis::Keyfamily | Analysis::Hotslot => KeyList::default(),
         Analysis::Bigkey => {
             ranked.sort_by_key(|k| std::cmp::Reverse(k.size.unwrap_or(i64::MIN)));
             let mut per_unit: BTreeMap<&str, usize> = BTreeMap::new();
@@ -467,6 +485,9 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub struct Store {
     inner: Mutex<Snapshot>,
+    /// Hot key sources of the scan running for each instance (by instance id: the task's id and
+    /// each node's source), until [`Store::publish`] files them with that task's result.
+    staged_sources: Mutex<BTreeMap<String, (String, Vec<NodeSource>)>>,
     generation: AtomicU64,
     /// Signalled on every generation bump, for [`changed`](Store::changed).
     change: tokio::sync::Notify,
@@ -605,9 +626,11 @@ impl Store {
     /// set as a whole, unless the current result is the same task or finished later. Returns
     /// whether the result was taken.
     pub fn publish(&self, id: &str, analysis: Analysis, task: &TaskRecord) -> bool {
+        let sources = self.staged_for(id, analysis, &task.id);
         let mut taken = false;
         self.update_analysis(id, analysis, |a| {
-            let new = AnalysisResult::from_task(analysis, task, a.spec.top_n);
+            let mut new = AnalysisResult::from_task(analysis, task, a.spec.top_n);
+            new.sources = sources;
             let newer = match &a.result {
                 None => true,
                 Some(old) if old.task_id == new.task_id => false,
@@ -667,6 +690,74 @@ impl Store {
             );
             a.result = Some(Arc::new(new));
             taken = true;
+        });
+        taken
+    }
+
+    /// Notes where one node's hot keys came from in the hot key scan `task_id` of instance
+    /// `id`, to be published with that task's result (a later call for the same node wins).
+    pub fn stage_hotkey_source(&self, id: &str, task_id: &str, shard: &str, source: &'static str) {
+        let mut staged = self
+            .staged_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let entry = staged
+            .entry(id.to_owned())
+            .or_insert_with(|| (task_id.to_owned(), Vec::new()));
+        if entry.0 != task_id {
+            *entry = (task_id.to_owned(), Vec::new());
+        }
+        entry.1.retain(|s| s.shard != shard);
+        entry.1.push(NodeSource {
+            shard: shard.to_owned(),
+            source,
+        });
+        entry.1.sort();
+    }
+
+    /// The sources staged for the hot key task `task_id` of `id` (none for another task).
+    fn staged_for(&self, id: &str, analysis: Analysis, task_id: &str) -> Vec<NodeSource> {
+        if analysis != Analysis::Hotkey {
+            return Vec::new();
+        }
+        let mut staged = self
+            .staged_sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match staged.get(id) {
+            Some((t, _)) if t == task_id => staged.remove(id).map(|(_, s)| s).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Publishes the hot slots of a successful hot slot task as the analysis' newest result
+    /// (see [`Store::publish`]: not when the current result is this task's or finished
+    /// later). Returns whether the result was taken.
+    pub fn publish_hotslots(
+        &self,
+        id: &str,
+        analysis: Analysis,
+        task: &TaskRecord,
+        slots: Vec<HotSlot>,
+    ) -> bool {
+        let mut taken = false;
+        self.update_analysis(id, analysis, |a| {
+            let mut new = AnalysisResult::from_task(analysis, task, a.spec.top_n);
+            new.slots = slots;
+            let newer = match &a.result {
+                None => true,
+                Some(old) if old.task_id == new.task_id => false,
+                Some(old) => match (old.finished_at, new.finished_at) {
+                    (Some(o), Some(n)) => n >= o,
+                    _ => true,
+                },
+            };
+            a.supported = true;
+            a.consecutive_failures = 0;
+            if newer {
+                a.result = Some(Arc::new(new));
+                taken = true;
+            }
         });
         taken
     }
@@ -801,6 +892,7 @@ mod tests {
             unit: Some(unit),
             freq,
             memory: None,
+            rates: None,
         }
     }
 

@@ -78,7 +78,8 @@ impl Connector {
             .clone()
     }
 
-    fn endpoint(&self, node: &Node) -> Result<Endpoint> {
+    /// Where and how to connect to `node` (a dedicated connection: a `MONITOR` sample).
+    pub(super) fn endpoint(&self, node: &Node) -> Result<Endpoint> {
         let tls = if self.target.address.tls {
             let config = self
                 .tls

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::NativeTarget;
 use crate::config::redis::RedisTarget;
+use crate::dcs::Analysis;
 use crate::fleet::FleetOptions;
 use crate::metrics::store::Store;
 use crate::scheduler::{Clock, NativePlan};
@@ -50,6 +51,7 @@ pub fn plan(targets: &[Arc<NativeTarget>], opts: &FleetOptions) -> Vec<NativePla
         .map(|t| NativePlan {
             source: t.clone(),
             instance: t.config().instance(),
+            extra: vec![(Analysis::Hotslot, t.config().hotslot)],
         })
         .collect()
 }

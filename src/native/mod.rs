@@ -21,6 +21,9 @@
 //! - [`walk`]: `SCAN` over one database of one node, pipelined, resumed after a lost
 //!   connection, and only on the same server process.
 //! - [`scan`]: the big key and hot key scans of a node, top N.
+//! - [`hotkeys`]: where each node's hot keys come from (`HOTKEYS`, LFU counters, a bounded
+//!   `MONITOR` sample), and the sources other than the LFU scan.
+//! - [`hotslot`]: hot hash slots of a cluster (`CLUSTER SLOT-STATS`), the `hotslot` analysis.
 //! - `run`: one scan of a target, its shards side by side, its progress.
 //! - [`guess`]: key types guessed from key names, one command per key where right.
 //! - [`families`]: key families, aggregated from every key a big key scan sees.
@@ -34,6 +37,8 @@ pub mod error;
 pub mod families;
 pub mod fleet;
 pub mod guess;
+pub mod hotkeys;
+pub mod hotslot;
 pub mod pace;
 pub mod probe;
 pub mod resp;
@@ -60,7 +65,6 @@ use crate::scheduler::{AnalysisSource, Clock, SourceError};
 use conn::Connector;
 pub use error::{Error, Result};
 use run::Run;
-use topology::Topology;
 
 /// Task records kept per analysis (the newest; older ones are forgotten).
 pub const KEPT_TASKS: usize = 10;
@@ -82,6 +86,7 @@ pub(crate) struct Tasks {
     hotkey: VecDeque<Entry>,
     bigkey: VecDeque<Entry>,
     keyfamily: VecDeque<Entry>,
+    hotslot: VecDeque<Entry>,
 }
 
 impl Tasks {
@@ -91,6 +96,7 @@ impl Tasks {
             Analysis::Bigkey => &mut self.bigkey,
             // Never created (see `create_task`): an empty table.
             Analysis::Keyfamily => &mut self.keyfamily,
+            Analysis::Hotslot => &mut self.hotslot,
         }
     }
 }
@@ -104,6 +110,8 @@ pub struct NativeTarget {
     store: Arc<Store>,
     clock: Clock,
     tasks: Arc<Mutex<Tasks>>,
+    /// Each master's newest `CLUSTER SLOT-STATS` poll, for the next hot slot analysis.
+    slot_polls: Arc<hotslot::Baselines>,
 }
 
 impl std::fmt::Debug for NativeTarget {
@@ -121,7 +129,12 @@ impl Drop for NativeTarget {
         // A scan must not outlive its target (reload with new settings, shutdown).
         let mut guard = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         let t = &mut *guard;
-        for e in t.hotkey.iter_mut().chain(t.bigkey.iter_mut()) {
+        for e in t
+            .hotkey
+            .iter_mut()
+            .chain(t.bigkey.iter_mut())
+            .chain(t.hotslot.iter_mut())
+        {
             if let Some(a) = e.abort.take() {
                 a.abort();
             }
@@ -137,6 +150,7 @@ impl NativeTarget {
             store,
             clock,
             tasks: Arc::new(Mutex::new(Tasks::default())),
+            slot_polls: Arc::default(),
         }
     }
 
@@ -182,6 +196,18 @@ impl NativeTarget {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Keeps the handle of the task running `task_id`, to stop it with the target.
+    fn started(&self, task_id: &str, analysis: Analysis, handle: tokio::task::JoinHandle<()>) {
+        if let Some(e) = self
+            .lock()
+            .of(analysis)
+            .iter_mut()
+            .find(|e| e.record.id == task_id)
+        {
+            e.abort = Some(handle.abort_handle());
+        }
+    }
+
     fn check_target(&self, instance_id: &str) -> Result<()> {
         if instance_id == self.config().id {
             Ok(())
@@ -192,15 +218,6 @@ impl NativeTarget {
                 task_id: String::new(),
             })
         }
-    }
-
-    /// Hot key analysis needs an LFU policy; the server's answer to `OBJECT FREQ` on a random
-    /// key tells (neither command touches the key). An empty server cannot tell yet.
-    async fn probe_lfu(&self, topology: &Topology) -> Result<()> {
-        let Some(unit) = topology.units.first() else {
-            return Ok(());
-        };
-        probe::lfu(&self.conn, &unit.master).await
     }
 }
 
@@ -303,8 +320,13 @@ impl AnalysisSource for NativeTarget {
                 ..InstanceInfo::default()
             },
         );
-        if analysis == Analysis::Hotkey {
-            self.probe_lfu(&topology).await?;
+        // Whether the server has what the analysis reads (see `hotkeys`, `hotslot`).
+        match analysis {
+            Analysis::Hotkey => {
+                hotkeys::probe(&self.conn, &topology, &target.hotkey_source).await?
+            }
+            Analysis::Hotslot => hotslot::probe(&self.conn, &topology).await?,
+            Analysis::Bigkey | Analysis::Keyfamily => {}
         }
         let record = {
             let mut t = self.lock();
@@ -332,6 +354,21 @@ impl AnalysisSource for NativeTarget {
             });
             record
         };
+        if analysis == Analysis::Hotslot {
+            let collect = hotslot::Collect {
+                target: (*target).clone(),
+                conn: self.conn.clone(),
+                store: self.store.clone(),
+                clock: self.clock,
+                tasks: self.tasks.clone(),
+                task_id: record.id.clone(),
+                created,
+                topology,
+                baselines: self.slot_polls.clone(),
+            };
+            self.started(&record.id, analysis, runtime::spawn(collect.go()));
+            return Ok(record);
+        }
         let run = Run {
             target: (*target).clone(),
             conn: self.conn.clone(),
@@ -343,15 +380,7 @@ impl AnalysisSource for NativeTarget {
             created,
             topology,
         };
-        let handle = runtime::spawn(run.go());
-        if let Some(e) = self
-            .lock()
-            .of(analysis)
-            .iter_mut()
-            .find(|e| e.record.id == record.id)
-        {
-            e.abort = Some(handle.abort_handle());
-        }
+        self.started(&record.id, analysis, runtime::spawn(run.go()));
         Ok(record)
     }
 

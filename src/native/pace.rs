@@ -78,6 +78,35 @@ impl Budget {
     }
 }
 
+/// Tells a scan that walks no key any more from one that goes slowly: stalled once the count
+/// of keys walked has not moved for `limit`.
+#[derive(Debug)]
+pub struct Stall {
+    limit: Duration,
+    last: u64,
+    since: Instant,
+}
+
+impl Stall {
+    pub fn new(limit: Duration) -> Self {
+        Stall {
+            limit,
+            last: 0,
+            since: Instant::now(),
+        }
+    }
+
+    /// Records the keys walked so far; `true` when none were walked for the limit.
+    pub fn stalled(&mut self, walked: u64) -> bool {
+        if walked != self.last {
+            self.last = walked;
+            self.since = Instant::now();
+            return false;
+        }
+        self.since.elapsed() >= self.limit
+    }
+}
+
 /// Counts keys across the nodes of one scan, for its progress.
 #[derive(Debug, Default)]
 pub struct Counter {
@@ -138,6 +167,22 @@ mod tests {
         tokio::join!(scan(b.clone()), scan(b.clone()));
         // 1000 keys at 1000 keys/s: a second, not the half second each would take alone.
         assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scan_is_stalled_only_after_walking_nothing_for_the_limit() {
+        let mut s = Stall::new(Duration::from_secs(600));
+        assert!(!s.stalled(0));
+        tokio::time::advance(Duration::from_secs(599)).await;
+        assert!(!s.stalled(0));
+        // One key, however slowly: the clock starts again.
+        assert!(!s.stalled(1));
+        tokio::time::advance(Duration::from_secs(599)).await;
+        assert!(!s.stalled(1));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(s.stalled(1));
+        // A node scanned again from the start counts down: that is movement too.
+        assert!(!s.stalled(0));
     }
 
     #[test]

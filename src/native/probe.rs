@@ -1,5 +1,6 @@
 //! Questions a target answers in one or two commands: whether it can give hot keys from its LFU
-//! counters, and, for `check-config --online`, what it is.
+//! counters, and, for `check-config --online`, what it is and where its hot keys (and, for a
+//! cluster, its hot slots) would come from.
 
 use super::conn::{Connector, MAX_INFO_BYTES};
 use super::error::{Error, Result};
@@ -97,12 +98,20 @@ pub async fn missing_permissions(
         asked.push(("+pttl", "key families", Cmd::new("PTTL").arg(PROBE_KEY)));
     }
     if hot {
-        asked.push(("+randomkey", "hot keys", Cmd::new("RANDOMKEY")));
-        asked.push((
-            "+object|freq",
-            "hot keys",
-            Cmd::new("OBJECT FREQ").arg(PROBE_KEY),
-        ));
+        // The LFU counters, unless another source is chosen (`HOTKEYS` and `MONITOR` are not
+        // asked: they cannot be tried harmlessly, and say what they lack when they run).
+        use crate::config::hotkey_source::HotkeySource;
+        if matches!(
+            target.hotkey_source.source,
+            HotkeySource::Auto | HotkeySource::Lfu
+        ) {
+            asked.push(("+randomkey", "hot keys", Cmd::new("RANDOMKEY")));
+            asked.push((
+                "+object|freq",
+                "hot keys",
+                Cmd::new("OBJECT FREQ").arg(PROBE_KEY),
+            ));
+        }
         asked.push(("+type", "hot keys", Cmd::new("TYPE").arg(PROBE_KEY)));
     }
     if cluster {
@@ -163,6 +172,11 @@ pub struct Report {
     pub scans: Vec<ScanEstimate>,
     /// The target's own timeouts (`None`: `auto`).
     pub timeouts: [(&'static str, Option<std::time::Duration>); 2],
+    /// Where hot keys would come from under the target's `analysis.hotkey.source` (`hotkeys`,
+    /// `lfu`, `monitor`), or why nowhere.
+    pub hotkey_source: std::result::Result<&'static str, String>,
+    /// Clusters only: whether hot slots can be read, and with which measures.
+    pub hotslots: Option<String>,
 }
 
 /// How long one analysis' scan of one node takes at the node's budget.
@@ -179,9 +193,9 @@ pub struct ScanEstimate {
 }
 
 impl Report {
-    /// Hot key analysis needs an LFU policy.
+    /// Whether the hot key analysis has a source.
     pub fn hotkey_possible(&self) -> bool {
-        self.eviction_policy.contains("lfu")
+        self.hotkey_source.is_ok()
     }
 
     /// What would make the configured analyses fail: missing permissions, and a timeout the
@@ -230,12 +244,14 @@ impl std::fmt::Display for Report {
             if self.shards.len() == 1 { "" } else { "s" },
             self.shards.join(", "),
             self.eviction_policy,
-            if self.hotkey_possible() {
-                "possible"
-            } else {
-                "not possible (needs an LFU maxmemory-policy)"
+            match &self.hotkey_source {
+                Ok(source) => format!("possible (source {source})"),
+                Err(why) => format!("not possible: {why}"),
             }
         )?;
+        if let Some(h) = &self.hotslots {
+            write!(f, "; hot slots {h}")?;
+        }
         for e in &self.scans {
             write!(
                 f,
@@ -311,6 +327,7 @@ pub async fn check_online(target: &RedisTarget) -> Result<Report> {
         }
     }
     let scans = estimates(&conn, &topology, target).await?;
+    let (hotkey_source, hotslots) = sources(&conn, &topology, target).await;
     Ok(Report {
         version,
         role,
@@ -323,7 +340,52 @@ pub async fn check_online(target: &RedisTarget) -> Result<Report> {
             ("hotkey", target.hotkey_timeout),
             ("bigkey", target.bigkey_timeout),
         ],
+        hotkey_source,
+        hotslots,
     })
+}
+
+/// Where `target`'s hot keys would come from (its first master's source), and for a cluster
+/// whether hot slots can be read with CPU and network rates (`cluster-slot-stats-enabled`).
+async fn sources(
+    conn: &Connector,
+    topology: &super::topology::Topology,
+    target: &RedisTarget,
+) -> (std::result::Result<&'static str, String>, Option<String>) {
+    let hotkey_source = match topology.units.first() {
+        None => Err("no master found".to_owned()),
+        Some(u) => {
+            match super::hotkeys::resolve(conn, &u.master, &topology.engine, &target.hotkey_source)
+                .await
+            {
+                Ok(s) => Ok(s.label()),
+                Err(Error::Unsupported { message, .. }) => Err(message),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    if !topology.cluster {
+        return (hotkey_source, None);
+    }
+    let hotslots = match super::hotslot::probe(conn, topology).await {
+        Err(e) => format!("not possible: {e}"),
+        Ok(()) => {
+            let measured = match topology.units.first() {
+                Some(u) => super::hotslot::poll(conn, &u.master)
+                    .await
+                    .map(|p| p.slots.values().any(|s| s.cpu_usec.is_some())),
+                None => Ok(false),
+            };
+            match measured {
+                Ok(true) => "possible".to_owned(),
+                Ok(false) => "possible with key counts only (set cluster-slot-stats-enabled \
+                              yes for CPU and network rates)"
+                    .to_owned(),
+                Err(e) => format!("not possible: {e}"),
+            }
+        }
+    };
+    (hotkey_source, Some(hotslots))
 }
 
 /// How long each configured scan takes at the node's budget, from the keys each node holds.

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use super::conn::Connector;
 use super::error::{Error, Result};
 use super::families::{FamilyObserver, FamilyTable, TRACKED_FAMILIES};
-use super::pace::{Counter, Pace};
+use super::pace::{Counter, Pace, Stall};
 use super::resp::NoTouch;
 use super::scan::{self, NoObserver};
 use super::topology::{keyspace, Node, Topology, Unit};
@@ -136,7 +136,7 @@ impl Run {
         for unit in &self.topology.units {
             let node = match self.analysis {
                 Analysis::Bigkey | Analysis::Keyfamily => scan::bigkey_node(&self.conn, unit).await,
-                Analysis::Hotkey => unit.master.clone(),
+                Analysis::Hotkey | Analysis::Hotslot => unit.master.clone(),
             };
             plan.push((unit, node, Counter::default()));
         }
@@ -169,7 +169,7 @@ impl Run {
             let clock = self.clock;
             let total = total.clone();
             async move {
-                let mut last = (0, tokio::time::Instant::now());
+                let mut stall = Stall::new(STALL_LIMIT);
                 loop {
                     let scanned: u64 = counters.iter().map(|c| c.get()).sum();
                     store.set_progress(
@@ -183,9 +183,7 @@ impl Run {
                             deadline,
                         }),
                     );
-                    if scanned != last.0 {
-                        last = (scanned, tokio::time::Instant::now());
-                    } else if limit.is_none() && last.1.elapsed() >= STALL_LIMIT {
+                    if stall.stalled(scanned) && limit.is_none() {
                         return Error::Stalled {
                             target: id,
                             message: format!(
@@ -332,11 +330,21 @@ impl Run {
             )
             .await
             .map(|k| (k, None)),
-            Analysis::Hotkey => scan::hotkeys(conn, &guard, unit, &dbs, pace, counter)
-                .await
-                .map(|k| (k, None)),
-            Analysis::Keyfamily => Err(<Error as SourceError>::not_offered(
-                "the DCS offline key analysis",
+            // From the node's hot key source (the LFU scan among them).
+            Analysis::Hotkey => {
+                let ctx = super::hotkeys::Ctx {
+                    target_id: &self.target.id,
+                    task_id: &self.task_id,
+                    settings: &self.target.hotkey_source,
+                    engine: &self.topology.engine,
+                    store: &self.store,
+                };
+                super::hotkeys::scan_node(ctx, conn, &guard, unit, &dbs, pace, counter)
+                    .await
+                    .map(|k| (k, None))
+            }
+            Analysis::Keyfamily | Analysis::Hotslot => Err(<Error as SourceError>::not_offered(
+                "this analysis as a scan",
             )),
         }
     }

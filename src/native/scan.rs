@@ -198,6 +198,7 @@ fn record(unit: &Unit, r: Ranked, freq: Option<i64>, size: Option<i64>) -> KeyRe
         size,
         freq,
         memory: r.memory,
+        rates: None,
     }
 }
 

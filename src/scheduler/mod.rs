@@ -74,6 +74,8 @@ pub struct NativePlan<N> {
     pub source: Arc<N>,
     /// Its id, name and analysis settings (`lfu_log_factor` for the estimated accesses).
     pub instance: InstanceConfig,
+    /// Analyses only such targets have, with their settings (hot slots).
+    pub extra: Vec<(Analysis, AnalysisSettings)>,
 }
 
 /// Everything the scheduler runs: DCS instances per cloud, and native targets.
@@ -328,7 +330,12 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
         for target in &native {
             let inst = &target.instance;
             let mut analyses = Vec::new();
-            for (a, s) in enabled(inst) {
+            let extra = target
+                .extra
+                .iter()
+                .copied()
+                .filter(|(_, s)| s.mode != Mode::Off);
+            for (a, s) in enabled(inst).chain(extra) {
                 analyses.push(spec_of(a, &s));
                 // A Redis target's key families are published by its big key scan: no loop.
                 if a == Analysis::Keyfamily {

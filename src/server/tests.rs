@@ -65,6 +65,7 @@ impl TestServer {
                     unit: Some(SizeUnit::Byte),
                     freq: Some(42),
                     memory: None,
+                    rates: None,
                 },
                 KeyRecord {
                     name: "<script>alert(1)</script>".into(),
@@ -75,6 +76,7 @@ impl TestServer {
                     unit: Some(SizeUnit::Count),
                     freq: Some(7),
                     memory: None,
+                    rates: None,
                 },
             ]),
         };

@@ -351,6 +351,7 @@ impl Keyspace {
             unit: Some(unit),
             freq,
             memory: None,
+            rates: None,
         }
     }
 

@@ -157,6 +157,8 @@ pub(super) fn refusal(r: Refusal, a: Analysis) -> Reply {
                 "DCS.4232",
                 "The offline key analysis task does not exist.",
             ),
+            // DCS has no hot slot analysis (the exporter reads them from Redis Cluster itself).
+            Analysis::Hotslot => Reply::dcs(400, "DCS.4232", "The analysis task does not exist."),
         },
         Refusal::TaskActive => Reply::dcs(
             400,

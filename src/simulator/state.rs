@@ -199,6 +199,7 @@ impl InstanceState {
             Analysis::Hotkey => &self.hot,
             Analysis::Bigkey => &self.big,
             Analysis::Keyfamily => unreachable!("offline key analyses live in `self.offline`"),
+            Analysis::Hotslot => unreachable!("DCS has no hot slot analysis"),
         }
     }
 
@@ -207,6 +208,7 @@ impl InstanceState {
             Analysis::Hotkey => &mut self.hot,
             Analysis::Bigkey => &mut self.big,
             Analysis::Keyfamily => unreachable!("offline key analyses live in `self.offline`"),
+            Analysis::Hotslot => unreachable!("DCS has no hot slot analysis"),
         }
     }
 
@@ -230,8 +232,8 @@ impl InstanceState {
             Analysis::Hotkey if !hotkey_supported(&self.info) => Vec::new(),
             Analysis::Hotkey => self.keyspace().hot_keys(at),
             Analysis::Bigkey => self.keyspace().big_keys(at),
-            // Reports families, not keys (see `simulator::offline`).
-            Analysis::Keyfamily => Vec::new(),
+            // Reports families, not keys (see `simulator::offline`); DCS has no hot slots.
+            Analysis::Keyfamily | Analysis::Hotslot => Vec::new(),
         }
     }
 
@@ -241,7 +243,7 @@ impl InstanceState {
         let wait = Duration::from_secs_f64(rng.gen_range(1.0..3.0));
         let per_key = match a {
             Analysis::Hotkey => 1.0 / 20_000.0,
-            Analysis::Bigkey | Analysis::Keyfamily => 1.5 / 20_000.0,
+            Analysis::Bigkey | Analysis::Keyfamily | Analysis::Hotslot => 1.5 / 20_000.0,
         };
         let run = (5.0 + self.info.key_count as f64 * per_key) * rng.gen_range(0.8..1.2);
         (

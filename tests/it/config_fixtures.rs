@@ -184,8 +184,8 @@ const CASES: &[(&str, &[&str])] = &[
         "unknown_key_redis_hotkey.yaml",
         &[
             "redis[0].analysis.hotkey.fresh_backup: unknown field `fresh_backup`, expected one \
-             of `mode`, `interval`, `timeout`, `top_n`; only analysis.keyfamily takes \
-             fresh_backup",
+             of `mode`, `interval`, `timeout`, `top_n`, `source`, `monitor`, `hotkeys`; only \
+             analysis.keyfamily takes fresh_backup",
             "line 8",
         ],
     ),

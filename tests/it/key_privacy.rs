@@ -74,6 +74,7 @@ fn key(name: &str, freq: i64, size: i64) -> KeyRecord {
         unit: Some(SizeUnit::Count),
         freq: Some(freq),
         memory: None,
+        rates: None,
     }
 }
 

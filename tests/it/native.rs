@@ -459,14 +459,15 @@ async fn big_keys_are_read_on_the_replica_and_hot_keys_on_the_master() {
         keys_of(&m, "dcs_bigkey_elements", &id),
         expected_top(&keys, 3, false)
     );
-    // dcs_instance_info says what the target is.
-    let version = master
-        .cli(&["INFO", "server"])
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("redis_version:")
-                .map(|v| v.trim().to_owned())
-        })
+    // dcs_instance_info says what the target is: the engine's own version (Valkey also
+    // reports a `redis_version` that is not its own).
+    let info = master.cli(&["INFO", "server"]);
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+    };
+    let version = field("valkey_version:")
+        .or_else(|| field("redis_version:"))
         .unwrap();
     assert_eq!(
         m.get(

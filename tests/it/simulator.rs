@@ -521,7 +521,7 @@ async fn routing_and_documented_error_codes() {
         let code = match a {
             Analysis::Hotkey => "DCS.4941",
             Analysis::Bigkey => "DCS.4942",
-            Analysis::Keyfamily => "DCS.4232",
+            Analysis::Keyfamily | Analysis::Hotslot => "DCS.4232",
         };
         let path = p(&format!("/{HOT_OK}/{}/no-such-task", seg(a, false)));
         assert_dcs_error(&h.call("GET", &path).await, 400, code);

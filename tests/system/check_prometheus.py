@@ -14,8 +14,14 @@ loads a copy of config/alerts.yml, then checks that
   Grafana derives from that `timeInterval`). The panels of Redis and Valkey
   targets get their data from a second exporter analysing a real `redis-server`
   the check starts and fills: one target at the default throttle, one slow
-  enough that a scan is in progress for a while. Without `redis-server` they
-  are skipped, or fail with --require-redis,
+  enough that a scan is in progress for a while, and one whose hot keys come
+  from MONITOR samples of a small read workload the check runs. Without
+  `redis-server` they are skipped, or fail with --require-redis. The hot slot
+  panels need a server with CLUSTER SLOT-STATS (Valkey 8.0+, Redis 8.2+):
+  with --slot-stats-server the check starts a one-node cluster of it with
+  slot stats on; without, they are skipped. The per-key CPU and network
+  panels need Redis 8.6+ HOTKEYS, which no server the check can start has:
+  they are always skipped, with that reason,
 * every alerting and recording rule evaluates without error,
 * the hot key alert (DcsHotKey) fires.
 
@@ -39,6 +45,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import socket
 import urllib.parse
@@ -298,7 +305,13 @@ def rules_copy(src, dst, for_duration):
 
 
 # Metrics only Redis and Valkey targets export: their panels need the native exporter.
-NATIVE_ONLY = re.compile(r"dcs_bigkey_memory_bytes|dcs_analysis_scan_")
+NATIVE_ONLY = re.compile(
+    r"dcs_bigkey_memory_bytes|dcs_analysis_scan_|dcs_hotkey_source_info|dcs_hotkey_accesses_per_second")
+# Only from Redis 8.6+ HOTKEYS sessions (tests/it/hotkey_sources.rs checks them against fakes).
+HOTKEYS_ONLY = re.compile(r"dcs_hotkey_cpu_seconds_per_second|dcs_hotkey_network_bytes_per_second")
+OTHER_MEASURES = re.compile(r"dcs_hotkey_frequency|dcs_hotkey_accesses_per_second")
+# Only from servers with CLUSTER SLOT-STATS (--slot-stats-server).
+SLOT_STATS_ONLY = re.compile(r"dcs_hotslot_")
 
 
 def redis_command(*args):
@@ -351,10 +364,64 @@ def start_redis(server_bin, tmp, procs, deadline):
     return port
 
 
-def native_config(path, redis_port):
-    """Two targets on one server: `native-cache` at the default throttle (results within a
-    second), `native-slow` at 100 keys/s (a big key scan runs for 30 s of every minute)."""
+def start_slot_stats_cluster(server_bin, tmp, procs, deadline):
+    """A one-node cluster of `server_bin` serving every slot, with slot stats on; its port."""
+    port = free_port()
+    data = os.path.join(tmp, "cluster")
+    os.mkdir(data)
+    log = os.path.join(tmp, "cluster.log")
+    proc = start([server_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                  "--dir", data, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                  "--cluster-slot-stats-enabled", "yes"], log)
+    procs.append(proc)
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SetupError(f"{server_bin} did not start:\n{tail(log)}")
+            time.sleep(0.1)
+    with sock:
+        sock.sendall(redis_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383))
+        if not sock.recv(100).startswith(b"+OK"):
+            raise SetupError("the cluster node refused CLUSTER ADDSLOTSRANGE")
+    return port
+
+
+def workload(ports, stop_at):
+    """Reads a few keys on each port, every 20 ms, until `stop_at`: the traffic the MONITOR
+    target samples and the hot slot polls measure."""
+    socks = []
+    for port in ports:
+        try:
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        except OSError:
+            pass
+    cmds = b"".join(redis_command("GET", f"native:str:{i}") for i in range(5)) + redis_command("SET", "hot", "v")
+    while time.monotonic() < stop_at:
+        for s in socks:
+            try:
+                s.sendall(cmds)
+                s.recv(65536)
+            except OSError:
+                pass
+        time.sleep(0.02)
+    for s in socks:
+        s.close()
+
+
+def native_config(path, redis_port, cluster_port=None):
+    """Targets on one server: `native-cache` at the default throttle (results within a
+    second), `native-slow` at 100 keys/s (a big key scan runs for 30 s of every minute),
+    `native-monitor` with hot keys from MONITOR samples; and, given a cluster, `native-cluster`
+    for its hot slots."""
     address = f"redis://127.0.0.1:{redis_port}"
+    cluster = ""
+    if cluster_port:
+        cluster = (f"  - id: native-cluster\n    name: native-cluster\n"
+                   f"    address: {json.dumps(f'redis://127.0.0.1:{cluster_port}')}\n"
+                   "    analysis: {hotkey: {mode: off}, bigkey: {mode: off}, hotslot: {interval: 5s, timeout: 4s}}\n")
     with open(path, "w", encoding="utf-8") as f:
         f.write(
             "redis:\n"
@@ -362,6 +429,11 @@ def native_config(path, redis_port):
             f"  - id: native-slow\n    name: native-slow\n    address: {json.dumps(address)}\n"
             "    throttle: {keys_per_second: 100}\n"
             "    analysis: {hotkey: {mode: off}, bigkey: {interval: 1m, timeout: 50s}}\n"
+            f"  - id: native-monitor\n    name: native-monitor\n    address: {json.dumps(address)}\n"
+            "    analysis:\n"
+            "      hotkey: {source: monitor, interval: 10s, monitor: {window: 1s}}\n"
+            "      bigkey: {mode: off}\n"
+            + cluster +
             "analysis:\n"
             "  hotkey: {interval: 1m, top_n: 10}\n"
             "  bigkey: {interval: 1m, top_n: 10}\n"
@@ -435,11 +507,18 @@ def run(args, results, tmp):
         targets = [f"127.0.0.1:{exporter_port}"]
 
         redis_bin = shutil.which(args.redis_server)
+        cluster_port = None
         if redis_bin:
             redis_port = start_redis(redis_bin, tmp, procs, deadline)
+            if args.slot_stats_server:
+                if not shutil.which(args.slot_stats_server):
+                    raise SetupError(f"{args.slot_stats_server} not found (--slot-stats-server)")
+                cluster_port = start_slot_stats_cluster(args.slot_stats_server, tmp, procs, deadline)
+            threading.Thread(target=workload, args=([p for p in (redis_port, cluster_port) if p], deadline),
+                             daemon=True).start()
             native_port = free_port()
             native_yaml = os.path.join(tmp, "native.yml")
-            native_config(native_yaml, redis_port)
+            native_config(native_yaml, redis_port, cluster_port)
             native_log = os.path.join(tmp, "native-exporter.log")
             native = start([args.exporter_bin, f"--config.file={native_yaml}",
                             f"--web.listen-address=127.0.0.1:{native_port}"], native_log)
@@ -485,6 +564,14 @@ def run(args, results, tmp):
         if not redis_bin:
             for q in [q for q in queries if NATIVE_ONLY.search(q.expr)]:
                 results.skip(q.name, f"needs a Redis target; {args.redis_server} not found")
+                queries.remove(q)
+        # A query that also reads another measure (`a or b`) gets its data from that one.
+        for q in [q for q in queries if HOTKEYS_ONLY.search(q.expr) and not OTHER_MEASURES.search(q.expr)]:
+            results.skip(q.name, "needs Redis 8.6+ HOTKEYS, which no server here has")
+            queries.remove(q)
+        if not cluster_port:
+            for q in [q for q in queries if SLOT_STATS_ONLY.search(q.expr)]:
+                results.skip(q.name, "needs a server with CLUSTER SLOT-STATS (--slot-stats-server)")
                 queries.remove(q)
 
         up = hot = None
@@ -545,6 +632,7 @@ def main():
     parser.add_argument("--for", dest="for_duration", default="10s", help="replaces every `for:` duration of the rules (default 10s)")
     parser.add_argument("--redis-server", default="redis-server", help="redis-server binary for the Redis target panels (default: from PATH)")
     parser.add_argument("--require-redis", action="store_true", help="fail instead of skipping the Redis target panels without redis-server")
+    parser.add_argument("--slot-stats-server", help="a Valkey 8.0+ or Redis 8.2+ server binary for the hot slot panels (skipped without)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, config, TSDB)")
     args = parser.parse_args()
 

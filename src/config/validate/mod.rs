@@ -10,13 +10,15 @@
 //!   overrides) and the key family naming rules;
 //! - `cloud`: `clouds:`, their credentials, instances and discovery;
 //! - `redis`: `redis:` targets and their TLS settings, `address`: what their address says, and
-//!   `redis_analysis`: what the exporter's own scans of them do;
+//!   `redis_analysis`: what the exporter's own scans of them do, `hotkey_source`: where their
+//!   hot keys come from and their hot slots;
 //! - `files`: every file the config names (secrets, certificates), read with the same checks.
 
 mod address;
 mod analysis;
 mod cloud;
 mod files;
+mod hotkey_source;
 mod redis;
 mod redis_analysis;
 mod settings;
@@ -26,7 +28,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawKeyfamily};
+use super::raw::{RawConfig, RawHotkey, RawKeyfamily};
 use super::{duration, AnalysisSettings, Config, InstanceDefaults, KeyfamilySettings, Problem};
 use crate::dcs::Analysis;
 use crate::metrics::families::FamilyRules;
@@ -161,7 +163,11 @@ impl<'a> Validator<'a> {
             lfu_log_factor: lfu,
             hotkey: self.analysis(
                 "analysis.hotkey",
-                raw.analysis.hotkey.as_ref(),
+                raw.analysis
+                    .hotkey
+                    .as_ref()
+                    .map(RawHotkey::schedule)
+                    .as_ref(),
                 AnalysisSettings::default_for(Analysis::Hotkey),
             ),
             bigkey: self.analysis(
@@ -180,6 +186,7 @@ impl<'a> Validator<'a> {
                 KeyfamilySettings::default(),
             ),
         };
+        let native = self.native_defaults(&raw.analysis);
         let families = self.families(
             "analysis.keyfamily.families",
             raw.analysis
@@ -213,6 +220,7 @@ impl<'a> Validator<'a> {
                     &defaults,
                     &families,
                     raw.analysis.keyfamily.as_ref().and_then(|k| k.mode),
+                    &native,
                 )
             })
             .collect();

@@ -1,6 +1,7 @@
 //! `redis:`: each [`RawRedis`] entry into a [`RedisTarget`] (address, credentials, TLS,
 //! throttle, and the analysis settings laid over the global defaults).
 
+use super::super::hotkey_source::NativeDefaults;
 use super::super::raw::{RawRedis, RawRedisTls};
 use super::super::redis::{
     RedisAddress, RedisTarget, RedisTls, DEFAULT_KEYS_PER_SECOND, MAX_KEYS_PER_SECOND,
@@ -21,6 +22,7 @@ impl Validator<'_> {
         defaults: &InstanceDefaults,
         families: &FamilyRules,
         global_keyfamily: Option<Mode>,
+        native: &NativeDefaults,
     ) -> RedisTarget {
         let name = self.string(&format!("{key}.name"), &raw.name);
         let address_text = self.required(&format!("{key}.address"), &raw.address);
@@ -81,6 +83,7 @@ impl Validator<'_> {
             defaults,
             families,
             global_keyfamily,
+            native,
         );
         RedisTarget {
             id,
@@ -97,6 +100,8 @@ impl Validator<'_> {
             families: analysis.families,
             hotkey_timeout: analysis.hotkey_timeout,
             bigkey_timeout: analysis.bigkey_timeout,
+            hotkey_source: analysis.hotkey_source,
+            hotslot: analysis.hotslot,
         }
     }
 

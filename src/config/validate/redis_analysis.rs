@@ -8,7 +8,8 @@
 //! `keyfamily.interval`); settings only Redis targets know go in [`RawRedisAnalysisSet`] and
 //! are checked here.
 
-use super::super::raw::{RawAnalysis, RawRedisAnalysisSet, RawRedisKeyfamily};
+use super::super::hotkey_source::{HotkeySourceSettings, NativeDefaults};
+use super::super::raw::{RawAnalysis, RawHotkey, RawRedisAnalysisSet, RawRedisKeyfamily};
 use super::super::redis::AUTO_FOLLOW;
 use super::super::{AnalysisSettings, InstanceDefaults, Mode};
 use super::Validator;
@@ -25,6 +26,9 @@ pub(super) struct RedisAnalysis {
     /// The scans' own time limits (`None`: `auto`).
     pub hotkey_timeout: Option<std::time::Duration>,
     pub bigkey_timeout: Option<std::time::Duration>,
+    /// Where its hot keys come from, and its hot slots (see `hotkey_source`).
+    pub hotkey_source: HotkeySourceSettings,
+    pub hotslot: AnalysisSettings,
 }
 
 impl Validator<'_> {
@@ -43,9 +47,14 @@ impl Validator<'_> {
         defaults: &InstanceDefaults,
         families: &FamilyRules,
         global_keyfamily: Option<Mode>,
+        native: &NativeDefaults,
     ) -> RedisAnalysis {
-        let (hotkey, hotkey_timeout) =
-            self.native_analysis(key, Analysis::Hotkey, raw.hotkey.as_ref(), defaults.hotkey);
+        let (hotkey, hotkey_timeout) = self.native_analysis(
+            key,
+            Analysis::Hotkey,
+            raw.hotkey.as_ref().map(RawHotkey::schedule).as_ref(),
+            defaults.hotkey,
+        );
         let (bigkey, bigkey_timeout) =
             self.native_analysis(key, Analysis::Bigkey, raw.bigkey.as_ref(), defaults.bigkey);
         let raw_kf = raw.keyfamily.as_ref();
@@ -89,6 +98,13 @@ impl Validator<'_> {
             raw_kf.and_then(|r| r.families.as_ref()),
             families,
         );
+        let hotkey_source = self.target_hotkey_source(
+            key,
+            raw.hotkey.as_ref(),
+            &native.hotkey_source,
+            hotkey_timeout.filter(|_| hotkey.mode != Mode::Off),
+        );
+        let hotslot = self.target_hotslot(key, raw.hotslot.as_ref(), native.hotslot);
         RedisAnalysis {
             hotkey,
             bigkey,
@@ -96,6 +112,8 @@ impl Validator<'_> {
             families,
             hotkey_timeout,
             bigkey_timeout,
+            hotkey_source,
+            hotslot,
         }
     }
 
@@ -162,7 +180,18 @@ mod tests {
     ) -> (RedisAnalysis, Vec<String>) {
         let env = |_: &str| None;
         let mut v = Validator::new(&env, None);
-        let out = v.redis_analysis("r.analysis", raw, defaults, &FamilyRules::default(), None);
+        let native = crate::config::hotkey_source::NativeDefaults {
+            hotkey_source: HotkeySourceSettings::default(),
+            hotslot: AnalysisSettings::default_for(Analysis::Hotslot),
+        };
+        let out = v.redis_analysis(
+            "r.analysis",
+            raw,
+            defaults,
+            &FamilyRules::default(),
+            None,
+            &native,
+        );
         let (p, _) = v.finish();
         (out, p.iter().map(Problem::to_string).collect())
     }
@@ -254,9 +283,9 @@ mod tests {
         let mut d = defaults();
         d.bigkey.mode = Mode::Observe;
         let raw = RawRedisAnalysisSet {
-            hotkey: Some(RawAnalysis {
+            hotkey: Some(RawHotkey {
                 mode: Some(Mode::Observe),
-                ..RawAnalysis::default()
+                ..RawHotkey::default()
             }),
             ..RawRedisAnalysisSet::default()
         };

@@ -49,6 +49,35 @@ pub(super) const HOTKEY_ELEMENTS: Family = Family {
     help: "Number of elements of a hot key whose size unit is count, from the newest completed \
            hot key analysis of the instance; cached between analyses.",
 };
+pub(super) const HOTKEY_ACCESSES_PER_SECOND: Family = Family {
+    name: "hotkey_accesses_per_second",
+    kind: Kind::Gauge,
+    help: "Accesses per second of a hot key over its source's window (Valkey HOTKEYS qps of the \
+           server's last completed window, or counted in a bounded MONITOR sample by this \
+           exporter), from the newest completed hot key analysis of a Redis or Valkey target; \
+           cached between analyses.",
+};
+pub(super) const HOTKEY_CPU_SECONDS_PER_SECOND: Family = Family {
+    name: "hotkey_cpu_seconds_per_second",
+    kind: Kind::Gauge,
+    help: "Server CPU time spent on a hot key per second of the collection window (Redis \
+           HOTKEYS by-cpu-time-us), from the newest completed hot key analysis of a Redis \
+           target; cached between analyses.",
+};
+pub(super) const HOTKEY_NETWORK_BYTES_PER_SECOND: Family = Family {
+    name: "hotkey_network_bytes_per_second",
+    kind: Kind::Gauge,
+    help: "Network bytes attributed to a hot key per second of the collection window (Redis \
+           HOTKEYS by-net-bytes), from the newest completed hot key analysis of a Redis target; \
+           cached between analyses.",
+};
+pub(super) const HOTKEY_SOURCE_INFO: Family = Family {
+    name: "hotkey_source_info",
+    kind: Kind::Gauge,
+    help: "Where the hot keys of each node of a Redis or Valkey target came from in the newest \
+           completed hot key analysis (source: hotkeys, lfu or monitor); always 1; cached \
+           between analyses.",
+};
 pub(super) const BIGKEY_SIZE_BYTES: Family = Family {
     name: "bigkey_size_bytes",
     kind: Kind::Gauge,
@@ -103,6 +132,29 @@ pub(super) const KEYSPACE_MEMORY_BYTES: Family = Family {
     help: "Bytes of the keys of one type over all analysed shards of the instance, from the \
            newest completed key family analysis of each shard (DCS: type_bytes of the offline \
            key analysis of a backup); cached between analyses.",
+};
+pub(super) const HOTSLOT_KEYS: Family = Family {
+    name: "hotslot_keys",
+    kind: Kind::Gauge,
+    help: "Keys of a hot hash slot (CLUSTER SLOT-STATS key-count) of a Redis Cluster node, one \
+           of the node's top N slots by CPU rate, from the newest completed hot slot analysis; \
+           cached between analyses.",
+};
+pub(super) const HOTSLOT_CPU_SECONDS_PER_SECOND: Family = Family {
+    name: "hotslot_cpu_seconds_per_second",
+    kind: Kind::Gauge,
+    help: "Server CPU time per second spent on a hash slot of a Redis Cluster node (the \
+           difference of CLUSTER SLOT-STATS cpu-usec between two polls), from the newest \
+           completed hot slot analysis; needs cluster-slot-stats-enabled yes; cached between \
+           analyses.",
+};
+pub(super) const HOTSLOT_NETWORK_BYTES_PER_SECOND: Family = Family {
+    name: "hotslot_network_bytes_per_second",
+    kind: Kind::Gauge,
+    help: "Network bytes per second of a hash slot of a Redis Cluster node, by direction (the \
+           difference of CLUSTER SLOT-STATS network-bytes-in/out between two polls), from the \
+           newest completed hot slot analysis; needs cluster-slot-stats-enabled yes; cached \
+           between analyses.",
 };
 pub(super) const ANALYSIS_KEYS: Family = Family {
     name: "analysis_keys",
@@ -211,16 +263,21 @@ pub(super) enum Value {
 }
 
 /// Number of per-result families (the length of the private `KEY_FAMILIES` table).
-pub const KEY_FAMILY_COUNT: usize = 12;
+pub const KEY_FAMILY_COUNT: usize = 19;
 
-/// The per-result metric families in output order: four fed by hot key results, three by big key
-/// results (the memory only where the source reports it: native targets), five by key family
-/// results.
+/// The per-result metric families in output order: eight fed by hot key results (the rates
+/// and the source only where the source is not the LFU counter or DCS: native targets), three
+/// by big key results (the memory only where the source reports it: native targets), five by
+/// key family results, three by hot slot results.
 pub(super) const KEY_FAMILIES: [&Family; KEY_FAMILY_COUNT] = [
     &HOTKEY_FREQUENCY,
     &HOTKEY_ESTIMATED_ACCESSES,
     &HOTKEY_SIZE_BYTES,
     &HOTKEY_ELEMENTS,
+    &HOTKEY_ACCESSES_PER_SECOND,
+    &HOTKEY_CPU_SECONDS_PER_SECOND,
+    &HOTKEY_NETWORK_BYTES_PER_SECOND,
+    &HOTKEY_SOURCE_INFO,
     &BIGKEY_SIZE_BYTES,
     &BIGKEY_ELEMENTS,
     &BIGKEY_MEMORY_BYTES,
@@ -229,6 +286,23 @@ pub(super) const KEY_FAMILIES: [&Family; KEY_FAMILY_COUNT] = [
     &KEYFAMILY_KEYS_WITHOUT_TTL,
     &KEYSPACE_KEYS,
     &KEYSPACE_MEMORY_BYTES,
+    &HOTSLOT_KEYS,
+    &HOTSLOT_CPU_SECONDS_PER_SECOND,
+    &HOTSLOT_NETWORK_BYTES_PER_SECOND,
 ];
+/// Indexes into [`KEY_FAMILIES`] of the families fed per key.
+pub(super) const I_HOTKEY_FREQUENCY: usize = 0;
+pub(super) const I_HOTKEY_ESTIMATED_ACCESSES: usize = 1;
+pub(super) const I_HOTKEY_SIZE_BYTES: usize = 2;
+pub(super) const I_HOTKEY_ELEMENTS: usize = 3;
+pub(super) const I_HOTKEY_ACCESSES: usize = 4;
+pub(super) const I_HOTKEY_CPU: usize = 5;
+pub(super) const I_HOTKEY_NETWORK: usize = 6;
+pub(super) const I_HOTKEY_SOURCE_INFO: usize = 7;
+pub(super) const I_BIGKEY_SIZE_BYTES: usize = 8;
+pub(super) const I_BIGKEY_ELEMENTS: usize = 9;
+pub(super) const I_BIGKEY_MEMORY_BYTES: usize = 10;
 /// Index of the first key family metric in [`KEY_FAMILIES`].
-pub(super) const FIRST_FAMILY_METRIC: usize = 7;
+pub(super) const FIRST_FAMILY_METRIC: usize = 11;
+/// Index of the first hot slot metric in [`KEY_FAMILIES`].
+pub(super) const FIRST_HOTSLOT_METRIC: usize = 16;

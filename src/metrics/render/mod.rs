@@ -46,6 +46,8 @@
 //!
 //! # Layout
 //! - `catalog`: every family's name, type and HELP text, and the order of the per-result ones.
+//! - `hot`: the samples of what native hot key and hot slot analyses add (per-key rates, each
+//!   node's hot key source, hot slots).
 //! - `text`: the text format's pieces (headers, samples, label escaping, numbers).
 //! - this module: what the snapshot holds, turned into samples in order.
 
@@ -106,6 +108,7 @@ pub fn estimated_accesses(freq: i64, lfu_log_factor: u32) -> u64 {
 }
 
 mod catalog;
+mod hot;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -204,38 +207,26 @@ pub fn render_key_families_into(
         }
         labels.push(b'"');
         label(&mut labels, "shard", shard, false);
-        let values: [Option<Value>; KEY_FAMILY_COUNT] = match analysis {
-            Analysis::Hotkey => [
-                rec.freq.map(|f| Value::Int(f.clamp(0, LFU_MAX) as u64)),
-                rec.freq
-                    .map(|f| Value::Int(estimated_accesses(f, inst.lfu_log_factor))),
-                size_in(rec, &SizeUnit::Byte),
-                size_in(rec, &SizeUnit::Count),
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-            ],
-            Analysis::Bigkey => [
-                None,
-                None,
-                None,
-                None,
-                size_in(rec, &SizeUnit::Byte),
-                size_in(rec, &SizeUnit::Count),
-                rec.memory.filter(|m| *m >= 0).map(|m| Value::Int(m as u64)),
-                None,
-                None,
-                None,
-                None,
-                None,
-            ],
-            Analysis::Keyfamily => [None; KEY_FAMILY_COUNT],
-        };
+        let mut values: [Option<Value>; KEY_FAMILY_COUNT] = [None; KEY_FAMILY_COUNT];
+        match analysis {
+            Analysis::Hotkey => {
+                values[I_HOTKEY_FREQUENCY] =
+                    rec.freq.map(|f| Value::Int(f.clamp(0, LFU_MAX) as u64));
+                values[I_HOTKEY_ESTIMATED_ACCESSES] = rec
+                    .freq
+                    .map(|f| Value::Int(estimated_accesses(f, inst.lfu_log_factor)));
+                values[I_HOTKEY_SIZE_BYTES] = size_in(rec, &SizeUnit::Byte);
+                values[I_HOTKEY_ELEMENTS] = size_in(rec, &SizeUnit::Count);
+                hot::rates(rec, &mut values);
+            }
+            Analysis::Bigkey => {
+                values[I_BIGKEY_SIZE_BYTES] = size_in(rec, &SizeUnit::Byte);
+                values[I_BIGKEY_ELEMENTS] = size_in(rec, &SizeUnit::Count);
+                values[I_BIGKEY_MEMORY_BYTES] =
+                    rec.memory.filter(|m| *m >= 0).map(|m| Value::Int(m as u64));
+            }
+            Analysis::Keyfamily | Analysis::Hotslot => {}
+        }
         for ((buf, family), value) in out.iter_mut().zip(KEY_FAMILIES).zip(values) {
             if let Some(v) = value {
                 sample(buf, ns, family, &labels, v);
@@ -243,6 +234,8 @@ pub fn render_key_families_into(
         }
     }
     render_families(inst, result, opts, out);
+    hot::sources(inst, result, ns, out);
+    hot::slots(inst, result, ns, out);
 }
 
 /// The key family and keyspace samples of one result. Family names go through the key

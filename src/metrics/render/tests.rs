@@ -16,6 +16,7 @@ fn key(name: &str, ty: Option<KeyType>, db: Option<i64>, shard: Option<&str>) ->
         unit: None,
         freq: None,
         memory: None,
+        rates: None,
     }
 }
 
@@ -42,6 +43,8 @@ fn result(keys: Vec<KeyRecord>) -> AnalysisResult {
         keys: keys.into(),
         shards: Default::default(),
         families: Vec::new(),
+        sources: Vec::new(),
+        slots: Vec::new(),
     }
 }
 

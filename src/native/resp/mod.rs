@@ -11,12 +11,15 @@
 //! - [`connection`]: the pipelined connection every scan of a node shares: `SELECT` between
 //!   databases, answers kept in step with the commands, limits per reply.
 //! - [`permits`]: the process-wide cap on open connections.
+//! - [`stream`]: a dedicated connection reading a stream of lines (`MONITOR`), long ones
+//!   skipped unbuffered.
 //! - [`tls`]: the rustls settings of a `rediss://` target.
 
 pub mod codec;
 pub mod connection;
 pub mod permits;
 pub mod raw;
+pub mod stream;
 pub mod tls;
 
 pub use codec::{Limits, ServerError, Value};

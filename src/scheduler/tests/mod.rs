@@ -131,6 +131,7 @@ impl FakeDcs {
                 unit: Some(SizeUnit::Byte),
                 freq: Some(100 + n + i),
                 memory: None,
+                rates: None,
             })
             .collect()
     }
@@ -443,6 +444,7 @@ impl Harness {
             .map(|instance| NativePlan {
                 source: self.native.clone(),
                 instance,
+                extra: Vec::new(),
             })
             .collect();
         self.sched.apply_plan(Plan { clouds, native })

@@ -17,7 +17,7 @@
 //! characters in key names are shown as escapes.
 //!
 //! This module lays out the page; `text` writes the values in it (escaping, key names, sizes,
-//! times and ages).
+//! times and ages); `hot` the hot key sources and hot slots of Redis and Valkey targets.
 
 use std::fmt::Write as _;
 
@@ -31,6 +31,7 @@ use crate::metrics::store::{
 pub use text::esc;
 use text::{ago, display_key, size_text, utc, when};
 
+mod hot;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -94,6 +95,7 @@ pub fn render_page(
     } else {
         summary(&mut h, &ordered, now_unix, keys);
         h.push_str(LEGEND);
+        h.push_str(hot::LEGEND);
     }
     for (n, inst) in ordered.iter().enumerate() {
         instance(&mut h, inst, &anchor(&inst.id, n), now_unix, keys);
@@ -196,7 +198,7 @@ fn summary(h: &mut String, instances: &[&InstanceState], now: f64, keys: &Render
             .and_then(|st| st.result.as_ref()?.keys.first());
         match hottest {
             Some(k) => {
-                let freq = k.freq.map_or_else(|| "?".to_owned(), |f| f.to_string());
+                let freq = hot::measure(&k);
                 let _ = write!(
                     h,
                     "{}<td class=\"num\">{freq}</td>",
@@ -344,9 +346,9 @@ fn analysis(
             .recheck_at
             .map_or_else(|| "at the next check".to_owned(), |t| when(t, now));
         format!(
-            "<span class=\"na\">no: the instance cannot run it, as DCS (or the Redis server) \
-             answered (hot keys need Redis 4.0 or later and an LFU maxmemory-policy). Not an \
-             error: asked again {next}, or at once on a config reload</span>"
+            "<span class=\"na\">no: {}. Not an error: asked again {next}, or at once on a \
+             config reload</span>",
+            hot::unsupported(analysis)
         )
     };
     let _ = writeln!(h, "<tr><th>supported</th><td>{supported}</td></tr>");
@@ -448,13 +450,18 @@ fn analysis(
         family_table(h, result, keys);
         return;
     }
+    if analysis == Analysis::Hotslot {
+        hot::slots(h, result);
+        return;
+    }
+    hot::sources(h, result);
     if result.keys.is_empty() {
         h.push_str("<p>The newest result reported no keys.</p>\n");
         return;
     }
     let value_header = match analysis {
-        Analysis::Hotkey => "freq",
-        Analysis::Bigkey | Analysis::Keyfamily => "size",
+        Analysis::Hotkey => hot::header(result),
+        Analysis::Bigkey | Analysis::Keyfamily | Analysis::Hotslot => "size",
     };
     let _ = write!(
         h,
@@ -471,8 +478,8 @@ fn analysis(
     });
     for (label, k) in shown.take(TOP_KEYS) {
         let value = match analysis {
-            Analysis::Hotkey => k.freq.map_or_else(|| "?".to_owned(), |f| f.to_string()),
-            Analysis::Bigkey | Analysis::Keyfamily => size_text(&k),
+            Analysis::Hotkey => hot::measure(&k),
+            Analysis::Bigkey | Analysis::Keyfamily | Analysis::Hotslot => size_text(&k),
         };
         let _ = writeln!(
             h,

@@ -21,6 +21,7 @@ fn key(name: &str, freq: i64) -> KeyRecord {
         unit: Some(SizeUnit::Byte),
         freq: Some(freq),
         memory: None,
+        rates: None,
     }
 }
 
@@ -60,6 +61,8 @@ fn snapshot() -> Snapshot {
             keys: keys.into(),
             shards: Default::default(),
             families: Vec::new(),
+            sources: Vec::new(),
+            slots: Vec::new(),
         })),
         last_error: Some(LastError {
             at: JAN1 + 1800.0,
@@ -89,10 +92,13 @@ fn snapshot() -> Snapshot {
             unit: Some(SizeUnit::Count),
             freq: None,
             memory: None,
+            rates: None,
         }]
         .into(),
         shards: Default::default(),
         families: Vec::new(),
+        sources: Vec::new(),
+        slots: Vec::new(),
     }));
     let inst = InstanceState {
         id: "5560df16-id".into(),
@@ -387,6 +393,7 @@ fn biggest_key_is_the_one_furthest_over_the_big_key_definition() {
         unit: Some(unit),
         freq: None,
         memory: None,
+        rates: None,
     };
     // 40 KiB is 4 times the 10 KiB string threshold; 30,000 elements 6 times the 5,000 one.
     let keys = [

@@ -17,6 +17,7 @@ use dcs_key_exporter::simulator::{SimConfig, Simulator};
 use tokio::net::TcpListener;
 
 pub mod fake_redis;
+pub mod fake_resp;
 pub mod redis_server;
 pub mod servers;
 use tokio_util::sync::CancellationToken;
