@@ -130,6 +130,7 @@ mod tests {
             id: "redis://h:7000".into(),
             name: "c".into(),
             lfu_log_factor: 10,
+            native: false,
             info: None,
             analyses: [(analysis, state)].into_iter().collect(),
         };

@@ -53,6 +53,7 @@ fn instance(id: &str, name: &str, analyses: Vec<AnalysisState>) -> InstanceState
         id: id.into(),
         name: name.into(),
         lfu_log_factor: 10,
+        native: false,
         info: None,
         analyses: analyses.into_iter().map(|a| (a.spec.analysis, a)).collect(),
     }
