@@ -66,7 +66,7 @@ pub(super) fn analysis(
     last_success(h, analysis, st, native, now);
     h.push_str("</td></tr>\n<tr><th>last error</th><td>");
     match scan {
-        Some(big) => scan_error(h, big, now),
+        Some(big) => scan_error(h, big, st.result.is_some(), now),
         None => match &st.last_error {
             Some(e) => error(h, e, now),
             None => h.push_str("none"),
@@ -165,7 +165,8 @@ fn error(h: &mut String, e: &LastError, now: f64) {
 }
 
 /// The last error of key families that come with the big key scan `big`: theirs is the scan's.
-fn scan_error(h: &mut String, big: &AnalysisState, now: f64) {
+/// `kept`: the families of an earlier success are still exported.
+fn scan_error(h: &mut String, big: &AnalysisState, kept: bool, now: f64) {
     h.push_str("none of their own: they come with the big key scan");
     match (&big.last_error, big.consecutive_failures) {
         (Some(e), n) if n > 0 => {
@@ -179,7 +180,9 @@ fn scan_error(h: &mut String, big: &AnalysisState, now: f64) {
                 }
             );
             error(h, e, now);
-            h.push_str(" (the families of its last success stay exported)");
+            if kept {
+                h.push_str(" (the families of its last success stay exported)");
+            }
         }
         _ => h.push_str(", which has not failed since its last success"),
     }

@@ -216,9 +216,23 @@ fn key_families_show_the_big_key_scan_they_come_with() {
         "{fam}"
     );
     assert!(
+        fam.contains("PTTL refused: NOPERM this user has no permissions to run the &#39;pttl&#39; command (the families of its last success stay exported)"),
+        "{fam}"
+    );
+    assert!(
         fam.contains("<th>consecutive failures</th><td><span class=\"bad\">2</span>"),
         "{fam}"
     );
+    // Without an earlier success there are no families to keep.
+    let mut s = server();
+    s.analyses
+        .get_mut(&Analysis::Keyfamily)
+        .expect("families")
+        .result = None;
+    let fresh = render(vec![s]);
+    let never = section(&fresh, "keyfamily");
+    assert!(never.contains("&#39;pttl&#39; command</td>"), "{never}");
+    assert!(never.contains("<th>last success</th><td>never"), "{never}");
     assert!(
         fam.contains("· scan bigkey-1704067200-1 · 20,302 keys counted</td>"),
         "{fam}"
