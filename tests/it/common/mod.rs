@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 
 pub mod fake_redis;
 pub mod fake_resp;
+pub mod readme;
 pub mod redis_server;
 pub mod servers;
 use tokio_util::sync::CancellationToken;
