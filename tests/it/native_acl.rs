@@ -162,15 +162,7 @@ async fn the_readme_acl_user_runs_every_analysis_and_each_permission_is_needed()
         }
     }
     // The status page names the refused command.
-    let page = e
-        .http
-        .get(format!("http://{}/", e.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = e.page().await;
     assert!(
         page.contains("no permissions to run the &#39;pttl&#39; command")
             || page.contains("no permissions to run the 'pttl' command"),

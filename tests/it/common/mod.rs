@@ -100,6 +100,18 @@ impl Exporter {
             .expect("body")
     }
 
+    /// The status page (`/`).
+    pub async fn page(&self) -> String {
+        self.http
+            .get(format!("http://{}/", self.addr))
+            .send()
+            .await
+            .expect("status page")
+            .text()
+            .await
+            .expect("body")
+    }
+
     pub async fn stop(self) {
         self.cancel.cancel();
         let r = tokio::time::timeout(self.stop_deadline, self.join)

@@ -68,15 +68,7 @@ async fn the_readme_acl_user_runs_every_analysis_without_touching_where_it_can()
             done.then_some(m)
         })
         .await;
-        let page = e
-            .http
-            .get(format!("http://{}/", e.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = e.page().await;
         let refused: Vec<&str> = page.lines().filter(|l| l.contains("permission")).collect();
         assert_eq!(
             m.get("dcs_analysis_failures_total", &auth("bigkey")),
