@@ -74,9 +74,9 @@ pub(super) const HOTKEY_NETWORK_BYTES_PER_SECOND: Family = Family {
 pub(super) const HOTKEY_SOURCE_INFO: Family = Family {
     name: "hotkey_source_info",
     kind: Kind::Gauge,
-    help: "Where the hot keys of each node of a Redis or Valkey target came from in the newest \
-           completed hot key analysis (source: hotkeys, lfu or monitor); always 1; cached \
-           between analyses.",
+    help: "Where the hot keys of each node came from in the newest completed hot key analysis \
+           (source: hotkeys, lfu or monitor on a Redis or Valkey target; dcs, shard empty, for a \
+           DCS instance); always 1; cached between analyses.",
 };
 pub(super) const BIGKEY_SIZE_BYTES: Family = Family {
     name: "bigkey_size_bytes",

@@ -202,7 +202,9 @@ pub fn render_key_families(
         }
     }
     render_families(inst, result, opts, &mut out);
-    hot::sources(inst, result, ns, &mut out);
+    if analysis == Analysis::Hotkey {
+        hot::sources(inst, result, ns, &mut out);
+    }
     hot::slots(inst, result, ns, &mut out);
     out
 }
