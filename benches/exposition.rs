@@ -63,6 +63,7 @@ fn fleet() -> Arc<Store> {
             id: id(i),
             name: format!("prod-orders-cache-{i:03}"),
             lfu_log_factor: 10,
+            native: false,
             analyses: [Analysis::Hotkey, Analysis::Bigkey]
                 .into_iter()
                 .map(|analysis| AnalysisSpec {

@@ -594,6 +594,7 @@ fn unchanged_listing_details_do_not_invalidate_renderings() {
         id: "id-00000".into(),
         name: "cache-00000".into(),
         lfu_log_factor: 10,
+        native: false,
         analyses: Vec::new(),
     }]);
     let listing = fleet(2);

@@ -590,6 +590,7 @@ mod tests {
             id: "i1".into(),
             name: "orders".into(),
             lfu_log_factor: 10,
+            native: false,
             analyses: vec![AnalysisSpec {
                 analysis: Analysis::Hotkey,
                 top_n: 10,
@@ -806,6 +807,7 @@ mod tests {
                 id: format!("i{i:02}"),
                 name: format!("inst-{i}"),
                 lfu_log_factor: 10,
+                native: false,
                 analyses: vec![AnalysisSpec {
                     analysis: Analysis::Hotkey,
                     top_n: 100,

@@ -104,6 +104,7 @@ mod store_tests {
             id: "r".into(),
             name: "r".into(),
             lfu_log_factor: 10,
+            native: false,
             analyses: vec![spec(Analysis::Hotkey), spec(Analysis::Hotslot)],
         }]);
         store

@@ -11,7 +11,7 @@
 //! name (LEB128 length and bytes), then the present fields in the order of [`KeyRecord`]:
 //! type, shard (length and text), db, size (zigzag LEB128), unit, freq and memory (zigzag
 //! LEB128), then the rates (a byte saying which of the three are present, each as the 8 bytes
-//! of its `f64`). A type or unit is one byte, its number in [`TYPES`] or [`UNITS`], or 0
+//! of its `f64`). A type or unit is one byte, its number in `TYPES` or `UNITS`, or 0
 //! followed by its text (length and bytes), so a value this crate does not know comes back as
 //! it was.
 

@@ -98,6 +98,9 @@ pub struct InstanceSpec {
     pub name: String,
     /// The instance's `lfu-log-factor`, for `dcs_hotkey_estimated_accesses`.
     pub lfu_log_factor: u32,
+    /// A Redis or Valkey server the exporter scans itself, not a DCS instance (the status page
+    /// speaks of each in its own words).
+    pub native: bool,
     /// Enabled analyses with their top N and mode name (for the status page).
     pub analyses: Vec<AnalysisSpec>,
 }
@@ -376,6 +379,8 @@ pub struct InstanceState {
     pub id: String,
     pub name: String,
     pub lfu_log_factor: u32,
+    /// A Redis or Valkey server the exporter scans itself (see [`InstanceSpec::native`]).
+    pub native: bool,
     /// Details from ShowInstance or discovery (`dcs_instance_info`).
     pub info: Option<InstanceInfo>,
     pub analyses: AnalysisMap,
@@ -557,11 +562,13 @@ impl Store {
                         id: spec.id.clone(),
                         name: spec.name.clone(),
                         lfu_log_factor: spec.lfu_log_factor,
+                        native: spec.native,
                         info: None,
                         analyses: AnalysisMap::default(),
                     });
                 inst.name = spec.name.clone();
                 inst.lfu_log_factor = spec.lfu_log_factor;
+                inst.native = spec.native;
                 let analyses: AnalysisMap = spec
                     .analyses
                     .iter()
@@ -915,6 +922,7 @@ mod tests {
             id: "i1".into(),
             name: "one".into(),
             lfu_log_factor: 10,
+            native: false,
             analyses: vec![
                 AnalysisSpec {
                     analysis: Analysis::Hotkey,

@@ -121,6 +121,17 @@ pub async fn missing_permissions(
             Cmd::new("CLUSTER NODES"),
         ));
         asked.push(("+readonly", "cluster targets", Cmd::new("READONLY")));
+        if target.hotslot.mode != Mode::Off {
+            // A server without the command answers that it does not know it: not missing.
+            asked.push((
+                "+cluster|slot-stats",
+                "hot slots",
+                Cmd::new("CLUSTER SLOT-STATS")
+                    .arg("SLOTSRANGE")
+                    .arg("0")
+                    .arg("0"),
+            ));
+        }
     }
     let cmds: Vec<Cmd> = asked
         .iter()

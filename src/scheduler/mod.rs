@@ -323,6 +323,7 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
                     id: inst.id.clone(),
                     name,
                     lfu_log_factor: inst.lfu_log_factor,
+                    native: false,
                     analyses,
                 });
             }
@@ -350,6 +351,7 @@ impl<C: DcsApi, N: AnalysisSource> Scheduler<C, N> {
                 id: inst.id.clone(),
                 name: inst.name.clone().unwrap_or_else(|| inst.id.clone()),
                 lfu_log_factor: inst.lfu_log_factor,
+                native: true,
                 analyses,
             });
         }

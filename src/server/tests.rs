@@ -39,6 +39,7 @@ impl TestServer {
             id: "i-1".into(),
             name: "orders-cache".into(),
             lfu_log_factor: 10,
+            native: false,
             analyses: vec![AnalysisSpec {
                 analysis: Analysis::Hotkey,
                 top_n: 10,

@@ -215,6 +215,7 @@ fn specs(config: &Config) -> Vec<InstanceSpec> {
             id: i.id.clone(),
             name: i.name.clone().unwrap_or_else(|| i.id.clone()),
             lfu_log_factor: i.lfu_log_factor,
+            native: false,
             analyses: Analysis::EVERY
                 .into_iter()
                 .map(|a| (a, *i.analysis(a)))

@@ -151,15 +151,7 @@ async fn hostile_targets_fail_alone_with_a_reason_and_reach_no_page_raw() {
             "a raw control byte in /metrics: {line:?}"
         );
     }
-    let page = e
-        .http
-        .get(format!("http://{}/", e.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = e.page().await;
     assert!(
         page.len() < 1 << 20,
         "the status page is {} bytes",

@@ -84,6 +84,7 @@ fn exposition_with(keys: Vec<KeyRecord>, opts: RenderOptions) -> Arc<Exposition>
         id: "i-1".into(),
         name: "cache".into(),
         lfu_log_factor: 10,
+        native: false,
         analyses: vec![AnalysisSpec {
             analysis: Analysis::Hotkey,
             top_n: 50,

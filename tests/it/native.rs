@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::common::redis_server::{available, free_port, resp, Server};
+use crate::common::redis_server::{available, free_port, resp, start_cluster, Server};
 use crate::common::{promtool_check, start_exporter, wait_for, Exporter, Metrics, TempDir};
 use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config::{self, Config};
@@ -522,34 +522,12 @@ async fn cluster_shards_are_analysed_each_with_its_master_as_the_shard_label() {
     if !available("cluster") {
         return;
     }
-    let mut nodes: Vec<Server> = Vec::new();
-    for _ in 0..6 {
-        nodes.push(
-            Server::start(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--maxmemory-policy",
-                "allkeys-lfu",
-            ])
-            .await,
-        );
-    }
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let mut args = vec!["--cluster", "create"];
-    args.extend(addrs.iter().map(String::as_str));
-    args.extend(["--cluster-replicas", "1", "--cluster-yes"]);
-    nodes[0].cli(&args);
-    wait_for("cluster ok", DEADLINE, || async {
-        nodes
-            .iter()
-            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-            .then_some(())
-    })
+    let nodes = start_cluster(
+        crate::common::servers::first(),
+        6,
+        1,
+        &["--maxmemory-policy", "allkeys-lfu"],
+    )
     .await;
     // Big lists of distinct sizes, written through the cluster.
     for i in 0..12 {
@@ -598,8 +576,8 @@ async fn cluster_shards_are_analysed_each_with_its_master_as_the_shard_label() {
     // Any node is enough: the rest are discovered.
     let e = start(
         &format!(
-            "redis:\n  - id: {id}\n    address: redis://{}\n    analysis:\n      bigkey: {{top_n: 20}}\nscheduler: {{start_jitter: 0s}}\n",
-            addrs[4]
+            "redis:\n  - id: {id}\n    address: redis://127.0.0.1:{}\n    analysis:\n      bigkey: {{top_n: 20}}\nscheduler: {{start_jitter: 0s}}\n",
+            nodes[4].port
         ),
         &dir,
     )
@@ -706,15 +684,7 @@ async fn an_acl_user_with_the_documented_permissions_works_and_one_without_fails
     );
     wait_failure(&e, "limited", "bigkey", "auth").await;
     let m = wait_failure(&e, "wrong", "bigkey", "auth").await;
-    let body = e
-        .http
-        .get(format!("http://{}/", e.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = e.page().await;
     for text in [format!("{:?}", m.0), body] {
         assert!(!text.contains("s3cret-pw") && !text.contains("not-it"));
     }

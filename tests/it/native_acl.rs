@@ -8,24 +8,6 @@ use crate::common::redis_server::{available, Server};
 use crate::common::TempDir;
 use crate::native::{dataset, plant, start, wait_failure, wait_success};
 
-/// The `ACL SETUSER` lines of the README's "ACL permissions" section, as argument lists.
-fn readme_acl_lines() -> Vec<Vec<String>> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme
-        .split("### ACL permissions")
-        .nth(1)
-        .expect("README has an ACL permissions section");
-    let section = section.split("\n## ").next().unwrap();
-    let lines: Vec<Vec<String>> = section
-        .lines()
-        .filter(|l| l.starts_with("ACL SETUSER"))
-        .map(|l| l.split_whitespace().map(str::to_owned).collect())
-        .collect();
-    assert_eq!(lines.len(), 2, "the base line and the CLIENT NO-TOUCH line");
-    lines
-}
-
 /// Whether the server has `CLIENT NO-TOUCH` (Redis 7.2+, Valkey).
 fn has_no_touch(server: &Server) -> bool {
     let info = server.cli(&["INFO", "server"]);
@@ -77,7 +59,7 @@ async fn the_readme_acl_user_runs_every_analysis_and_each_permission_is_needed()
         return;
     }
     let server = Server::start(&["--maxmemory-policy", "allkeys-lfu"]).await;
-    let lines = readme_acl_lines();
+    let lines = crate::common::readme::acl_lines("PASSWORD");
     let no_touch = has_no_touch(&server);
     setuser(&server, &lines[0], "exporter", None);
     if no_touch {
@@ -180,15 +162,7 @@ async fn the_readme_acl_user_runs_every_analysis_and_each_permission_is_needed()
         }
     }
     // The status page names the refused command.
-    let page = e
-        .http
-        .get(format!("http://{}/", e.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = e.page().await;
     assert!(
         page.contains("no permissions to run the &#39;pttl&#39; command")
             || page.contains("no permissions to run the 'pttl' command"),

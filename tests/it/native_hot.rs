@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::redis_server::{available, resp, Server};
-use crate::common::servers::{on_each, Engine, Outcome, ServerBin};
+use crate::common::redis_server::{available, resp, start_cluster, Server};
+use crate::common::servers::{on_each, Outcome, ServerBin};
 use crate::common::{start_exporter, wait_for, Exporter, Metrics, TempDir};
 use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config;
@@ -324,54 +324,13 @@ async fn auto_falls_back_from_hotkeys_on_every_server() {
     on_each("auto_hotkeys_fallback", auto_falls_back).await;
 }
 
-/// Whether `bin` has `CLUSTER SLOT-STATS` (Valkey 8.0+, Redis 8.2+).
-fn has_slot_stats(bin: &ServerBin) -> bool {
-    match bin.engine {
-        Engine::Valkey => bin.major_minor() >= (8, 0),
-        Engine::Redis => bin.major_minor() >= (8, 2),
-    }
-}
-
 /// A 3-master cluster of `bin` with slot stats on; a hot key read over and over on its master:
 /// that key's slot is the master's top slot by CPU.
 async fn hot_slot_of_a_hot_key(bin: &ServerBin) -> Outcome {
-    if !has_slot_stats(bin) {
+    if !bin.has_slot_stats() {
         return Outcome::NotApplicable("no CLUSTER SLOT-STATS (Valkey 8.0+, Redis 8.2+)".into());
     }
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        nodes.push(
-            Server::start_bin(
-                bin,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-slot-stats-enabled",
-                    "yes",
-                ],
-                Vec::new(),
-                false,
-            )
-            .await,
-        );
-    }
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let mut args = vec!["--cluster", "create"];
-    args.extend(addrs.iter().map(String::as_str));
-    args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
-    nodes[0].cli(&args);
-    wait_for("cluster ok", DEADLINE, || async {
-        nodes
-            .iter()
-            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-            .then_some(())
-    })
-    .await;
+    let nodes = start_cluster(bin, 3, 0, &["--cluster-slot-stats-enabled", "yes"]).await;
     let hot = "user:{42}:profile";
     let slot: u16 = nodes[0]
         .cli(&["CLUSTER", "KEYSLOT", hot])
@@ -408,7 +367,7 @@ async fn hot_slot_of_a_hot_key(bin: &ServerBin) -> Outcome {
             }
         })
     };
-    let id = format!("redis://{}", addrs[0]);
+    let id = format!("redis://127.0.0.1:{}", nodes[0].port);
     let e = start(&format!(
         "redis:\n  - address: {id}\n    analysis:\n      hotslot: {{interval: 5s, timeout: 6s, top_n: 3}}\n      hotkey: {{mode: off}}\n      bigkey: {{mode: off}}\nscheduler: {{start_jitter: 0s}}\n"
     ))
@@ -456,7 +415,7 @@ async fn the_hot_keys_slot_is_the_top_cpu_slot_of_its_shard_on_every_server_with
     let outcomes = on_each("hot_slot_of_a_hot_key", hot_slot_of_a_hot_key).await;
     // A list with such servers must not pass on none of them.
     if let Some(o) = outcomes {
-        let wanted = o.iter().filter(|(b, _)| has_slot_stats(b)).count();
+        let wanted = o.iter().filter(|(b, _)| b.has_slot_stats()).count();
         let ran = o.iter().filter(|(_, r)| *r == Outcome::Ran).count();
         assert_eq!(ran, wanted, "{o:?}");
     }

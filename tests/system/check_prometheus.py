@@ -306,7 +306,8 @@ def rules_copy(src, dst, for_duration):
 
 # Metrics only Redis and Valkey targets export: their panels need the native exporter.
 NATIVE_ONLY = re.compile(
-    r"dcs_bigkey_memory_bytes|dcs_analysis_scan_|dcs_hotkey_source_info|dcs_hotkey_accesses_per_second")
+    r"dcs_bigkey_memory_bytes|dcs_analysis_scan_|dcs_hotkey_source_info|dcs_hotkey_accesses_per_second"
+    r"|dcs_keyfamily_keys_without_ttl")
 # Only from Redis 8.6+ HOTKEYS sessions (tests/it/hotkey_sources.rs checks them against fakes).
 HOTKEYS_ONLY = re.compile(r"dcs_hotkey_cpu_seconds_per_second|dcs_hotkey_network_bytes_per_second")
 OTHER_MEASURES = re.compile(r"dcs_hotkey_frequency|dcs_hotkey_accesses_per_second")

@@ -26,8 +26,26 @@ checks that
 A screenshot of the top of the fleet page is written next to --screenshot
 (`-fleet.png`).
 
+Then it scans a real `redis-server` (filled with keys of every type) as two
+targets: `native-ok` with the default user, and `native-noperm` with an ACL
+user that may not run PTTL, so that its big key scan (which counts the key
+families) fails `auth`. Once both have been scanned it checks, on the page as
+Chromium renders it, that
+
+* below the introduction the page speaks of scans and servers: no DCS, no
+  task, no console,
+* the summary's heading counts exactly the state cells of its table, one
+  column per analysis (key families and hot slots included),
+* key family memory is in binary units like every other size (no raw
+  bytes), and the families of native-ok show their keys without a TTL,
+* native-noperm's key families are failing with the big key scan they come
+  with, and say so with its error (PTTL refused), not "none".
+
+A screenshot of it is written next to --screenshot (`-native.png`). Without
+`redis-server` this part is skipped, or fails with --require-redis.
+
 Usage:
-    python3 tests/system/status_page.py --exporter-bin target/debug/dcs-key-exporter [--screenshot /tmp/status.png]
+    python3 tests/system/status_page.py --exporter-bin target/debug/dcs-key-exporter [--screenshot /tmp/status.png] [--require-redis]
 
 Needs Chromium (Debian package `chromium`). Prints one line per check and
 `N passed, M failed`; exits 1 when a check failed, 2 when the setup failed.
@@ -41,12 +59,14 @@ import json
 import os
 import re
 import shutil
+import socket
 import struct
 import subprocess
 import sys
 import time
 import urllib.parse
 
+from check_prometheus import redis_command, start_redis
 from harness import SetupError, free_port, http_get, run_check, start, start_demo, stop, tail, wait_ready
 
 WIDTH, HEIGHT = 1280, 2000
@@ -361,6 +381,172 @@ def run_fleet(args, results, tmp):
         stop(sim)
 
 
+class PageText(html.parser.HTMLParser):
+    """The text of a rendered page, the text of each `<section>` (by id), and the summary
+    table's rows as lists of cell texts (the heading row first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.parts = []
+        self.sections = {}
+        self.rows = []
+        self._section = None
+        self._in_summary = False
+        self._row = None
+        self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section":
+            self._section = attrs.get("id")
+            self.sections[self._section] = []
+        elif tag == "table":
+            self._in_summary = "summary" in (attrs.get("class") or "").split()
+        elif tag == "tr" and self._in_summary:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "section":
+            self._section = None
+        elif tag == "table":
+            self._in_summary = False
+        elif tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data):
+        self.parts.append(data)
+        if self._section is not None:
+            self.sections[self._section].append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def text(self, section=None):
+        parts = self.parts if section is None else self.sections.get(section, [])
+        return " ".join(" ".join(parts).split())
+
+
+def redis_cli(port, *args):
+    """Sends one command to the server on `port`; returns the raw reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(redis_command(*args))
+        return sock.recv(65536)
+
+
+def native_config(path, port):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(
+            "redis:\n"
+            f"  - {{id: native-ok, name: native-ok, address: 'redis://127.0.0.1:{port}'}}\n"
+            f"  - {{id: native-noperm, name: native-noperm, address: 'redis://nopttl:pw@127.0.0.1:{port}'}}\n"
+            "scheduler: {start_jitter: 0s}\n"
+        )
+
+
+def run_native(args, results, tmp):
+    """The status page of two Redis targets, one whose big key scan fails for want of PTTL."""
+    redis_bin = shutil.which(args.redis_server)
+    if not redis_bin:
+        if args.require_redis:
+            raise SetupError(f"{args.redis_server} not found (--require-redis)")
+        results.skip("status page of Redis targets", f"{args.redis_server} not found")
+        return
+    deadline = time.monotonic() + args.timeout
+    procs = []
+    try:
+        port = start_redis(redis_bin, tmp, procs, deadline)
+        reply = redis_cli(port, "ACL", "SETUSER", "nopttl", "on", ">pw", "~*", "&*", "+@all", "-pttl")
+        if not reply.startswith(b"+OK"):
+            raise SetupError(f"ACL SETUSER refused: {reply!r}")
+        cfg = os.path.join(tmp, "native.yaml")
+        native_config(cfg, port)
+        web = free_port()
+        base = f"http://127.0.0.1:{web}"
+        log = os.path.join(tmp, "native-exporter.log")
+        procs.append(start([args.exporter_bin, f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{web}"], log))
+        wait_ready("exporter", f"{base}/-/ready", procs[-1], log, deadline)
+
+        # Until native-ok has key families and native-noperm's big key scan has failed.
+        scanned = failed = False
+        while not (scanned and failed):
+            if procs[-1].poll() is not None:
+                raise SetupError(f"exporter exited with code {procs[-1].returncode}:\n{tail(log)}")
+            if time.monotonic() > deadline:
+                raise SetupError(f"no key families of native-ok or no failure of native-noperm within {args.timeout}s:\n{tail(log)}")
+            time.sleep(1)
+            status, body = http_get(f"{base}/metrics")
+            text = body.decode("utf-8", "replace") if status == 200 else ""
+            scanned = 'dcs_keyfamily_keys_without_ttl{instance_id="native-ok"' in text
+            failed = re.search(r'dcs_analysis_consecutive_failures\{instance_id="native-noperm",[^}]*analysis="bigkey"\} [1-9]', text) is not None
+        results.ok("Redis targets scanned", "native-ok has key families, native-noperm's big key scan failed")
+
+        budget = max(10, deadline - time.monotonic())
+        rc, dom, err = run_chromium(args.chromium, ["--dump-dom", f"--window-size={WIDTH},{HEIGHT}", f"{base}/"],
+                                    os.path.join(tmp, "profile-native"), budget)
+        if rc != 0 or "<html" not in dom.lower():
+            raise SetupError(f"chromium --dump-dom failed (exit {rc}): {err.strip()[-300:]}")
+        page = PageText()
+        page.feed(dom)
+        text = page.text()
+        body = text[text.find("Summary"):]
+        words = [w for w in ("DCS", "task", "console", "manual scan") if w in body]
+        results.check(not words, "a page of Redis targets speaks of scans and servers",
+                      "no DCS, task, console" if not words else "found: " + ", ".join(words))
+
+        head, rows = page.rows[0], page.rows[1:]
+        states = ("ok", "running", "failing", "unsupported", "waiting")
+        columns = [i for i, h in enumerate(head) if h in ("hot keys", "big keys", "key families", "hot slots")]
+        cells = {s: 0 for s in states}
+        for row in rows:
+            for i in columns:
+                state = row[i].split(" ")[0]
+                if state in cells:
+                    cells[state] += 1
+        m = re.search(r"analyses: (\d+) ok, (\d+) running, (\d+) failing, (\d+) unsupported, (\d+) waiting", text)
+        counted = dict(zip(states, map(int, m.groups()))) if m else None
+        results.check(
+            counted == cells and len(columns) == 4,
+            "the summary counts the cells it shows",
+            f"columns {[head[i] for i in columns]}; heading {counted}, cells {cells}",
+        )
+
+        ok = page.text("i-native-ok")
+        families = ok[ok.find("keyfamily"):]
+        raw = re.findall(r"\d{5,} bytes", families)
+        sized = re.search(r"without TTL memory .*?\d+\.\d (KiB|MiB)", families)
+        results.check(not raw and sized is not None, "key family memory in binary units, with keys without a TTL",
+                      sized.group(0)[:120] if sized and not raw else f"raw bytes: {raw[:3]}; section: {families[:300]}")
+
+        noperm = page.text("i-native-noperm")
+        fam = noperm[noperm.find("keyfamily"):]
+        said = re.search(r"last error none of their own: they come with the big key scan, whose last (attempt|\d+ attempts) failed: .*? auth ?: .*?pttl", fam)
+        summary_row = next((r for r in rows if r and r[0] == "native-noperm"), [])
+        fam_cell = summary_row[head.index("key families")] if summary_row and "key families" in head else ""
+        results.check(
+            said is not None and fam_cell.startswith("failing"),
+            "key families fail with the big key scan they come with, and say why",
+            f"summary cell {fam_cell!r}; " + (said.group(0)[:200] if said else f"section: {fam[:400]}"),
+        )
+
+        shot = os.path.abspath(args.screenshot)
+        shot = (shot[:-4] if shot.endswith(".png") else shot) + "-native.png"
+        if os.path.exists(shot):
+            os.remove(shot)
+        budget = max(10, deadline - time.monotonic())
+        rc, _, err = run_chromium(args.chromium, [f"--screenshot={shot}", f"--window-size={WIDTH},{HEIGHT}", f"{base}/"],
+                                  os.path.join(tmp, "profile-native-shot"), budget)
+        size = png_size(shot) if os.path.exists(shot) else None
+        results.check(size == (WIDTH, HEIGHT), "native screenshot", shot if size else f"no PNG written (exit {rc})")
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--exporter-bin", required=True, help="path to the dcs-key-exporter binary")
@@ -368,6 +554,8 @@ def main():
     parser.add_argument("--chromium", default=None, help="Chromium binary (default: chromium or chromium-browser from PATH)")
     parser.add_argument("--timeout", type=float, default=90, help="time budget of the demo check in seconds (default 90)")
     parser.add_argument("--fleet-timeout", type=float, default=180, help=f"time budget of the {FLEET}-instance check in seconds (default 180)")
+    parser.add_argument("--redis-server", default="redis-server", help="redis-server binary for the Redis target page (default: from PATH)")
+    parser.add_argument("--require-redis", action="store_true", help="fail instead of skipping the Redis target page without redis-server")
     args = parser.parse_args()
 
     if not os.path.exists(args.exporter_bin):
@@ -378,11 +566,12 @@ def main():
         print("chromium not found (apt-get install chromium, or pass --chromium)", file=sys.stderr)
         return 2
 
-    def both(results, tmp):
+    def all_three(results, tmp):
         run(args, results, tmp)
         run_fleet(args, results, tmp)
+        run_native(args, results, tmp)
 
-    return run_check("dcs-status-page-", both)
+    return run_check("dcs-status-page-", all_three)
 
 if __name__ == "__main__":
     sys.exit(main())

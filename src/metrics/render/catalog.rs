@@ -74,9 +74,9 @@ pub(super) const HOTKEY_NETWORK_BYTES_PER_SECOND: Family = Family {
 pub(super) const HOTKEY_SOURCE_INFO: Family = Family {
     name: "hotkey_source_info",
     kind: Kind::Gauge,
-    help: "Where the hot keys of each node of a Redis or Valkey target came from in the newest \
-           completed hot key analysis (source: hotkeys, lfu or monitor); always 1; cached \
-           between analyses.",
+    help: "Where the hot keys of each node came from in the newest completed hot key analysis \
+           (source: hotkeys, lfu or monitor on a Redis or Valkey target; dcs, shard empty, for a \
+           DCS instance); always 1; cached between analyses.",
 };
 pub(super) const BIGKEY_SIZE_BYTES: Family = Family {
     name: "bigkey_size_bytes",
@@ -165,19 +165,21 @@ pub(super) const ANALYSIS_KEYS: Family = Family {
 pub(super) const ANALYSIS_DURATION: Family = Family {
     name: "analysis_duration_seconds",
     kind: Kind::Gauge,
-    help: "Run time of the newest completed analysis (finished_at - started_at reported by DCS).",
+    help: "Run time of the newest completed analysis (finished_at - started_at, as DCS reported \
+           them, or of the exporter's own scan of a Redis or Valkey target).",
 };
 pub(super) const ANALYSIS_QUEUE: Family = Family {
     name: "analysis_queue_seconds",
     kind: Kind::Gauge,
     help: "Time the newest completed analysis waited before it started (started_at - created_at \
-           reported by DCS).",
+           as DCS reported them; for a Redis or Valkey target, connecting and discovering its \
+           topology).",
 };
 pub(super) const ANALYSIS_LAST_SUCCESS: Family = Family {
     name: "analysis_last_success_timestamp_seconds",
     kind: Kind::Gauge,
-    help: "Unix time at which the newest completed analysis finished (finished_at reported by \
-           DCS).",
+    help: "Unix time at which the newest completed analysis finished (finished_at as DCS \
+           reported it, or the end of the exporter's own scan of a Redis or Valkey target).",
 };
 pub(super) const ANALYSIS_CONSECUTIVE_FAILURES: Family = Family {
     name: "analysis_consecutive_failures",
@@ -189,24 +191,28 @@ pub(super) const ANALYSIS_FAILURES: Family = Family {
     name: "analysis_failures_total",
     kind: Kind::Counter,
     help: "Analysis attempts that produced no result, counted by this exporter since it started, \
-           by reason (task_failed, timeout, api_error, auth, unsupported).",
+           by reason (task_failed, timeout, api_error, auth, unsupported; Redis and Valkey \
+           targets also connection, server_error, protocol_error, server_changed).",
 };
 pub(super) const ANALYSIS_TASKS: Family = Family {
     name: "analysis_tasks_total",
     kind: Kind::Counter,
-    help: "Analysis tasks this exporter created (origin=created) or picked up from DCS \
-           (origin=adopted) since it started.",
+    help: "Analysis tasks (DCS tasks, or scans of Redis and Valkey targets) this exporter \
+           created (origin=created) or picked up already there (origin=adopted) since it \
+           started.",
 };
 pub(super) const ANALYSIS_SUPPORTED: Family = Family {
     name: "analysis_supported",
     kind: Kind::Gauge,
-    help: "1, or 0 once DCS answered that the instance does not support this analysis \
-           (DCS.4919 or DCS.4922).",
+    help: "1, or 0 once the instance answered that it does not support this analysis (DCS: \
+           DCS.4919 or DCS.4922; a Redis or Valkey target: no hot key source, or no cluster for \
+           hot slots).",
 };
 pub(super) const ANALYSIS_RUNNING: Family = Family {
     name: "analysis_running",
     kind: Kind::Gauge,
-    help: "1 while an analysis task this exporter follows is waiting or running on DCS, else 0.",
+    help: "1 while an analysis task this exporter follows is waiting or running on DCS, or its \
+           scan of a Redis or Valkey target runs, else 0.",
 };
 pub(super) const ANALYSIS_INTERVAL: Family = Family {
     name: "analysis_interval_seconds",

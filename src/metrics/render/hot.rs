@@ -27,7 +27,9 @@ fn node_labels(out: &mut Vec<u8>, inst: &InstanceState, shard: &str) {
     label(out, "shard", shard, false);
 }
 
-/// `hotkey_source_info` of each node of the result.
+/// `hotkey_source_info` of each node of a hot key result: the sources the exporter's own scans
+/// staged, node by node; a result without any (a DCS hot key analysis) has `source="dcs"` for
+/// the whole instance (`shard=""`).
 pub(super) fn sources(
     inst: &InstanceState,
     result: &AnalysisResult,
@@ -36,7 +38,16 @@ pub(super) fn sources(
 ) {
     let family = KEY_FAMILIES[I_HOTKEY_SOURCE_INFO];
     let mut labels = Vec::with_capacity(128);
-    for s in &result.sources {
+    let dcs = [crate::metrics::hot::NodeSource {
+        shard: String::new(),
+        source: "dcs",
+    }];
+    let sources = if result.sources.is_empty() {
+        &dcs[..]
+    } else {
+        &result.sources[..]
+    };
+    for s in sources {
         node_labels(&mut labels, inst, &s.shard);
         label(&mut labels, "source", s.source, false);
         sample(
@@ -130,6 +141,7 @@ mod tests {
             id: "redis://h:7000".into(),
             name: "c".into(),
             lfu_log_factor: 10,
+            native: false,
             info: None,
             analyses: [(analysis, state)].into_iter().collect(),
         };

@@ -234,7 +234,9 @@ pub fn render_key_families_into(
         }
     }
     render_families(inst, result, opts, out);
-    hot::sources(inst, result, ns, out);
+    if analysis == Analysis::Hotkey {
+        hot::sources(inst, result, ns, out);
+    }
     hot::slots(inst, result, ns, out);
 }
 

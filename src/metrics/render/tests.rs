@@ -53,6 +53,7 @@ fn instance(id: &str, name: &str, analyses: Vec<AnalysisState>) -> InstanceState
         id: id.into(),
         name: name.into(),
         lfu_log_factor: 10,
+        native: false,
         info: None,
         analyses: analyses.into_iter().map(|a| (a.spec.analysis, a)).collect(),
     }
@@ -157,6 +158,9 @@ dcs_hotkey_size_bytes{{{k1}}} 1024
 # HELP dcs_hotkey_elements {h_el}
 # TYPE dcs_hotkey_elements gauge
 dcs_hotkey_elements{{{k2}}} 17
+# HELP dcs_hotkey_source_info {h_src}
+# TYPE dcs_hotkey_source_info gauge
+dcs_hotkey_source_info{{instance_id=\"i-1\",instance_name=\"orders\",shard=\"\",source=\"dcs\"}} 1
 # HELP dcs_analysis_keys {a_keys}
 # TYPE dcs_analysis_keys gauge
 dcs_analysis_keys{{{hot}}} 120
@@ -211,6 +215,7 @@ dcs_instance_info{{instance_id=\"i-1\",instance_name=\"orders\",engine=\"redis\"
         h_est = HOTKEY_ESTIMATED_ACCESSES.help,
         h_size = HOTKEY_SIZE_BYTES.help,
         h_el = HOTKEY_ELEMENTS.help,
+        h_src = HOTKEY_SOURCE_INFO.help,
         a_keys = ANALYSIS_KEYS.help,
         a_dur = ANALYSIS_DURATION.help,
         a_q = ANALYSIS_QUEUE.help,

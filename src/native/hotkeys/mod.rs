@@ -144,19 +144,24 @@ pub async fn offer(conn: &Connector, node: &Node, engine: &Engine) -> Result<Off
 
 /// The message of a node without any source `auto` may take.
 fn none_left(node: &Node, lfu: &Error, offer: Offer) -> Error {
-    let hotkeys = match offer {
-        Offer::Valkey => "its HOTKEYS detection is off (hotkeys-top-k 0)",
-        _ => "it has no HOTKEYS command (Redis 8.6+, Valkey 9.2+)",
+    let (hotkeys, turn_on) = match offer {
+        Offer::Valkey => (
+            "its HOTKEYS detection is off (hotkeys-top-k 0)",
+            ", turn the server's HOTKEYS on",
+        ),
+        _ => ("it has no HOTKEYS command (Redis 8.6+, Valkey 9.2+)", ""),
     };
     let why = match lfu {
         Error::Unsupported { message, .. } => message.clone(),
         other => other.to_string(),
     };
+    // The server's own message may end a sentence already.
+    let why = why.trim_end_matches('.');
     Error::Unsupported {
         node: node.label(),
         message: format!(
-            "no hot key source: {hotkeys}, and {why}. Choose one: set an LFU maxmemory-policy, \
-             turn the server's HOTKEYS on, or set analysis.hotkey.source: monitor (a bounded \
+            "no hot key source: {hotkeys}, and {why}. Choose one: set an LFU \
+             maxmemory-policy{turn_on}, or set analysis.hotkey.source: monitor (a bounded \
              MONITOR sample per interval, which costs throughput while it runs)"
         ),
     }

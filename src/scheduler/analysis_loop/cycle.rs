@@ -151,7 +151,7 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
                     }
                     Ok(_) => self.fail(
                         FailureReason::ApiError,
-                        &format!("{op}: DCS says a task is running but lists none"),
+                        &format!("{op}: refused as a task is running, but none is listed"),
                     ),
                     Err(e) => self.fail(e.failure_reason(), &e.to_string()),
                 }

@@ -271,6 +271,7 @@ fn start(fresh_backup: bool, setup: impl FnOnce(&mut State)) -> Run {
         id: "i1".into(),
         name: "one".into(),
         lfu_log_factor: 10,
+        native: false,
         analyses: vec![AnalysisSpec {
             analysis: Analysis::Keyfamily,
             top_n: 10,

@@ -98,21 +98,28 @@ pub(super) fn sources(h: &mut String, result: &AnalysisResult) {
     let _ = writeln!(h, "<p>Hot keys from: {}.</p>", nodes.join(", "));
 }
 
-/// Why an analysis is unsupported, and what would change it.
-pub(super) fn unsupported(analysis: Analysis) -> &'static str {
-    match analysis {
-        Analysis::Hotslot => {
+/// Why an analysis is unsupported, and what would change it, for a DCS instance or for a
+/// Redis or Valkey server the exporter scans itself (`native`).
+pub(super) fn unsupported(analysis: Analysis, native: bool) -> &'static str {
+    match (analysis, native) {
+        (Analysis::Hotslot, _) => {
             "hot slots need a Redis Cluster whose servers have CLUSTER SLOT-STATS (Valkey 8.0+, \
              Redis 8.2+); the last error says which is missing"
         }
-        Analysis::Hotkey => {
-            "the instance cannot give hot keys, as DCS (or the Redis server) answered: a DCS \
-             instance needs Redis 4.0 or later and an LFU maxmemory-policy; a Redis or Valkey \
-             target needs HOTKEYS (Redis 8.6+, Valkey 9.2+ with hotkeys-top-k above 0), an LFU \
-             maxmemory-policy, or analysis.hotkey.source: monitor"
+        (Analysis::Hotkey, true) => {
+            "the server has no hot key source: it needs HOTKEYS (Redis 8.6+, Valkey 9.2+ with \
+             hotkeys-top-k above 0) or an LFU maxmemory-policy, or analysis.hotkey.source: \
+             monitor in the exporter's config"
         }
-        Analysis::Bigkey | Analysis::Keyfamily => {
-            "the instance cannot run it, as DCS (or the Redis server) answered"
+        (Analysis::Hotkey, false) => {
+            "DCS answered that the instance cannot give hot keys: it needs Redis 4.0 or later \
+             and an LFU maxmemory-policy"
+        }
+        (Analysis::Bigkey | Analysis::Keyfamily, true) => {
+            "the server cannot run it; the last error says why"
+        }
+        (Analysis::Bigkey | Analysis::Keyfamily, false) => {
+            "DCS answered that the instance cannot run it"
         }
     }
 }
@@ -197,6 +204,7 @@ mod tests {
             id: "redis://c:7000".into(),
             name: "cluster".into(),
             lfu_log_factor: 10,
+            native: false,
             info: None,
             analyses: analyses.into_iter().map(|a| (a.spec.analysis, a)).collect(),
         };

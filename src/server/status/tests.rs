@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::text::{age, human_bytes, thousands, KEY_DISPLAY_CHARS};
+use super::summary::biggest_key;
+use super::text::{age, display_key, human_bytes, thousands, when, KEY_DISPLAY_CHARS};
 use super::*;
-use crate::dcs::{InstanceInfo, KeyRecord, KeyType, ScanType, SizeUnit};
-use crate::metrics::store::{AnalysisResult, AnalysisSpec, FailureReason, LastError, RunningTask};
+use crate::dcs::{Analysis, InstanceInfo, KeyRecord, KeyType, ScanType, SizeUnit};
+use crate::metrics::store::{
+    AnalysisResult, AnalysisSpec, AnalysisState, FailureReason, LastError, RunningTask,
+};
 
 /// 2024-01-01T00:00:00Z (`date -u -d 2024-01-01 +%s`).
 const JAN1: f64 = 1_704_067_200.0;
@@ -104,6 +107,7 @@ fn snapshot() -> Snapshot {
         id: "5560df16-id".into(),
         name: "orders-<b>cache</b>".into(),
         lfu_log_factor: 10,
+        native: false,
         info: Some(InstanceInfo {
             instance_id: "5560df16-id".into(),
             engine: Some("Redis".into()),
@@ -337,7 +341,9 @@ fn unsupported_is_grey_not_red() {
     let big_state = &big_section[..big_section.find("</table>").expect("table")];
     assert!(!big_state.contains("class=\"bad\""), "{big_state}");
     assert!(big_state.contains("<span class=\"na\">unsupported</span>: DCS.4919"));
-    assert!(big_state.contains("<span class=\"na\">no: the instance cannot run it"));
+    assert!(
+        big_state.contains("<span class=\"na\">no: DCS answered that the instance cannot run it")
+    );
     assert!(
         big_state.contains("asked again at the next check, or at once on a config reload"),
         "{big_state}"
@@ -362,10 +368,12 @@ fn unsupported_says_when_it_is_asked_again() {
         "{big_state}"
     );
     assert!(!page.contains("once a day</span>"), "no fixed period");
+    // A page of DCS instances only explains DCS's period.
     assert!(
-        page.contains("every interval for a Redis or Valkey server"),
+        page.contains("Asked again at the time its details show (once a day)"),
         "legend"
     );
+    assert!(!page.contains("Redis or Valkey server"), "legend");
 }
 
 #[test]
@@ -418,7 +426,7 @@ fn top_families_are_shown_beside_the_top_keys_as_exported() {
         family: name.into(),
         key_type: "hash".into(),
         shard: "group-<0>".into(),
-        keys: 3,
+        keys: 12_345,
         memory_bytes: bytes,
         keys_without_ttl: None,
     };
@@ -429,7 +437,7 @@ fn top_families_are_shown_beside_the_top_keys_as_exported() {
     let mut result = (**kf.result.as_ref().expect("result")).clone();
     result.keys = Default::default();
     result.families = (0..7)
-        .map(|i| fam(&format!("fam{i}:"), 1000 - i))
+        .map(|i| fam(&format!("fam{i}:"), 23_433_320 - i))
         .chain([fam("<b>x</b>:", 10), fam("other", 5000)])
         .collect();
     kf.result = Some(Arc::new(result));
@@ -443,7 +451,13 @@ fn top_families_are_shown_beside_the_top_keys_as_exported() {
         "{page}"
     );
     assert!(!page.contains(">other<"), "{page}");
-    assert!(page.contains("<td>group-&lt;0&gt;</td><td>3</td><td>1000 bytes</td>"));
+    // Memory in binary units like every size on the page (23,433,320 B / 2^20 = 22.35 MiB),
+    // counts with separators; DCS counts no keys without a TTL, so there is no such column.
+    assert!(
+        page.contains("<td>group-&lt;0&gt;</td><td>12,345</td><td>22.3 MiB</td>"),
+        "{page}"
+    );
+    assert!(!page.contains("without TTL"), "{page}");
     // The hot key table is still there.
     assert!(page.contains("<th>top key</th>"));
 

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 
 pub mod fake_redis;
 pub mod fake_resp;
+pub mod readme;
 pub mod redis_server;
 pub mod servers;
 use tokio_util::sync::CancellationToken;
@@ -94,6 +95,18 @@ impl Exporter {
             .send()
             .await
             .expect("scrape")
+            .text()
+            .await
+            .expect("body")
+    }
+
+    /// The status page (`/`).
+    pub async fn page(&self) -> String {
+        self.http
+            .get(format!("http://{}/", self.addr))
+            .send()
+            .await
+            .expect("status page")
             .text()
             .await
             .expect("body")

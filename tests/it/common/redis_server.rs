@@ -251,3 +251,42 @@ pub fn resp(args: &[&[u8]]) -> Vec<u8> {
     }
     out
 }
+
+/// A cluster of `nodes` servers of `bin`, `replicas` replicas per master, made with
+/// `redis-cli --cluster create`; `args` go to every node besides the cluster's own. Returns
+/// once every node says `cluster_state:ok`.
+pub async fn start_cluster(
+    bin: &ServerBin,
+    nodes: usize,
+    replicas: usize,
+    args: &[&str],
+) -> Vec<Server> {
+    let mut all = vec![
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+    ];
+    all.extend_from_slice(args);
+    let mut started = Vec::with_capacity(nodes);
+    for _ in 0..nodes {
+        started.push(Server::start_bin(bin, &all, Vec::new(), false).await);
+    }
+    let addrs: Vec<String> = started
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let replicas = replicas.to_string();
+    let mut create = vec!["--cluster", "create"];
+    create.extend(addrs.iter().map(String::as_str));
+    create.extend(["--cluster-replicas", replicas.as_str(), "--cluster-yes"]);
+    started[0].cli(&create);
+    super::wait_for("cluster ok", std::time::Duration::from_secs(60), || async {
+        started
+            .iter()
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+            .then_some(())
+    })
+    .await;
+    started
+}

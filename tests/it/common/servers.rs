@@ -111,6 +111,15 @@ impl ServerBin {
         self.engine == Engine::Valkey || self.major_minor() >= (7, 2)
     }
 
+    /// Whether the server has `CLUSTER SLOT-STATS` (Redis 8.2+, Valkey 8.0+).
+    pub fn has_slot_stats(&self) -> bool {
+        self.major_minor()
+            >= match self.engine {
+                Engine::Valkey => (8, 0),
+                _ => (8, 2),
+            }
+    }
+
     /// `valkey-9.1 (valkey 9.1.2)`, for test output.
     pub fn describe(&self) -> String {
         format!("{} ({} {})", self.name, self.engine.as_str(), self.version)

@@ -8,36 +8,18 @@ use crate::common::redis_server::Server;
 use crate::common::servers::{on_each, Outcome, ServerBin};
 use crate::common::{wait_for, TempDir};
 
-/// The README's `ACL SETUSER` commands for `bin`, as argument lists, with `>PASSWORD`
-/// replaced by `password`: the base line, and the `CLIENT NO-TOUCH` line where `bin` has it.
+/// The README's `ACL SETUSER` commands for `bin`, with `>PASSWORD` replaced by `password`:
+/// the base line, and the `CLIENT NO-TOUCH` and `CLUSTER SLOT-STATS` lines where `bin` has them.
 fn readme_acl(bin: &ServerBin, password: &str) -> Vec<Vec<String>> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let (_, section) = readme
-        .split_once("### ACL permissions")
-        .expect("README has a section \"ACL permissions\"");
-    let section = section.split("\n## ").next().unwrap_or_default();
-    let lines: Vec<Vec<String>> = section
-        .lines()
-        .filter(|l| l.starts_with("ACL SETUSER exporter"))
-        .map(|l| {
-            l.split_whitespace()
-                .map(|t| match t {
-                    ">PASSWORD" => format!(">{password}"),
-                    t => t.to_owned(),
-                })
-                .collect()
-        })
-        .collect();
-    assert_eq!(lines.len(), 2, "the base line and the CLIENT NO-TOUCH line");
-    assert!(lines[0].iter().any(|a| a == "+scan"), "{:?}", lines[0]);
-    assert!(
-        lines[1].iter().any(|a| a == "+client|no-touch"),
-        "{:?}",
-        lines[1]
-    );
-    let take = if bin.has_no_touch() { 2 } else { 1 };
-    lines.into_iter().take(take).collect()
+    let [base, no_touch, slot_stats] = crate::common::readme::acl_lines(password);
+    let mut lines = vec![base];
+    if bin.has_no_touch() {
+        lines.push(no_touch);
+    }
+    if bin.has_slot_stats() {
+        lines.push(slot_stats);
+    }
+    lines
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,15 +68,7 @@ async fn the_readme_acl_user_runs_every_analysis_without_touching_where_it_can()
             done.then_some(m)
         })
         .await;
-        let page = e
-            .http
-            .get(format!("http://{}/", e.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = e.page().await;
         let refused: Vec<&str> = page.lines().filter(|l| l.contains("permission")).collect();
         assert_eq!(
             m.get("dcs_analysis_failures_total", &auth("bigkey")),

@@ -373,15 +373,7 @@ async fn instance_info_names_the_engine() {
 async fn the_status_page_names_the_engine_and_its_version() {
     on_each("matrix_status_engine", |bin| async move {
         let (_server, e, _stop, _m, _dir) = described(bin).await;
-        let page = e
-            .http
-            .get(format!("http://{}/", e.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = e.page().await;
         let named = format!("engine {} {}", bin.engine.as_str(), bin.version);
         let line = page.lines().find(|l| l.contains("engine ")).unwrap_or("");
         assert!(

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{calls, dataset, expected_top, keys_of, plant, start, wait_success, DEADLINE};
-use crate::common::redis_server::Server;
+use crate::common::redis_server::{start_cluster, Server};
 use crate::common::servers::{assert_ran_on_each_engine, on_each, Outcome};
 use crate::common::{wait_for, TempDir};
 
@@ -62,33 +62,7 @@ async fn big_keys_are_read_on_the_replica_and_hot_keys_on_the_master() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_shards_are_labelled_with_their_masters() {
     on_each("matrix_cluster", |bin| async move {
-        let args = [
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--maxmemory-policy",
-            "allkeys-lfu",
-        ];
-        let mut nodes: Vec<Server> = Vec::new();
-        for _ in 0..6 {
-            nodes.push(Server::start_bin(bin, &args, Vec::new(), false).await);
-        }
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let mut create = vec!["--cluster", "create"];
-        create.extend(addrs.iter().map(String::as_str));
-        create.extend(["--cluster-replicas", "1", "--cluster-yes"]);
-        nodes[0].cli(&create);
-        wait_for("cluster ok", DEADLINE, || async {
-            nodes
-                .iter()
-                .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-                .then_some(())
-        })
-        .await;
+        let nodes = start_cluster(bin, 6, 1, &["--maxmemory-policy", "allkeys-lfu"]).await;
         for i in 0..12 {
             let key = format!("big:{i}");
             let mut rpush = vec!["-c", "RPUSH", key.as_str()];
@@ -128,8 +102,8 @@ async fn cluster_shards_are_labelled_with_their_masters() {
         let id = "cluster";
         let (e, _stop) = start(
             &format!(
-                "redis:\n  - id: {id}\n    address: redis://{}\n    analysis: {{bigkey: {{top_n: 20}}}}\nscheduler: {{start_jitter: 0s}}\n",
-                addrs[4]
+                "redis:\n  - id: {id}\n    address: redis://127.0.0.1:{}\n    analysis: {{bigkey: {{top_n: 20}}}}\nscheduler: {{start_jitter: 0s}}\n",
+                nodes[4].port
             ),
             &dir,
         )
