@@ -634,10 +634,22 @@ impl Store {
     /// whether the result was taken.
     pub fn publish(&self, id: &str, analysis: Analysis, task: &TaskRecord) -> bool {
         let sources = self.staged_for(id, analysis, &task.id);
+        self.publish_with(id, analysis, task, |new| new.sources = sources)
+    }
+
+    /// Publishes `task` as the analysis' newest result, `fill` adding what the task record
+    /// does not hold, unless the current result is the same task or finished later.
+    fn publish_with(
+        &self,
+        id: &str,
+        analysis: Analysis,
+        task: &TaskRecord,
+        fill: impl FnOnce(&mut AnalysisResult),
+    ) -> bool {
         let mut taken = false;
         self.update_analysis(id, analysis, |a| {
             let mut new = AnalysisResult::from_task(analysis, task, a.spec.top_n);
-            new.sources = sources;
+            fill(&mut new);
             let newer = match &a.result {
                 None => true,
                 Some(old) if old.task_id == new.task_id => false,
@@ -747,26 +759,7 @@ impl Store {
         task: &TaskRecord,
         slots: Vec<HotSlot>,
     ) -> bool {
-        let mut taken = false;
-        self.update_analysis(id, analysis, |a| {
-            let mut new = AnalysisResult::from_task(analysis, task, a.spec.top_n);
-            new.slots = slots;
-            let newer = match &a.result {
-                None => true,
-                Some(old) if old.task_id == new.task_id => false,
-                Some(old) => match (old.finished_at, new.finished_at) {
-                    (Some(o), Some(n)) => n >= o,
-                    _ => true,
-                },
-            };
-            a.supported = true;
-            a.consecutive_failures = 0;
-            if newer {
-                a.result = Some(Arc::new(new));
-                taken = true;
-            }
-        });
-        taken
+        self.publish_with(id, analysis, task, |new| new.slots = slots)
     }
 
     /// Drops the key family results of shards the instance no longer has (`shards`: the shards

@@ -228,18 +228,12 @@ pub(super) struct Collect {
 
 impl Collect {
     fn update(&self, f: impl FnOnce(&mut TaskRecord), error: Option<Error>) {
-        let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = t
-            .of(Analysis::Hotslot)
-            .iter_mut()
-            .find(|e| e.record.id == self.task_id)
-        {
-            f(&mut e.record);
-            e.error = error;
-            if !e.record.status.is_active() {
-                e.abort = None;
-            }
-        }
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).update(
+            Analysis::Hotslot,
+            &self.task_id,
+            f,
+            error,
+        );
     }
 
     pub async fn go(self) {

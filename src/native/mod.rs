@@ -99,6 +99,28 @@ impl Tasks {
             Analysis::Hotslot => &mut self.hotslot,
         }
     }
+
+    /// Applies `f` to the record of scan `task_id` and sets its error; a scan that has ended
+    /// can no longer be aborted.
+    fn update(
+        &mut self,
+        analysis: Analysis,
+        task_id: &str,
+        f: impl FnOnce(&mut TaskRecord),
+        error: Option<Error>,
+    ) {
+        if let Some(e) = self
+            .of(analysis)
+            .iter_mut()
+            .find(|e| e.record.id == task_id)
+        {
+            f(&mut e.record);
+            e.error = error;
+            if !e.record.status.is_active() {
+                e.abort = None;
+            }
+        }
+    }
 }
 
 /// One Redis or Valkey target: its connections and its local task table.

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::common::redis_server::{available, free_port, resp, start_cluster, Server};
+use crate::common::redis_server::{available, free_port, resp, Server};
 use crate::common::{promtool_check, start_exporter, wait_for, Exporter, Metrics, TempDir};
 use dcs_key_exporter::app::RunOptions;
 use dcs_key_exporter::config::{self, Config};
@@ -514,106 +514,6 @@ async fn big_keys_are_read_on_the_replica_and_hot_keys_on_the_master() {
         )]
     );
     assert!(report.version.starts_with("redis ") || report.version.starts_with("valkey "));
-    e.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_shards_are_analysed_each_with_its_master_as_the_shard_label() {
-    if !available("cluster") {
-        return;
-    }
-    let nodes = start_cluster(
-        crate::common::servers::first(),
-        6,
-        1,
-        &["--maxmemory-policy", "allkeys-lfu"],
-    )
-    .await;
-    // Big lists of distinct sizes, written through the cluster.
-    for i in 0..12 {
-        let key = format!("big:{i}");
-        let mut args = vec!["-c", "RPUSH", key.as_str()];
-        let members: Vec<String> = (0..(100 + i * 10)).map(|m| m.to_string()).collect();
-        args.extend(members.iter().map(String::as_str));
-        nodes[0].cli(&args);
-    }
-    // Which master holds each key, from the masters themselves.
-    let masters: Vec<&Server> = nodes
-        .iter()
-        .filter(|n| n.cli(&["INFO", "replication"]).contains("role:master"))
-        .collect();
-    assert_eq!(masters.len(), 3);
-    let mut owner = BTreeMap::new();
-    for m in &masters {
-        for k in m.cli(&["--scan"]).lines() {
-            owner.insert(k.to_owned(), format!("127.0.0.1:{}", m.port));
-        }
-    }
-    assert_eq!(owner.len(), 12);
-    let replicas: Vec<&Server> = nodes
-        .iter()
-        .filter(|n| n.cli(&["INFO", "replication"]).contains("role:slave"))
-        .collect();
-    wait_for("replicas in sync", DEADLINE, || async {
-        let held: usize = replicas
-            .iter()
-            .map(|r| r.cli(&["DBSIZE"]).trim().parse::<usize>().unwrap_or(0))
-            .sum();
-        // The node the exporter asks must also know every replica (gossip takes a while).
-        let known = nodes[4]
-            .cli(&["CLUSTER", "NODES"])
-            .lines()
-            .filter(|l| {
-                let f: Vec<&str> = l.split(' ').collect();
-                f.len() > 7 && f[2].split(',').any(|x| x == "slave") && f[7] == "connected"
-            })
-            .count();
-        (held == 12 && known == 3).then_some(())
-    })
-    .await;
-    let dir = TempDir::new("native");
-    let id = "cluster".to_owned();
-    // Any node is enough: the rest are discovered.
-    let e = start(
-        &format!(
-            "redis:\n  - id: {id}\n    address: redis://127.0.0.1:{}\n    analysis:\n      bigkey: {{top_n: 20}}\nscheduler: {{start_jitter: 0s}}\n",
-            nodes[4].port
-        ),
-        &dir,
-    )
-    .await;
-    let m = wait_success(&e, &id, "bigkey").await;
-    let got: BTreeMap<String, (String, f64)> = m
-        .family("dcs_bigkey_elements")
-        .into_iter()
-        .map(|s| {
-            (
-                s.labels["key"].clone(),
-                (s.labels["shard"].clone(), s.value),
-            )
-        })
-        .collect();
-    let want: BTreeMap<String, (String, f64)> = (0..12)
-        .map(|i| {
-            let k = format!("big:{i}");
-            let shard = owner[&k].clone();
-            (k, (shard, (100 + i * 10) as f64))
-        })
-        .collect();
-    assert_eq!(got, want);
-    for r in &replicas {
-        assert!(
-            calls(r, "memory|usage") > 0,
-            "each shard read on its replica"
-        );
-    }
-    for m in &masters {
-        assert_eq!(calls(m, "memory|usage"), 0);
-    }
-    let m = wait_success(&e, &id, "hotkey").await;
-    for s in m.family("dcs_hotkey_frequency") {
-        assert_eq!(s.labels["shard"], owner[&s.labels["key"]], "hot key shard");
-    }
     e.stop().await;
 }
 

@@ -111,8 +111,23 @@ pub(crate) async fn spawn_exporter_limited(config: &Path, nofile: Option<u32>) -
             cmd.env_remove(k);
         }
     }
+    let (child, addr, log) = spawn_listening(cmd).await;
+    Exporter {
+        child,
+        addr,
+        listening_at: Instant::now(),
+        log,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// Starts `cmd` (the exporter, its stderr piped) and waits for its `listening` log line: the
+/// child, the address it listens on, and its log, kept as it comes.
+pub(crate) async fn spawn_listening(
+    mut cmd: Command,
+) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
     let mut child = cmd.spawn().expect("the exporter starts");
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.stderr.take().expect("stderr is piped");
     let log = Arc::new(Mutex::new(Vec::new()));
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     {
@@ -141,13 +156,7 @@ pub(crate) async fn spawn_exporter_limited(config: &Path, nofile: Option<u32>) -
             log.lock().unwrap().join("\n")
         ),
     };
-    Exporter {
-        child,
-        addr,
-        listening_at: Instant::now(),
-        log,
-        http: reqwest::Client::new(),
-    }
+    (child, addr, log)
 }
 
 impl Exporter {

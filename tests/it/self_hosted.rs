@@ -11,7 +11,6 @@ use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::common::redis_server::{available, resp, Server};
@@ -62,34 +61,7 @@ impl Exporter {
     async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let mut all = vec!["--web.listen-address=127.0.0.1:0", "--log.level=debug"];
         all.extend_from_slice(args);
-        let mut child = binary(&all, env).spawn().expect("the exporter starts");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let lines_log = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut addr_tx = Some(addr_tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("listening") {
-                    let addr = line
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("address="))
-                        .and_then(|a| a.trim_matches('"').parse::<SocketAddr>().ok());
-                    if let (Some(a), Some(tx)) = (addr, addr_tx.take()) {
-                        let _ = tx.send(a);
-                    }
-                }
-                lines_log.lock().unwrap().push(line);
-            }
-        });
-        let addr = match tokio::time::timeout(DEADLINE, addr_rx).await {
-            Ok(Ok(a)) => a,
-            _ => panic!(
-                "no listening line; log:\n{}",
-                log.lock().unwrap().join("\n")
-            ),
-        };
+        let (child, addr, log) = crate::process::spawn_listening(binary(&all, env)).await;
         Exporter {
             child,
             addr,

@@ -161,17 +161,9 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Problem;
     use crate::dcs::Analysis;
 
-    fn check<T>(f: impl FnOnce(&mut Validator<'_>) -> T) -> (T, Vec<String>, Vec<String>) {
-        let env = |_: &str| None;
-        let mut v = Validator::new(&env, None);
-        let out = f(&mut v);
-        let (p, w) = v.finish();
-        let text = |v: Vec<Problem>| v.iter().map(Problem::to_string).collect();
-        (out, text(p), text(w))
-    }
+    use crate::config::validate::check;
 
     fn raw(interval: Option<&str>, timeout: Option<&str>) -> RawAnalysis {
         RawAnalysis {

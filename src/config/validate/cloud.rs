@@ -317,14 +317,11 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Problem;
 
+    /// What `f` returns and the problems it found.
     fn check<T>(f: impl FnOnce(&mut Validator<'_>) -> T) -> (T, Vec<String>) {
-        let env = |_: &str| None;
-        let mut v = Validator::new(&env, None);
-        let out = f(&mut v);
-        let (p, _) = v.finish();
-        (out, p.iter().map(Problem::to_string).collect())
+        let (out, problems, _) = crate::config::validate::check(f);
+        (out, problems)
     }
 
     #[test]

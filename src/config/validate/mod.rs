@@ -243,6 +243,18 @@ impl<'a> Validator<'a> {
     }
 }
 
+/// Runs `f` on a validator with an empty environment: what it returns, then the problems and
+/// the warnings it found, as text (for the tests of each part).
+#[cfg(test)]
+fn check<T>(f: impl FnOnce(&mut Validator<'_>) -> T) -> (T, Vec<String>, Vec<String>) {
+    let env = |_: &str| None;
+    let mut v = Validator::new(&env, None);
+    let out = f(&mut v);
+    let (p, w) = v.finish();
+    let text = |v: Vec<crate::config::Problem>| v.iter().map(ToString::to_string).collect();
+    (out, text(p), text(w))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
