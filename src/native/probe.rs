@@ -98,19 +98,33 @@ pub async fn missing_permissions(
         asked.push(("+pttl", "key families", Cmd::new("PTTL").arg(PROBE_KEY)));
     }
     if hot {
-        // The LFU counters, unless another source is chosen (`HOTKEYS` and `MONITOR` are not
-        // asked: they cannot be tried harmlessly, and say what they lack when they run).
         use crate::config::hotkey_source::HotkeySource;
-        if matches!(
-            target.hotkey_source.source,
-            HotkeySource::Auto | HotkeySource::Lfu
-        ) {
-            asked.push(("+randomkey", "hot keys", Cmd::new("RANDOMKEY")));
-            asked.push((
-                "+object|freq",
-                "hot keys",
-                Cmd::new("OBJECT FREQ").arg(PROBE_KEY),
-            ));
+        match target.hotkey_source.source {
+            // The LFU counters.
+            HotkeySource::Auto | HotkeySource::Lfu => {
+                asked.push(("+randomkey", "hot keys", Cmd::new("RANDOMKEY")));
+                asked.push((
+                    "+object|freq",
+                    "hot keys",
+                    Cmd::new("OBJECT FREQ").arg(PROBE_KEY),
+                ));
+            }
+            // Reading the newest ranking changes nothing (Redis 8.6 answers an error without
+            // a session); a server without the command answers that it does not know it,
+            // which is not a missing permission.
+            HotkeySource::Hotkeys => asked.push((
+                "+hotkeys",
+                "hot keys from HOTKEYS",
+                Cmd::new("HOTKEYS").arg("GET"),
+            )),
+            // The command table, which tells the keys of each command in the stream. `MONITOR`
+            // itself is not asked: it cannot be tried without starting a stream, and a sample
+            // it refuses fails as `auth`, naming it.
+            HotkeySource::Monitor => asked.push((
+                "+command",
+                "hot keys from MONITOR samples",
+                Cmd::new("COMMAND").arg("COUNT"),
+            )),
         }
         asked.push(("+type", "hot keys", Cmd::new("TYPE").arg(PROBE_KEY)));
     }

@@ -170,3 +170,79 @@ async fn the_readme_acl_user_runs_every_analysis_and_each_permission_is_needed()
     );
     e.stop().await;
 }
+
+/// `source: monitor` needs `+command` beside `+monitor` (the README's list for the other
+/// sources): `check-config --online` names it when it is missing, and a sample without it
+/// fails as `auth`; with the README's permissions the sample runs. `source: hotkeys` on a
+/// server without `HOTKEYS` is not reported as lacking `+hotkeys` (the server does not know
+/// the command, which no permission changes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_samples_need_the_command_table_and_check_config_says_so() {
+    if !available("monitor acl") {
+        return;
+    }
+    let server = Server::start(&[]).await;
+    let lines = crate::common::readme::acl_lines("PASSWORD");
+    // The permissions the README lists for MONITOR samples, on top of the first line.
+    let monitor = ["+monitor", "+command", "+client|info", "+client|setname"];
+    let readme = crate::common::readme::text();
+    assert!(
+        readme.contains("`+monitor +command\n+client|info +client|setname` (`source: monitor`)"),
+        "the README lists the MONITOR permissions"
+    );
+    let with = |user: &str, without: Option<&str>| {
+        setuser(&server, &lines[0], user, None);
+        let extra: Vec<&str> = monitor
+            .iter()
+            .copied()
+            .filter(|p| Some(*p) != without)
+            .collect();
+        let mut args = vec!["ACL", "SETUSER", user];
+        args.extend(extra);
+        assert_eq!(server.cli(&args).trim(), "OK");
+    };
+    with("full", None);
+    with("nocommand", Some("+command"));
+    setuser(&server, &lines[0], "nohotkeys", None);
+    for i in 0..50 {
+        server.cli(&["SET", &format!("k:{i}"), "v"]);
+    }
+
+    let dir = TempDir::new("acl-monitor");
+    dir.write("password", "s3cret-pw\n");
+    let url = server.url();
+    let target = |id: &str, user: &str, source: &str| {
+        format!(
+            "  - id: {id}\n    address: {url}\n    username: {user}\n    password_file: password\n    analysis: {{hotkey: {{source: {source}, monitor: {{window: 1s}}}}, bigkey: {{mode: off}}, keyfamily: {{mode: off}}}}\n"
+        )
+    };
+    let yaml = format!(
+        "redis:\n{}{}{}scheduler: {{start_jitter: 0s}}\n",
+        target("full", "full", "monitor"),
+        target("nocommand", "nocommand", "monitor"),
+        target("nohotkeys", "nohotkeys", "hotkeys"),
+    );
+    let path = dir.write("config.yaml", &yaml);
+    let report = dcs_key_exporter::cli::check_config(&path, true).await;
+    let text = report.lines.join("\n");
+    let line_of = |id: &str| {
+        report
+            .lines
+            .iter()
+            .find(|l| l.starts_with(&format!("redis {id}:")))
+            .unwrap_or_else(|| panic!("no line for {id} in:\n{text}"))
+            .clone()
+    };
+    assert!(line_of("full").contains(": OK: "), "{text}");
+    let line = line_of("nocommand");
+    assert!(
+        line.contains("FAILED") && line.contains("lacks +command "),
+        "{line}"
+    );
+    assert!(!line_of("nohotkeys").contains("+hotkeys"), "{text}");
+
+    let e = start(&yaml, &dir).await;
+    wait_success(&e, "full", "hotkey").await;
+    wait_failure(&e, "nocommand", "hotkey", "auth").await;
+    e.stop().await;
+}

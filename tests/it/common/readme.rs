@@ -1,12 +1,16 @@
 //! The README's own text as test input: the `ACL SETUSER` lines of its "ACL permissions"
 //! section, so that the list users paste and the code cannot drift apart.
 
+/// The README, as written.
+pub fn text() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md")
+}
+
 /// The README's `ACL SETUSER exporter` lines, as argument lists with `>PASSWORD` replaced by
 /// `password`: the base line, the `CLIENT NO-TOUCH` line (Redis 7.2+, Valkey) and the
 /// `CLUSTER SLOT-STATS` line (Redis 8.2+, Valkey 8.0+).
 pub fn acl_lines(password: &str) -> [Vec<String>; 3] {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+    let readme = text();
     let (_, section) = readme
         .split_once("### ACL permissions")
         .expect("README has a section \"ACL permissions\"");
