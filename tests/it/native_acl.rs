@@ -39,6 +39,19 @@ fn setuser(server: &Server, line: &[String], user: &str, without: Option<&str>) 
     assert_eq!(out.trim(), "OK", "{args:?}: {out}");
 }
 
+/// `check-config --online` of the config at `path`: the line of each target, by id.
+async fn check_lines(path: &std::path::Path) -> impl Fn(&str) -> String {
+    let report = dcs_key_exporter::cli::check_config(path, true).await;
+    move |id: &str| {
+        report
+            .lines
+            .iter()
+            .find(|l| l.starts_with(&format!("redis {id}:")))
+            .unwrap_or_else(|| panic!("no line for {id} in:\n{}", report.lines.join("\n")))
+            .clone()
+    }
+}
+
 /// The analyses (of hot key, big key with families) that must fail without `perm` on a
 /// standalone server; the others must succeed.
 fn needed_by(perm: &str) -> &'static [&'static str] {
@@ -104,17 +117,9 @@ async fn the_readme_acl_user_runs_every_analysis_and_each_permission_is_needed()
 
     // check-config --online: OK for the README's user, the missing permission named for the
     // others (those a standalone server does not need aside).
-    let report = dcs_key_exporter::cli::check_config(&path, true).await;
-    let text = report.lines.join("\n");
-    let line_of = |id: &str| {
-        report
-            .lines
-            .iter()
-            .find(|l| l.starts_with(&format!("redis {id}:")))
-            .unwrap_or_else(|| panic!("no line for {id} in:\n{text}"))
-            .clone()
-    };
-    assert!(line_of("readme").contains(": OK: "), "{text}");
+    let line_of = check_lines(&path).await;
+    let readme_line = line_of("readme");
+    assert!(readme_line.contains(": OK: "), "{readme_line}");
     for (user, perm) in &users {
         let line = line_of(user);
         if needed_by(perm).is_empty() {
@@ -223,23 +228,16 @@ async fn monitor_samples_need_the_command_table_and_check_config_says_so() {
         target("nohotkeys", "nohotkeys", "hotkeys"),
     );
     let path = dir.write("config.yaml", &yaml);
-    let report = dcs_key_exporter::cli::check_config(&path, true).await;
-    let text = report.lines.join("\n");
-    let line_of = |id: &str| {
-        report
-            .lines
-            .iter()
-            .find(|l| l.starts_with(&format!("redis {id}:")))
-            .unwrap_or_else(|| panic!("no line for {id} in:\n{text}"))
-            .clone()
-    };
-    assert!(line_of("full").contains(": OK: "), "{text}");
+    let line_of = check_lines(&path).await;
+    let full = line_of("full");
+    assert!(full.contains(": OK: "), "{full}");
     let line = line_of("nocommand");
     assert!(
         line.contains("FAILED") && line.contains("lacks +command "),
         "{line}"
     );
-    assert!(!line_of("nohotkeys").contains("+hotkeys"), "{text}");
+    let nohotkeys = line_of("nohotkeys");
+    assert!(!nohotkeys.contains("+hotkeys"), "{nohotkeys}");
 
     let e = start(&yaml, &dir).await;
     wait_success(&e, "full", "hotkey").await;
