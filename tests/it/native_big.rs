@@ -4,7 +4,7 @@
 
 use crate::common::redis_server::{available, resp, Server};
 use crate::common::{wait_for, TempDir};
-use crate::native::{start, wait_success, DEADLINE};
+use crate::native::{calls, start, wait_success, DEADLINE};
 
 /// `n` one-byte strings, written fast.
 fn fill(server: &Server, n: usize) {
@@ -13,17 +13,6 @@ fn fill(server: &Server, n: usize) {
         out.extend(resp(&[b"SET", format!("k:{i}").as_bytes(), b"v"]));
     }
     server.pipe(&out);
-}
-
-/// Calls of each command since the last `CONFIG RESETSTAT`.
-fn calls(server: &Server, command: &str) -> f64 {
-    server
-        .cli(&["INFO", "commandstats"])
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|v| v.split(',').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,7 +45,7 @@ async fn hot_and_big_key_scans_of_one_node_share_its_budget() {
         (running("hotkey") && running("bigkey")).then_some(())
     })
     .await;
-    let walked = || calls(&server, "object|freq") + calls(&server, "strlen");
+    let walked = || (calls(&server, "object|freq") + calls(&server, "strlen")) as f64;
     let (before, t) = (walked(), tokio::time::Instant::now());
     // Four seconds of both scans: long enough that one batch more or less is noise.
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;

@@ -175,7 +175,7 @@ async fn a_flushall_mid_scan_publishes_only_what_is_there_after_it() {
     wait_scanned(&e, "f", 2000.0).await;
     let before = now();
     // At once (MULTI): no scan can see the server empty in between.
-    let mut conn = crate::native::sync(&server);
+    let mut conn = server.conn();
     let _: () = redis::pipe()
         .atomic()
         .cmd("FLUSHALL")
@@ -259,7 +259,7 @@ async fn names_that_differ_only_in_invalid_utf8_keep_their_own_series() {
     ];
     plant(&server, &keys);
     // Both read often: both among the hot keys.
-    let mut conn = crate::native::sync(&server);
+    let mut conn = server.conn();
     for _ in 0..2000 {
         for k in twins {
             let _: i64 = redis::cmd("HLEN").arg(k).query(&mut conn).unwrap_or(0);

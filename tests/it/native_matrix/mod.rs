@@ -6,8 +6,8 @@
 //! `OBJECT FREQ`, `OBJECT IDLETIME`, `INFO`), never what the exporter printed. The truth tests
 //! are in [`standalone`], the touch tests in [`touch`], replica, cluster and TLS in
 //! [`topology`], the README's ACL user in [`acl`]. The planted keyspace, the waits and the
-//! readers of `/metrics` are `native`'s; this module adds an exporter that stops when a
-//! server's part fails, and command counts that read every server's `INFO commandstats`.
+//! readers of `/metrics` and the command counts are `native`'s; this module adds an exporter
+//! that stops when a server's part fails.
 
 mod acl;
 mod standalone;
@@ -16,10 +16,10 @@ mod touch;
 
 use std::time::Duration;
 
-use crate::common::redis_server::Server;
 use crate::common::{start_exporter, Exporter, TempDir};
 pub(crate) use crate::native::{
-    dataset, expected_top, keys_of, load, plant, wait_failure, wait_success, Planted, DEADLINE,
+    calls, dataset, expected_top, keys_of, load, plant, wait_failure, wait_success, Planted,
+    DEADLINE,
 };
 use dcs_key_exporter::app::RunOptions;
 
@@ -34,20 +34,4 @@ async fn start(yaml: &str, dir: &TempDir) -> (Exporter, tokio_util::sync::DropGu
     .await;
     let guard = e.cancel.clone().drop_guard();
     (e, guard)
-}
-
-/// The number of calls of `command` (`scan`, `memory|usage`) in the server's
-/// `INFO commandstats`. Before 7.0 the server counts a command's subcommands together
-/// (`cmdstat_memory`), so there it is the count of the whole command.
-fn calls(server: &Server, command: &str) -> u64 {
-    let command = match command.split_once('|') {
-        Some((whole, _)) if server.bin.major_minor() < (7, 0) => whole,
-        _ => command,
-    };
-    let info = server.cli(&["INFO", "commandstats"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|r| r.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{dataset, expected_top, keys_of, load, plant, start, wait_success, DEADLINE};
+use super::{dataset, keys_of, load, plant, start, wait_success, DEADLINE};
 use crate::common::redis_server::Server;
 use crate::common::servers::{on_each, Engine, Outcome, ServerBin};
 use crate::common::{promtool_check, wait_for, Exporter, Metrics, TempDir};
-use crate::native::exported_name;
+use crate::native::{assert_big_keys, exported_name};
 use tokio_util::sync::DropGuard;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,13 +27,13 @@ async fn big_keys_sizes_and_memory_are_what_each_server_says() {
         )
         .await;
         let m = wait_success(&e, &id, "bigkey").await;
+        assert_big_keys(&m, &id, &keys, 6);
         assert_eq!(
-            keys_of(&m, "dcs_bigkey_size_bytes", &id),
-            expected_top(&keys, 6, true)
-        );
-        assert_eq!(
-            keys_of(&m, "dcs_bigkey_elements", &id),
-            expected_top(&keys, 6, false)
+            m.get(
+                "dcs_analysis_supported",
+                &[("instance_id", &id), ("analysis", "bigkey")]
+            ),
+            Some(1.0)
         );
         // The memory of every exported key is what the server says it is.
         let mut conn = server.conn();

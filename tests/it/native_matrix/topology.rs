@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{calls, dataset, expected_top, keys_of, plant, start, wait_success, DEADLINE};
+use super::{
+    calls, dataset, expected_top, keys_of, load, plant, start, wait_failure, wait_success, DEADLINE,
+};
 use crate::common::redis_server::{start_cluster, Server};
 use crate::common::servers::{assert_ran_on_each_engine, on_each, Outcome};
 use crate::common::{wait_for, TempDir};
@@ -49,11 +51,52 @@ async fn big_keys_are_read_on_the_replica_and_hot_keys_on_the_master() {
             keys_of(&m, "dcs_bigkey_elements", id),
             expected_top(&keys, 3, false)
         );
+        // dcs_instance_info says what the target is: the engine's own version (Valkey also
+        // reports a `redis_version` that is not its own).
+        let version = master
+            .info_field("server", "valkey_version")
+            .or_else(|| master.info_field("server", "redis_version"))
+            .unwrap();
+        assert_eq!(
+            m.get(
+                "dcs_instance_info",
+                &[
+                    ("instance_id", id),
+                    ("engine_version", &version),
+                    ("spec_code", "master-replica"),
+                    ("status", "")
+                ]
+            ),
+            Some(1.0)
+        );
         e.stop().await;
         assert!(calls(&replica, "memory|usage") > 0, "big keys read on the replica");
         assert_eq!(calls(&master, "memory|usage"), 0, "and not on the master");
         assert!(calls(&master, "object|freq") > 0, "hot keys read on the master");
         assert_eq!(calls(&replica, "object|freq"), 0);
+        // What check-config --online reports for the same target (it asks each node's
+        // permissions with one harmless command each).
+        let target = &load(&format!("redis:\n  - address: {}\n", master.url()), &dir).redis[0];
+        let report = dcs_key_exporter::native::probe::check_online(target)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                report.role.as_str(),
+                report.cluster,
+                report.eviction_policy.as_str()
+            ),
+            ("master", false, "allkeys-lfu")
+        );
+        assert!(report.hotkey_possible());
+        assert_eq!(
+            report.shards,
+            [format!(
+                "127.0.0.1:{} (replicas: 127.0.0.1:{})",
+                master.port, replica.port
+            )]
+        );
+        assert!(report.version.starts_with("redis ") || report.version.starts_with("valkey "));
         Outcome::Ran
     })
     .await;
@@ -159,6 +202,7 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
         (cert.pem(), key.serialize_pem())
     };
     let dir = TempDir::new("matrix-tls");
+    // The server's certificate names only redis.internal, not the address connected to.
     let (cert, key) = leaf("redis.internal");
     let (client_cert, client_key) = leaf("exporter");
     for (name, text) in [
@@ -200,13 +244,12 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
             server.cli(&["SET", key, &"x".repeat(size)]);
         }
         let id = format!("rediss://127.0.0.1:{}", server.port);
-        let (e, _stop) = start(
-            &format!(
-                "redis:\n  - address: {id}\n    tls: {{ca_file: ca.crt, cert_file: client.crt, key_file: client.key, server_name: redis.internal}}\n    analysis: {{hotkey: {{mode: off}}, bigkey: {{top_n: 2}}}}\nscheduler: {{start_jitter: 0s}}\n"
-            ),
-            dir,
-        )
-        .await;
+        let yaml = |server_name: &str| {
+            format!(
+                "redis:\n  - address: {id}\n    tls: {{ca_file: ca.crt, cert_file: client.crt, key_file: client.key{server_name}}}\n    analysis: {{hotkey: {{mode: off}}, bigkey: {{top_n: 2}}}}\nscheduler: {{start_jitter: 0s}}\n"
+            )
+        };
+        let (e, stop) = start(&yaml(", server_name: redis.internal"), dir).await;
         let m = wait_success(&e, &id, "bigkey").await;
         let strings: Vec<(String, f64)> = keys_of(&m, "dcs_bigkey_size_bytes", &id)
             .into_iter()
@@ -216,6 +259,12 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
             strings,
             [("tls:big".to_owned(), 5000.0), ("tls:mid".to_owned(), 3000.0)]
         );
+        e.stop().await;
+        drop(stop);
+        // The server's certificate names only redis.internal: without server_name it does not
+        // match 127.0.0.1, and the connection is refused.
+        let (e, _stop) = start(&yaml(""), dir).await;
+        wait_failure(&e, &id, "bigkey", "connection").await;
         e.stop().await;
         Outcome::Ran
     })
