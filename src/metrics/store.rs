@@ -439,14 +439,6 @@ impl AnalysisMap {
     pub fn keys(&self) -> impl Iterator<Item = &Analysis> {
         self.0.iter().map(|(a, _)| a)
     }
-
-    pub fn values(&self) -> impl Iterator<Item = &AnalysisState> {
-        self.0.iter().map(|(_, s)| s)
-    }
-
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut AnalysisState> {
-        self.0.iter_mut().map(|(_, s)| s)
-    }
 }
 
 impl<'a> IntoIterator for &'a AnalysisMap {

@@ -77,7 +77,13 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
         if self.analysis == Analysis::Keyfamily && !self.topology.nodes.is_empty() {
             return self.until_oldest_shard_due();
         }
-        match self.published_since {
+        self.until_interval_after(self.published_since)
+    }
+
+    /// Time left until a result finished at `finished` (Unix seconds) is one interval old;
+    /// zero without one.
+    pub(super) fn until_interval_after(&self, finished: Option<f64>) -> Duration {
+        match finished {
             Some(f) => {
                 let age = (self.shared.clock.now_unix() - f).max(0.0);
                 self.settings

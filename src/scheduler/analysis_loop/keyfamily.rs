@@ -110,15 +110,7 @@ impl<C: AnalysisSource> AnalysisLoop<C> {
                 (Some(a), Some(b)) => a.total_cmp(b),
             })
             .flatten();
-        match oldest {
-            Some(f) => {
-                let age = (self.shared.clock.now_unix() - f).max(0.0);
-                self.settings
-                    .interval
-                    .saturating_sub(Duration::from_secs_f64(age))
-            }
-            None => Duration::ZERO,
-        }
+        self.until_interval_after(oldest)
     }
 
     /// Creates the task of the shard that is due, if any.
