@@ -677,3 +677,22 @@ fn find_on_path(bin: &str) -> Option<std::path::PathBuf> {
         .map(|dir| dir.join(bin))
         .find(|p| p.is_file())
 }
+
+/// Every family the catalog renders has a row in the metrics reference (`docs/metrics.md`),
+/// under its default name.
+#[test]
+fn every_family_has_a_row_in_the_metrics_reference() {
+    let catalog = include_str!("catalog.rs");
+    let docs = include_str!("../../../docs/metrics.md");
+    let names: Vec<&str> = catalog
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("name: \""))
+        .filter_map(|r| r.strip_suffix("\","))
+        .collect();
+    assert!(names.len() >= 30, "{names:?}");
+    let missing: Vec<&&str> = names
+        .iter()
+        .filter(|n| !docs.contains(&format!("| `dcs_{n}` |")))
+        .collect();
+    assert!(missing.is_empty(), "not in docs/metrics.md: {missing:?}");
+}
